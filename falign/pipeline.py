@@ -1,0 +1,215 @@
+"""The notebook pipeline behind ``make reproduce``, ``make test`` and ``make book``.
+
+A chapter is a folder ``notebooks/<chapter>/`` of jupytext percent-format notebooks ``NN_name.py``,
+each with a cell tagged ``parameters``. ``reproduce`` executes a chapter's notebooks in order with
+papermill into a staging folder; only when every notebook succeeded are the staged tables, figures,
+``run.json`` and executed notebooks promoted to ``results/<chapter>/`` and ``book/<chapter>/``. A
+failing notebook therefore leaves the previous results exactly as they were, and its partly executed
+copy stays in the staging folder for inspection.
+
+Run ``python -m falign.pipeline --help`` for the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from falign import atomic, paths
+
+# Book order and part titles. A chapter appears only when its notebooks exist.
+CHAPTERS = {
+    "foundations": "Foundations",
+    "landmarks": "Landmarks and metrics",
+    "synthface": "SynthFace, the default data",
+    "ccnn": "CCNN: cascaded CNNs with shake",
+    "cfdrnn": "CFDRNN: coarse-to-fine heat-map RNN",
+    "msrrn": "MSRRN: multiscale recurrent regression",
+    "pifa": "PIFA: pose-invariant alignment with a single CNN",
+    "rcsr": "RCSR: recurrent convolutional shape regression",
+}
+SCALES = ("smoke", "small", "full")
+KERNEL = "falign"
+
+
+@dataclass(frozen=True)
+class Params:
+    scale: str = "smoke"
+    data: str = "synthetic"
+    data_root: str = ""
+    device: str = "cpu"
+    seed: int = 0
+
+    def as_notebook_parameters(self) -> dict:
+        return {"SCALE": self.scale, "DATA": self.data, "DATA_ROOT": self.data_root,
+                "DEVICE": self.device, "SEED": self.seed}
+
+
+def chapters(notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[str]:
+    """Chapters that exist, in book order (unknown folders last, alphabetically)."""
+    present = sorted(p.name for p in notebooks_dir.iterdir() if p.is_dir() and notebooks(p))
+    return [c for c in CHAPTERS if c in present] + [c for c in present if c not in CHAPTERS]
+
+
+def notebooks(chapter_dir: Path) -> list[Path]:
+    return sorted(p for p in chapter_dir.glob("[0-9][0-9]_*.py"))
+
+
+def resolve(paper: str, notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[str]:
+    """``all`` or one chapter name -> the chapters to run; an unknown name is a one-line error."""
+    existing = chapters(notebooks_dir)
+    if paper == "all":
+        return existing
+    if paper not in existing:
+        raise SystemExit(f"unknown PAPER={paper!r}; valid: {' '.join(existing)} all")
+    return [paper]
+
+
+def _to_ipynb(py: Path, dest: Path) -> Path:
+    import jupytext
+
+    nb = jupytext.read(py)
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "falign", "language": "python"}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(nb, dest, fmt="ipynb")
+    return dest
+
+
+def _kernel_name() -> str:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def execute(py: Path, out: Path, params: Params, env: dict[str, str], prepare_only: bool = False) -> None:
+    """Execute one notebook with papermill (or only inject its parameters) into ``out``."""
+    import papermill
+
+    src = _to_ipynb(py, out.with_name(f".{out.stem}.src.ipynb"))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits the environment of this process
+    try:
+        papermill.execute_notebook(
+            str(src), str(out), parameters=params.as_notebook_parameters(),
+            kernel_name=_kernel_name(), cwd=str(py.parent), prepare_only=prepare_only,
+            progress_bar=sys.stderr.isatty(), log_output=False,
+        )
+    finally:
+        src.unlink(missing_ok=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _promote(src: Path, dst: Path) -> None:
+    """Replace ``dst`` by ``src`` with two renames, never leaving a half-written folder."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+    if dst.exists():
+        dst.rename(old)
+    src.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def reproduce_chapter(
+    chapter: str, params: Params, *, notebooks_dir: Path = paths.NOTEBOOKS_DIR,
+    results_dir: Path = paths.RESULTS_DIR, book_dir: Path = paths.BOOK_DIR,
+    stage_root: Path = paths.ROOT / "build" / "stage",
+) -> bool:
+    """Run one chapter; promote its outputs only if every notebook succeeded. Returns success."""
+    from papermill.exceptions import PapermillExecutionError
+
+    stage = stage_root / f"{chapter}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    staged_results, staged_book = stage / "results", stage / "book" / chapter
+    env = {"FALIGN_RESULTS": str(staged_results)}
+    for py in notebooks(notebooks_dir / chapter):
+        out = staged_book / f"{py.stem}.ipynb"
+        print(f"[{chapter}] {py.stem} (SCALE={params.scale}, DATA={params.data}, DEVICE={params.device}, "
+              f"SEED={params.seed})", flush=True)
+        t0 = time.time()
+        try:
+            execute(py, out, params, env)
+        except PapermillExecutionError as err:
+            print(f"\n[{chapter}] {py.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}",
+                  file=sys.stderr)
+            print("".join(err.traceback[-3:]) if err.traceback else "", file=sys.stderr)
+            print(f"[{chapter}] previous results/{chapter} and book/{chapter} are untouched; "
+                  f"the failed notebook is {out}", file=sys.stderr)
+            return False
+        print(f"[{chapter}] {py.stem} done in {time.time() - t0:.0f} s", flush=True)
+    # A chapter without tables (none written) still gets an empty results folder with no run.json.
+    (staged_results / chapter).mkdir(parents=True, exist_ok=True)
+    _promote(staged_results / chapter, results_dir / chapter)
+    _promote(staged_book, book_dir / chapter)
+    shutil.rmtree(stage, ignore_errors=True)
+    return True
+
+
+def write_toc(book_dir: Path = paths.BOOK_DIR) -> Path:
+    """Write ``_toc.yml`` listing the intro, the real-data page and every executed chapter."""
+    lines = ["# Generated by `python -m falign.pipeline toc`: lists only chapters that exist.",
+             "format: jb-book", "root: intro", "parts:", "  - caption: Using this book", "    chapters:",
+             "      - file: real_data"]
+    for chapter, title in CHAPTERS.items():
+        executed = sorted((book_dir / chapter).glob("[0-9][0-9]_*.ipynb"))
+        if executed:
+            lines += [f"  - caption: \"{title}\"", "    chapters:"]
+            lines += [f"      - file: {chapter}/{nb.stem}" for nb in executed]
+    path = book_dir / "_toc.yml"
+    atomic.write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def prepare_nbval(out_dir: Path, chapter_names: list[str]) -> None:
+    """Execute every notebook at smoke scale into ``out_dir`` as nbval's reference outputs."""
+    params = Params()
+    for chapter in chapter_names:
+        env = {"FALIGN_RESULTS": str(out_dir / "_results"), "FALIGN_WORK": str(out_dir / "_work")}
+        for py in notebooks(paths.NOTEBOOKS_DIR / chapter):
+            print(f"[nbval reference] {chapter}/{py.stem}", flush=True)
+            execute(py, out_dir / chapter / f"{py.stem}.ipynb", params, env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m falign.pipeline", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("reproduce", help="execute chapters and promote their results")
+    rep.add_argument("--paper", default="all")
+    rep.add_argument("--scale", default="small", choices=SCALES)
+    rep.add_argument("--data", default="synthetic")
+    rep.add_argument("--data-root", default="")
+    rep.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    rep.add_argument("--seed", type=int, default=0)
+    sub.add_parser("toc", help="write book/_toc.yml from the executed chapters")
+    sub.add_parser("chapters", help="print the chapters that exist")
+    nbv = sub.add_parser("nbval-prepare", help="execute every notebook at smoke scale for nbval")
+    nbv.add_argument("--out", type=Path, required=True)
+    nbv.add_argument("--paper", default="all")
+    args = parser.parse_args(argv)
+
+    if args.command == "chapters":
+        print(" ".join(chapters()))
+    elif args.command == "toc":
+        print(write_toc())
+    elif args.command == "nbval-prepare":
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        prepare_nbval(args.out, resolve(args.paper))
+    else:
+        params = Params(args.scale, args.data, args.data_root, args.device, args.seed)
+        for chapter in resolve(args.paper):
+            if not reproduce_chapter(chapter, params):
+                return 1
+        write_toc()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Tables, figures and provenance for the book: every number the book shows passes through here.
+
+A notebook opens a :class:`Run` with :func:`start`, writes its tables and figures through it and
+calls :meth:`Run.finish`. Outputs go to ``$FALIGN_RESULTS/<paper>/`` when the pipeline runs the
+notebook (it stages them and promotes them only if every notebook of the chapter succeeds), and to a
+scratch folder when a person runs the notebook by hand, so an interactive smoke run can never
+overwrite committed results.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import os
+import platform
+import random
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from falign import atomic, paths
+
+SCALES = ("smoke", "small", "full")
+DATASETS = ("synthetic", "300w", "aflw-pifa", "afw", "lfpw5", "helen", "cofw", "menpo")
+DEVICES = ("cpu", "cuda")
+
+
+def git_state() -> dict[str, Any]:
+    """Commit hash and dirty flag of the repository, or 'unknown' outside a git checkout."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=paths.ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same CPU, same numbers: seed every generator a notebook may touch."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def describe_device(device: "torch.device") -> str:  # noqa: F821 - torch imported lazily
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def resolve_device(name: str) -> "torch.device":  # noqa: F821
+    import torch
+
+    if name not in DEVICES:
+        raise ValueError(f"DEVICE={name!r} is not one of {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("DEVICE=cuda was asked for but torch sees no CUDA device; use DEVICE=cpu")
+    return torch.device(name)
+
+
+class Run:
+    """One notebook's run: where its outputs go, its device, and the provenance it records."""
+
+    def __init__(self, paper: str, notebook: str, params: dict[str, Any]):
+        import torch
+
+        scale, data, seed = params["SCALE"], params["DATA"], int(params["SEED"])
+        if scale not in SCALES:
+            raise ValueError(f"SCALE={scale!r} is not one of {', '.join(SCALES)}")
+        if data not in DATASETS:
+            raise ValueError(f"DATA={data!r} is not one of {', '.join(DATASETS)}")
+        self.paper, self.notebook, self.params = paper, notebook, dict(params)
+        self.scale, self.data, self.seed = scale, data, seed
+        self.device = resolve_device(params.get("DEVICE", "cpu"))
+        staged = os.environ.get("FALIGN_RESULTS")
+        base = Path(staged) if staged else paths.ROOT / "build" / "scratch" / "results"
+        self.out = base / paper
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work = paths.work_dir() / paper / f"{data}-{scale}-seed{seed}"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.datasets: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        self._start = time.time()
+        self._started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._torch_version = torch.__version__
+        seed_everything(seed)
+        if not staged:
+            print(f"Run by hand: outputs go to {self.out} (the pipeline writes results/{paper}/).")
+
+    def label(self) -> str:
+        """One line naming what produced a number: dataset, scale, device, seed and commit."""
+        state = git_state()
+        commit = state["commit"][:8] + ("+dirty" if state["dirty"] else "")
+        data = ", ".join(f"{k} {v[:8]}" for k, v in self.datasets.items()) or self.data
+        return f"data {data} · scale {self.scale} · {self.device.type} · seed {self.seed} · commit {commit}"
+
+    def dataset(self, name: str, fingerprint: str) -> None:
+        self.datasets[name] = fingerprint
+
+    def log(self, **values: Any) -> None:
+        self.values.update({k: _jsonable(v) for k, v in values.items()})
+
+    def table(self, df: pd.DataFrame, name: str, caption: str = "", precision: int = 2):
+        """Write ``<name>.csv`` and return a styled HTML table carrying the caption and provenance."""
+        with atomic.atomic_path(self.out / f"{name}.csv") as tmp:
+            df.to_csv(tmp, index=False, float_format="%.6g")
+        full_caption = f"{caption} — {self.label()}" if caption else self.label()
+        return df.style.set_caption(full_caption).format(precision=precision, na_rep="—").hide(axis="index")
+
+    def figure(self, fig, name: str) -> None:
+        """Write ``<name>.png``; the notebook's inline backend shows the figure itself."""
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+        atomic.write_bytes(self.out / f"{name}.png", buf.getvalue())
+
+    def finish(self) -> dict[str, Any]:
+        """Merge this notebook's provenance into ``run.json`` beside the tables."""
+        path = self.out / "run.json"
+        record = json.loads(path.read_text()) if path.exists() else {}
+        record.update(
+            paper=self.paper,
+            **git_state(),
+            parameters={k: _jsonable(v) for k, v in self.params.items()},
+            scale=self.scale,
+            seed=self.seed,
+            device=describe_device(self.device),
+            torch=self._torch_version,
+            python=platform.python_version(),
+        )
+        record.setdefault("datasets", {}).update(self.datasets)
+        record.setdefault("notebooks", {})[self.notebook] = {
+            "started": self._started_at,
+            "wall_s": round(time.time() - self._start, 2),
+            **({"values": self.values} if self.values else {}),
+        }
+        atomic.write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        return record
+
+
+def start(paper: str, notebook: str, **params: Any) -> Run:
+    """Open a run for one notebook; ``params`` are the notebook's parameters cell (SCALE, DATA, ...)."""
+    params.setdefault("DEVICE", "cpu")
+    params.setdefault("DATA", "synthetic")
+    params.setdefault("SEED", 0)
+    return Run(paper, notebook, params)
+
+
+def compare(
+    paper: pd.DataFrame, ours: pd.DataFrame, on: str | list[str], value: str, tolerance: float
+) -> pd.DataFrame:
+    """Put the paper's ``value`` beside ours and flag rows that differ by more than ``tolerance``.
+
+    The flag is a prompt for the chapter's discussion, not a pass/fail: synthetic data and smaller
+    scales are expected to differ, and the chapter says why.
+    """
+    merged = paper[[*_as_list(on), value]].merge(
+        ours[[*_as_list(on), value]], on=on, how="outer", suffixes=(" (paper)", " (ours)")
+    )
+    diff = merged[f"{value} (ours)"] - merged[f"{value} (paper)"]
+    merged["difference"] = diff
+    merged["within tolerance"] = diff.abs().le(tolerance).where(diff.notna())
+    return merged
+
+
+def _as_list(x: str | list[str]) -> list[str]:
+    return [x] if isinstance(x, str) else list(x)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.generic,)):
+        return v.item()
+    if isinstance(v, Path):
+        return str(v)
+    return v

@@ -1,0 +1,191 @@
+"""One training loop for every chapter: CPU or CUDA, checkpoints and resume, progress, DDP.
+
+``fit`` is deliberately small (read it top to bottom, nanoGPT-style). A chapter supplies the model, a
+``loss_fn(model, batch) -> scalar`` and a torch ``Dataset``; the loop supplies:
+
+* a tqdm bar with the running loss and throughput;
+* a checkpoint after every epoch (atomic, loaded with ``weights_only=True``) and automatic resume, so
+  an interrupted run ends with the same weights as an uninterrupted one on CPU (the shuffling order
+  of epoch ``e`` depends only on ``seed`` and ``e``, and the RNG state is checkpointed);
+* mixed precision (bfloat16 autocast) on CUDA;
+* data parallelism: started under ``torchrun`` the same code runs PyTorch DDP, the global batch split
+  across ranks (gloo on CPU, NCCL on GPU).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from tqdm.auto import tqdm
+
+from falign import atomic
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class History:
+    """Per-epoch training record; ``losses`` is the mean training loss of each epoch."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def losses(self) -> list[float]:
+        return [e["loss"] for e in self.epochs]
+
+
+def distributed_context(device: str | torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    with atomic.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``: tensors and plain containers, never code."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which one
+        raise RuntimeError(f"{path}: cannot read checkpoint ({err}); delete it to start afresh") from err
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+    train_data: Dataset,
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: Callable[[Any], torch.optim.Optimizer],
+    scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    desc: str = "train",
+    amp: bool = True,
+    grad_clip: float | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` in place for ``epochs`` epochs and return its :class:`History`.
+
+    ``batch_size`` is the global batch; under DDP each of the ``world`` ranks takes
+    ``batch_size // world`` samples. The scheduler, if any, steps once per epoch.
+    """
+    device = torch.device(device)
+    rank, world = distributed_context(device)
+    if batch_size % world:
+        raise ValueError(f"batch_size={batch_size} is not divisible by the {world} ranks")
+    model.to(device)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    opt = optimizer(model.parameters())
+    sched = scheduler(opt) if scheduler else None
+    history = History()
+    start_epoch = 0
+
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
+    if ckpt_path is not None and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        history.epochs = state["history"]
+        start_epoch = state["epoch"]
+
+    if world > 1:
+        sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    else:
+        sampler = RandomSampler(train_data, generator=torch.Generator())
+    loader = DataLoader(
+        train_data, batch_size=batch_size // world, sampler=sampler, drop_last=True,
+        num_workers=num_workers, pin_memory=device.type == "cuda",
+    )
+    if len(loader) == 0:
+        raise ValueError(f"{desc}: {len(train_data)} training samples are fewer than one batch of {batch_size}")
+    use_amp = amp and device.type == "cuda"
+
+    for epoch in range(start_epoch, epochs):
+        # The order of epoch e depends on (seed, e) only, so a resumed run sees the same batches.
+        if world > 1:
+            sampler.set_epoch(epoch)
+        else:
+            sampler.generator.manual_seed(seed * 100_003 + epoch)
+        net.train()
+        total, count, t0 = 0.0, 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress or rank != 0,
+                   leave=False, dynamic_ncols=True)
+        for batch in bar:
+            batch = to_device(batch, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = loss_fn(net, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: loss became {loss.item()} in epoch {epoch + 1}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            total += loss.item()
+            count += 1
+            seen = count * batch_size
+            bar.set_postfix(loss=f"{total / count:.4g}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        if sched is not None:
+            sched.step()
+        seconds = time.perf_counter() - t0
+        history.epochs.append({
+            "epoch": epoch + 1, "loss": total / count, "lr": opt.param_groups[0]["lr"],
+            "seconds": seconds, "samples_per_s": count * batch_size / seconds,
+        })
+        if ckpt_path is not None and rank == 0:
+            _save(ckpt_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else {},
+                "rng": torch.get_rng_state(), "history": history.epochs, "epoch": epoch + 1,
+            })
+        if progress and rank == 0:
+            e = history.epochs[-1]
+            print(f"{desc} epoch {e['epoch']}/{epochs}: loss {e['loss']:.4g}, "
+                  f"{e['samples_per_s']:.0f} samples/s, {e['seconds']:.1f} s")
+    return history
+
+
+def step_decay(milestones: list[int], gamma: float) -> Callable[[torch.optim.Optimizer], Any]:
+    """A MultiStepLR factory: the learning rate is multiplied by ``gamma`` at each milestone epoch."""
+    return lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=gamma)
+
+
+def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> Callable[[Any], torch.optim.Optimizer]:
+    return lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def adam(lr: float, weight_decay: float = 0.0) -> Callable[[Any], torch.optim.Optimizer]:
+    return lambda params: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
