@@ -1,0 +1,209 @@
+"""One face, one record: the :class:`Sample` every loader produces and every paper consumes.
+
+Real datasets are too large to hold decoded (Helen images reach 3000 x 2000 pixels), so a
+:class:`FaceDataset` keeps the annotations in memory and decodes an image file only when a sample is
+indexed. Synthetic datasets simply hold their pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Sequence
+from typing import Any, overload
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from falign.landmarks import get_scheme
+
+
+class DataError(ValueError):
+    """Bad input data. The message starts with the file (and line) at fault, compiler style."""
+
+    def __init__(self, message: str, source: str | os.PathLike | None = None, line: int | None = None):
+        self.source = None if source is None else str(source)
+        self.line = line
+        where = "" if source is None else f"{source}:{line}: " if line is not None else f"{source}: "
+        super().__init__(where + message)
+
+
+@dataclasses.dataclass
+class Sample:
+    """One annotated face in 0-based pixel coordinates (x right, y down, pixel centres at integers).
+
+    ``image`` is RGB uint8 (H, W, 3); it is None only inside a :class:`FaceDataset` before decoding.
+    ``landmarks`` (N, 2) float32 follow ``scheme``; points a format marks as missing (AFW) are NaN
+    and not ``visible``. ``box`` is x1, y1, x2, y2 with width x2 - x1: the face detector's box
+    where the dataset ships one, otherwise the tight box around the visible landmarks.
+    """
+
+    image: np.ndarray | None
+    landmarks: np.ndarray
+    visible: np.ndarray
+    box: np.ndarray
+    scheme: str
+    source: str
+    params: dict | None = None
+    pose: np.ndarray | None = None
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to RGB uint8 (H, W, 3); grey, palette and RGBA files are converted."""
+    try:
+        with Image.open(path) as img:
+            return np.array(img.convert("RGB"))  # a writable copy: users draw on images
+    except FileNotFoundError:
+        raise DataError("image file not found", path) from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        raise DataError(f"cannot decode image ({err})", path) from None
+
+
+def check_image(path: str | os.PathLike) -> tuple[int, int]:
+    """Cheap integrity check at load time (header, and PNG checksums); returns (width, height).
+
+    Decoding every image of a benchmark up front would take minutes, so a file whose header is fine
+    but whose pixel data is truncated is only caught when the sample is indexed (still a DataError).
+    """
+    try:
+        with Image.open(path) as img:
+            size = img.size
+            img.verify()
+        return size
+    except FileNotFoundError:
+        raise DataError("image file not found", path) from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        raise DataError(f"unreadable or corrupt image ({err})", path) from None
+
+
+def tight_box(landmarks: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
+    """The x1, y1, x2, y2 box spanned by the (visible) landmarks, float32."""
+    pts = landmarks if visible is None else landmarks[visible]
+    return np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
+
+
+class FaceDataset(Sequence[Sample]):
+    """A named split of faces: indexable like a list of :class:`Sample`, images decoded on access.
+
+    ``skipped`` lists (source, reason) for every item a loader dropped with ``skip_invalid=True``;
+    ``counts`` maps sub-collections (e.g. 300-W's ``helen/trainset``) to their number of faces;
+    ``fingerprint`` hashes the annotations so the book can say exactly which data produced a number.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        *,
+        name: str,
+        split: str,
+        scheme: str,
+        skipped: Sequence[tuple[str, str]] = (),
+        counts: dict[str, int] | None = None,
+        fingerprint: str | None = None,
+    ):
+        self._samples = list(samples)
+        wrong = {s.scheme for s in self._samples} - {scheme}
+        if wrong:
+            raise ValueError(f"{name}/{split}: samples use scheme(s) {sorted(wrong)}, not {scheme!r}")
+        self.name, self.split, self.scheme = name, split, scheme
+        self.skipped = list(skipped)
+        self.counts = dict(counts) if counts is not None else {split: len(self._samples)}
+        self.fingerprint = fingerprint or self._hash()
+
+    def _hash(self) -> str:
+        h = hashlib.sha1(f"{self.name}/{self.split}/{self.scheme}".encode())
+        for s in self._samples:
+            h.update(s.source.encode())
+            for arr in (s.landmarks, s.visible, s.box):
+                h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    @overload
+    def __getitem__(self, index: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> FaceDataset: ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return FaceDataset(self._samples[index], name=self.name, split=self.split, scheme=self.scheme)
+        sample = self._samples[index]
+        if sample.image is None:
+            sample = dataclasses.replace(sample, image=read_image(sample.source))
+        return sample
+
+    def annotation(self, index: int) -> Sample:
+        """The sample without decoding its image (``image`` may be None): fast for statistics."""
+        return self._samples[index]
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        """All landmarks stacked, (n, N, 2) float32, without decoding any image."""
+        if not self._samples:
+            return np.zeros((0, 0, 2), np.float32)
+        return np.stack([s.landmarks for s in self._samples])
+
+    @property
+    def visible(self) -> np.ndarray:
+        if not self._samples:
+            return np.zeros((0, 0), bool)
+        return np.stack([s.visible for s in self._samples])
+
+    @property
+    def boxes(self) -> np.ndarray:
+        if not self._samples:
+            return np.zeros((0, 4), np.float32)
+        return np.stack([s.box for s in self._samples])
+
+    def __repr__(self) -> str:
+        return (f"FaceDataset({self.name}/{self.split}: {len(self)} faces, scheme {self.scheme}, "
+                f"{len(self.skipped)} skipped, fingerprint {self.fingerprint})")
+
+
+def make_sample(
+    landmarks: Any,
+    *,
+    scheme: str,
+    source: str | os.PathLike,
+    visible: Any = None,
+    box: Any = None,
+    image: np.ndarray | None = None,
+    where: str | os.PathLike | None = None,
+    line: int | None = None,
+    pose: Any = None,
+    extra: dict | None = None,
+) -> Sample:
+    """Validate one face's annotation and build its :class:`Sample`: the checks all formats share.
+
+    The number of points comes from the scheme (:func:`falign.landmarks.get_scheme`).
+    Raises :class:`DataError` naming ``where`` (the annotation file, default ``source``) and
+    ``line`` for a wrong number of points, non-finite coordinates of a visible point, no visible
+    point, or a box of zero area.
+    """
+    where = source if where is None else where
+    n_points = get_scheme(scheme).n_points
+    pts = np.asarray(landmarks, dtype=np.float32)
+    if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] != n_points:
+        found = pts.shape[0] if pts.ndim == 2 else pts.size
+        raise DataError(f"expected {n_points} points for scheme {scheme}, found {found}", where, line)
+    vis = np.ones(n_points, bool) if visible is None else np.asarray(visible, dtype=bool).reshape(-1)
+    if vis.shape != (n_points,):
+        raise DataError(f"expected {n_points} visibility flags, found {vis.size}", where, line)
+    bad = np.flatnonzero(vis & ~np.isfinite(pts).all(1))
+    if bad.size:
+        raise DataError(f"non-finite (NaN or infinite) coordinates for point(s) {bad.tolist()}", where, line)
+    if not vis.any():
+        raise DataError("no visible landmark", where, line)
+    box = tight_box(pts, vis) if box is None else np.asarray(box, dtype=np.float32).reshape(-1)
+    if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
+        raise DataError(f"bounding box {box.tolist()} (x1, y1, x2, y2) has zero area or is not finite",
+                        where, line)
+    return Sample(
+        image=image, landmarks=pts, visible=vis, box=box, scheme=scheme, source=str(source),
+        pose=None if pose is None else np.asarray(pose, dtype=np.float32), extra=dict(extra or {}),
+    )
