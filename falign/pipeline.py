@@ -126,7 +126,7 @@ def reproduce_chapter(
     """Run one chapter; promote its outputs only if every notebook succeeded. Returns success."""
     from papermill.exceptions import PapermillExecutionError
 
-    stage = stage_root / f"{chapter}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    stage = stage_root.resolve() / f"{chapter}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     staged_results, staged_book = stage / "results", stage / "book" / chapter
     env = {"FALIGN_RESULTS": str(staged_results)}
     for py in notebooks(notebooks_dir / chapter):
@@ -169,7 +169,7 @@ def write_toc(book_dir: Path = paths.BOOK_DIR) -> Path:
 
 def prepare_nbval(out_dir: Path, chapter_names: list[str]) -> None:
     """Execute every notebook at smoke scale into ``out_dir`` as nbval's reference outputs."""
-    params = Params()
+    params, out_dir = Params(), out_dir.resolve()  # kernels run in the notebook's folder
     for chapter in chapter_names:
         env = {"FALIGN_RESULTS": str(out_dir / "_results"), "FALIGN_WORK": str(out_dir / "_work")}
         for py in notebooks(paths.NOTEBOOKS_DIR / chapter):
