@@ -1,0 +1,52 @@
+"""Crops: the shared model input. Landmarks follow the pixels and map back to the image exactly."""
+
+import numpy as np
+import pytest
+import torch
+
+from falign.data import Sample, FaceDataset
+from falign.data.crops import crop_faces
+
+
+def _arrays(n=3, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, size, size, 3), np.uint8)
+    landmarks = rng.uniform(20, 44, (n, 5, 2)).astype(np.float32)
+    # a bright pixel on each face's first landmark (rounded), so we can find it after cropping
+    landmarks[:, 0] = np.round(landmarks[:, 0])
+    for i, (x, y) in enumerate(landmarks[:, 0].astype(int)):
+        images[i, y, x] = 255
+    boxes = np.concatenate([landmarks.min(1) - 4, landmarks.max(1) + 4], axis=1).astype(np.float32)
+    return {"images": images, "landmarks": landmarks, "visible": np.ones((n, 5), bool), "boxes": boxes,
+            "detector_boxes": boxes, "scheme": "five", "name": "toy", "fingerprint": "x",
+            "M": np.zeros((n, 2, 4), np.float32)}
+
+
+def test_ground_truth_maps_back_to_the_original_landmarks():
+    a = _arrays()
+    crops = crop_faces(a, 32, margin=0.2)
+    assert crops.images.shape == (3, 3, 32, 32) and crops.images.dtype == torch.uint8
+    np.testing.assert_allclose(crops.ground_truth().numpy(), a["landmarks"], atol=1e-3)
+    assert crops.extra["M"].shape == (3, 2, 4)
+
+
+def test_landmarks_follow_the_pixels():
+    crops = crop_faces(_arrays(), 64, margin=0.0)  # enlarging: the bright pixel spreads but peaks near the point
+    for img, lm in zip(crops.images, crops.landmarks):
+        y, x = np.unravel_index(img[0].float().numpy().argmax(), img.shape[1:])
+        assert abs(x - lm[0, 0]) <= 1.5 and abs(y - lm[0, 1]) <= 1.5
+
+
+def test_grey_and_subset():
+    crops = crop_faces(_arrays(), 16, grey=True)
+    assert crops.images.shape == (3, 1, 16, 16)
+    sub = crops.subset([2, 0])
+    assert len(sub) == 2 and torch.equal(sub.landmarks[1], crops.landmarks[0])
+
+
+def test_real_datasets_crop_through_samples():
+    a = _arrays(n=2)
+    samples = [Sample(image=a["images"][i], landmarks=a["landmarks"][i], visible=a["visible"][i],
+                      box=a["boxes"][i], scheme="five", source=f"toy/{i}") for i in range(2)]
+    crops = crop_faces(FaceDataset(samples, name="toy", split="test", scheme="five"), 24)
+    np.testing.assert_allclose(crops.ground_truth().numpy(), a["landmarks"], atol=1e-3)
