@@ -1,0 +1,1 @@
+"""One model file per paper (pifa, rcsr, ...) plus their baselines."""

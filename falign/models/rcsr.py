@@ -1,0 +1,501 @@
+"""Recurrent Convolutional Shape Regression (RCSR): W. Wang, S. Tulyakov, N. Sebe, TPAMI 2018.
+
+A cascade of shape regressors (Eq. 1-3) turned into one recurrent network trained end to end. Read
+top to bottom, this file follows the paper's Section 3:
+
+1. Initial shapes (Sec. 3, 3.1.1): the training mean shape placed in the face box, jittered several
+   times per training face.
+2. Patches (Sec. 3.2): one bilinear ``grid_sample`` call cuts a P x P patch centred on every current
+   landmark of every face.
+3. Convolutional module (Sec. 3.2, 4.2, 5.2): SRCNN (Eq. 9) with ``depth`` extra 3x3 layers (Fig. 5),
+   or the LeNet and FAUC baselines (Fig. 9); HOG for the hand-crafted baselines (Sec. 5.1). The
+   feature maps of all landmarks are stacked into one tensor (Sec. 4.2, 6.3).
+4. Recurrent module (Sec. 3.1): a GRU (Eq. 4-7) whose products are convolutions (ConvGRU, Fig. 3a)
+   or matrix products on flattened features (traditional GRU, Fig. 3b); a fully connected head turns
+   the memory H_t into the overall shape increment h_t, and the estimate is h^_t = h^_0 + h_t.
+5. The loss (Eq. 8) with w_t = 10^(t/T), and the stopping rule of Sec. 4.3.
+
+Coordinates are 0-based pixels of the model's input image (x right, y down, pixel centres at
+integers). Choices the paper leaves open are written "Decision:" where they are made and collected
+in :data:`DECISIONS` for the chapter's Deviations section.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.feature import hog
+from torch import nn
+
+from falign.landmarks import get_scheme
+
+# ---------------------------------------------------------------------------------------------
+# 1. Initial shapes
+# ---------------------------------------------------------------------------------------------
+
+
+def mean_shape(landmarks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """The training mean shape S-bar (Sec. 3: h^_0 = S-bar) in box units: (0, 0) is the box's top-left
+    corner and (1, 1) its bottom-right, so that it can be placed in any face box."""
+    landmarks, boxes = np.asarray(landmarks, np.float64), np.asarray(boxes, np.float64)
+    if landmarks.ndim != 3 or boxes.shape != (len(landmarks), 4):
+        raise ValueError(f"mean_shape: expected landmarks (n,N,2) and boxes (n,4), got "
+                         f"{landmarks.shape} and {boxes.shape}")
+    origin, size = boxes[:, None, :2], boxes[:, None, 2:] - boxes[:, None, :2]
+    return ((landmarks - origin) / size).mean(0).astype(np.float32)
+
+
+def place_in_box(mean: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(N,2) box-unit shape, (B,4) boxes x1,y1,x2,y2 -> (B,N,2) pixel shapes: the initial estimate."""
+    boxes = np.asarray(boxes, np.float32)
+    return (boxes[:, None, :2] + np.asarray(mean, np.float32) * (boxes[:, None, 2:] - boxes[:, None, :2]))
+
+
+def jittered_initial_shapes(mean: np.ndarray, boxes: np.ndarray, n_init: int, *, shift: float = 0.05,
+                            scale: float = 0.05, seed: int = 0) -> np.ndarray:
+    """Sec. 3.1.1: "for each face image, the initial shape is sampled several times by adding noise to
+    the mean shape". Returns (B, n_init, N, 2).
+
+    Decision: the noise is a random similarity of the placed mean shape, the kind of error a face
+    detector makes: a translation N(0, shift * box side) per axis and a scale 1 + N(0, scale) about
+    the box centre.
+    """
+    boxes = np.asarray(boxes, np.float32)
+    rng = np.random.default_rng(seed)
+    side = (boxes[:, 2:] - boxes[:, :2])[:, None, None, :]                 # (B,1,1,2)
+    centre = ((boxes[:, :2] + boxes[:, 2:]) / 2)[:, None, None, :]
+    placed = place_in_box(mean, boxes)[:, None]                           # (B,1,N,2)
+    s = 1 + scale * rng.standard_normal((len(boxes), n_init, 1, 1))
+    t = shift * side * rng.standard_normal((len(boxes), n_init, 1, 2))
+    return ((placed - centre) * s + centre + t).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Patches centred on the current landmarks
+# ---------------------------------------------------------------------------------------------
+
+
+def sample_patches(images: torch.Tensor, points: torch.Tensor, size: int,
+                   width: int | None = None) -> torch.Tensor:
+    """(B,C,H,W) images, (B,N,2) pixel points -> (B,N,C,size,width) patches at 1-pixel spacing
+    (``width`` defaults to ``size``: square patches).
+
+    Patch k of face b is centred on points[b, k] (exactly on its centre pixel when the sides are
+    odd). All B*N patches come from one bilinear ``grid_sample`` call, so gradients reach the image
+    and the landmark positions; outside the image the border pixels repeat.
+    """
+    B, C, H, W = images.shape
+    N, width = points.shape[1], width or size
+    rows = torch.arange(size, device=points.device, dtype=points.dtype) - (size - 1) / 2
+    cols = torch.arange(width, device=points.device, dtype=points.dtype) - (width - 1) / 2
+    dy, dx = torch.meshgrid(rows, cols, indexing="ij")
+    x = points[..., 0, None, None] + dx                                   # (B,N,size,width)
+    y = points[..., 1, None, None] + dy
+    grid = torch.stack([2 * x / (W - 1) - 1, 2 * y / (H - 1) - 1], dim=-1)
+    grid = grid.reshape(B, N * size, width, 2).to(images.dtype)
+    patches = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return patches.reshape(B, C, N, size, width).transpose(1, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Convolutional module: per-patch feature extractors (each maps (M,1,P,P) -> (M,C,h,w))
+# ---------------------------------------------------------------------------------------------
+
+
+def _scaled(channels: int, width: float) -> int:
+    """``width`` < 1 thins a network for CPU-sized runs (the experiments' scale configs say where)."""
+    return max(1, round(channels * width))
+
+
+class SRCNN(nn.Sequential):
+    """Eq. 9 and Sec. 4.2: W1 = 9x9x64 + ReLU, ``depth`` compound 3x3x64 layers + ReLU (VDSR [46],
+    Fig. 5: n = 0, 5, 10, 15, 20) in front of W2 = 1x1x32 + ReLU, and W3 = 5x5 projecting to
+    ``out_channels`` feature maps (the paper's W3 is [32 x 5 x 5 x 1]: one map per landmark).
+
+    Decision: W1 and W3 are unpadded, as in SRCNN [39], so a P x P patch gives (P-12) x (P-12)
+    maps; the 3x3 layers pad by 1, as in VDSR.
+    """
+
+    def __init__(self, depth: int = 0, out_channels: int = 1, width: float = 1.0):
+        n1, n2 = _scaled(64, width), _scaled(32, width)
+        layers: list[nn.Module] = [nn.Conv2d(1, n1, 9), nn.ReLU()]
+        for _ in range(depth):
+            layers += [nn.Conv2d(n1, n1, 3, padding=1), nn.ReLU()]
+        layers += [nn.Conv2d(n1, n2, 1), nn.ReLU(), nn.Conv2d(n2, out_channels, 5)]
+        super().__init__(*layers)
+
+
+class LeNet(nn.Sequential):
+    """Fig. 9 (2), Sec. 5.2: LeNet [56] without its classifier: 5x5x20 conv, 2x2 max-pool, 5x5x50
+    conv, 2x2 max-pool. As in Caffe's LeNet (and the paper's description) no ReLU between them."""
+
+    def __init__(self, width: float = 1.0):
+        c1, c2 = _scaled(20, width), _scaled(50, width)
+        super().__init__(nn.Conv2d(1, c1, 5), nn.MaxPool2d(2), nn.Conv2d(c1, c2, 5), nn.MaxPool2d(2))
+
+
+class FAUC(nn.Sequential):
+    """Fig. 9 (3), Sec. 5.2: the facial action unit network [55] without its classifier: three
+    bias-free 5x5 convs with 64, 128, 256 filters, each followed by ReLU; 2x2 max-pooling after the
+    first two and quadrant pooling [58] (the mean of each image quadrant: 2x2 maps) after the third.
+
+    Decision: the convs pad by 2 ("same"), since a landmark patch is far smaller than FAUC's 96x96
+    faces and three unpadded 5x5 convs with two poolings would consume it.
+    """
+
+    def __init__(self, width: float = 1.0):
+        c1, c2, c3 = _scaled(64, width), _scaled(128, width), _scaled(256, width)
+        super().__init__(
+            nn.Conv2d(1, c1, 5, padding=2, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, 5, padding=2, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+        )
+
+
+EXTRACTORS = {"srcnn": SRCNN, "lenet": LeNet, "fauc": FAUC}
+
+
+class PatchCNN(nn.Module):
+    """F(I, h): a CNN applied to the patch around every landmark, all B*N patches in one batch.
+
+    Decision (Sec. 4.2 "we stack the feature maps of the 68 landmarks"; Sec. 6.3): the maps are
+    stacked along channels, landmark-major, giving a (B, N*C, h, w) tensor whose spatial layout is the
+    patch's, which is what the ConvGRU's convolutions can exploit.
+
+    Speed, not a change of model: when the CNN starts with an unpadded convolution (SRCNN's W1,
+    LeNet's first layer), :meth:`prepare` runs it once on the whole image and :meth:`forward` cuts the
+    patches out of its response. This equals convolving each bilinearly sampled patch, because the
+    patch grid has 1-pixel spacing, so sampling is a fixed sub-pixel shift that commutes with the
+    convolution; it is cheaper because the 68 patches overlap and are re-cut at every recurrence.
+    (Patches reaching past the image border differ: they repeat the response's edge instead.)
+    """
+
+    def __init__(self, cnn: nn.Sequential, n_points: int, patch_size: int):
+        super().__init__()
+        self.cnn, self.n_points, self.patch_size = cnn, n_points, patch_size
+        first = cnn[0]
+        self.shared = (isinstance(first, nn.Conv2d) and first.padding == (0, 0)
+                       and first.stride == (1, 1) and first.dilation == (1, 1))
+        self.kernel = first.kernel_size[0] if self.shared else 1
+        with torch.no_grad():
+            try:
+                c, h, w = cnn(torch.zeros(1, 1, patch_size, patch_size)).shape[1:]
+            except RuntimeError as err:
+                raise ValueError(f"patch_size={patch_size} is too small for {type(cnn).__name__}") from err
+        self.out_shape = (n_points * c, h, w)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Once per image: the first layer's response (shared path) or the image itself."""
+        return self.cnn[0](images) if self.shared else images
+
+    def forward(self, prepared: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        B, N = points.shape[:2]
+        if self.shared:   # response pixel u sits at image pixel u + (k-1)/2
+            patches = sample_patches(prepared, points - (self.kernel - 1) / 2, self.patch_size - self.kernel + 1)
+        else:
+            patches = sample_patches(prepared, points, self.patch_size)
+        maps = patches.reshape(B * N, *patches.shape[2:])
+        for layer in list(self.cnn)[int(self.shared):]:
+            maps = layer(maps)                                             # (B*N,C,h,w) at the end
+        return maps.reshape(B, N * maps.shape[1], *maps.shape[2:])
+
+
+class HOGFeatures(nn.Module):
+    """Sec. 5.1: HOG descriptors at patches centred on the landmarks, concatenated (the hand-crafted
+    F of SDM and of "traditional GRU + HOG"); no parameters, no gradient.
+
+    Decision: SIFT-like defaults, since SDM [3] used SIFT: the P x P patch (16 by default) is split
+    into 4x4 cells, 8 orientations, one L2-Hys block -> 128 numbers per landmark at any P.
+
+    ``skimage.feature.hog`` runs once per batch, on a strip of all B*N patches side by side, each
+    one cell wider on the left and right; only the blocks inside each patch are kept. skimage
+    normalises every block of its input in a Python loop, so the strip (few blocks per patch)
+    costs about what one call per patch would. The result is skimage's HOG of each patch except that
+    horizontal gradients on the patch's left and right edges use the true neighbouring pixels
+    (skimage zeroes gradients on an image's border).
+    """
+
+    def __init__(self, n_points: int, patch_size: int = 16, cells: int = 4, block: int = 4,
+                 orientations: int = 8):
+        super().__init__()
+        if patch_size % cells or cells < block:
+            raise ValueError(f"HOG: patch_size={patch_size} must split into cells={cells} cells per side, "
+                             f"at least block={block}")
+        self.n_points, self.patch_size, self.block = n_points, patch_size, block
+        self.cell = patch_size // cells
+        self.orientations = orientations
+        self.blocks_per_side = cells - block + 1
+        self.out_shape = (n_points * self.blocks_per_side ** 2 * block ** 2 * orientations,)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        B, N = points.shape[:2]
+        P, c, k = self.patch_size, self.cell, self.blocks_per_side
+        tile = P + 2 * c
+        patches = sample_patches(images[:, :1].float(), points.float(), P, tile)[:, :, 0]
+        strip = patches.permute(2, 0, 1, 3).reshape(P, B * N * tile).cpu().numpy()
+        blocks = hog(strip, orientations=self.orientations, pixels_per_cell=(c, c),
+                     cells_per_block=(self.block, self.block), feature_vector=False)
+        cols = (np.arange(B * N)[:, None] * (tile // c) + 1 + np.arange(k)).ravel()  # skip margin
+        kept = blocks[:k][:, cols].reshape(k, B * N, k, -1).transpose(1, 0, 2, 3)
+        return torch.from_numpy(np.ascontiguousarray(kept).reshape(B, -1)).to(images.device, torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Recurrent module
+# ---------------------------------------------------------------------------------------------
+
+
+class GRU(nn.Module):
+    """Eq. 4-7, one recurrence:
+
+        z_t = sigmoid(W_zH * H_{t-1} + W_zf * f_t + b_z)                     (4)
+        r_t = sigmoid(W_rH * H_{t-1} + W_rf * f_t + b_r)                     (5)
+        c_t = tanh(W_cH * (r_t . H_{t-1}) + W_cf * f_t + b_c)                (6)
+        H_t = (1 - z_t) . H_{t-1} + z_t . c_t                                (7)
+
+    With ``conv=True`` every "*" is a k x k convolution and H_t is a (hidden, h, w) tensor: the
+    ConvGRU of Fig. 3a, which keeps the features' spatial layout in memory. With ``conv=False`` they
+    are matrix products on flattened features and H_t a vector: the traditional GRU of Fig. 3b [20].
+    The three W_.f (and the biases) are one layer, as are W_zH and W_rH.
+    """
+
+    def __init__(self, in_channels: int, hidden: int, *, conv: bool, kernel: int = 3):
+        super().__init__()
+        self.conv, self.hidden = conv, hidden
+        if conv:
+            def layer(i: int, o: int, bias: bool) -> nn.Module:
+                return nn.Conv2d(i, o, kernel, padding=kernel // 2, bias=bias)
+        else:
+            def layer(i: int, o: int, bias: bool) -> nn.Module:
+                return nn.Linear(i, o, bias=bias)
+        self.W_f = layer(in_channels, 3 * hidden, True)      # W_zf, W_rf, W_cf; b_z, b_r, b_c
+        self.W_zrH = layer(hidden, 2 * hidden, False)        # W_zH, W_rH
+        self.W_cH = layer(hidden, hidden, False)
+
+    def initial_state(self, f: torch.Tensor) -> torch.Tensor:
+        """H_0 = 0, shaped like the memory for input f."""
+        shape = (f.shape[0], self.hidden, *f.shape[2:]) if self.conv else (f.shape[0], self.hidden)
+        return f.new_zeros(shape)
+
+    def forward(self, f: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+        if not self.conv:
+            f = f.flatten(1)
+        f_z, f_r, f_c = self.W_f(f).chunk(3, dim=1)
+        H_z, H_r = self.W_zrH(H).chunk(2, dim=1)
+        z = torch.sigmoid(H_z + f_z)                          # (4)
+        r = torch.sigmoid(H_r + f_r)                          # (5)
+        c = torch.tanh(self.W_cH(r * H) + f_c)                # (6)
+        return (1 - z) * H + z * c                            # (7)
+
+
+def fc_head(in_features: int, out_features: int, layers: int, width: int) -> nn.Sequential:
+    """"fc" of Fig. 2 (1-3 layers in Fig. 5; ReLU between them). The last layer starts at zero so
+    that training begins from h^_t = h^_0, the mean shape."""
+    dims = [in_features] + [width] * (layers - 1)
+    mods: list[nn.Module] = [nn.Flatten()]
+    for i, o in zip(dims[:-1], dims[1:]):
+        mods += [nn.Linear(i, o), nn.ReLU()]
+    last = nn.Linear(dims[-1], out_features)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*mods, last)
+
+
+DEFAULT_HIDDEN = {"convgru": 64, "gru": 512}   # Decision: memory size (channels / units)
+DEFAULT_PATCH = {"srcnn": 25, "lenet": 25, "fauc": 25, "hog": 16}  # Decision: patch side, pixels
+
+
+class RCSR(nn.Module):
+    """The recurrent convolutional shape regressor (Fig. 2), and its Table 4 / Fig. 5 variants.
+
+    ``extractor``: "srcnn" (the paper's), "lenet", "fauc" or "hog"; ``unit``: "convgru" (the paper's)
+    or "gru"; ``depth``: extra SRCNN layers (Fig. 5); ``fc_layers``: 1-3 (Fig. 5); ``steps``: T, the
+    recurrences trained (5 in Sec. 4.2; 10, 20, 30 in Sec. 4.4); ``scheme``: "ibug68" or "ibug49"
+    (fixes N and the eye corners the stopping rule normalises by); ``cnn_width``: channel multiplier
+    of the CNN (1 = the paper's widths).
+
+    The buffer ``mean_shape`` holds S-bar in box units (:func:`mean_shape`), set from the training set
+    and saved with the weights, so a checkpoint knows its own initial shape h^_0.
+
+    Decision: h_t is predicted in units of the input image side (the fc output is multiplied by
+    (W, H)), so the head's scale does not depend on the crop resolution.
+    """
+
+    def __init__(self, scheme: str = "ibug68", steps: int = 5, extractor: str = "srcnn",
+                 unit: str = "convgru", patch_size: int | None = None, depth: int = 0,
+                 fc_layers: int = 1, fc_width: int = 512, hidden: int | None = None, kernel: int = 3,
+                 loss_schedule: str = "eq8", cnn_width: float = 1.0):
+        super().__init__()
+        if unit not in DEFAULT_HIDDEN:
+            raise ValueError(f"unit must be one of {sorted(DEFAULT_HIDDEN)}, got {unit!r}")
+        if extractor not in DEFAULT_PATCH:
+            raise ValueError(f"extractor must be one of {sorted(DEFAULT_PATCH)}, got {extractor!r}")
+        if extractor == "hog" and unit == "convgru":
+            raise ValueError("ConvGRU + HOG is not defined: HOG vectors have no spatial layout "
+                             "(the paper does not report it, Sec. 5.1)")
+        if depth and extractor != "srcnn":
+            raise ValueError("depth (extra 3x3 layers, Fig. 5) applies to the SRCNN extractor only")
+        if not 1 <= fc_layers <= 3:
+            raise ValueError(f"fc_layers must be 1, 2 or 3 (Fig. 5), got {fc_layers}")
+        self.scheme = get_scheme(scheme)
+        self.config = dict(scheme=scheme, steps=steps, extractor=extractor, unit=unit,
+                           patch_size=patch_size or DEFAULT_PATCH[extractor], depth=depth,
+                           fc_layers=fc_layers, fc_width=fc_width,
+                           hidden=hidden or DEFAULT_HIDDEN[unit], kernel=kernel,
+                           loss_schedule=loss_schedule, cnn_width=cnn_width)
+        N, P = self.scheme.n_points, self.config["patch_size"]
+        self.steps, self.n_points = steps, N
+        if extractor == "hog":
+            self.features: nn.Module = HOGFeatures(N, P)
+        else:
+            cnn = SRCNN(depth, width=cnn_width) if extractor == "srcnn" else EXTRACTORS[extractor](cnn_width)
+            self.features = PatchCNN(cnn, N, P)
+        in_shape = self.features.out_shape
+        hidden = self.config["hidden"]
+        conv = unit == "convgru"
+        self.gru = GRU(in_shape[0] if conv else int(np.prod(in_shape)), hidden, conv=conv, kernel=kernel)
+        memory = hidden * int(np.prod(in_shape[1:])) if conv else hidden
+        self.head = fc_head(memory, 2 * N, fc_layers, fc_width)
+        self.register_buffer("loss_weights", loss_weights(steps, loss_schedule), persistent=False)
+        self.register_buffer("mean_shape", torch.zeros(N, 2))
+
+    def recurrences(self, images: torch.Tensor, init: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Yield h^_1, h^_2, ... without end: the recurrence may run past the trained T (Sec. 4.3)."""
+        B, N, _ = init.shape
+        side = init.new_tensor([images.shape[-1], images.shape[-2]])
+        shape, H = init, None
+        prepared = self.features.prepare(images)
+        while True:
+            f = self.features(prepared, shape)                             # f_t = F(I, h^_{t-1})
+            H = self.gru(f, self.gru.initial_state(f) if H is None else H)  # Eq. 4-7
+            h = self.head(H).view(B, N, 2) * side                          # h_t: overall increment
+            shape = init + h                                               # h^_t = h^_0 + h_t
+            yield shape
+
+    def forward(self, images: torch.Tensor, init: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """(B,1,H,W) images, (B,N,2) initial shapes -> (steps+1, B, N, 2): h^_0 (the input) .. h^_T."""
+        steps = self.steps if steps is None else steps
+        return torch.stack([init, *itertools.islice(self.recurrences(images, init), steps)])
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, init_shapes: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Inference with T (or ``steps``) recurrences: shapes per step, (steps+1, B, N, 2)."""
+        return self(images, init_shapes, steps)
+
+    @torch.no_grad()
+    def predict_adaptive(self, images: torch.Tensor, init_shapes: torch.Tensor, gamma: float = 0.01,
+                         max_steps: int = 13, increment: str = "l2") -> tuple[torch.Tensor, torch.Tensor]:
+        """Sec. 4.3: recur until the normalised shape increment falls below ``gamma`` (0.01), at most
+        ``max_steps`` (13) times. Returns the final shapes (B,N,2) and the steps used per face (B,)."""
+        return adaptive_stop(self.recurrences(images, init_shapes), init_shapes,
+                             self.scheme.outer_eye_corners, gamma, max_steps, increment)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Loss (Eq. 8) and the stopping rule (Sec. 4.3)
+# ---------------------------------------------------------------------------------------------
+
+
+def loss_weights(T: int, schedule: str = "eq8") -> torch.Tensor:
+    """Step weights w_1..w_T, increasing so that later recurrences matter more.
+
+    "eq8" (Sec. 3.1.1): w_t = 10^(t/T). "sec4.4": 10^w with w evenly spaced in [-2, 2], the weights
+    Sec. 4.4 prints for the models trained with T = 5, 10, 20, 30 recurrences (the same section also
+    says they follow Sec. 3.1.1; the two disagree, so both are offered).
+    """
+    if schedule == "eq8":
+        return 10 ** (torch.arange(1, T + 1, dtype=torch.float32) / T)
+    if schedule == "sec4.4":
+        return 10 ** torch.linspace(-2, 2, T)
+    raise ValueError(f"loss schedule must be 'eq8' or 'sec4.4', got {schedule!r}")
+
+
+def rcsr_loss(shapes: torch.Tensor, target: torch.Tensor, side: torch.Tensor,
+              weights: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: J = sum_i sum_t w_t || (h^_0 + h_t^i) - h_*^i ||_F^2 over shapes (T+1,B,N,2) (step 0,
+    the initial shape, is not penalised).
+
+    Decision: coordinates are measured in image sides (divided by ``side`` = (W, H)) and the sum over
+    the mini-batch is a mean: both only rescale J, and make the learning rate independent of the
+    crop resolution and the batch size.
+    """
+    err = (shapes[1:].float() - target.float()[None]) / side
+    return (weights.to(err)[:, None] * err.pow(2).sum(dim=(-1, -2))).sum(0).mean()
+
+
+def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
+    """The hook for ``falign.train.fit``: batch = {"image": (B,1,H,W), "init": (B,N,2), "target": (B,N,2)}."""
+    images = batch["image"]
+    shapes = model(images, batch["init"])
+    side = images.new_tensor([images.shape[-1], images.shape[-2]], dtype=torch.float32)
+    weights = getattr(model, "module", model).loss_weights                # unwrap DDP
+    return rcsr_loss(shapes, batch["target"], side, weights)
+
+
+def normalised_increment(prev: torch.Tensor, new: torch.Tensor, eyes: tuple[int, int],
+                         increment: str = "l2") -> torch.Tensor:
+    """Sec. 4.3: ||h^_t - h^_{t-1}||_2 divided by the distance between the outer eye corners (of the
+    current estimate: there is no ground truth at test time). Returns (B,).
+
+    "l2" is the paper's literal definition: the l2 norm of the whole 2N-vector increment. "mean" is
+    the mean point displacement instead, a per-point reading that the text does not rule out.
+    """
+    if increment not in ("l2", "mean"):
+        raise ValueError(f"increment must be 'l2' or 'mean', got {increment!r}")
+    d = new - prev
+    step = d.flatten(1).norm(dim=1) if increment == "l2" else d.norm(dim=-1).mean(dim=1)
+    iod = (new[:, eyes[0]] - new[:, eyes[1]]).norm(dim=-1)
+    return step / iod.clamp_min(1e-6)
+
+
+def adaptive_stop(shapes: Iterator[torch.Tensor], init: torch.Tensor, eyes: tuple[int, int],
+                  gamma: float = 0.01, max_steps: int = 13,
+                  increment: str = "l2") -> tuple[torch.Tensor, torch.Tensor]:
+    """Sec. 4.3 for any recurrence ``shapes`` (an iterator of (B,N,2) estimates h^_1, h^_2, ...).
+
+    Face b stops after the first step t whose normalised increment is below ``gamma`` and keeps
+    h^_t; faces that never get there stop at ``max_steps``. The batch keeps recurring until all have
+    stopped (the extra work on stopped faces is discarded), so results do not depend on batching.
+    """
+    final = init.clone()
+    used = torch.full((init.shape[0],), max_steps, dtype=torch.long, device=init.device)
+    active = torch.ones(init.shape[0], dtype=torch.bool, device=init.device)
+    prev = init
+    for t, new in enumerate(itertools.islice(shapes, max_steps), start=1):
+        final[active] = new[active]
+        stop = active & (normalised_increment(prev, new, eyes, increment) < gamma)
+        used[stop] = t
+        active &= ~stop
+        prev = new
+        if not active.any():
+            break
+    return final, used
+
+
+DECISIONS: dict[str, str] = {
+    "initial shapes": "jittered_initial_shapes: noise = random similarity (translation N(0, 0.05 box side), "
+                      "scale 1+N(0, 0.05)) of the mean shape placed in the box.",
+    "patches": "sample_patches: bilinear, 1-pixel spacing, border padding; default P = 25 for the CNNs, 16 "
+               "for HOG (the paper gives no patch size; the experiments' scale configs set P per crop size).",
+    "srcnn padding": "SRCNN: W1 and W3 unpadded as in SRCNN [39] (P-12 maps); the extra 3x3 layers pad by 1.",
+    "stacking": "PatchCNN: feature maps of all landmarks stacked along channels (B, N*C, h, w).",
+    "lenet": "LeNet: Caffe LeNet conv/pool layers without ReLU, as the paper lists none.",
+    "fauc": "FAUC: 'same' padding so 25x25 patches survive; quadrant pooling = mean of each quadrant.",
+    "hog": "HOGFeatures: SIFT-like HOG (patch in 4x4 cells, 8 orientations, one block: 128 per point).",
+    "memory": "GRU memory: 64 channels (ConvGRU, 3x3 kernels, 'same' padding) or 512 units (traditional "
+              "GRU); H_0 = 0.",
+    "cnn width": "cnn_width < 1 thins SRCNN/LeNet/FAUC channels; used only where a scale config says so.",
+    "head": "fc head: last layer zero-initialised; h_t predicted in image sides; hidden fc width 512.",
+    "loss scale": "rcsr_loss: shapes in image sides and a batch mean instead of a sum (rescales Eq. 8 only).",
+    "loss weights": "loss_weights: 'eq8' 10^(t/T) by default; Sec. 4.4's 10^linspace(-2,2,T) as 'sec4.4'.",
+    "stopping": "normalised_increment: l2 norm of the whole increment / outer-eye-corner distance of the "
+                "current estimate (gamma = 0.01, 13 steps at most).",
+}

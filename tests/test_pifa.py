@@ -1,0 +1,229 @@
+"""PIFA: visualization layer (Eq. 8-11), network variants (Tables 6-8), losses (Eq. 6-7), tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from falign.landmarks import convert
+from falign.models import pifa
+from falign.morphable import MorphableModel, project
+from falign.papers import pifa as paper
+
+# iBUG-68 targets on the tiny sphere face as (longitude, latitude) in degrees: jaw, brows, nose,
+# eyes, mouth; each landmark snaps to the nearest mesh vertex.
+_JAW = [(lon, -45.0 + 25 * abs(lon) / 80) for lon in np.linspace(-80, 80, 17)]
+_BROWS = [(lon, 35.0) for lon in np.linspace(-50, 50, 10)]
+_NOSE = [(0.0, 25.0), (0.0, 17.0), (0.0, 9.0), (0.0, 0.0)] + [(lon, -10.0) for lon in np.linspace(-15, 15, 5)]
+_EYES = [(c + 10 * math.cos(t), 20 + 5 * math.sin(t)) for c in (-25, 25) for t in np.linspace(0, 2 * math.pi, 7)[:6]]
+_MOUTH = [(lon, -30.0) for lon in np.linspace(-25, 25, 20)]
+_TARGETS = np.array(_JAW + _BROWS + _NOSE + _EYES + _MOUTH)
+
+
+def tiny_model(n_lat: int = 10, n_lon: int = 20, n_id: int = 10, n_exp: int = 5, seed: int = 0) -> MorphableModel:
+    """A sphere-cap 'face' (longitudes -100..100 deg, so the sides turn away from the camera) with
+    random smooth bases: small enough for gradcheck, shaped enough for the layer's invariants."""
+    g = torch.Generator().manual_seed(seed)
+    lat = torch.linspace(-70, 70, n_lat, dtype=torch.float64)
+    lon = torch.linspace(-100, 100, n_lon, dtype=torch.float64)
+    la, lo = torch.meshgrid(lat.deg2rad(), lon.deg2rad(), indexing="ij")
+    mean = torch.stack([lo.sin() * la.cos(), la.sin(), lo.cos() * la.cos()], -1).reshape(-1, 3) * 80
+    i, j = torch.meshgrid(torch.arange(n_lat - 1), torch.arange(n_lon - 1), indexing="ij")
+    v00, v01 = i * n_lon + j, i * n_lon + j + 1
+    v10, v11 = v00 + n_lon, v01 + n_lon
+    tris = torch.cat([torch.stack([v00, v01, v11], -1).reshape(-1, 3), torch.stack([v00, v11, v10], -1).reshape(-1, 3)])
+    grid = np.stack(np.meshgrid(np.linspace(-70, 70, n_lat), np.linspace(-100, 100, n_lon), indexing="ij")[::-1], -1)
+    d = ((grid.reshape(-1, 1, 2) - _TARGETS[None]) ** 2).sum(-1)
+    lm = torch.as_tensor(d.argmin(0))
+    V = len(mean)
+
+    def bases(n):
+        b = torch.randn(n, V, 3, generator=g, dtype=torch.float64)
+        return (b / b.flatten(1).norm(dim=1)[:, None, None] * math.sqrt(V)).float()
+
+    return MorphableModel(
+        mean=mean.float(), id_basis=bases(n_id), id_sigma=torch.linspace(3, 1, n_id),
+        exp_basis=bases(n_exp), exp_sigma=torch.linspace(2, 0.5, n_exp), triangles=tris.long(),
+        landmark_vertices={"ibug68": lm},
+    )
+
+
+@pytest.fixture(scope="module")
+def model() -> MorphableModel:
+    return tiny_model()
+
+
+def camera(scale, yaw_deg, tx, ty, dtype=torch.float32):
+    """Weak-perspective M for a yaw rotation: x' = s (cos x + sin z), y' = -s y (image y down)."""
+    c, s_ = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
+    return torch.tensor([[scale * c, 0, scale * s_, tx], [0, -scale, 0, ty]], dtype=dtype)
+
+
+# ---- visualization layer ------------------------------------------------------------------------
+def test_visualization_gradcheck(model):
+    torch.manual_seed(0)
+    layer = pifa.VisualizationLayer(model, "nose", sigma=1.0, radius=1)
+    M = torch.stack([camera(0.09, 20, 8.1, 7.9), camera(0.08, -35, 7.3, 8.4)]).double().requires_grad_()
+    p = (0.3 * torch.randn(2, 15, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda M, p: layer(M, p, 16), (M, p), eps=1e-6, atol=1e-5)
+
+
+def test_frontal_face_is_brightest_at_the_nose(model):
+    layer = pifa.VisualizationLayer(model, "nose")
+    M = camera(0.15, 0, 16, 16)[None]
+    V = layer(M, torch.zeros(1, 15), 32)[0, 0]
+    nose = project(M, model.mean[None])[0, model.landmark_vertices["ibug68"][30]]
+    iy, ix = divmod(int(V.argmax()), 32)
+    assert abs(ix - nose[0]) <= 1.5 and abs(iy - nose[1]) <= 1.5
+    assert V.min() < 0 < V.max()  # the standardised mask: positive middle, negative contour
+
+
+def test_pruned_vertices_contribute_nothing(model):
+    layer = pifa.VisualizationLayer(model, "none")
+    M = camera(0.12, 70, 16, 16)[None]
+    p = torch.zeros(1, 15)
+    g = model.mean.double() @ pifa.toward_camera(M.double())[0]  # sphere: normal = position / radius
+    pruned = g <= 0
+    assert pruned.sum() > 20
+    before = layer(M, p, 32)
+    layer.mask[pruned] = 1e3  # any value on pruned vertices must not show
+    after = layer(M, p, 32)
+    torch.testing.assert_close(before, after)
+
+
+def test_batch_equals_single(model):
+    layer = pifa.VisualizationLayer(model, "five")
+    torch.manual_seed(1)
+    M = torch.stack([camera(0.12, 10, 15, 16), camera(0.1, -60, 17, 15)])
+    p = torch.randn(2, 15)
+    both = layer(M, p, 32)
+    one = torch.cat([layer(M[:1], p[:1], 32), layer(M[1:], p[1:], 32)])
+    torch.testing.assert_close(both, one)
+
+
+def test_masks_are_standardised(model):
+    for fn in (pifa.nose_mask, pifa.five_area_mask):
+        a = fn(model)
+        assert abs(float(a.mean())) < 1e-5 and abs(float(a.std()) - 1) < 1e-5
+
+
+# ---- network ----------------------------------------------------------------------------------------
+TINY = dict(scheme="ibug68", size=16, fc_hidden=32, fc_grid=2, convs=tuple((4, 3) for _ in range(12)))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"inputs": "FV"}, {"inputs": "IV"},  # Table 6
+    {"mask": "five"}, {"mask": "none"},  # Table 7
+    {"n_blocks": 4}, {"n_blocks": 3},  # Table 8
+    {"visualize": False},  # Sec. 4.3 without visualization
+])
+def test_network_variants(model, kwargs):
+    torch.manual_seed(0)
+    net = pifa.PIFA(model, **TINY, **kwargs)
+    params = net(torch.randn(2, 3, 16, 16))
+    assert len(params) == kwargs.get("n_blocks", 6) + 1
+    assert all(P.shape == (2, 8 + 15) for P in params)
+    counts = pifa.count_parameters(net)
+    assert len(counts) == len(net.blocks) and (counts["total"] > 0).all()
+
+
+def test_table1_architecture(model):
+    net = pifa.PIFA(model, scheme="ibug68", size=16, fc_grid=1)
+    counts = pifa.count_parameters(net)
+    assert counts["conv layers"].tolist()[0] == "12 (5x5), 16 (5x5)"
+    assert counts["conv layers"].tolist()[-1] == "40 (3x3), 40 (3x3)"
+    # block 2 sees the image (3), block 1's 16 feature maps and V (1)
+    assert counts["in channels"].tolist() == [4, 20, 28, 36, 44, 44]
+    assert net.blocks[0].regressor[1].out_features == 800
+
+
+def test_initial_params_place_mean_landmarks_in_box(model):
+    net = pifa.PIFA(model, **TINY)
+    box = torch.tensor([[10.0, 20.0, 110.0, 120.0], [-5.0, 3.0, 40.0, 38.0]])  # square boxes
+    U = net.landmarks(net.initial_params(box))
+    assert (U[..., 0] >= box[:, None, 0]).all() and (U[..., 0] <= box[:, None, 2]).all()
+    assert (U[..., 1] >= box[:, None, 1]).all() and (U[..., 1] <= box[:, None, 3]).all()
+    assert net.visibility(net.initial_params(box)).all()  # frontal: every landmark faces the camera
+
+
+def test_derived_scheme_landmarks(model):
+    """AFW's 6 points include means of iBUG points; projecting the mean = mean of projections."""
+    net6, net68 = pifa.PIFA(model, **{**TINY, "scheme": "afw6"}), pifa.PIFA(model, **TINY)
+    P = net68.initial_params(net68.crop_box(2)) + 0.01 * torch.randn(2, 23)
+    torch.testing.assert_close(net6.landmarks(P), convert(net68.landmarks(P), "ibug68", "afw6"))
+
+
+def test_calibrate_recovers_box_fit(model):
+    net = pifa.PIFA(model, **TINY)
+    M = torch.stack([camera(0.1 + 0.01 * k, 0, 8.0 + k, 8.0) for k in range(4)])
+    net.calibrate(M)
+    P0 = net.initial_params(net.crop_box(1))
+    expected = camera(0.115, 0, 9.5, 8.0)
+    torch.testing.assert_close(pifa.split_params(P0)[0][0], expected, atol=1e-4, rtol=1e-5)
+
+
+def test_loss_decreases_on_one_batch(model):
+    torch.manual_seed(0)
+    net = pifa.PIFA(model, **TINY, dropout=0.0)
+    B = 4
+    P0 = net.initial_params(net.crop_box(B))
+    M = pifa.split_params(P0)[0] + 0.02 * torch.randn(B, 2, 4) * torch.tensor([1, 1, 1, 50.0])
+    p = torch.randn(B, 15) * net.p_sigma
+    batch = {"image": torch.randn(B, 3, 16, 16), "M": M, "p": p}
+    batch["landmarks"] = net.landmarks(pifa.join_params(M, p)).detach()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = pifa.pifa_loss(net, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_loss_reaches_first_block_through_visualization(model):
+    """End-to-end: a landmark loss on block 6 alone trains block 1's convs (via P and V)."""
+    torch.manual_seed(0)
+    net = pifa.PIFA(model, **TINY, inputs="IV")  # no feature path: only P (and V) link the blocks
+    params = net(torch.randn(2, 3, 16, 16))
+    net.landmarks(params[-1]).sum().backward()
+    assert net.blocks[0].features[0].weight.grad.abs().sum() > 0
+
+
+# ---- paper tables -----------------------------------------------------------------------------------
+def test_paper_tables():
+    assert set(paper.TABLES) >= {f"table{i}" for i in range(1, 9)}
+    assert paper.table("table2").set_index("method").loc["Proposed method", "NME"] == 4.45
+    assert paper.table("table3")["NME"].tolist() == [25.8, 9.26, 6.77, 5.51, 4.98, 4.60, 4.45]
+    assert paper.table("table1")["filters"].tolist() == [c for c, _ in pifa.TABLE1_CONVS]
+    assert paper.table("table5").shape == (10, 4)
+    assert 7.18 in paper.table("text_numbers")["value"].tolist()
+    for name in paper.TABLES:
+        assert name in paper.META and len(paper.table(name)) > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_visualization_cuda_matches_cpu(model):
+    layer = pifa.VisualizationLayer(model, "nose")
+    M = torch.stack([camera(0.12, 10, 15, 16), camera(0.1, -60, 17, 15)])
+    p = torch.randn(2, 15, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(layer.cuda()(M.cuda(), p.cuda(), 32).cpu(), layer.cpu()(M, p, 32),
+                               atol=1e-4, rtol=1e-4)
+
+
+# ---- experiment helpers -----------------------------------------------------------------------------
+def test_crop_camera_moves_projection_like_pixels(model):
+    from falign.data.transforms import apply_affine, crop_to_box
+    from falign.experiments.pifa import crop_camera, noisy_boxes
+
+    M = torch.stack([camera(0.8, 30, 100, 90), camera(0.5, -70, 60, 120)])
+    boxes = torch.tensor([[40.0, 30.0, 160.0, 170.0], [10.0, 60.0, 110.0, 170.0]])
+    A = crop_to_box(boxes, 114)
+    S = model.mean[None].expand(2, -1, -1)
+    torch.testing.assert_close(project(crop_camera(M, A), S), apply_affine(project(M, S), A), atol=1e-3, rtol=1e-4)
+    noisy = noisy_boxes(boxes, 3, 0.1, seed=0)
+    assert noisy.shape == (6, 4) and torch.equal(noisy[:2], boxes) and not torch.equal(noisy[2:4], boxes)

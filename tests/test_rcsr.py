@@ -1,0 +1,243 @@
+"""RCSR model, its Table 4 baselines and the paper's transcribed numbers (fast, CPU)."""
+
+import numpy as np
+import pytest
+import torch
+from skimage.feature import hog
+
+from falign.models import baselines, rcsr
+from falign.papers import rcsr as paper
+
+torch.set_num_threads(1)
+SIZE, P = 48, 17          # small crops and patches keep every test fast
+
+
+def faces(n: int, n_points: int = 68, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose landmarks are bright blobs, so the shape is recoverable from the pixels."""
+    g = torch.Generator().manual_seed(seed)
+    pts = 10 + (SIZE - 20) * torch.rand(n, n_points, 2, generator=g)
+    yy, xx = torch.meshgrid(torch.arange(SIZE.__float__()), torch.arange(SIZE.__float__()), indexing="ij")
+    d2 = (xx - pts[..., 0, None, None]) ** 2 + (yy - pts[..., 1, None, None]) ** 2
+    return torch.exp(-d2 / 4).amax(1, keepdim=True).clamp(max=1), pts
+
+
+def small(kind: str, **cfg) -> torch.nn.Module:
+    if kind == "sdm":
+        return baselines.build_model(kind, stages=3, **cfg)
+    patch = {} if kind == "gru-hog" else {"patch_size": P}                 # HOG keeps its 16 px
+    return baselines.build_model(kind, hidden=8, steps=3, **patch, **cfg)
+
+
+# --- shapes -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", list(baselines.TABLE4))
+def test_every_table4_model_predicts_shapes_per_step(kind):
+    model = small(kind)
+    images, pts = faces(2)
+    out = model.predict(images, pts)
+    assert out.shape == (4, 2, 68, 2)
+    assert torch.equal(out[0], pts) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("cfg", [dict(depth=2, fc_layers=3), dict(fc_layers=2), dict(scheme="ibug49"),
+                                 dict(extractor="lenet", unit="gru"), dict(loss_schedule="sec4.4")])
+def test_configurations(cfg):
+    model = rcsr.RCSR(patch_size=P, hidden=8, steps=2, **cfg)
+    n = model.n_points
+    images, pts = faces(2, n)
+    assert model(images, pts).shape == (3, 2, n, 2)
+    assert model(images, pts, steps=4).shape == (5, 2, n, 2)      # recurs past the trained T
+
+
+def test_invalid_configurations_raise():
+    with pytest.raises(ValueError, match="HOG"):
+        rcsr.RCSR(extractor="hog", unit="convgru")
+    with pytest.raises(ValueError, match="fc_layers"):
+        rcsr.RCSR(fc_layers=4)
+    with pytest.raises(ValueError, match="too small"):
+        rcsr.RCSR(patch_size=11)
+    with pytest.raises(ValueError, match="unknown model kind"):
+        baselines.build_model("cnn")
+
+
+def test_srcnn_layers_follow_the_paper():
+    convs = [m for m in rcsr.SRCNN(depth=5) if isinstance(m, torch.nn.Conv2d)]
+    ends = [tuple(c.weight.shape) for c in convs[:1] + convs[-2:]]
+    assert ends == [(64, 1, 9, 9), (32, 64, 1, 1), (1, 32, 5, 5)]
+    assert len(convs) == 3 + 5 and all(c.weight.shape == (64, 64, 3, 3) for c in convs[1:6])
+    stacked = rcsr.PatchCNN(rcsr.SRCNN(), 68, 25)
+    assert stacked.out_shape == (68, 13, 13)
+
+
+# --- patches ----------------------------------------------------------------------------------
+
+def test_patch_is_centred_on_the_landmark():
+    images = torch.zeros(2, 1, 40, 50)
+    pts = torch.tensor([[[20.0, 30.0], [7.0, 5.0]], [[33.0, 12.0], [45.0, 25.0]]])
+    for b in range(2):
+        for x, y in pts[b].long().tolist():
+            images[b, 0, y, x] = 1.0
+    patches = rcsr.sample_patches(images, pts, 7)
+    assert patches.shape == (2, 2, 1, 7, 7)
+    for b in range(2):
+        for k in range(2):
+            patch = patches[b, k, 0]
+            assert patch[3, 3] == pytest.approx(1.0, abs=1e-5) and patch.sum() == pytest.approx(1.0, abs=1e-5)
+    half = rcsr.sample_patches(images, pts + torch.tensor([0.5, 0.0]), 7)[0, 0, 0]
+    assert torch.allclose(half[3, 2:4], torch.tensor([0.5, 0.5]))             # bilinear in between
+
+
+@pytest.mark.parametrize("cnn", [rcsr.SRCNN, rcsr.LeNet])
+def test_shared_first_layer_equals_the_cnn_on_each_patch(cnn):
+    torch.manual_seed(0)
+    images, pts = faces(2)
+    pts = pts.clamp(14, SIZE - 15) + 0.37                                  # patches inside the image
+    features = rcsr.PatchCNN(cnn(), 68, 25)
+    assert features.shared
+    patches = rcsr.sample_patches(images, pts, 25).reshape(2 * 68, 1, 25, 25)
+    reference = features.cnn(patches).reshape(2, -1, *features.out_shape[1:])
+    assert torch.allclose(features(features.prepare(images), pts), reference, atol=1e-5)
+
+
+def test_patches_are_differentiable_in_the_landmarks():
+    images, pts = faces(1)
+    pts = (pts + 0.3).requires_grad_()
+    rcsr.sample_patches(images, pts, 5).sum().backward()
+    assert pts.grad.abs().sum() > 0
+
+
+def test_hog_mosaic_equals_hog_of_each_patch():
+    images, pts = faces(2, seed=3)
+    feats = rcsr.HOGFeatures(68)
+    out = feats(images, pts)
+    assert out.shape == (2, 68 * 128)
+    wide = rcsr.sample_patches(images, pts, 16, 16 + 8)[1, 5, 0].numpy()   # one cell each side
+    ref = hog(wide, orientations=8, pixels_per_cell=(4, 4), cells_per_block=(4, 4), feature_vector=False)
+    assert np.allclose(out[1].view(68, 128)[5].numpy(), ref[0, 1].ravel(), atol=1e-5)
+
+
+# --- initial shapes ---------------------------------------------------------------------------
+
+def test_mean_shape_and_jittered_initialisations():
+    _, pts = faces(6)
+    boxes = torch.cat([pts.amin(1), pts.amax(1)], 1).numpy()
+    mean = rcsr.mean_shape(pts.numpy(), boxes)
+    assert mean.shape == (68, 2) and 0 <= mean.min() and mean.max() <= 1
+    placed = rcsr.place_in_box(mean, boxes)
+    inits = rcsr.jittered_initial_shapes(mean, boxes, 4, seed=1)
+    assert inits.shape == (6, 4, 68, 2)
+    assert np.array_equal(inits, rcsr.jittered_initial_shapes(mean, boxes, 4, seed=1))
+    assert not np.allclose(inits[:, 0], placed)
+    assert np.allclose(rcsr.jittered_initial_shapes(mean, boxes, 2, shift=0, scale=0)[:, 1], placed)
+
+
+# --- loss -------------------------------------------------------------------------------------
+
+def test_loss_weights():
+    assert torch.allclose(rcsr.loss_weights(5), 10 ** (torch.arange(1, 6) / 5.0))
+    assert torch.allclose(rcsr.loss_weights(4, "sec4.4")[[0, -1]], torch.tensor([0.01, 100.0]))
+    target = torch.zeros(1, 2, 2)
+    shapes = torch.stack([target, target + 1, target])                   # error only at t = 1
+    loss = rcsr.rcsr_loss(shapes, target, torch.tensor([2.0, 2.0]), rcsr.loss_weights(2))
+    assert torch.isclose(loss, torch.tensor(10 ** 0.5 * 4 * 0.25))
+
+
+def test_a_few_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    images, pts = faces(2)
+    init = pts + 2 * torch.randn_like(pts)
+    model = rcsr.RCSR(patch_size=P, hidden=8, steps=3)
+    batch = {"image": images, "init": init, "target": pts}
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+    losses = []
+    for _ in range(8):
+        loss = rcsr.loss_fn(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.85 * losses[0]
+
+
+# --- stopping rule ----------------------------------------------------------------------------
+
+def test_stopping_rule_stops_when_the_increment_falls_below_gamma():
+    init = torch.zeros(2, 68, 2)
+    init[:, 45, 0] = 100.0                                               # eye corners 100 px apart
+    face_steps = [[5.0, 2.0, 0.5, 0.05, 0.0], [5.0, 5.0, 5.0, 5.0, 5.0]]   # l2 increments, pixels
+
+    def recurrence():
+        shape = init.clone()
+        for t in range(100):
+            move = torch.tensor([row[min(t, 4)] for row in face_steps])
+            shape = shape.clone()
+            shape[:, 0, 1] += move                                        # one point moves
+            yield shape
+
+    final, used = rcsr.adaptive_stop(recurrence(), init, (36, 45), gamma=0.01, max_steps=13)
+    assert used.tolist() == [3, 13]                                       # 0.5 / 100 < 0.01 at t = 3
+    assert final[0, 0, 1] == 7.5 and final[1, 0, 1] == 65.0
+
+
+def test_model_stopping_rule_returns_steps_per_face():
+    images, pts = faces(3)
+    shapes, used = rcsr.RCSR(patch_size=P, hidden=8).predict_adaptive(images, pts, max_steps=4)
+    assert shapes.shape == (3, 68, 2) and used.shape == (3,) and (used >= 1).all() and (used <= 4).all()
+
+
+# --- batching ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["convgru-srcnn", "gru-hog", "sdm"])
+def test_batch_of_two_equals_two_batches_of_one(kind):
+    torch.manual_seed(0)
+    model = small(kind).eval()
+    for p in model.parameters():                                          # leave the zero init
+        torch.nn.init.normal_(p, std=0.01)
+    images, pts = faces(2)
+    both = model.predict(images, pts)
+    one = torch.cat([model.predict(images[i:i + 1], pts[i:i + 1]) for i in range(2)], dim=1)
+    assert torch.allclose(both, one, atol=1e-4)
+    if kind != "sdm":
+        s2, u2 = model.predict_adaptive(images, pts)
+        s1, u1 = zip(*(model.predict_adaptive(images[i:i + 1], pts[i:i + 1]) for i in range(2)))
+        assert torch.allclose(s2, torch.cat(s1), atol=1e-4) and torch.equal(u2, torch.cat(u1))
+
+
+# --- SDM --------------------------------------------------------------------------------------
+
+def test_sdm_reduces_the_training_error_stage_by_stage():
+    images, pts = faces(8, seed=5)
+    g = torch.Generator().manual_seed(1)
+    images, pts = images.repeat(3, 1, 1, 1), pts.repeat(3, 1, 1)           # 3 initialisations per face
+    init = pts + 2.0 * torch.randn(pts.shape, generator=g)
+    sdm = baselines.SDM(stages=3, alpha=1e-3)
+    errors = sdm.fit(images, init, pts)
+    assert len(errors) == 4 and all(a > b for a, b in zip(errors, errors[1:]))
+    assert errors[-1] < 0.5 * errors[0]
+    final = sdm.predict(images, init)[-1]                                 # predict replays fit
+    assert float((final - pts).norm(dim=-1).mean()) == pytest.approx(errors[-1], rel=1e-4)
+
+
+def test_ridge_recovers_a_linear_map():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=g)
+    R, b = torch.randn(5, 3, generator=g), torch.randn(3, generator=g)
+    R_hat, b_hat = baselines.ridge(x, x @ R + b, alpha=1e-8)
+    assert torch.allclose(R_hat, R, atol=1e-4) and torch.allclose(b_hat, b, atol=1e-4)
+    R_dual, _ = baselines.ridge(x[:4], (x @ R + b)[:4], alpha=1e-3)       # n < d: dual form
+    assert R_dual.shape == (5, 3)
+
+
+# --- published numbers ------------------------------------------------------------------------
+
+def test_paper_tables_transcribed():
+    t1 = paper.table("table1")
+    assert len(t1) == 18 and t1.set_index("method").loc["RCSR adaptive"].tolist() == [4.01, 8.58, 4.90]
+    t4 = paper.table("table4")
+    assert t4["kind"].tolist() == list(baselines.TABLE4)
+    assert t4["method"].tolist() == [row for row, _ in baselines.TABLE4.values()]
+    assert t4.iloc[-1, 2:].tolist() == t1.iloc[-1, 1:].tolist()
+    assert paper.table("table2").shape == (10, 3) and paper.table("table3").shape == (10, 3)
+    assert set(paper.META) == set(paper.TABLES)
+    with pytest.raises(KeyError):
+        paper.table("table9")
