@@ -1,0 +1,144 @@
+"""``make bench``: speed of the hot paths, written to ``results/bench.csv`` with provenance.
+
+Measured on the CPU (all of its threads, one process) and, when torch sees one, on the GPU:
+
+* SynthFace generation, everything included (3DMM sampling, rendering, backgrounds, occluders,
+  noise, blur, landmarks and visibility), at 128 and 256 pixels;
+* PIFA's visualization layer, and PIFA / RCSR inference at batch 1 (latency) and a large batch
+  (throughput).
+
+Tests never assert on time; this is where speed claims come from. Each row is the median of
+``repeats`` timed runs after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import pandas as pd
+import torch
+
+from falign import atomic, paths, report
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int = 5, warmup: int = 1) -> float:
+    """Median seconds per call of ``fn``."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_synthface(device: torch.device, quick: bool) -> list[dict]:
+    from falign.data.synthface import synthface_arrays
+
+    rows = []
+    sizes = {128: 256 if device.type == "cpu" else 8192, 256: 128 if device.type == "cpu" else 4096}
+    for size, n in sizes.items():
+        n = max(16, n // 8) if quick else n
+        seconds = timed(lambda: synthface_arrays("300w-like", "train", n, size=size, seed=1, cache=False,
+                                                 device=str(device)), device, repeats=1 if quick else 3)
+        rows.append(dict(benchmark="synthface generation", size=size, batch=n,
+                         value=n / seconds, unit="images/s"))
+    return rows
+
+
+def bench_pifa(device: torch.device, quick: bool) -> list[dict]:
+    """PIFA at the paper's 114x114 input (Table 1 network): visualization layer and inference."""
+    from falign.experiments import pifa as chapter
+    from falign.models.pifa import split_params
+
+    net = chapter.build_network().to(device).eval()
+    rows = []
+    with torch.no_grad():
+        M, p = split_params(net.initial_params(net.crop_box(64, device)))
+        for batch in (1, 64):
+            s = timed(lambda: net.visualization(M[:batch], p[:batch], net.size), device)
+            rows.append(dict(benchmark="PIFA visualization layer", size=net.size, batch=batch,
+                             value=batch / s, unit="images/s"))
+        for batch in (1, 8 if quick else 64):
+            images = torch.rand(batch, net.in_channels, net.size, net.size, device=device)
+            s = timed(lambda: net.predict(images), device)
+            rows.append(dict(benchmark="PIFA inference", size=net.size, batch=batch, value=batch / s,
+                             unit="images/s"))
+    return rows
+
+
+def bench_rcsr(device: torch.device, quick: bool) -> list[dict]:
+    """RCSR (ConvGRU + SRCNN) at the paper's protocol: per-face time at batch 1 and batched."""
+    from falign.experiments import rcsr as chapter
+    from falign.models.rcsr import place_in_box
+
+    cfg = chapter.SCALES["full"]
+    net = chapter.build(cfg).to(device).eval()
+    size = cfg["size"]
+    rows = []
+    with torch.no_grad():
+        for batch in (1, 8 if quick else 64):
+            images = torch.rand(batch, 1, size, size, device=device)
+            box = torch.tensor([[8.0, 8.0, size - 8.0, size - 8.0]]).expand(batch, 4).numpy()
+            init = torch.from_numpy(place_in_box(net.mean_shape.cpu().numpy(), box)).to(device)
+            s = timed(lambda: net.predict(images, init), device)
+            rows.append(dict(benchmark="RCSR inference", size=size, batch=batch, value=batch / s,
+                             unit="faces/s"))
+    return rows
+
+
+BENCHMARKS = {"synthface": bench_synthface, "pifa": bench_pifa, "rcsr": bench_rcsr}
+
+
+def run(names: list[str], quick: bool = False) -> pd.DataFrame:
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        for name in names:
+            print(f"bench {name} on {device.type} ...", flush=True)
+            torch.manual_seed(0)
+            for row in BENCHMARKS[name](device, quick):
+                rows.append({**row, "device": report.describe_device(device)})
+                print(f"  {row['benchmark']} size {row['size']} batch {row['batch']}: "
+                      f"{row['value']:.1f} {row['unit']}", flush=True)
+    state = report.git_state()
+    df = pd.DataFrame(rows)
+    df["value"] = df["value"].round(1)
+    df["torch"] = torch.__version__
+    df["python"] = platform.python_version()
+    df["commit"] = state["commit"][:12] + ("+dirty" if state["dirty"] else "")
+    df["quick"] = quick
+    return df
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m falign.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="small batches, one repeat (a check that it runs)")
+    parser.add_argument("--out", default=str(paths.RESULTS_DIR / "bench.csv"))
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; valid: {', '.join(BENCHMARKS)}")
+    df = run(args.names or list(BENCHMARKS), quick=args.quick)
+    with atomic.atomic_path(args.out) as tmp:
+        df.to_csv(tmp, index=False)
+    print(df.to_string(index=False))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
