@@ -62,7 +62,7 @@ from falign.landmarks import convert, convert_visibility
 __all__ = ["BLOCK", "LIKE", "PRESETS", "Preset", "SynthFaceConfig", "draw_faces", "render_shapes",
            "synthface", "synthface_arrays"]
 
-BLOCK = 64  # faces per random block (and the unit of the render batches)
+BLOCK = 64  # faces per random block: each block has its own seeds
 _W0 = 149.0  # width (model units) of the mean face's landmark box: jaw end to jaw end
 
 
@@ -150,10 +150,12 @@ PRESETS: dict[str, Preset] = {
         {"train": dataclasses.replace(_FRONTAL, expression=(0.2, 1.0), occlusion=0.1), "test": _FRONTAL},
         {"train": 10000, "test": 3466}, description="Sun et al.'s LFPW/LFW lists: near-frontal, 5 points."),
 }
+# Real dataset name -> its SynthFace stand-in (the functions accept either name).
 LIKE = {"300w": "300w-like", "aflw-pifa": "aflw-pifa-like", "afw": "afw-like", "lfpw5": "lfpw5-like"}
 
 
 def _preset(name: str) -> Preset:
+    """The preset called ``name`` (or standing in for the real dataset ``name``)."""
     name = LIKE.get(name, name)
     if name not in PRESETS:
         raise ValueError(f"unknown SynthFace preset {name!r}; presets: {', '.join(PRESETS)}")
@@ -161,6 +163,7 @@ def _preset(name: str) -> Preset:
 
 
 def _config(preset: str, split: str, overrides: dict) -> SynthFaceConfig:
+    """A plain split's configuration with ``overrides`` applied; bad names are a clear error."""
     spec = _preset(preset)
     if split not in spec.splits:
         raise ValueError(f"SynthFace preset {preset!r} has no split {split!r}; splits: "

@@ -96,7 +96,9 @@ def sample_patches(images: torch.Tensor, points: torch.Tensor, size: int,
     x = points[..., 0, None, None] + dx                                   # (B,N,size,width)
     y = points[..., 1, None, None] + dy
     grid = torch.stack([2 * x / (W - 1) - 1, 2 * y / (H - 1) - 1], dim=-1)
-    grid = grid.reshape(B, N * size, width, 2).to(images.dtype)
+    # NaN positions (a diverged training) crash grid_sample's CPU backward; zeroed here, they still
+    # make the loss NaN, which falign.train.fit reports.
+    grid = torch.nan_to_num(grid.reshape(B, N * size, width, 2), nan=0.0).to(images.dtype)
     patches = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return patches.reshape(B, C, N, size, width).transpose(1, 2)
 
