@@ -41,6 +41,17 @@ import torch
 from falign.landmarks import Scheme, get_scheme
 
 NORMS = ("inter-ocular", "inter-pupil", "box", "box-width", "box-diagonal", "none")
+# Other spellings in common use (underscores, no hyphen, short names) mean the same normalisers.
+_ALIASES = {"interocular": "inter-ocular", "ocular": "inter-ocular", "interpupil": "inter-pupil",
+            "pupil": "inter-pupil", "bbox": "box", "box-size": "box", "width": "box-width",
+            "diagonal": "box-diagonal", "pixels": "none"}
+
+
+def canonical_norm(norm: str | None) -> str:
+    """The canonical name of a normaliser: ``"inter_ocular"`` and ``"interocular"`` both mean
+    ``"inter-ocular"``; ``None`` means ``"none"`` (errors in pixels)."""
+    name = "none" if norm is None else str(norm).lower().replace("_", "-").replace(" ", "-")
+    return _ALIASES.get(name, name)
 
 
 class ExcludedFacesWarning(UserWarning):
@@ -122,6 +133,7 @@ def normaliser(gt, norm: str, scheme: str | Scheme | None = None, boxes=None) ->
     gt = _numpy(gt)
     if gt.ndim == 2:
         gt = gt[None]
+    norm = canonical_norm(norm)
     if norm == "inter-ocular":
         scheme = _scheme_for(scheme, gt, norm)
         if scheme.outer_eye_corners is None:

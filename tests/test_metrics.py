@@ -243,3 +243,19 @@ def test_landmark_boxes_and_normaliser():
     np.testing.assert_allclose(landmark_boxes(gt)[:, :2], gt.min(axis=1))
     np.testing.assert_allclose(normaliser(gt, "inter-ocular", "ibug68"),
                                [math.dist(g[36], g[45]) for g in gt], **TOL)
+
+
+def test_normaliser_spellings_are_aliases():
+    from falign import metrics
+
+    rng = np.random.default_rng(3)
+    gt = rng.uniform(0, 100, (4, 68, 2))
+    pred = gt + rng.normal(0, 2, gt.shape)
+    boxes = np.array([[0.0, 0.0, 100.0, 80.0]] * 4)
+    for alias, name in [("inter_ocular", "inter-ocular"), ("interocular", "inter-ocular"),
+                        ("inter_pupil", "inter-pupil"), ("bbox", "box"), ("box_diagonal", "box-diagonal"),
+                        (None, "none")]:
+        np.testing.assert_array_equal(metrics.nme(pred, gt, norm=alias, boxes=boxes),
+                                      metrics.nme(pred, gt, norm=name, boxes=boxes))
+    with pytest.raises(ValueError, match="unknown norm"):
+        metrics.nme(pred, gt, norm="cheek")
