@@ -107,7 +107,8 @@ run.figure(fig, "grid_by_yaw")
 #
 # Pose histograms per split and the share of each face's 68 landmarks that is hidden. The 300-W-like
 # *common* split stays within ±30° yaw with mild expressions and rare occluders; *challenging* spreads yaw
-# over ±90° with strong expressions and frequent occluders; *train* covers both. The AFLW-PIFA-like and
+# over ±60° (beyond that the outer eye corners nearly coincide and inter-ocular NME blows up) with
+# strong expressions and frequent occluders; *train* covers both (yaw within ±70°). The AFLW-PIFA-like and
 # AFW-like splits draw yaw uniformly, so a third of their faces are beyond ±60°, where about half the
 # landmarks are hidden.
 
