@@ -83,7 +83,7 @@ cfg
 
 # %%
 model, history = tiny.train(cfg, train_set, device=run.device, seed=SEED,
-                            checkpoint_dir=run.work / "tiny")
+                            checkpoint_dir=run.work / f"tiny-{train_set.fingerprint[:12]}")
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot([e["epoch"] for e in history.epochs], history.losses, marker="o")
 ax.set(xlabel="epoch", ylabel="training loss (MSE, crop units)", title="Tiny 5-point regressor")
