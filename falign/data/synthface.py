@@ -128,7 +128,8 @@ _CHALLENGING = SynthFaceConfig(
     expression=(1.0, 2.0), occlusion=0.5, ambient=(0.2, 0.5), diffuse=(0.5, 0.95), light_angle=80.0,
     noise=(0.0, 0.05), blur=(0.3, 1.2), blur_prob=0.6)
 _WIDE = SynthFaceConfig(  # covers both: mostly moderate, down to the challenging extremes
-    yaw=(-70.0, 70.0), yaw_std=40.0, pitch=(-40.0, 40.0), pitch_std=12.0, roll=(-45.0, 45.0), roll_std=10.0,
+    yaw=(-70.0, 70.0), yaw_std=40.0, pitch=(-40.0, 40.0), pitch_std=12.0, roll=(-45.0, 45.0),
+    roll_std=10.0,
     expression=(0.2, 2.0), occlusion=0.25, ambient=(0.2, 0.65), diffuse=(0.35, 0.9), light_angle=70.0,
     noise=(0.0, 0.05), blur=(0.3, 1.2))
 _LARGE_POSE = SynthFaceConfig(pitch=(-35.0, 35.0), pitch_std=12.0, roll=(-40.0, 40.0), roll_std=12.0)
@@ -187,6 +188,8 @@ def _seed(*parts) -> int:
 
 
 def _angle(g: torch.Generator, n: int, bounds, std) -> torch.Tensor:
+    """Uniform in ``bounds``, or a normal of ``std`` around their middle truncated to them (drawn by
+    inverting the CDF, so nothing piles up at the limits as clipping would)."""
     lo, hi = map(float, bounds)
     u = torch.rand(n, generator=g)
     if std is None or lo == hi:
@@ -243,9 +246,9 @@ def draw_faces(cfg: SynthFaceConfig, n: int, seed: int) -> dict[str, torch.Tenso
     faces["hairline"] = _uniform(g, n, (-60.0, 40.0))  # how far down the back the hair reaches
     faces["fringe"] = _uniform(g, n, (-25.0, 2.0))  # where the hair starts on the forehead
     faces["iris"] = _IRIS[torch.randint(len(_IRIS), (n,), generator=g)] * _uniform(g, (n, 1), (0.6, 1.1))
-    faces["details"] = torch.rand(n, 6, generator=g)  # brow darkness, lip tint, blush, beard, ...
+    faces["details"] = torch.rand(n, 6, generator=g)  # brow, lip, mouth tints; blush, beard, eye shadow
     # Light (camera axes: x right, y up, z toward the viewer): within light_angle of the camera
-    # axis, uniform over that cone's area, from above two times in three; a coloured tint.
+    # axis (spread evenly over the cone), from above two times in three; a coloured tint.
     polar = torch.deg2rad(cfg.light_angle * torch.rand(n, generator=g).sqrt())
     azimuth = _uniform(g, n, (-math.pi / 4, 5 * math.pi / 4))
     faces["light"] = torch.stack([polar.sin() * azimuth.cos(), polar.sin() * azimuth.sin(), polar.cos()], -1)
@@ -483,22 +486,28 @@ def _draw(scene: _Scene, f: dict, size: int, background: torch.Tensor) -> dict[s
                                  0.0, 0.0)
     M_neck[:, :, 3] = (morphable.project(M, neck_top) - morphable.project(M_neck, neck_top))[:, 0]
     R, R_neck = _rotation(M), _rotation(M_neck)
-    # Screen vertices, depth in model units (larger = nearer) so the visibility slack is a distance;
-    # everything but the face is pushed _BEHIND.
+    # Screen vertices: x, y in pixels and depth (row 3 of R: model units, larger = nearer, so the
+    # visibility slack is a distance), one product for the head and one for the neck (whose depth
+    # matches the head's at its top); everything but the face is pushed _BEHIND.
     head, neck = S_all[:, :-n_neck], S_all[:, -n_neck:]
-    depth, depth_neck = R[:, 2:].transpose(1, 2), R_neck[:, 2:].transpose(1, 2)
+    zero = torch.zeros_like(scale)[:, None]
+    neck_z = (neck_top @ (R[:, 2:] - R_neck[:, 2:]).transpose(1, 2))[:, 0]
     verts = torch.cat([
-        torch.cat([morphable.project(M, head), head @ depth], -1),
-        torch.cat([morphable.project(M_neck, neck), (neck - neck_top) @ depth_neck + neck_top @ depth], -1),
+        torch.baddbmm(torch.cat([M[:, :, 3], zero], 1)[:, None], head,
+                      torch.cat([M[:, :, :3], R[:, 2:]], 1).transpose(1, 2)),
+        torch.baddbmm(torch.cat([M_neck[:, :, 3], neck_z], 1)[:, None], neck,
+                      torch.cat([M_neck[:, :, :3], R_neck[:, 2:]], 1).transpose(1, 2)),
     ], 1)
     verts[:, V:, 2] -= _BEHIND
     raster = render.rasterize(verts, scene.triangles, size, size, cull_backfaces=True)
-    # Normals into camera axes, where the light direction is given (x right, y up, toward the viewer).
+    # Shade in the head's model axes: the light (given in camera axes: x right, y up, toward the
+    # viewer) turns by R^T, the neck's normals by R^T R_neck.
     extra = scene.extra_normals / k
-    normals = torch.cat([_face_normals(S, scene), extra / extra.norm(dim=-1, keepdim=True)], 1)
-    normals = torch.cat([normals[:, :-n_neck] @ R.transpose(1, 2),
-                         normals[:, -n_neck:] @ R_neck.transpose(1, 2)], 1)
-    rgb, mask = render.render_mesh(verts, scene.triangles, _albedo(scene, f), normals, f["light"],
+    extra = extra / extra.norm(dim=-1, keepdim=True)
+    extra[:, -n_neck:] = extra[:, -n_neck:] @ (R.transpose(1, 2) @ R_neck).transpose(1, 2)
+    normals = torch.cat([_face_normals(S, scene), extra], 1)
+    light = (f["light"][:, None] @ R)[:, 0]
+    rgb, mask = render.render_mesh(verts, scene.triangles, _albedo(scene, f), normals, light,
                                    f["ambient"], f["diffuse"], size, size, background, raster=raster)
     # A landmark is self-occluded when the surface drawn around it is nearer than it everywhere in
     # its 3x3 pixels (by more than a slack): near a silhouette the surface is so steep that the
@@ -607,9 +616,12 @@ def _fingerprint(preset: str, split: str, cfg: SynthFaceConfig, n: int, size: in
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _expected_shapes(n: int, size: int) -> dict[str, tuple[int, ...]]:
-    return {"images": (n, size, size, 3), "landmarks68": (n, 68, 2), "visible68": (n, 68),
-            "boxes": (n, 4), "detector_boxes": (n, 4), "M": (n, 2, 4), "p": (n, 228), "pose": (n, 3)}
+def _expected(n: int, size: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every cached array."""
+    f32 = np.dtype(np.float32)
+    return {"images": ((n, size, size, 3), np.dtype(np.uint8)), "landmarks68": ((n, 68, 2), f32),
+            "visible68": ((n, 68), np.dtype(bool)), "boxes": ((n, 4), f32), "detector_boxes": ((n, 4), f32),
+            "M": ((n, 2, 4), f32), "p": ((n, 228), f32), "pose": ((n, 3), f32)}
 
 
 def _file_sha256(path: Path) -> str:
@@ -617,9 +629,9 @@ def _file_sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _load_cache(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray] | None:
+def _load_cache(path: Path, expected: dict) -> dict[str, np.ndarray] | None:
     """The cached arrays, or None (with a warning naming the file) if anything about them is off:
-    missing or unreadable checksum sidecar, checksum mismatch, unreadable npz, keys or shapes."""
+    missing or unreadable checksum sidecar, checksum mismatch, unreadable npz, keys, shapes, dtypes."""
     sidecar = path.with_suffix(".json")
     if not path.exists() and not sidecar.exists():
         return None
@@ -628,17 +640,16 @@ def _load_cache(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.
             raise ValueError("no checksum sidecar (interrupted write?)")
         if not path.exists():
             raise ValueError(f"the data file is missing beside {sidecar.name}")
-        expected = json.loads(sidecar.read_text())["sha256"]
-        if _file_sha256(path) != expected:
+        if _file_sha256(path) != json.loads(sidecar.read_text())["sha256"]:
             raise ValueError("checksum mismatch (truncated or corrupt file)")
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in shapes if k in npz.files}
-        missing = sorted(set(shapes) - set(arrays))
+            arrays = {k: npz[k] for k in expected if k in npz.files}
+        missing = sorted(set(expected) - set(arrays))
         if missing:
             raise ValueError(f"missing arrays {missing}")
-        wrong = {k: a.shape for k, a in arrays.items() if a.shape != shapes[k]}
+        wrong = {k: (a.shape, str(a.dtype)) for k, a in arrays.items() if (a.shape, a.dtype) != expected[k]}
         if wrong:
-            raise ValueError(f"unexpected shapes {wrong}")
+            raise ValueError(f"unexpected shapes or dtypes {wrong}")
         return arrays
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError, EOFError) as err:
         warnings.warn(f"{path}: corrupt SynthFace cache ({err}); regenerating it", stacklevel=4)
@@ -661,9 +672,8 @@ def _split_arrays(preset: str, split: str, n: int, size: int, seed: int, cache: 
     """One plain split's 68-point arrays, from the cache or freshly rendered."""
     cfg = _config(preset, split, overrides)
     fp = _fingerprint(preset, split, cfg, n, size, seed, device)
-    shapes = _expected_shapes(n, size)
     path = paths.cache_dir() / "synthface" / f"{fp}.npz"
-    arrays = _load_cache(path, shapes) if cache else None
+    arrays = _load_cache(path, _expected(n, size)) if cache else None
     if arrays is None:
         arrays = _generate(preset, split, cfg, n, size, seed, device)
         if cache:
