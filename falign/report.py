@@ -40,7 +40,8 @@ def git_state() -> dict[str, Any]:
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        # The pipeline's own outputs (results/, book/) do not make the code dirty.
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!book"))
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown", "dirty": None}
     return {"commit": commit, "dirty": dirty}
