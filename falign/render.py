@@ -158,7 +158,9 @@ def _bin_triangles(snapped: torch.Tensor, tri: torch.Tensor, H: int, W: int, cul
         i = big.nonzero().squeeze(1)
         a64, b64 = d1[:, i].double(), d2[:, i].double()
         area[i] = (a64[0] * b64[1] - a64[1] * b64[0]).sign().to(area.dtype)
-    keep = (count > 0).all(0) & torch.isfinite(area) & ((area < 0) if cull_backfaces else (area != 0))
+    keep = (count[0] > 0) & (count[1] > 0) & torch.isfinite(area) & ((area < 0) if cull_backfaces else (area != 0))
+    kept = keep.nonzero().squeeze(1)  # the rest of the screening only looks at triangles that draw
+    count = count.index_select(1, kept).long()
 
     def side_table(limit: int) -> tuple[torch.Tensor, list[int]]:  # pixel count -> side class
         sides = [k for k in _SIDES if k < limit] + [limit]
@@ -166,22 +168,22 @@ def _bin_triangles(snapped: torch.Tensor, tri: torch.Tensor, H: int, W: int, cul
 
     (table_x, sides_x), (table_y, sides_y) = side_table(W), side_table(H)
     n_pairs = len(sides_x) * len(sides_y)
-    count = count.long()
-    cls = table_x[count[0]] * len(sides_y) + table_y[count[1]] + (extent > _NARROW * _SUBPIXEL) * n_pairs
-    cls = (cls * keep + (2 * n_pairs) * ~keep).int()  # dropped triangles sort last, then cut off
-    hist = torch.bincount(cls, minlength=2 * n_pairs + 1).tolist()
+    cls = table_x.index_select(0, count[0]).mul_(len(sides_y)).add_(table_y.index_select(0, count[1]))
+    cls.add_((extent.index_select(0, kept) > _NARROW * _SUBPIXEL) * n_pairs)
+    hist = torch.bincount(cls, minlength=2 * n_pairs).tolist()
     windows = [(sides_x[c % n_pairs // len(sides_y)], sides_y[c % len(sides_y)]) for c in range(2 * n_pairs)]
     # Each class costs a few dozen tensor ops whatever its size: classes with little work join
     # the square class of their longer side.
-    remap, counts = list(range(2 * n_pairs + 1)), [0] * (2 * n_pairs)
+    remap, counts = list(range(2 * n_pairs)), [0] * (2 * n_pairs)
     for c, (kx, ky) in enumerate(windows):
         if 0 < hist[c] * kx * ky < _MIN_CLASS_WORK:
             side = max(kx, ky)
             sx, sy = bisect.bisect_left(sides_x, min(side, W)), bisect.bisect_left(sides_y, min(side, H))
             remap[c] = c - c % n_pairs + sx * len(sides_y) + sy
         counts[remap[c]] += hist[c]
-    key, n = torch.tensor(remap, device=s.device, dtype=torch.int32)[cls].sort(stable=True)
-    return n[: sum(counts)], counts, windows, sum(counts[:n_pairs]), first, area
+    order = torch.tensor(remap, device=s.device, dtype=torch.int32).index_select(0, cls).sort(stable=True)[1]
+    n = kept.index_select(0, order)
+    return n, counts, windows, sum(counts[:n_pairs]), first, area
 
 
 def rasterize(
@@ -241,8 +243,9 @@ def rasterize(
             E = _window_values(edges64, s - m, e - m, dx.double() * _SUBPIXEL, dy.double() * _SUBPIXEL)
         inside = torch.minimum(E[0], E[1])
         t, o = (torch.minimum(inside, E[2], out=inside) > 0).nonzero(as_tuple=True)
-        depth, w1, w2 = _window_values(planes, s, e, dx, dy).view(3, -1).index_select(1, t * (kx * ky) + o)
         t += s
+        c, a, b = (r.index_select(1, t) for r in planes)  # planes at the hits only
+        depth, w1, w2 = c.addcmul_(a, dx.index_select(0, o)).addcmul_(b, dy.index_select(0, o))
         pix = base.index_select(0, t) + (dy * W + dx).long().index_select(0, o)
         ids = torch.arange(n_hits, n_hits + len(t), device=device)
         buf.scatter_reduce_(0, pix, _depth_key(depth, ids), "amax")
