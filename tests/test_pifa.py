@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -227,3 +228,52 @@ def test_crop_camera_moves_projection_like_pixels(model):
     torch.testing.assert_close(project(crop_camera(M, A), S), apply_affine(project(M, S), A), atol=1e-3, rtol=1e-4)
     noisy = noisy_boxes(boxes, 3, 0.1, seed=0)
     assert noisy.shape == (6, 4) and torch.equal(noisy[:2], boxes) and not torch.equal(noisy[2:4], boxes)
+
+
+def test_beside_keeps_the_paper_row_order():
+    from falign.experiments.pifa import beside
+
+    ours = pd.DataFrame({"N_v": [3, 4, 6], "N_c": [4, 3, 2], "NME": [9.0, 8.0, 7.0]})
+    out = beside(paper.table8(), ours, on=["N_v", "N_c"], value="NME")
+    assert out["N_v"].tolist() == [6, 4, 3] and out["NME (ours)"].tolist() == [7.0, 8.0, 9.0]
+    t2 = beside(paper.table2(), pd.DataFrame({"method": ["Proposed method"], "NME": [5.0]}), on="method", value="NME")
+    assert t2["method"].tolist() == paper.table2()["method"].tolist() and t2["NME (ours)"].notna().sum() == 1
+
+
+def test_architecture_counts_the_paper_network_on_meta():
+    from falign.experiments.pifa import architecture
+
+    table = architecture()  # the full Table 1 network: ~500M parameters, never allocated
+    assert table["conv layers"][0] == "12 (5x5), 16 (5x5)"
+    assert table["FC params"][0] == 16 * 57 * 57 * 800 + 800 + 800 * 236 + 236  # block 1 ends with 16 maps
+    assert architecture(n_blocks=3)["total"].sum() < table["total"].sum()
+
+
+def test_input_weights_and_dense_vertices():
+    from falign.experiments.pifa import SCALES, build_network, dense_vertices, input_weights
+
+    torch.manual_seed(0)
+    small = tiny_model()
+    net = build_network(SCALES["smoke"], model=small, inputs="IFV")
+    table = input_weights(net)
+    assert set(table["input"]) == {"image", "features", "visualization"}
+    assert table.loc[(table["block"] == 2) & (table["input"] == "features"), "channels"].item() == 16
+    assert table.loc[table["block"] == 1, "input"].tolist() == ["image", "visualization"]
+    fv = input_weights(build_network(SCALES["smoke"], model=tiny_model(), inputs="FV"))
+    assert "image" not in set(fv.loc[fv["block"] > 1, "input"])
+    P = net.initial_params(net.crop_box(2))
+    verts, facing = dense_vertices(P, small)
+    assert verts.shape[0] == 2 and verts.shape[-1] == 2 and facing.shape == verts.shape[:2]
+    assert 0.3 < facing.float().mean() < 1.0  # a frontal face shows most vertices, not all
+
+
+def test_ibug68_nme_and_ablation_subset():
+    from falign.experiments.pifa import SCALES, ablation_train_crops, ibug68_nme, load
+    from falign.models.pifa import join_params
+
+    cfg = {**SCALES["smoke"], "variations": 2}
+    crops = load(cfg, "test", n=6, variations=2)
+    assert len(ablation_train_crops(cfg, crops)) == 6  # only the unperturbed copies
+    # The ground-truth P projects onto the 68-point ground truth: NME ~ 0 on the kept faces.
+    err = ibug68_nme(join_params(crops.extra["M"], crops.extra["p"]), crops)
+    assert (err["NME"] < 0.1).all() and (err["yaw"] <= 60).all() and set(err["subset"]) <= {"Common", "Challenging"}

@@ -20,13 +20,14 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign import metrics
+from falign import metrics, report
 from falign import train as trainer
 from falign.data import transforms
 from falign.data.crops import Crops, load_faces
 from falign.data.sample import FaceDataset
+from falign.landmarks import get_scheme
 from falign.models import pifa
-from falign.morphable import MorphableModel, builtin_model, fit, project
+from falign.morphable import MorphableModel, builtin_model, fit, project, vertex_normals
 
 PRESET, AFW_PRESET, SCHEME = "aflw-pifa-like", "afw-like", "aflw-pifa34"
 
@@ -45,17 +46,20 @@ PAPER_OPTIMIZER = dict(optimizer="sgd", lr=1e-6, momentum=0.99, weight_decay=0.0
 SCALES = {
     # CI: numbers mean nothing, every notebook in seconds.
     "smoke": dict(n_train=32, n_test=24, n_afw=16, variations=1, image=96, size=32, fc_grid=2, fc_hidden=64,
-                  epochs=2, ablation_epochs=1, batch=16, optimizer="adam", lr=1e-3, weight_decay=0.0,
-                  milestones=(), lr_factors=(), box_noise=0.05),
-    # CPU-sized (2 cores, ~5 min main training + ~15 min ablations): the trends of Tables 3 and 6-8
-    # at 64x64 crops with the FC input average-pooled to 4x4 and 256 hidden units.
+                  epochs=2, ablation_epochs=1, ablation_variations=1, batch=16, optimizer="adam", lr=1e-3,
+                  weight_decay=0.0, milestones=(), lr_factors=(), box_noise=0.05),
+    # CPU-sized (2 cores, ~5 min main training + ~7 min for the 8 ablation networks): the trends of
+    # Tables 3 and 6-8 at 64x64 crops with the FC input average-pooled to 4x4 and 256 hidden units.
+    # The ablation networks see only the unperturbed box of every training face (1 variation).
     "small": dict(n_train=1000, n_test=300, n_afw=150, variations=2, image=128, size=64, fc_grid=4,
-                  fc_hidden=256, epochs=12, ablation_epochs=4, batch=32, optimizer="adam", lr=1e-3,
-                  weight_decay=0.0, milestones=(8, 11), lr_factors=(0.3, 0.3), box_noise=0.05),
+                  fc_hidden=256, epochs=12, ablation_epochs=4, ablation_variations=1, batch=32,
+                  optimizer="adam", lr=1e-3, weight_decay=0.0, milestones=(8, 11), lr_factors=(0.3, 0.3),
+                  box_noise=0.05),
     # The paper's protocol (GPU): AFLW-PIFA split sizes, 20 variations, 114x114, Table 1, 33 epochs.
     "full": dict(n_train=3901, n_test=1299, n_afw=468, variations=20, image=192, size=114, fc_grid=None,
-                 fc_hidden=800, epochs=33, ablation_epochs=33, batch=64, optimizer="adam", lr=1e-5,
-                 weight_decay=0.0, milestones=(20, 29), lr_factors=(0.5, 0.2), box_noise=0.05),
+                 fc_hidden=800, epochs=33, ablation_epochs=33, ablation_variations=20, batch=64,
+                 optimizer="adam", lr=1e-5, weight_decay=0.0, milestones=(20, 29), lr_factors=(0.5, 0.2),
+                 box_noise=0.05),
 }
 
 # Table 6-8 and Sec. 4.3 variants, as keyword arguments of falign.models.pifa.PIFA. The first entry
@@ -109,6 +113,9 @@ def _crop_arrays(arrays: dict, boxes: torch.Tensor, size: int, scheme: str, name
     M = torch.as_tensor(arrays["M"])[rows]
     extra = {"M": crop_camera(M, affines), "p": torch.as_tensor(arrays["p"])[rows], "box": boxes,
              "pose": torch.as_tensor(arrays["pose"])[rows]}
+    if "landmarks68" in arrays:  # original-image iBUG-68 ground truth, for the Table 5 analogue
+        extra["landmarks68"] = torch.as_tensor(arrays["landmarks68"])[rows].float()
+        extra["visible68"] = torch.as_tensor(arrays["visible68"])[rows]
     return Crops(torch.cat(images), landmarks.float(), visible, affines, scheme, name, arrays["fingerprint"], extra)
 
 
@@ -179,6 +186,14 @@ def build_network(cfg: dict | None = None, model: MorphableModel | None = None, 
                      fc_hidden=cfg["fc_hidden"], **variant)
 
 
+def architecture(cfg: dict | None = None, **variant) -> pd.DataFrame:
+    """Table 1 with parameter counts for a scale's network (default: the paper's), built on the
+    meta device so the full network's ~500M FC weights are never allocated."""
+    model = builtin_model()  # outside the meta context: the cached model must hold real tensors
+    with torch.device("meta"):
+        return pifa.count_parameters(build_network(cfg, model, **variant))
+
+
 def _optimizer(cfg: dict):
     if cfg["optimizer"] == "sgd":  # the paper's (PAPER_OPTIMIZER), kept for experiments
         return trainer.sgd(cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
@@ -211,6 +226,12 @@ def train(cfg: dict, train_crops: Crops, *, variant: dict | None = None, epochs:
     return net.eval(), history
 
 
+def main_network(cfg: dict, train_crops: Crops, work_dir, *, device="cpu", seed: int = 0, progress: bool = True):
+    """The chapter's main network: trained by the 03 notebook, reloaded (finished checkpoint) by the
+    others, so each notebook also runs on its own. Returns (net, History)."""
+    return train(cfg, train_crops, device=device, seed=seed, checkpoint_dir=f"{work_dir}/main", progress=progress)
+
+
 REFERENCE = {"inputs": "IFV", "mask": "nose", "n_blocks": 6, "visualize": True}  # the paper's network
 
 
@@ -219,24 +240,65 @@ def _slug(variant: dict) -> str:
     return "_".join(f"{k}-{full[k]}" for k in sorted(full))
 
 
+def ablation_train_crops(cfg: dict, train_crops: Crops) -> Crops:
+    """The ablation networks' training set: the first ``ablation_variations`` box-noise copies of
+    every training face (the crops are variation-major). Decision: at the CPU scales the ablation
+    networks train on fewer copies and epochs than the main network (all at one budget)."""
+    faces = len(train_crops) // cfg["variations"]
+    return train_crops.subset(torch.arange(faces * min(cfg["ablation_variations"], cfg["variations"])))
+
+
+def ablation_network(cfg: dict, crops: dict[str, Crops], variant: dict, *, device="cpu", seed: int = 0,
+                     work_dir=None, progress: bool = True) -> pifa.PIFA:
+    """One Table 6-8 network at the ablation budget; with ``work_dir`` a finished one is reloaded."""
+    ckpt = None if work_dir is None else f"{work_dir}/ablation_{_slug(variant)}"
+    net, _ = train(cfg, ablation_train_crops(cfg, crops["train"]), variant=variant, epochs=cfg["ablation_epochs"],
+                   device=device, seed=seed, checkpoint_dir=ckpt, progress=progress)
+    return net
+
+
 def ablations(cfg: dict, crops: dict[str, Crops], *, device="cpu", seed: int = 0, work_dir=None,
               progress: bool = True) -> dict[str, pd.DataFrame]:
     """Tables 6-8 and the no-visualization network (keys of VARIANTS): each distinct variant trained
-    for ``ablation_epochs`` (the reference network once, shared by the three tables, at the same
-    budget so rows compare); final-block NME on the test crops. ``work_dir`` keeps checkpoints."""
+    for ``ablation_epochs`` on :func:`ablation_train_crops` (the reference network once, shared by
+    the three tables, at the same budget so rows compare); final-block NME on the test crops.
+    ``work_dir`` keeps checkpoints."""
     nme: dict[str, float] = {}
     tables = {}
     for table, rows in VARIANTS.items():
         for variant in rows.values():
             slug = _slug(variant)
             if slug not in nme:
-                ckpt = None if work_dir is None else f"{work_dir}/ablation_{slug}"
-                net, _ = train(cfg, crops["train"], variant=variant, epochs=cfg["ablation_epochs"], device=device,
-                               seed=seed, checkpoint_dir=ckpt, progress=progress)
+                net = ablation_network(cfg, crops, variant, device=device, seed=seed, work_dir=work_dir,
+                                       progress=progress)
                 P = block_params(net, crops["test"], device)[-1:]
                 nme[slug] = metrics.mean_error(nme_per_block(net, crops["test"], P)[0])
         tables[table] = pd.DataFrame({"variant": list(rows), "NME": [nme[_slug(v)] for v in rows.values()]})
     return tables
+
+
+def _out_channels(block: pifa.VisualizationBlock) -> int:
+    return [m for m in block.features if isinstance(m, torch.nn.Conv2d)][-1].out_channels
+
+
+def input_weights(net: pifa.PIFA) -> pd.DataFrame:
+    """Fig. 7: mean |w| of each block's first conv layer over the input channels of each type
+    (image I, previous features F, visualization V), kernel positions and filters. Decision: the
+    paper's 'average of the filter weights' is read as the average magnitude (signed weights
+    average to about zero)."""
+    rows = []
+    for i, block in enumerate(net.blocks):
+        w = block.features[0].weight.detach().abs().mean((0, 2, 3)).cpu()  # per input channel
+        sizes = {"image": net.in_channels if i == 0 or "I" in net.inputs else 0,
+                 "features": _out_channels(net.blocks[i - 1]) if i > 0 and "F" in net.inputs else 0,
+                 "visualization": int(net.visualize)}
+        start = 0
+        for kind, n in sizes.items():
+            if n:
+                rows.append({"block": i + 1, "input": kind, "channels": n,
+                             "mean |w|": float(w[start:start + n].mean())})
+            start += n
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,6 +331,40 @@ def afw_mape(P: torch.Tensor, crops: Crops) -> np.ndarray:
     """(n_faces,) MAPE in original-image pixels over AFW's visible points (Table 4's metric)."""
     pred = crops.to_image(scheme_landmarks(P, crops.scheme))
     return metrics.mape(pred, crops.ground_truth(), visible=crops.visible)
+
+
+def ibug68_nme(P: torch.Tensor, crops: Crops, max_yaw: float = 60.0) -> pd.DataFrame:
+    """Decision (Table 5 analogue, no 68-point training): inter-ocular NME (%, outer eye corners, all 68 points as on 300-W) of the
+    68-point projection of P against SynthFace's 68-point ground truth, one row per face with
+    |yaw| <= ``max_yaw`` (beyond it the outer eye corners nearly coincide in the image and the
+    normaliser degenerates). Subsets mirror 300-W's: common |yaw| <= 30, challenging above."""
+    pred = transforms.uncrop_points(scheme_landmarks(P, "ibug68"), crops.affines, get_scheme("ibug68").flip_perm)
+    yaw = crops.extra["pose"][:, 0].abs()
+    keep = yaw <= max_yaw
+    err = 100 * metrics.nme(pred[keep], crops.extra["landmarks68"][keep], norm="inter-ocular", scheme="ibug68")
+    return pd.DataFrame({"yaw": yaw[keep].numpy(), "NME": err,
+                         "subset": np.where(yaw[keep].numpy() <= 30, "Common", "Challenging")})
+
+
+def dense_vertices(P: torch.Tensor, model: MorphableModel | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fig. 9's dense shape: all 3DMM vertices of S_p projected by M (B, V, 2, crop pixels) and
+    whether each faces the camera (Eq. 8's frontability > 0 with the mean-face normals)."""
+    model = model or builtin_model()
+    M, p = pifa.split_params(P.float())
+    S = model.mean + torch.einsum("bk,kvc->bvc", p, torch.cat([model.id_basis, model.exp_basis]))
+    normals = vertex_normals(model.mean[None], model.triangles)[0]
+    return project(M, S), (normals @ pifa.toward_camera(M).T).T > 0
+
+
+def beside(published: pd.DataFrame, ours: pd.DataFrame, on: str | list[str], value: str,
+           tolerance: float = 1.0) -> pd.DataFrame:
+    """:func:`falign.report.compare` in the paper's row order (its outer merge sorts the keys);
+    rows only we have come last."""
+    merged = report.compare(published, ours, on, value, tolerance)
+    cols = [on] if isinstance(on, str) else list(on)
+    rank = {k: i for i, k in enumerate(published[cols].itertuples(index=False, name=None))}
+    order = [rank.get(k, len(rank)) for k in merged[cols].itertuples(index=False, name=None)]
+    return merged.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
 
 
 def block_table(nme: np.ndarray) -> pd.DataFrame:

@@ -1,0 +1,221 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+# ---
+
+# %% [markdown]
+# # PIFA 2: the visualization layer, the network and the losses
+#
+# This notebook walks through Sec. 3 of the paper with the code of `falign/models/pifa.py`: the
+# visualization layer (Sec. 3.3, Eq. 8-11), the network of six visualization blocks (Sec. 3.2, Fig. 2-3,
+# Table 1) and the two losses (Eq. 6-7). Data are in {doc}`01_data`, training and results in
+# {doc}`03_train`.
+
+# %% tags=["parameters"]
+SCALE = "smoke"      # smoke | small | full
+DATA = "synthetic"   # synthetic | aflw-pifa
+DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
+DEVICE = "cpu"       # cpu | cuda
+SEED = 0
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from falign import report
+from falign.experiments import pifa as experiments
+from falign.models import pifa
+from falign.morphable import builtin_model
+from falign.papers import pifa as paper
+
+run = report.start("pifa", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
+cfg = experiments.SCALES[SCALE]
+model = builtin_model()
+print(run.label())
+
+# %% [markdown]
+# ## The parameters and the camera (Sec. 3.1)
+#
+# A face is the 3DMM shape `S_p = S_0 + Σ_k p_k S_k` (Eq. 1) with 199 identity and 29 expression bases,
+# seen through the weak-perspective camera `U = M [S_p; 1]` (Eq. 3-4), where `M` is a 2×4 matrix: a
+# scaled rotation (its first three columns, rows `m1`, `m2`) and a translation. The network regresses all
+# 8 entries of `M` and the 228 entries of `p`: 236 numbers. Landmarks are the projections of the
+# scheme's vertices `b`, and the visibility of each landmark follows from its surface normal and the
+# viewing direction `m1 × m2`.
+#
+# ## The visualization layer (Sec. 3.3)
+#
+# The layer draws the current estimate of `P` as an image, so that the next block can *see* how well
+# the 3D face fits the photograph. For every vertex `q`:
+#
+# * Eq. 8, *frontability*: `v(q) = max(0, (m1 × m2)/(‖m1‖‖m2‖) · N0_q)`, the cosine between the
+#   vertex normal of the mean face `N0_q` and the direction towards the camera; vertices facing away
+#   get 0 and are pruned.
+# * Eq. 11, the *mask* `a(q)`: a fixed per-vertex value, positive in the middle of the face (around
+#   the nose) and negative on the contour, standardised to zero mean and unit standard deviation.
+# * Eq. 9-10: each pixel `(u, v)` is the average of `v(q) a(q)` over the visible vertices projected
+#   into its neighbourhood, weighted by `exp(-d²/2σ²)` of the distance to the exact projected
+#   position. Where several vertices land on one pixel only the nearest to the camera counts.
+#
+# All of it is differentiable with respect to `M` and `p` (the tests check it with `gradcheck`), which
+# lets one CNN be trained end to end. Below: the mean face (`p = 0`) rendered by the layer at the
+# paper's 114×114 crop, for yaws from −90° to 90° and a pitched view. As the face turns, the far side
+# is pruned and the bright nose region moves with the pose.
+
+# %%
+def camera(yaw: float, pitch: float = 0.0, size: int = 114, fill: float = 0.5) -> torch.Tensor:
+    """A weak-perspective M (1, 2, 4) that puts the mean face's landmarks in the middle of a crop."""
+    y, x = np.radians(yaw), np.radians(pitch)
+    Ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    Rx = np.array([[1, 0, 0], [0, np.cos(x), -np.sin(x)], [0, np.sin(x), np.cos(x)]])
+    lm = model.mean[model.landmark_vertices["ibug68"]].numpy()
+    s = fill * size / np.ptp(lm[:, 0])
+    R = (Rx @ Ry)[:2] * np.array([[s], [-s]])  # image y points down
+    centre = lm.mean(0)
+    t = (size - 1) / 2 - R @ centre
+    return torch.tensor(np.concatenate([R, t[:, None]], 1)[None], dtype=torch.float32)
+
+
+layer = pifa.VisualizationLayer(model, "nose")
+views = [(-90, 0), (-60, 0), (-30, 0), (0, 0), (30, 0), (60, 0), (90, 0), (0, 30)]
+zero = torch.zeros(1, model.n_params)
+fig, axes = plt.subplots(1, len(views), figsize=(2 * len(views), 2.3))
+for ax, (yaw, pitch) in zip(axes, views):
+    V = layer(camera(yaw, pitch), zero, 114)[0, 0]
+    ax.imshow(V.numpy(), cmap="gray")
+    ax.set_title(f"yaw {yaw}°, pitch {pitch}°", fontsize=8)
+    ax.axis("off")
+fig.tight_layout()
+run.figure(fig, "visualization_poses")
+
+# %% [markdown]
+# Blocks 2-6 work on 57×57 maps (the first block pools by two), so their visualization is rendered on
+# the coarser grid. The shape coefficients change the picture too: below, the frontal mean face and the
+# same face with the first identity and expression coefficients at ±3 standard deviations, at 57×57.
+
+# %%
+sigma = model.sigma
+variants = {"mean": zero}
+for k, label in ((0, "identity 0"), (model.n_id, "expression 0")):
+    for sign in (-3, 3):
+        p = zero.clone()
+        p[0, k] = sign * sigma[k]
+        variants[f"{label} {sign:+d}σ"] = p
+fig, axes = plt.subplots(1, len(variants), figsize=(2 * len(variants), 2.3))
+for ax, (name, p) in zip(axes, variants.items()):
+    ax.imshow(layer(camera(20), p, 57, 0.5)[0, 0].numpy(), cmap="gray")
+    ax.set_title(name, fontsize=8)
+    ax.axis("off")
+fig.tight_layout()
+run.figure(fig, "visualization_shapes")
+
+# %% [markdown]
+# ## The masks (Eq. 11, Fig. 4 and Fig. 8)
+#
+# Mask 1 (Eq. 11, Fig. 4) is a Gaussian around the nose tip; the paper does not give its width (a
+# Decision: a quarter of the face width). Mask 2 (Fig. 8, used only in Table 7) has five positive areas:
+# the eyes, the nose tip and the two mouth corners. "No mask" sets `a(q) = 1`, so the image only shows
+# frontability. Top row: the mask values on the mean face's vertices (frontal view, red positive,
+# blue negative); bottom row: the resulting visualization at 30° yaw.
+
+# %%
+lm_mean = model.mean.numpy()
+fig, axes = plt.subplots(2, len(pifa.MASKS), figsize=(3.2 * len(pifa.MASKS), 6.2))
+mask_stats = []
+for col, name in enumerate(pifa.MASKS):
+    vis_layer = pifa.VisualizationLayer(model, name)
+    a = vis_layer.mask.numpy()
+    mask_stats.append({"mask": {"nose": "Mask 1 (Eq. 11)", "five": "Mask 2 (Fig. 8)", "none": "No mask"}[name],
+                       "mean": a.mean(), "std": a.std(), "positive vertices (%)": 100 * (a > 0).mean()})
+    scale = max(abs(a).max(), 1e-6)
+    axes[0, col].scatter(lm_mean[:, 0], lm_mean[:, 1], c=a, s=2, cmap="coolwarm", vmin=-scale, vmax=scale)
+    axes[0, col].set(aspect="equal", title=mask_stats[-1]["mask"])
+    axes[0, col].axis("off")
+    axes[1, col].imshow(vis_layer(camera(30), zero, 114)[0, 0].numpy(), cmap="gray")
+    axes[1, col].axis("off")
+fig.tight_layout()
+run.figure(fig, "masks")
+run.table(pd.DataFrame(mask_stats), "masks", caption="Mask values over the 3DMM vertices", precision=3)
+
+# %% [markdown]
+# ## The network (Sec. 3.2, Fig. 2-3, Table 1)
+#
+# Six visualization blocks in a chain. Block `i` takes the input image `I`, the feature maps `F` of
+# block `i−1` and the visualization `V` of `P^{i−1}`; two conv layers (each with batch normalisation
+# and ReLU) extract features, and two fully connected layers (800, then 236) estimate the update:
+# `P^i = P^{i−1} + ΔP^i`, a ResNet-like path for the parameters. `P^0` is the mean face placed in the
+# given box. The first block pools after its first conv layer, so blocks 2-6 work at 57×57.
+#
+# The table puts the paper's Table 1 beside our implementation of it with parameter counts (the paper
+# gives none). The first FC layer dominates: fed with the full 57×57 feature maps, as the paper
+# implies, it has 40-104 million weights per block. The CPU scales average-pool the feature maps to a
+# small grid before the FC layers and use fewer hidden units (see `fc_grid`, `fc_hidden` in
+# `experiments.SCALES`); their blocks' conv layers are Table 1's.
+
+# %%
+published = paper.table1()
+published["conv"] = published["filters"].astype(str) + " (" + published["kernel"].astype(str) + "x" + \
+    published["kernel"].astype(str) + ")"
+paper_blocks = published.groupby("block")["conv"].agg(", ".join).rename("conv layers (paper)").reset_index()
+full = experiments.architecture().rename(columns=lambda c: c if c == "block" else f"{c} (ours, paper's network)")
+ours = experiments.architecture(cfg).rename(columns=lambda c: c if c == "block" else f"{c} (ours, {SCALE})")
+table1 = paper_blocks.merge(full, on="block").merge(ours[["block", f"conv+BN params (ours, {SCALE})",
+                                                          f"FC params (ours, {SCALE})", f"total (ours, {SCALE})"]],
+                                                    on="block")
+table1["FC sizes (paper)"] = "800, 236"
+table1["FC sizes (ours, paper's network)"] = f"{experiments.SCALES['full']['fc_hidden']}, 236"
+table1[f"FC sizes (ours, {SCALE})"] = f"{cfg['fc_hidden']}, 236"
+totals = pd.DataFrame([{"network": "paper's (114×114, full FC)", "parameters": full["total (ours, paper's network)"].sum().item()},
+                       {"network": f"{SCALE} ({cfg['size']}×{cfg['size']}, FC input pooled to "
+                                   f"{cfg['fc_grid']}×{cfg['fc_grid']})" if cfg["fc_grid"] else f"{SCALE}",
+                        "parameters": ours[f"total (ours, {SCALE})"].sum().item()}])
+print(totals.to_string(index=False))
+run.table(table1, "table1", caption="Table 1: conv filters per visualization block, paper beside ours, "
+          "with trainable parameter counts (conv + batch norm, FC)")
+
+# %% [markdown]
+# ## The losses (Eq. 6-7) and the block weights
+#
+# The first three blocks are trained on the parameters (Eq. 6), the last three on the landmarks (Eq. 7):
+#
+# * Eq. 6: `E_P^i = (ΔP^i − ΔP̄^i)ᵀ W (ΔP^i − ΔP̄^i)` with a diagonal `W`: `1/σ_k` for each shape
+#   coefficient (its standard deviation in the 3DMM), `1/r` for the scaled-rotation entries of `M`
+#   (`r` = mean scaled rotation over mean translation in the training data) and 1 for the translations.
+#   Since `ΔP̄^i = P̄ − P^{i−1}`, this is the weighted distance between `P^i` and the ground truth.
+# * Eq. 7: `E_S^i = ‖f(P^i) − U‖²`, the squared distance of the projected landmarks to the ground truth
+#   (all landmarks, since the 3D ground truth defines the hidden ones too).
+#
+# The blocks are trained jointly from scratch; the loss of block `i` is weighted by `i` (1, 2, ..., 6),
+# so the later, landmark-level blocks dominate while their gradients still reach the first block. Below:
+# the per-block losses of the untrained network on a few training faces of this scale (the two loss
+# types have different units, which is one reason for the weighting).
+
+# %%
+sample = experiments.load(cfg, "train", data=DATA, root=DATA_ROOT, seed=SEED, n=8)
+run.dataset(sample.name, sample.fingerprint)
+torch.manual_seed(SEED)
+net = experiments.build_network(cfg)
+net.calibrate(sample.extra["M"])
+batch = next(iter(torch.utils.data.DataLoader(experiments.TrainSet(sample), batch_size=len(sample))))
+with torch.no_grad():
+    losses = pifa.block_losses(net.eval(), net(batch["image"]), batch)
+loss_table = pd.DataFrame({"block": range(1, len(losses) + 1),
+                           "loss": ["Eq. 6 (parameters)"] * (len(losses) // 2) +
+                                   ["Eq. 7 (landmarks)"] * (len(losses) - len(losses) // 2),
+                           "weight": range(1, len(losses) + 1), "E^i at initialisation": losses.numpy()})
+loss_table["weighted"] = loss_table["weight"] * loss_table["E^i at initialisation"]
+print(f"Eq. 6's ratio r from the training ground truth: {net.rotation_ratio.item():.4g}")
+run.table(loss_table, "losses", caption="Per-block losses of the untrained network (8 training faces)")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nose = pifa.VisualizationLayer(model, "nose").mask
+print(f"mask 1: mean {nose.mean().item():.3f}, std {nose.std().item():.3f}, "
+      f"positive share {(nose > 0).float().mean().item():.3f}")
+
+# %%
+run.log(parameters_paper_network=int(totals["parameters"][0]), parameters_scale_network=int(totals["parameters"][1]))
+run.finish();
