@@ -1,10 +1,12 @@
 """RCSR model, its Table 4 baselines and the paper's transcribed numbers (fast, CPU)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from skimage.feature import hog
 
+from falign.experiments import rcsr as experiments
 from falign.models import baselines, rcsr
 from falign.papers import rcsr as paper
 
@@ -241,3 +243,93 @@ def test_paper_tables_transcribed():
     assert set(paper.META) == set(paper.TABLES)
     with pytest.raises(KeyError):
         paper.table("table9")
+
+
+# --- chapter plumbing (falign.experiments.rcsr) -----------------------------------------------
+
+def crops_of(n: int, seed: int = 0):
+    """A Crops of blob faces (identity affines, box = the landmarks' box) for the experiment helpers."""
+    from falign.data.crops import Crops
+
+    images, pts = faces(n, seed=seed)
+    affines = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).repeat(n, 1, 1)
+    boxes = torch.cat([pts.amin(1), pts.amax(1)], 1)
+    return Crops((images * 255).round().to(torch.uint8), pts, torch.ones(n, 68, dtype=torch.bool), affines,
+                 "ibug68", "blobs", "0", {"box": boxes})
+
+
+CFG = {**experiments.SCALES["smoke"], "size": SIZE, "batch": 4}
+
+
+def test_cnn_models_ignore_brightness_and_contrast():
+    torch.manual_seed(0)
+    model = rcsr.RCSR(patch_size=P, hidden=8, steps=2).eval()
+    torch.nn.init.normal_(model.head[-1].weight, std=0.01)
+    images, pts = faces(2)
+    x = rcsr.standardise(images)
+    assert torch.allclose(x.mean((1, 2, 3)), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(x.std((1, 2, 3)), torch.ones(2), atol=1e-4)
+    assert torch.allclose(model.predict(images, pts), model.predict(0.5 * images + 0.2, pts), atol=1e-4)
+
+
+def test_trained_models_reload_from_their_checkpoints(tmp_path):
+    crops = crops_of(8)
+    for kind in ("convgru-srcnn", "sdm"):
+        first, _ = experiments.trained(CFG, crops, tmp_path, kind, kind=kind, epochs=1, progress=False)
+        again, _ = experiments.trained(CFG, crops, tmp_path, kind, kind=kind, epochs=1, progress=False)
+        a, b = first.state_dict(), again.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
+        assert b["mean_shape"].abs().sum() > 0
+    assert len(list(tmp_path.glob("sdm-*/sdm.pt"))) == 1
+    assert len(list(tmp_path.glob("convgru-srcnn-*/checkpoint.pt"))) == 1
+    experiments.trained({**CFG, "hidden": 4}, crops, tmp_path, "convgru-srcnn", epochs=1, progress=False)
+    assert len(list(tmp_path.glob("convgru-srcnn-*/checkpoint.pt"))) == 2      # a new config, a new run
+
+
+def test_convgru_states_are_the_memory_the_head_reads():
+    torch.manual_seed(0)
+    model = rcsr.RCSR(patch_size=P, hidden=8, steps=3).eval()
+    torch.nn.init.normal_(model.head[-1].weight, std=0.01)
+    images, pts = faces(2)
+    H = experiments.convgru_states(model, images, pts, 3)
+    assert H.shape == (3, 2, 8, 5, 5)
+    last = pts + model.head(H[-1]).view(2, 68, 2) * SIZE
+    assert torch.allclose(last, model.predict(images, pts, 3)[-1], atol=1e-4)
+    assert not model.gru._forward_hooks
+
+
+def test_first_layer_filters_in_descending_variance():
+    filters = experiments.first_layer_filters(rcsr.RCSR(patch_size=P, hidden=8))
+    assert filters.shape == (64, 9, 9)
+    variances = filters.reshape(64, -1).var(axis=1)
+    assert np.all(np.diff(variances) <= 0)
+
+
+def test_side_by_side_puts_ours_beside_the_paper():
+    published = pd.DataFrame({"method": ["Z", "B"], "common": [1.0, 2.0], "challenging": [3.0, 4.0],
+                              "full": [5.0, 6.0]})
+    ours = pd.DataFrame({"method": ["B"] * 3 + ["C"] * 3, "subset": ["common", "challenging", "full"] * 2,
+                         "NME (%, inter-ocular)": [7.0, 8.0, 9.0, 1.0, 1.0, 1.0]})
+    table = experiments.side_by_side(published, ours)
+    assert list(table.columns) == ["method", "common (paper)", "common (ours)", "challenging (paper)",
+                                   "challenging (ours)", "full (paper)", "full (ours)"]
+    assert table["method"].tolist() == ["Z", "B", "C"] and np.isnan(table.loc[0, "full (ours)"])
+    assert np.isnan(table.loc[2, "full (paper)"])
+    assert table.loc[1, ["common (ours)", "full (ours)"]].tolist() == [7.0, 9.0]
+
+
+def test_patch_gradient_switch_changes_gradients_not_predictions():
+    """patch_gradient=False (CPU scales) only cuts the path through the patch positions."""
+    images, pts = faces(2)
+    init = pts + 2 * torch.randn(pts.shape, generator=torch.Generator().manual_seed(1))
+    batch = {"image": images, "init": init, "target": pts}
+    grads, outputs = [], []
+    for flag in (True, False):
+        torch.manual_seed(0)
+        model = rcsr.RCSR(patch_size=P, hidden=8, steps=3, patch_gradient=flag)
+        torch.nn.init.normal_(model.head[-1].weight, std=1e-3)     # zero-initialised: give the positions a say
+        rcsr.loss_fn(model, batch).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.features.parameters()]))
+        outputs.append(model(images, init).detach())
+    assert torch.equal(outputs[0], outputs[1])
+    assert not torch.allclose(grads[0], grads[1])

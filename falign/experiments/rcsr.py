@@ -14,14 +14,17 @@ image coordinates, normalised by the outer-eye-corner distance. Decisions are ma
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign import protocol300w
+from falign import atomic, protocol300w
 from falign import train as trainer
 from falign.data import transforms
 from falign.data.crops import Crops, load_faces
@@ -39,22 +42,26 @@ SCALES = {
                   patch=17, hog_patch=16, hidden=8, fc_width=64, cnn_width=0.25, steps=3, replicates=1,
                   inits=1, box_noise=0.05, init_noise=0.03, epochs=1, ablation_epochs=1, finetune_epochs=0,
                   batch=8, lr=1e-3, grad_clip=1.0, decay_every=10, sdm_stages=3, sdm_alpha=0.1,
-                  fig5=((0, 1), (0, 2)), fig7=(2, 3), eval_steps=6),
-    # CPU-sized (2 cores): 48x48 crops, 17x17 patches, thinner LeNet/FAUC, 250 faces (500 crops with
-    # the mirrors) and a few epochs. The CNN-feature models are far from converged at this size.
+                  patch_gradient=False, fig5=((0, 1), (0, 2)), fig7=(2, 3), eval_steps=6),
+    # CPU-sized (2 cores): 48x48 crops, 17x17 patches, SRCNN at half width and LeNet/FAUC at a quarter,
+    # 250 faces (500 crops with the mirrors) with 2 jittered starts each. The main model trains 30
+    # epochs (learning rate halved every 10, the paper's schedule), every ablation model 3: Decision,
+    # timing probes (1 thread) put one epoch of ConvGRU + SRCNN at about 25 s, and the whole chapter
+    # must fit in about half an hour on 2 cores. The CNN-feature models are still far from converged.
     "small": dict(n_train=250, n_test={"common": 150, "challenging": 75}, image=128, size=48, margin=0.1,
-                  patch=17, hog_patch=16, hidden=32, fc_width=256, cnn_width=1.0, baseline_width=0.25,
-                  steps=5, replicates=1, inits=1, box_noise=0.05, init_noise=0.03, epochs=5, ablation_epochs=3,
-                  finetune_epochs=0, batch=16, lr=1e-3, grad_clip=1.0, decay_every=3, sdm_stages=5,
-                  sdm_alpha=0.1, fig5=((0, 1), (0, 2), (2, 1)), fig7=(5, 10), eval_steps=20),
+                  patch=17, hog_patch=16, hidden=32, fc_width=256, cnn_width=0.5, baseline_width=0.25,
+                  steps=5, replicates=1, inits=2, box_noise=0.05, init_noise=0.03, epochs=30, ablation_epochs=3,
+                  finetune_epochs=0, batch=16, lr=1e-3, grad_clip=1.0, decay_every=10, sdm_stages=5,
+                  sdm_alpha=0.1, patch_gradient=False, fig5=((0, 1), (0, 2), (2, 1)), fig7=(5, 10),
+                  eval_steps=20),
     # The paper's protocol (GPU): Sec. 4.1's augmentation (mirrors, 3 box-noise replicates, fine-tuning
     # on 3 new replicates), batch 204, 200 + 200 epochs, learning rate halved every 10 epochs.
     "full": dict(n_train=3148, n_test={"common": 554, "challenging": 135}, image=256, size=128, margin=0.1,
                  patch=25, hog_patch=32, hidden=64, fc_width=512, cnn_width=1.0, steps=5, replicates=3,
                  inits=1, box_noise=0.05, init_noise=0.03, epochs=200, ablation_epochs=200, finetune_epochs=200,
                  batch=204, lr=3e-4, grad_clip=1.0, decay_every=10, sdm_stages=5, sdm_alpha=0.1,
-                 fig5=tuple((d, f) for d in (0, 5, 10, 15, 20) for f in (1, 2, 3)), fig7=(5, 10, 20, 30),
-                 eval_steps=40),
+                 patch_gradient=True, fig5=tuple((d, f) for d in (0, 5, 10, 15, 20) for f in (1, 2, 3)),
+                 fig7=(5, 10, 20, 30), eval_steps=40),
 }
 
 # Decision (optimiser): Adam with global-norm gradient clipping at every scale. The paper's SGD at lr
@@ -177,7 +184,8 @@ def build(cfg: dict, kind: str = "convgru-srcnn", **variant) -> torch.nn.Module:
         return baselines.build_model(kind, stages=cfg["sdm_stages"], alpha=cfg["sdm_alpha"],
                                      patch_size=cfg["hog_patch"], **variant)
     width = cfg["cnn_width"] if kind.endswith("srcnn") else cfg.get("baseline_width", cfg["cnn_width"])
-    sizes = dict(steps=cfg["steps"], hidden=cfg["hidden"], fc_width=cfg["fc_width"])
+    sizes = dict(steps=cfg["steps"], hidden=cfg["hidden"], fc_width=cfg["fc_width"],
+                 patch_gradient=cfg["patch_gradient"])
     if kind == "gru-hog":
         sizes.update(patch_size=cfg["hog_patch"])
     else:
@@ -320,3 +328,64 @@ def fig7_variants(cfg: dict) -> dict[str, dict]:
     """Fig. 7's models RCSR5/10/20/30 at this scale. Decision: Sec. 4.4's printed weights, 10^w with
     w evenly spaced in [-2, 2] (``loss_schedule="sec4.4"``), since that section trains them."""
     return {f"RCSR{T}": {"steps": T, "loss_schedule": "sec4.4"} for T in cfg["fig7"]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Chapter plumbing shared by the notebooks
+# --------------------------------------------------------------------------------------------------
+def trained(cfg: dict, train_crops: Crops, work, name: str, *, kind: str = "convgru-srcnn",
+            variant: dict | None = None, epochs: int | None = None, device="cpu", seed: int = 0,
+            progress: bool = True):
+    """:func:`train` with its checkpoint in ``work/<name>-<hash>``, so any notebook gets the same model:
+    a finished recurrent run resumes at once; SDM (closed form, no epochs) is saved whole. The hash
+    covers the scale config, kind, variant and epochs, so a changed config never resumes a stale run."""
+    recipe = json.dumps([cfg, kind, variant, epochs or cfg["epochs"]], sort_keys=True, default=str)
+    folder = Path(work) / f"{name}-{hashlib.sha1(recipe.encode()).hexdigest()[:8]}"
+    if kind != "sdm":
+        return train(cfg, train_crops, kind=kind, variant=variant, epochs=epochs, device=device, seed=seed,
+                     checkpoint_dir=folder, progress=progress)
+    path = folder / "sdm.pt"
+    if path.exists():
+        state = trainer.load_checkpoint(path)
+        model = build(cfg, kind, **(variant or {}))
+        model.load_state_dict(state["model"])
+        return model.eval(), state["errors"]
+    model, errors = train(cfg, train_crops, kind=kind, variant=variant, device=device, seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_path(path) as tmp:
+        torch.save({"model": model.cpu().state_dict(), "errors": errors}, tmp)
+    return model, errors
+
+
+def side_by_side(published: pd.DataFrame, ours: pd.DataFrame, value: str = "NME (%, inter-ocular)",
+                 key: str = "method") -> pd.DataFrame:
+    """A paper table (one row per method, one column per subset) with our numbers beside each subset:
+    "<subset> (paper)" and "<subset> (ours)". ``ours`` is long (:func:`protocol300w.evaluate` rows);
+    methods we did not run keep an empty "ours" (shown as reported)."""
+    subsets = [c for c in published.columns if c in protocol300w.SUBSETS]
+    wide = ours.pivot_table(index=key, columns="subset", values=value, sort=False).reset_index()
+    out = published.merge(wide, on=key, how="outer", suffixes=(" (paper)", " (ours)"))
+    order = list(published[key]) + [m for m in wide[key] if m not in set(published[key])]
+    out = out.set_index(key).loc[order].reset_index()                     # the paper's row order
+    cols = [c for c in published.columns if c not in subsets]
+    return out[cols + [f"{s} ({w})" for s in subsets for w in ("paper", "ours")]]
+
+
+@torch.no_grad()
+def convgru_states(model: rcsr.RCSR, images: torch.Tensor, init: torch.Tensor, steps: int) -> torch.Tensor:
+    """The memory H_t after every recurrence (Fig. 11), (steps, B, hidden, h, w) for a ConvGRU: read
+    with a forward hook on the recurrent unit, so the model runs exactly as in inference."""
+    states = []
+    handle = model.gru.register_forward_hook(lambda module, args, output: states.append(output.detach()))
+    try:
+        model.eval().predict(images, init, steps)
+    finally:
+        handle.remove()
+    return torch.stack(states)
+
+
+def first_layer_filters(model: rcsr.RCSR) -> np.ndarray:
+    """The first convolution's filters (C, k, k), in descending order of their variance, as Fig. 10
+    shows them."""
+    weights = model.features.cnn[0].weight.detach().cpu()[:, 0].numpy()
+    return weights[np.argsort(-weights.reshape(len(weights), -1).var(axis=1), kind="stable")]

@@ -161,6 +161,13 @@ class FAUC(nn.Sequential):
 EXTRACTORS = {"srcnn": SRCNN, "lenet": LeNet, "fauc": FAUC}
 
 
+def standardise(images: torch.Tensor) -> torch.Tensor:
+    """Each image to zero mean and unit variance: lighting and contrast vary across faces, and the
+    CNN extractors (no batch norm) train far faster on standardised input."""
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    return (images - mean) / images.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+
+
 class PatchCNN(nn.Module):
     """F(I, h): a CNN applied to the patch around every landmark, all B*N patches in one batch.
 
@@ -329,12 +336,21 @@ class RCSR(nn.Module):
 
     Decision: h_t is predicted in units of the input image side (the fc output is multiplied by
     (W, H)), so the head's scale does not depend on the crop resolution.
+
+    Decision: the CNN extractors read each image standardised to zero mean and unit variance
+    (:func:`standardise`; HOG normalises its own blocks and reads the raw image, so "GRU + HOG" and
+    SDM see the same features). The paper trains end to end, gradients flowing through the
+    differentiable patch sampler into the positions; ``patch_gradient=False`` (the CPU scales' choice,
+    ``falign.experiments.rcsr.SCALES``) cuts that path (``shape.detach()``), so the patches are cut
+    where the previous recurrence put them, as in a cascade. In CPU-sized probes (``small`` scale,
+    120 updates) either change alone barely moved the model from the mean shape; both together
+    halved its error, and the detach also halves the cost of the patch sampler's backward pass.
     """
 
     def __init__(self, scheme: str = "ibug68", steps: int = 5, extractor: str = "srcnn",
                  unit: str = "convgru", patch_size: int | None = None, depth: int = 0,
                  fc_layers: int = 1, fc_width: int = 512, hidden: int | None = None, kernel: int = 3,
-                 loss_schedule: str = "eq8", cnn_width: float = 1.0):
+                 loss_schedule: str = "eq8", cnn_width: float = 1.0, patch_gradient: bool = True):
         super().__init__()
         if unit not in DEFAULT_HIDDEN:
             raise ValueError(f"unit must be one of {sorted(DEFAULT_HIDDEN)}, got {unit!r}")
@@ -352,7 +368,7 @@ class RCSR(nn.Module):
                            patch_size=patch_size or DEFAULT_PATCH[extractor], depth=depth,
                            fc_layers=fc_layers, fc_width=fc_width,
                            hidden=hidden or DEFAULT_HIDDEN[unit], kernel=kernel,
-                           loss_schedule=loss_schedule, cnn_width=cnn_width)
+                           loss_schedule=loss_schedule, cnn_width=cnn_width, patch_gradient=patch_gradient)
         N, P = self.scheme.n_points, self.config["patch_size"]
         self.steps, self.n_points = steps, N
         if extractor == "hog":
@@ -374,9 +390,10 @@ class RCSR(nn.Module):
         B, N, _ = init.shape
         side = init.new_tensor([images.shape[-1], images.shape[-2]])
         shape, H = init, None
-        prepared = self.features.prepare(images)
+        prepared = self.features.prepare(images if isinstance(self.features, HOGFeatures) else standardise(images))
         while True:
-            f = self.features(prepared, shape)                             # f_t = F(I, h^_{t-1})
+            where = shape if self.config["patch_gradient"] else shape.detach()
+            f = self.features(prepared, where)                             # f_t = F(I, h^_{t-1})
             H = self.gru(f, self.gru.initial_state(f) if H is None else H)  # Eq. 4-7
             h = self.head(H).view(B, N, 2) * side                          # h_t: overall increment
             shape = init + h                                               # h^_t = h^_0 + h_t
@@ -495,6 +512,10 @@ DECISIONS: dict[str, str] = {
     "memory": "GRU memory: 64 channels (ConvGRU, 3x3 kernels, 'same' padding) or 512 units (traditional "
               "GRU); H_0 = 0.",
     "cnn width": "cnn_width < 1 thins SRCNN/LeNet/FAUC channels; used only where a scale config says so.",
+    "input": "CNN extractors read each image standardised (zero mean, unit variance); HOG reads it raw.",
+    "patch gradient": "CPU scales: no gradient through the patch positions (patch_gradient=False, "
+                      "shape.detach() before sampling), as in a cascade; much faster and more stable training "
+                      "there. full: end to end through the sampler, as the paper.",
     "head": "fc head: last layer zero-initialised; h_t predicted in image sides; hidden fc width 512.",
     "loss scale": "rcsr_loss: shapes in image sides and a batch mean instead of a sum (rescales Eq. 8 only).",
     "loss weights": "loss_weights: 'eq8' 10^(t/T) by default; Sec. 4.4's 10^linspace(-2,2,T) as 'sec4.4'.",

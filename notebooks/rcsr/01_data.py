@@ -1,0 +1,215 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+# ---
+
+# %% [markdown]
+# # RCSR 1: the data
+#
+# Wang, Tulyakov and Sebe's *Recurrent Convolutional Shape Regression* (RCSR, TPAMI 2018) is trained and
+# tested on 300-W (Sec. 4): 3,148 training faces (the LFPW and Helen training sets and AFW) and three
+# test sets, *common* (the LFPW and Helen test sets, 554 faces), *challenging* (iBUG, 135 faces) and
+# *full* (both, 689 faces), with 68 landmarks; Tables 2 and 3 also score 49 points (the 68 without the
+# jaw and the two inner mouth corners). The model reads grey face crops. Sec. 4.1 doubles the training
+# set with mirrored copies and replicates it three times with noise on the face boxes; every training
+# face starts from the training mean shape placed in its box, jittered (Sec. 3.1.1).
+#
+# 300-W needs registration, so by default this chapter runs on **SynthFace's 300-W-like preset**
+# ({doc}`../synthface/01_synthface`): a near-frontal *common* split, a hard *challenging* split (large
+# yaw, strong expressions, occluders) and a training split covering both. It is not the paper's data:
+# the numbers of this chapter measure the method on synthetic faces. With `DATA="300w"` (and
+# `DATA_ROOT`) the same notebooks read the real 300-W through falign's loaders.
+#
+# This notebook shows what the model is given: the crops of every subset, the pose distributions,
+# the mirrored copies and box noise of Sec. 4.1, and the mean shape placed in the box.
+
+# %% tags=["parameters"]
+SCALE = "smoke"      # smoke | small | full
+DATA = "synthetic"   # synthetic | 300w
+DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
+DEVICE = "cpu"       # cpu | cuda
+SEED = 0
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from falign import protocol300w, report
+from falign.data import transforms
+from falign.data.crops import load_faces
+from falign.experiments import rcsr as experiments
+from falign.landmarks import convert, get_scheme
+from falign.models import rcsr
+from falign.papers import rcsr as paper
+
+run = report.start("rcsr", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
+cfg = experiments.SCALES[SCALE]
+crops = experiments.datasets(cfg, data=DATA, root=DATA_ROOT, seed=SEED)
+for c in crops.values():
+    run.dataset(c.name, c.fingerprint)
+print(run.label())
+
+# %% [markdown]
+# ## The data at this scale and in the paper
+#
+# The paper's numbers come from `falign.papers.rcsr.training_protocol()` and the 300-W test-set sizes;
+# ours are counted from the crops this run built. `train crops` counts every mirrored copy and
+# box-noise replicate.
+
+# %%
+protocol = paper.training_protocol()
+n_train = cfg["n_train"]
+pd.DataFrame({
+    "item": ["training faces", "box-noise replicates", "train crops (with mirrors)", "common test faces",
+             "challenging test faces", "full test faces", "crop side (px)", "landmarks"],
+    "paper": [protocol["train_images"], 3, protocol["train_images"] * 2 * 3,
+              protocol300w.SUBSET_SIZES["common"], protocol300w.SUBSET_SIZES["challenging"],
+              protocol300w.SUBSET_SIZES["full"], "not given", 68],
+    f"ours ({SCALE})": [n_train, cfg["replicates"], len(crops["train"]), len(crops["common"]),
+                       len(crops["challenging"]), len(crops["common"]) + len(crops["challenging"]),
+                       cfg["size"], get_scheme(experiments.SCHEME).n_points],
+}).astype(str)
+
+# %% [markdown]
+# ## Crops of every subset
+#
+# Grey crops around the (detector-like) face box with a small margin, landmarks in crop coordinates.
+# The challenging faces turn further, pull stronger expressions and are more often occluded.
+
+# %%
+shown = 6
+fig, axes = plt.subplots(3, shown, figsize=(1.9 * shown, 6))
+for row, subset in enumerate(("train", "common", "challenging")):
+    c = crops[subset]
+    for col, i in enumerate(np.linspace(0, (len(c) if subset != "train" else n_train) - 1, shown).astype(int)):
+        ax = axes[row, col]
+        ax.imshow(c.images[i, 0], cmap="gray", vmin=0, vmax=255)
+        ax.scatter(*c.landmarks[i].T, s=3, c="lime", linewidths=0)
+        ax.axis("off")
+    axes[row, 0].set_title(subset, fontsize=9, loc="left")
+fig.tight_layout()
+run.figure(fig, "samples_per_subset")
+
+# %% [markdown]
+# ## Pose per subset
+#
+# SynthFace records each face's head pose, so the split between the subsets can be read off directly
+# (300-W itself has no pose labels; with real data this plot is skipped).
+
+# %%
+if DATA == "synthetic":
+    poses = {s: load_faces("synthetic", s, preset=experiments.PRESET,
+                           n=cfg["n_train"] if s == "train" else cfg["n_test"][s], size=cfg["image"],
+                           seed=SEED)["pose"] for s in ("train", "common", "challenging")}
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+    for s, pose in poses.items():
+        for k, angle in enumerate(("yaw", "pitch", "roll")):
+            axes[k].hist(pose[:, k], bins=np.arange(-90, 91, 10), histtype="step", density=True, label=s)
+    for ax, angle in zip(axes, ("yaw", "pitch", "roll")):
+        ax.set(xlabel=f"{angle} (°)", yticks=[])
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    run.figure(fig, "pose_histograms")
+    display(pd.DataFrame([{"subset": s, "faces": len(p), "mean |yaw| (°)": np.abs(p[:, 0]).mean(),
+                           "|yaw| > 30° (%)": 100 * (np.abs(p[:, 0]) > 30).mean()} for s, p in poses.items()]))
+else:
+    print(f"{DATA}: no pose ground truth, histogram skipped")
+
+# %% [markdown]
+# ## Mirrored copies and box noise (Sec. 4.1)
+#
+# Every training crop has a mirrored copy: the image flipped left to right, and the landmarks renumbered
+# with the scheme's flip permutation, so that point 37 stays the subject's right eye corner (in red
+# below) on both sides of the flip; without the renumbering a mirrored face would teach the model to
+# swap the eyes. The box-noise replicates shift and scale the face box before cropping (uniformly by up
+# to `box_noise` of the box; the paper gives no magnitude); the replicates here are drawn for one face.
+
+# %%
+eye = get_scheme(experiments.SCHEME).outer_eye_corners[0]
+train = crops["train"]
+fig, axes = plt.subplots(2, 4, figsize=(8, 4.2))
+for col, i in enumerate(range(0, min(4, n_train))):
+    for row, j in enumerate((i, i + n_train)):          # crop i and its mirrored copy
+        ax = axes[row, col]
+        ax.imshow(train.images[j, 0], cmap="gray", vmin=0, vmax=255)
+        ax.scatter(*train.landmarks[j].T, s=3, c="lime", linewidths=0)
+        ax.scatter(*train.landmarks[j, eye], s=18, c="red")
+        ax.axis("off")
+axes[0, 0].set_title("original", fontsize=9, loc="left")
+axes[1, 0].set_title("mirrored", fontsize=9, loc="left")
+fig.tight_layout()
+run.figure(fig, "mirrored_pairs")
+
+# %%
+faces = load_faces(DATA, "train", preset=experiments.PRESET, n=n_train, size=cfg["image"], seed=SEED,
+                   root=DATA_ROOT)
+if DATA == "synthetic":
+    image, box = faces["images"][0], torch.as_tensor(faces["detector_boxes"][:1], dtype=torch.float32)
+else:
+    image, box = faces[0].image, torch.as_tensor(faces[0].box[None], dtype=torch.float32)
+fig, ax = plt.subplots(figsize=(3.2, 3.2))
+ax.imshow(image)
+for r, colour in zip(range(3), ("yellow", "cyan", "magenta")):
+    b = transforms.shake_boxes(box, cfg["box_noise"], cfg["box_noise"], rng=SEED * 1000 + r)[0].numpy()
+    ax.add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, ec=colour, lw=1))
+ax.set_title("three box-noise replicates", fontsize=9)
+ax.axis("off")
+run.figure(fig, "box_noise")
+
+# %% [markdown]
+# ## The initial shape: the mean shape in the box
+#
+# RCSR starts every face from the training mean shape S̄ (Sec. 3: ĥ₀ = S̄). We store S̄ in box units, (0, 0)
+# the box's top-left corner and (1, 1) its bottom-right, and place it in each test face's box. During
+# training the start is jittered several times per face (Sec. 3.1.1; `inits` per crop, a random
+# similarity of the placed mean shape). The right panel shows the 49-point subset of Tables 2 and 3:
+# the 68 points without the jaw line and the two inner mouth corners.
+
+# %%
+mean = rcsr.mean_shape(train.landmarks.numpy(), train.extra["box"].numpy())
+starts = rcsr.jittered_initial_shapes(mean, train.extra["box"][:1].numpy(), 5, shift=cfg["init_noise"],
+                                      scale=cfg["init_noise"], seed=SEED)[0]
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+axes[0].scatter(*mean.T, s=6)
+axes[0].add_patch(plt.Rectangle((0, 0), 1, 1, fill=False, ec="k"))
+axes[0].set(title="S̄ in box units", xlim=(-0.1, 1.1), ylim=(1.1, -0.1), aspect="equal")
+axes[1].imshow(train.images[0, 0], cmap="gray", vmin=0, vmax=255)
+for s in starts:
+    axes[1].scatter(*s.T, s=2)
+b = train.extra["box"][0].numpy()
+axes[1].add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, ec="yellow"))
+axes[1].set_title("jittered initial shapes", fontsize=9)
+axes[1].axis("off")
+mean49 = convert(mean[None], experiments.SCHEME, "ibug49")[0]
+axes[2].scatter(*mean.T, s=6, c="lightgray", label="68 points")
+axes[2].scatter(*mean49.T, s=6, c="C3", label="49 points")
+axes[2].set(title="68 and 49 points", ylim=(1.0, 0.0), aspect="equal")
+axes[2].legend(fontsize=8)
+fig.tight_layout()
+run.figure(fig, "mean_shape")
+
+# %% [markdown]
+# ## Where the regression starts
+#
+# The error of the placed mean shape itself, with the 300-W metric (mean point-to-point distance over
+# the points, divided by the outer-eye-corner distance, per face, in %; computed in original image
+# coordinates by `falign.protocol300w`). Every method of the chapter starts here.
+
+# %%
+tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
+start = {s: c.to_image(torch.from_numpy(rcsr.place_in_box(mean, c.extra["box"].numpy()))) for s, c in tests.items()}
+initial = pd.concat([protocol300w.evaluate(start, experiments.ground_truth(tests), experiments.SCHEME,
+                                           eval_scheme=e, method=f"mean shape, {n} points")
+                     for e, n in ((None, 68), ("ibug49", 49))], ignore_index=True)
+run.table(initial, "initial_error", caption="Error of the mean shape placed in the box (inter-ocular NME)")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"mean-shape NME, common: {initial['NME (%, inter-ocular)'].iloc[0]:.3f}%")
+
+# %%
+run.log(train_crops=len(train), common=len(tests["common"]), challenging=len(tests["challenging"]))
+run.finish();
