@@ -50,3 +50,27 @@ def test_real_datasets_crop_through_samples():
                       box=a["boxes"][i], scheme="five", source=f"toy/{i}") for i in range(2)]
     crops = crop_faces(FaceDataset(samples, name="toy", split="test", scheme="five"), 24)
     np.testing.assert_allclose(crops.ground_truth().numpy(), a["landmarks"], atol=1e-3)
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["synthface", "dataset"])
+def test_given_boxes_make_replicates_of_every_face(real):
+    """Row j of k*n given boxes is face j % n (noisy-box augmentation), for arrays and datasets alike."""
+    a = _arrays(n=2)
+    faces = a if not real else FaceDataset(
+        [Sample(image=a["images"][i], landmarks=a["landmarks"][i], visible=a["visible"][i], box=a["boxes"][i],
+                scheme="five", source=f"toy/{i}") for i in range(2)], name="toy", split="test", scheme="five")
+    shifted = a["boxes"] + np.float32(2.0)
+    boxes = np.concatenate([a["boxes"], shifted])
+    crops = crop_faces(faces, 24, boxes=boxes)
+    assert len(crops) == 4 and torch.equal(crops.extra["box"], torch.from_numpy(boxes))
+    np.testing.assert_allclose(crops.ground_truth().numpy(), np.concatenate([a["landmarks"]] * 2), atol=1e-3)
+    assert not torch.allclose(crops.landmarks[2:], crops.landmarks[:2])  # the second copy is cut elsewhere
+    if not real:
+        assert torch.equal(crops.extra["M"][2:], crops.extra["M"][:2])
+
+
+def test_grey_is_rounded_once_from_the_float_crop():
+    a = _arrays()
+    colour, grey = crop_faces(a, 16, margin=0.1), crop_faces(a, 16, margin=0.1, grey=True)
+    luma = torch.einsum("nchw,c->nhw", colour.images.float(), torch.tensor([0.299, 0.587, 0.114]))
+    assert (grey.images[:, 0].float() - luma).abs().max() <= 1.0

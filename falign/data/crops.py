@@ -7,6 +7,7 @@ original image (:meth:`Crops.to_image`) where the metrics are computed, as the p
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,47 +72,57 @@ def load_faces(data: str, split: str, *, preset: str, n: int | None, size: int =
     return get_dataset(data, split, root=root or None, limit=n)
 
 
+# Per-face SynthFace ground truth that travels with each crop (indexed like the crops' rows).
+_PER_FACE = ("M", "p", "pose", "landmarks68", "visible68")
+
+
 def crop_faces(faces: dict | FaceDataset, out_size: int, margin: float = 0.0, *, box: str = "detector",
-               grey: bool = False, chunk: int = 256) -> Crops:
+               boxes=None, grey: bool = False, padding_mode: str = "zeros", chunk: int = 256) -> Crops:
     """Crop every face around its box (``"detector"``: the detector-like box, ``"tight"``: the
-    landmarks' box) to ``out_size`` pixels, optionally grey, in batched chunks."""
-    if isinstance(faces, FaceDataset):
-        crops = _crop_dataset(faces, out_size, margin, chunk)
+    landmarks' box) to ``out_size`` pixels, optionally grey, in batched chunks.
+
+    ``boxes`` (k n, 4) crops around given boxes instead, row j being face j % n: k replicates of
+    the n faces (e.g. noisy boxes for augmentation). ``extra`` holds the boxes used (``"box"``,
+    original image coordinates) and SynthFace's per-face 3DMM camera ``M``, ``p``, pose and 68-point
+    ground truth. Grey is taken from the float crop, so pixels are rounded once. ``padding_mode``
+    (``"zeros"`` or ``"border"``) fills outside SynthFace images; real images are cropped by
+    :func:`falign.data.transforms.crop_batch`.
+    """
+    real = isinstance(faces, FaceDataset)
+    n = len(faces) if real else len(faces["images"])
+    if boxes is None:
+        boxes = np.stack([s.box for s in faces]) if real else faces["detector_boxes" if box == "detector" else "boxes"]
+    boxes = torch.as_tensor(np.asarray(boxes), dtype=torch.float32).reshape(-1, 4)
+    rows = torch.arange(len(boxes)) % n
+    images, affines, points = [], [], []
+    for i in range(0, len(boxes), chunk):
+        if real:
+            samples = [dataclasses.replace(faces[int(j)], box=b.numpy())
+                       for j, b in zip(rows[i:i + chunk], boxes[i:i + chunk])]
+            part = transforms.crop_batch(samples, out_size, margin)
+            crop, affine = part["images"], part["affines"]
+            points.append((part["landmarks"], part["visible"]))
+        else:
+            affine = transforms.crop_to_box(boxes[i:i + chunk], out_size, margin)
+            source = torch.from_numpy(faces["images"][rows[i:i + chunk].numpy()]).permute(0, 3, 1, 2).float() / 255.0
+            crop = transforms.warp_images(source, affine, out_size, padding_mode=padding_mode)
+        if grey:
+            crop = torch.einsum("nchw,c->nhw", crop, _LUMA)[:, None]
+        images.append(_to_uint8(crop))
+        affines.append(affine)
+    affines = torch.cat(affines)
+    if real:
+        landmarks, visible = (torch.cat(x) for x in zip(*points))
+        scheme, name, fingerprint = faces.scheme, f"{faces.name}:{faces.split}", faces.fingerprint
     else:
-        crops = _crop_arrays(faces, out_size, margin, box, chunk)
-    if grey:
-        grey_images = torch.einsum("nchw,c->nhw", crops.images.float(), _LUMA)
-        crops.images = grey_images.round().clamp(0, 255).to(torch.uint8)[:, None]
-    return crops
+        landmarks, visible = transforms.transform_landmarks(torch.as_tensor(faces["landmarks"])[rows], affines,
+                                                            torch.as_tensor(faces["visible"])[rows])
+        scheme, name, fingerprint = faces["scheme"], faces["name"], faces["fingerprint"]
+    extra = {"box": boxes}
+    if not real:
+        extra.update({k: torch.as_tensor(np.asarray(faces[k]))[rows] for k in _PER_FACE if k in faces})
+    return Crops(torch.cat(images), landmarks.float(), visible, affines, scheme, name, fingerprint, extra)
 
 
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images * 255).round().clamp(0, 255).to(torch.uint8)
-
-
-def _crop_arrays(arrays: dict, out_size: int, margin: float, box: str, chunk: int) -> Crops:
-    boxes = arrays["detector_boxes" if box == "detector" else "boxes"]
-    affines = transforms.crop_to_box(boxes, out_size, margin)
-    images = torch.cat([
-        _to_uint8(transforms.warp_images(
-            torch.from_numpy(arrays["images"][i:i + chunk]).permute(0, 3, 1, 2).float() / 255.0,
-            affines[i:i + chunk], out_size))
-        for i in range(0, len(boxes), chunk)
-    ])
-    landmarks, visible = transforms.transform_landmarks(arrays["landmarks"], affines, arrays["visible"])
-    extra = {k: torch.as_tensor(np.asarray(arrays[k])) for k in ("M", "p", "pose") if k in arrays}
-    return Crops(images, landmarks.float(), visible, affines, arrays["scheme"], arrays["name"],
-                 arrays["fingerprint"], extra)
-
-
-def _crop_dataset(dataset: FaceDataset, out_size: int, margin: float, chunk: int) -> Crops:
-    parts = [transforms.crop_batch([dataset[j] for j in range(i, min(i + chunk, len(dataset)))],
-                                   out_size, margin)
-             for i in range(0, len(dataset), chunk)]
-    return Crops(
-        _to_uint8(torch.cat([p["images"] for p in parts])),
-        torch.cat([p["landmarks"] for p in parts]).float(),
-        torch.cat([p["visible"] for p in parts]),
-        torch.cat([p["affines"] for p in parts]),
-        dataset.scheme, f"{dataset.name}:{dataset.split}", dataset.fingerprint,
-    )

@@ -12,7 +12,6 @@ crop coordinates with the same affine as the pixels. SynthFace ``aflw-pifa-like`
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 
 import numpy as np
@@ -23,7 +22,7 @@ from torch.utils.data import Dataset
 from falign import metrics, report
 from falign import train as trainer
 from falign.data import transforms
-from falign.data.crops import Crops, load_faces
+from falign.data.crops import Crops, crop_faces, load_faces
 from falign.data.sample import FaceDataset
 from falign.landmarks import get_scheme
 from falign.models import pifa
@@ -98,42 +97,17 @@ def noisy_boxes(boxes, variations: int, noise: float, seed: int) -> torch.Tensor
     return torch.cat(out)
 
 
-def _crop_arrays(arrays: dict, boxes: torch.Tensor, size: int, scheme: str, name: str) -> Crops:
-    """Crop SynthFace arrays around ``boxes`` (k x n rows: k variations of the n faces)."""
-    n = len(arrays["images"])
-    rows = torch.arange(len(boxes)) % n
-    affines = transforms.crop_to_box(boxes, size)
-    images = []
-    for i in range(0, len(boxes), 256):
-        idx = rows[i:i + 256]
-        src = torch.from_numpy(arrays["images"][idx.numpy()]).permute(0, 3, 1, 2).float() / 255
-        images.append((transforms.warp_images(src, affines[i:i + 256], size) * 255).round().to(torch.uint8))
-    landmarks, visible = transforms.transform_landmarks(torch.as_tensor(arrays["landmarks"])[rows], affines,
-                                                        torch.as_tensor(arrays["visible"])[rows])
-    M = torch.as_tensor(arrays["M"])[rows]
-    extra = {"M": crop_camera(M, affines), "p": torch.as_tensor(arrays["p"])[rows], "box": boxes,
-             "pose": torch.as_tensor(arrays["pose"])[rows]}
-    if "landmarks68" in arrays:  # original-image iBUG-68 ground truth, for the Table 5 analogue
-        extra["landmarks68"] = torch.as_tensor(arrays["landmarks68"])[rows].float()
-        extra["visible68"] = torch.as_tensor(arrays["visible68"])[rows]
-    return Crops(torch.cat(images), landmarks.float(), visible, affines, scheme, name, arrays["fingerprint"], extra)
-
-
-def _crop_dataset(dataset: FaceDataset, boxes: torch.Tensor, size: int, fit_params: bool) -> Crops:
-    """Real data: crop around ``boxes``; for training, M and p come from fitting the 3DMM to the
+def _crop(faces, boxes: torch.Tensor, size: int, fit_params: bool) -> Crops:
+    """Crops around ``boxes`` with the 3DMM ground truth in crop coordinates: SynthFace's exact
+    camera moved by each crop's affine; for real training data, M and p from fitting the 3DMM to the
     cropped landmarks (the paper's data augmentation step 'similar to [18]', Sec. 3.1)."""
-    n = len(dataset)
-    samples = [dataclasses.replace(dataset[j % n], box=b.numpy()) for j, b in enumerate(boxes)]
-    parts = [transforms.crop_batch(samples[i:i + 256], size) for i in range(0, len(samples), 256)]
-    images = torch.cat([(q["images"] * 255).round().to(torch.uint8) for q in parts])
-    landmarks = torch.cat([q["landmarks"] for q in parts]).float()
-    visible = torch.cat([q["visible"] for q in parts])
-    extra = {"box": boxes}
-    if fit_params:
-        fitted = fit(builtin_model(), landmarks, visible, scheme=dataset.scheme)
-        extra.update(M=fitted["M"], p=fitted["p"])
-    return Crops(images, landmarks, visible, torch.cat([q["affines"] for q in parts]), dataset.scheme,
-                 f"{dataset.name}:{dataset.split}", dataset.fingerprint, extra)
+    crops = crop_faces(faces, size, boxes=boxes)
+    if "M" in crops.extra:
+        crops.extra["M"] = crop_camera(crops.extra["M"], crops.affines)
+    elif fit_params:
+        fitted = fit(builtin_model(), crops.landmarks, crops.visible, scheme=crops.scheme)
+        crops.extra.update(M=fitted["M"], p=fitted["p"])
+    return crops
 
 
 def load(cfg: dict, split: str, *, data: str = "synthetic", root: str = "", seed: int = 0,
@@ -142,12 +116,9 @@ def load(cfg: dict, split: str, *, data: str = "synthetic", root: str = "", seed
     their boxes with M, p in crop coordinates; ``variations`` > 1 adds the noisy-box copies.
     Decision: SynthFace's detector-like box plays AFLW's given box (the crop and NME normaliser)."""
     faces = load_faces(data, split, preset=preset, n=n, size=cfg["image"], seed=seed, root=root)
-    if isinstance(faces, FaceDataset):
-        boxes = noisy_boxes(np.stack([s.box for s in faces]), variations, cfg["box_noise"], seed)
-        return _crop_dataset(faces, boxes, cfg["size"], fit_params=split == "train")
-    boxes = noisy_boxes(faces["detector_boxes"], variations, cfg["box_noise"], seed)
-    scheme = {PRESET: SCHEME, AFW_PRESET: "afw6"}[preset]
-    return _crop_arrays(faces, boxes, cfg["size"], scheme, f"synthface:{preset}:{split}")
+    given = np.stack([s.box for s in faces]) if isinstance(faces, FaceDataset) else faces["detector_boxes"]
+    boxes = noisy_boxes(given, variations, cfg["box_noise"], seed)
+    return _crop(faces, boxes, cfg["size"], fit_params=split == "train")
 
 
 def datasets(cfg: dict, *, data: str = "synthetic", root: str = "", seed: int = 0) -> dict[str, Crops]:

@@ -13,7 +13,6 @@ image coordinates, normalised by the outer-eye-corner distance. Decisions are ma
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -27,14 +26,13 @@ from torch.utils.data import Dataset
 from falign import atomic, protocol300w
 from falign import train as trainer
 from falign.data import transforms
-from falign.data.crops import Crops, load_faces
+from falign.data.crops import Crops, crop_faces, load_faces
 from falign.data.sample import FaceDataset
 from falign.landmarks import get_scheme
 from falign.models import baselines, rcsr
 
 PRESET, SCHEME = "300w-like", "ibug68"
 TEST_SUBSETS = ("common", "challenging")      # "full" is pooled by protocol300w
-LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 SCALES = {
     # CI: numbers mean nothing, every notebook in seconds.
@@ -73,26 +71,6 @@ SCALES = {
 # --------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------
-def _crop_synthetic(arrays: dict, rows: torch.Tensor, boxes: torch.Tensor, size: int, margin: float,
-                    chunk: int = 256) -> tuple[torch.Tensor, ...]:
-    """Grey uint8 crops of SynthFace rows around ``boxes``; landmarks in crop coordinates."""
-    affines = transforms.crop_to_box(boxes, size, margin)
-    images = []
-    for i in range(0, len(rows), chunk):
-        src = torch.from_numpy(arrays["images"][rows[i:i + chunk].numpy()]).permute(0, 3, 1, 2).float() / 255
-        images.append(transforms.warp_images(src, affines[i:i + chunk], size, padding_mode="border"))
-    landmarks = transforms.apply_affine(torch.as_tensor(arrays["landmarks"])[rows], affines)
-    return torch.cat(images), landmarks, torch.as_tensor(arrays["visible"])[rows], affines
-
-
-def _crop_real(dataset: FaceDataset, rows: torch.Tensor, boxes: torch.Tensor, size: int, margin: float,
-               chunk: int = 256) -> tuple[torch.Tensor, ...]:
-    """The same for a real dataset (images of any size), through ``transforms.crop_batch``."""
-    samples = [dataclasses.replace(dataset[int(j)], box=b.numpy()) for j, b in zip(rows, boxes)]
-    parts = [transforms.crop_batch(samples[i:i + chunk], size, margin) for i in range(0, len(samples), chunk)]
-    return tuple(torch.cat([p[k] for p in parts]) for k in ("images", "landmarks", "visible", "affines"))
-
-
 def mirror(crops: Crops) -> Crops:
     """Sec. 4.1's mirrored copies: flip each crop left-right, landmarks renumbered by the flip
     permutation (the subject's left eye stays point 36..41) and the affine composed with the flip."""
@@ -123,21 +101,15 @@ def load(cfg: dict, split: str, *, data: str = "synthetic", root: str = "", seed
     """
     n = cfg["n_train"] if train else cfg["n_test"][split]
     faces = load_faces(data, split, preset=PRESET, n=n, size=cfg["image"], seed=seed, root=root)
-    real = isinstance(faces, FaceDataset)
-    base = torch.as_tensor(np.stack([s.box for s in faces]) if real else faces["detector_boxes"],
-                           dtype=torch.float32)
-    name = f"{data}:{split}" if real else f"synthface:{PRESET}:{split}"
+    given = torch.as_tensor(np.stack([s.box for s in faces]) if isinstance(faces, FaceDataset)
+                            else faces["detector_boxes"], dtype=torch.float32)
     parts = []
     for r in range(cfg["replicates"] if train else 1):
         noise = cfg["box_noise"]
-        boxes = transforms.shake_boxes(base, noise, noise, rng=seed * 1000 + r) if train else base
-        rows = torch.arange(len(base))
-        images, landmarks, visible, affines = (_crop_real if real else _crop_synthetic)(
-            faces, rows, boxes, cfg["size"], cfg["margin"])
-        grey = torch.einsum("nchw,c->nhw", images, LUMA)[:, None]
-        corners = transforms.apply_affine(boxes.view(-1, 2, 2), affines).reshape(-1, 4)
-        crops = Crops((grey * 255).round().clamp(0, 255).to(torch.uint8), landmarks.float(), visible, affines,
-                      SCHEME, name, faces.fingerprint if real else faces["fingerprint"], {"box": corners})
+        boxes = transforms.shake_boxes(given, noise, noise, rng=seed * 1000 + r) if train else given
+        crops = crop_faces(faces, cfg["size"], cfg["margin"], boxes=boxes, grey=True, padding_mode="border")
+        corners = transforms.apply_affine(boxes.view(-1, 2, 2), crops.affines).reshape(-1, 4)
+        crops.extra = {"box": corners}
         parts += [crops, mirror(crops)] if train else [crops]
     return _concat(parts)
 
