@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from falign import atomic, morphable, paths, render
+from falign import allocator, atomic, morphable, paths, render
 from falign.data.registry import DatasetSpec, register
 from falign.data.sample import FaceDataset, Sample
 from falign.landmarks import convert, convert_visibility
@@ -570,6 +570,8 @@ def _generate(preset: str, split: str, cfg: SynthFaceConfig, n: int, size: int, 
 
     Faces are drawn block by block (one seed per block), several blocks per step on a GPU; each
     block's pixel generator draws its background, then its occluders and noise."""
+    if device.type == "cpu":
+        allocator.keep_freed_memory()  # batch buffers are reused, not page-faulted in again
     scene = _scene(str(device))
     per_call = BLOCK * _batch_blocks(size, device)
     parts: dict[str, list] = {k: [] for k in keys}
