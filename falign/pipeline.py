@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import time
@@ -108,6 +109,29 @@ def execute(py: Path, out: Path, params: Params, env: dict[str, str], prepare_on
                 os.environ[k] = v
 
 
+# Progress bars (tqdm writes them to stderr) are for the person watching a run, not for the book.
+_PROGRESS = re.compile(r"\d+%\|.*\||\d+/\d+ \[|IProgress not found|import tqdm as notebook_tqdm")
+
+
+def strip_progress(notebook: Path) -> None:
+    """Drop progress-bar lines from the stderr of an executed notebook, keeping any other message."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = [line.rsplit("\r", 1)[-1] for line in output["text"].split("\n")]
+                output["text"] = "\n".join(line for line in lines if line.strip() and not _PROGRESS.search(line))
+                if not output["text"]:
+                    continue
+            kept.append(output)
+        if cell.cell_type == "code":
+            cell.outputs = kept
+    nbformat.write(nb, notebook)
+
+
 def _promote(src: Path, dst: Path) -> None:
     """Replace ``dst`` by ``src`` with two renames, never leaving a half-written folder."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +160,7 @@ def reproduce_chapter(
         t0 = time.time()
         try:
             execute(py, out, params, env)
+            strip_progress(out)
         except PapermillExecutionError as err:
             print(f"\n[{chapter}] {py.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}",
                   file=sys.stderr)

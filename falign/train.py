@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: Jupyter renders them without ipywidgets
 
 from falign import atomic
 

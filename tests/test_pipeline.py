@@ -83,3 +83,19 @@ def test_toc_lists_only_executed_chapters(tmp_path):
     (tmp_path / "pifa").mkdir()  # a chapter folder without executed notebooks is left out
     toc = pipeline.write_toc(tmp_path).read_text()
     assert "foundations/01_foundations" in toc and "PIFA" not in toc
+
+
+def test_progress_bars_are_stripped_from_executed_notebooks(tmp_path):
+    import nbformat
+
+    bar = "train 1/2:  50%|#####     | 1/2 [00:01<00:01,  1.0it/s]\rtrain 1/2: 100%|##########| 2/2 [00:02<00:00]\n"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("stream", name="stderr", text=bar),
+        nbformat.v4.new_output("stream", name="stderr", text=bar + "UserWarning: keep me\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="42\n"),
+    ])])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    pipeline.strip_progress(path)
+    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    assert [o["text"] for o in outputs] == ["UserWarning: keep me", "42\n"]
