@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -65,6 +67,13 @@ def to_device(batch: Any, device: torch.device) -> Any:
 def _save(path: Path, state: dict[str, Any]) -> None:
     with atomic.atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+def recipe_dir(work: str | Path, name: str, *recipe: Any) -> Path:
+    """``work/<name>-<hash>``: a checkpoint folder keyed by everything that defines a run (scale
+    config, variant, epochs, ...), so a changed recipe starts afresh instead of resuming a stale run."""
+    text = json.dumps(recipe, sort_keys=True, default=str)
+    return Path(work) / f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

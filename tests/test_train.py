@@ -93,3 +93,10 @@ def test_ddp_two_cpu_ranks_end_with_identical_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     # and training happened: the weights moved away from the initialisation
     assert not torch.equal(a["0.weight"], _model().state_dict()["0.weight"])
+
+
+def test_recipe_dir_changes_with_the_recipe(tmp_path):
+    a = train.recipe_dir(tmp_path, "main", {"epochs": 12, "lr": 1e-3})
+    assert a == train.recipe_dir(tmp_path, "main", {"lr": 1e-3, "epochs": 12})   # key order does not matter
+    assert a != train.recipe_dir(tmp_path, "main", {"epochs": 6, "lr": 1e-3})
+    assert a.parent == tmp_path and a.name.startswith("main-")

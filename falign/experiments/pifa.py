@@ -47,11 +47,11 @@ SCALES = {
     "smoke": dict(n_train=32, n_test=24, n_afw=16, variations=1, image=96, size=32, fc_grid=2, fc_hidden=64,
                   epochs=2, ablation_epochs=1, ablation_variations=1, batch=16, optimizer="adam", lr=1e-3,
                   weight_decay=0.0, milestones=(), lr_factors=(), box_noise=0.05),
-    # CPU-sized (2 cores, ~5 min main training + ~7 min for the 8 ablation networks): the trends of
+    # CPU-sized (2 cores, ~6 min main training + ~12 min for the 8 ablation networks): the trends of
     # Tables 3 and 6-8 at 64x64 crops with the FC input average-pooled to 4x4 and 256 hidden units.
     # The ablation networks see only the unperturbed box of every training face (1 variation).
     "small": dict(n_train=1000, n_test=300, n_afw=150, variations=2, image=128, size=64, fc_grid=4,
-                  fc_hidden=256, epochs=12, ablation_epochs=4, ablation_variations=1, batch=32,
+                  fc_hidden=256, epochs=12, ablation_epochs=6, ablation_variations=1, batch=32,
                   optimizer="adam", lr=1e-3, weight_decay=0.0, milestones=(8, 11), lr_factors=(0.3, 0.3),
                   box_noise=0.05),
     # The paper's protocol (GPU): AFLW-PIFA split sizes, 20 variations, 114x114, Table 1, 33 epochs.
@@ -171,11 +171,14 @@ def _optimizer(cfg: dict):
     return trainer.adam(cfg["lr"], weight_decay=cfg["weight_decay"])
 
 
-def _scheduler(cfg: dict):
-    """Piecewise-constant LR: multiplied by lr_factors[i] at epoch milestones[i]."""
+def _scheduler(cfg: dict, epochs: int):
+    """Piecewise-constant LR: multiplied by lr_factors[i] at epoch milestones[i].
+
+    Decision: a shorter run (the ablations' ``ablation_epochs``) places the milestones at the same
+    fractions of its length, so every network ends with the small learning rates."""
     if not cfg["milestones"]:
         return None
-    steps = list(zip(cfg["milestones"], cfg["lr_factors"]))
+    steps = [(m * epochs / cfg["epochs"], f) for m, f in zip(cfg["milestones"], cfg["lr_factors"])]
 
     def factor(epoch: int) -> float:
         return float(np.prod([f for m, f in steps if epoch >= m]))
@@ -190,9 +193,10 @@ def train(cfg: dict, train_crops: Crops, *, variant: dict | None = None, epochs:
     torch.manual_seed(seed)
     net = build_network(cfg, **(variant or {}))
     net.calibrate(train_crops.extra["M"])
+    epochs = epochs or cfg["epochs"]
     history = trainer.fit(
-        net, pifa.pifa_loss, TrainSet(train_crops), epochs=epochs or cfg["epochs"], batch_size=cfg["batch"],
-        optimizer=_optimizer(cfg), scheduler=_scheduler(cfg), device=device, seed=seed,
+        net, pifa.pifa_loss, TrainSet(train_crops), epochs=epochs, batch_size=cfg["batch"],
+        optimizer=_optimizer(cfg), scheduler=_scheduler(cfg, epochs), device=device, seed=seed,
         checkpoint_dir=checkpoint_dir, desc="pifa", progress=progress)
     return net.eval(), history
 
@@ -200,7 +204,8 @@ def train(cfg: dict, train_crops: Crops, *, variant: dict | None = None, epochs:
 def main_network(cfg: dict, train_crops: Crops, work_dir, *, device="cpu", seed: int = 0, progress: bool = True):
     """The chapter's main network: trained by the 03 notebook, reloaded (finished checkpoint) by the
     others, so each notebook also runs on its own. Returns (net, History)."""
-    return train(cfg, train_crops, device=device, seed=seed, checkpoint_dir=f"{work_dir}/main", progress=progress)
+    return train(cfg, train_crops, device=device, seed=seed, checkpoint_dir=trainer.recipe_dir(work_dir, "main", cfg),
+                 progress=progress)
 
 
 REFERENCE = {"inputs": "IFV", "mask": "nose", "n_blocks": 6, "visualize": True}  # the paper's network
@@ -222,7 +227,7 @@ def ablation_train_crops(cfg: dict, train_crops: Crops) -> Crops:
 def ablation_network(cfg: dict, crops: dict[str, Crops], variant: dict, *, device="cpu", seed: int = 0,
                      work_dir=None, progress: bool = True) -> pifa.PIFA:
     """One Table 6-8 network at the ablation budget; with ``work_dir`` a finished one is reloaded."""
-    ckpt = None if work_dir is None else f"{work_dir}/ablation_{_slug(variant)}"
+    ckpt = None if work_dir is None else trainer.recipe_dir(work_dir, f"ablation_{_slug(variant)}", cfg)
     net, _ = train(cfg, ablation_train_crops(cfg, crops["train"]), variant=variant, epochs=cfg["ablation_epochs"],
                    device=device, seed=seed, checkpoint_dir=ckpt, progress=progress)
     return net

@@ -13,10 +13,7 @@ image coordinates, normalised by the outer-eye-corner distance. Decisions are ma
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -311,8 +308,7 @@ def trained(cfg: dict, train_crops: Crops, work, name: str, *, kind: str = "conv
     """:func:`train` with its checkpoint in ``work/<name>-<hash>``, so any notebook gets the same model:
     a finished recurrent run resumes at once; SDM (closed form, no epochs) is saved whole. The hash
     covers the scale config, kind, variant and epochs, so a changed config never resumes a stale run."""
-    recipe = json.dumps([cfg, kind, variant, epochs or cfg["epochs"]], sort_keys=True, default=str)
-    folder = Path(work) / f"{name}-{hashlib.sha1(recipe.encode()).hexdigest()[:8]}"
+    folder = trainer.recipe_dir(work, name, cfg, kind, variant, epochs or cfg["epochs"])
     if kind != "sdm":
         return train(cfg, train_crops, kind=kind, variant=variant, epochs=epochs, device=device, seed=seed,
                      checkpoint_dir=folder, progress=progress)

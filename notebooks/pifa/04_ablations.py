@@ -190,7 +190,8 @@ run.table(verdict, "claims", caption="The paper's ablation claims, checked on th
 #   uniformly by up to `box_noise` (5%) of the box size.
 # * *Scales.* The CPU scales use fewer and smaller crops (64×64 at `small`), fewer variations and epochs,
 #   average-pool the feature maps to a small grid before the FC layers and use fewer FC units.
-#   The ablation networks train on one box variation and for fewer epochs than the main network.
+#   The ablation networks train on one box variation and for fewer epochs than the main network, with
+#   the learning-rate milestones placed at the same fractions of their shorter run.
 #
 # **Model**
 #

@@ -133,7 +133,8 @@ run.table(sizes, "parameters", caption="Parameters of the Table 4 architectures 
 # place; training moves it.
 
 # %%
-shapes = model(test.float_images(slice(0, 4)), init[:4])
+with torch.no_grad():
+    shapes = model(test.float_images(slice(0, 4)), init[:4])
 print(f"images {tuple(test.images[:4].shape)} -> shapes {tuple(shapes.shape)} (T = {model.steps})")
 print(f"untrained: largest move from the mean shape {float((shapes - shapes[:1]).abs().max()):.2e} px")
 

@@ -184,6 +184,7 @@ for row, (subset, i) in enumerate(picks):
         ax.scatter(*c.landmarks[i].T, s=2, c="lime", linewidths=0)
         ax.scatter(*shape.T, s=2, c="red", linewidths=0)
         ax.set_title(f"{subset} t={t}" if t != "adaptive" else f"stop at {int(used[0])}", fontsize=7)
+        ax.set(xlim=(-0.5, c.size - 0.5), ylim=(c.size - 0.5, -0.5))  # the crop, even if a point strays
         ax.axis("off")
 fig.tight_layout()
 run.figure(fig, "fig4_fig8_steps")
