@@ -74,3 +74,9 @@ def test_grey_is_rounded_once_from_the_float_crop():
     colour, grey = crop_faces(a, 16, margin=0.1), crop_faces(a, 16, margin=0.1, grey=True)
     luma = torch.einsum("nchw,c->nhw", colour.images.float(), torch.tensor([0.299, 0.587, 0.114]))
     assert (grey.images[:, 0].float() - luma).abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("boxes", [np.zeros((3, 4)), np.zeros((2, 5)), np.zeros((0, 4))])
+def test_given_boxes_of_the_wrong_shape_are_refused(boxes):
+    with pytest.raises(ValueError, match=r"toy.*\(k \* 2, 4\)"):
+        crop_faces(_arrays(n=2), 16, boxes=boxes)

@@ -13,6 +13,7 @@ from falign.landmarks import convert
 from falign.models import pifa
 from falign.morphable import MorphableModel, project
 from falign.papers import pifa as paper
+from steps import losses_over_steps
 
 # iBUG-68 targets on the tiny sphere face as (longitude, latitude) in degrees: jaw, brows, nose,
 # eyes, mouth; each landmark snaps to the nearest mesh vertex.
@@ -175,14 +176,7 @@ def test_loss_decreases_on_one_batch(model):
     p = torch.randn(B, 15) * net.p_sigma
     batch = {"image": torch.randn(B, 3, 16, 16), "M": M, "p": p}
     batch["landmarks"] = net.landmarks(pifa.join_params(M, p)).detach()
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(15):
-        loss = pifa.pifa_loss(net, batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = losses_over_steps(net, pifa.pifa_loss, batch, steps=15, lr=3e-3)
     assert losses[-1] < 0.5 * losses[0]
 
 

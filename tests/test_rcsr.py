@@ -9,6 +9,7 @@ from skimage.feature import hog
 from falign.experiments import rcsr as experiments
 from falign.models import baselines, rcsr
 from falign.papers import rcsr as paper
+from steps import losses_over_steps
 
 torch.set_num_threads(1)
 SIZE, P = 48, 17          # small crops and patches keep every test fast
@@ -150,14 +151,7 @@ def test_a_few_steps_reduce_the_loss():
     init = pts + 2 * torch.randn_like(pts)
     model = rcsr.RCSR(patch_size=P, hidden=8, steps=3)
     batch = {"image": images, "init": init, "target": pts}
-    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
-    losses = []
-    for _ in range(8):
-        loss = rcsr.loss_fn(model, batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = losses_over_steps(model, rcsr.loss_fn, batch, steps=8, lr=3e-4)
     assert losses[-1] < 0.85 * losses[0]
 
 

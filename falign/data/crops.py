@@ -92,7 +92,10 @@ def crop_faces(faces: dict | FaceDataset, out_size: int, margin: float = 0.0, *,
     n = len(faces) if real else len(faces["images"])
     if boxes is None:
         boxes = np.stack([s.box for s in faces]) if real else faces["detector_boxes" if box == "detector" else "boxes"]
-    boxes = torch.as_tensor(np.asarray(boxes), dtype=torch.float32).reshape(-1, 4)
+    boxes = torch.as_tensor(np.asarray(boxes), dtype=torch.float32)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) == 0 or len(boxes) % n:
+        raise ValueError(f"crop_faces({_source_name(faces, real)}): boxes must be (k * {n}, 4) for {n} faces "
+                         f"(x1, y1, x2, y2 per row), got shape {tuple(boxes.shape)}")
     rows = torch.arange(len(boxes)) % n
     images, affines, points = [], [], []
     for i in range(0, len(boxes), chunk):
@@ -122,6 +125,10 @@ def crop_faces(faces: dict | FaceDataset, out_size: int, margin: float = 0.0, *,
     if not real:
         extra.update({k: torch.as_tensor(np.asarray(faces[k]))[rows] for k in _PER_FACE if k in faces})
     return Crops(torch.cat(images), landmarks.float(), visible, affines, scheme, name, fingerprint, extra)
+
+
+def _source_name(faces, real: bool) -> str:
+    return f"{faces.name}:{faces.split}" if real else faces.get("name", "SynthFace arrays")
 
 
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:
