@@ -7,7 +7,7 @@ import torch
 from skimage.feature import hog
 
 from falign.experiments import rcsr as experiments
-from falign.models import baselines, rcsr
+from falign.models import rcsr, rcsr_table4, sdm
 from falign.papers import rcsr as paper
 from steps import losses_over_steps
 
@@ -26,14 +26,14 @@ def faces(n: int, n_points: int = 68, seed: int = 0) -> tuple[torch.Tensor, torc
 
 def small(kind: str, **cfg) -> torch.nn.Module:
     if kind == "sdm":
-        return baselines.build_model(kind, stages=3, **cfg)
+        return rcsr_table4.build_model(kind, stages=3, **cfg)
     patch = {} if kind == "gru-hog" else {"patch_size": P}                 # HOG keeps its 16 px
-    return baselines.build_model(kind, hidden=8, steps=3, **patch, **cfg)
+    return rcsr_table4.build_model(kind, hidden=8, steps=3, **patch, **cfg)
 
 
 # --- shapes -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", list(baselines.TABLE4))
+@pytest.mark.parametrize("kind", list(rcsr_table4.TABLE4))
 def test_every_table4_model_predicts_shapes_per_step(kind):
     model = small(kind)
     images, pts = faces(2)
@@ -60,7 +60,7 @@ def test_invalid_configurations_raise():
     with pytest.raises(ValueError, match="too small"):
         rcsr.RCSR(patch_size=11)
     with pytest.raises(ValueError, match="unknown model kind"):
-        baselines.build_model("cnn")
+        rcsr_table4.build_model("cnn")
 
 
 def test_srcnn_layers_follow_the_paper():
@@ -206,11 +206,11 @@ def test_sdm_reduces_the_training_error_stage_by_stage():
     g = torch.Generator().manual_seed(1)
     images, pts = images.repeat(3, 1, 1, 1), pts.repeat(3, 1, 1)           # 3 initialisations per face
     init = pts + 2.0 * torch.randn(pts.shape, generator=g)
-    sdm = baselines.SDM(stages=3, alpha=1e-3)
-    errors = sdm.fit(images, init, pts)
+    cascade = sdm.SDM(stages=3, alpha=1e-3)
+    errors = cascade.fit(images, init, pts)
     assert len(errors) == 4 and all(a > b for a, b in zip(errors, errors[1:]))
     assert errors[-1] < 0.5 * errors[0]
-    final = sdm.predict(images, init)[-1]                                 # predict replays fit
+    final = cascade.predict(images, init)[-1]                                 # predict replays fit
     assert float((final - pts).norm(dim=-1).mean()) == pytest.approx(errors[-1], rel=1e-4)
 
 
@@ -218,9 +218,9 @@ def test_ridge_recovers_a_linear_map():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 5, generator=g)
     R, b = torch.randn(5, 3, generator=g), torch.randn(3, generator=g)
-    R_hat, b_hat = baselines.ridge(x, x @ R + b, alpha=1e-8)
+    R_hat, b_hat = sdm.ridge(x, x @ R + b, alpha=1e-8)
     assert torch.allclose(R_hat, R, atol=1e-4) and torch.allclose(b_hat, b, atol=1e-4)
-    R_dual, _ = baselines.ridge(x[:4], (x @ R + b)[:4], alpha=1e-3)       # n < d: dual form
+    R_dual, _ = sdm.ridge(x[:4], (x @ R + b)[:4], alpha=1e-3)       # n < d: dual form
     assert R_dual.shape == (5, 3)
 
 
@@ -230,8 +230,8 @@ def test_paper_tables_transcribed():
     t1 = paper.table("table1")
     assert len(t1) == 18 and t1.set_index("method").loc["RCSR adaptive"].tolist() == [4.01, 8.58, 4.90]
     t4 = paper.table("table4")
-    assert t4["kind"].tolist() == list(baselines.TABLE4)
-    assert t4["method"].tolist() == [row for row, _ in baselines.TABLE4.values()]
+    assert t4["kind"].tolist() == list(rcsr_table4.TABLE4)
+    assert t4["method"].tolist() == [row for row, _ in rcsr_table4.TABLE4.values()]
     assert t4.iloc[-1, 2:].tolist() == t1.iloc[-1, 1:].tolist()
     assert paper.table("table2").shape == (10, 3) and paper.table("table3").shape == (10, 3)
     assert set(paper.META) == set(paper.TABLES)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -184,120 +183,49 @@ def _generator(rng, device="cpu") -> torch.Generator:
                     "random transforms are seeded")
 
 
-def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> Tensor:
-    return low + (high - low) * torch.rand(n, generator=gen, device=gen.device)
-
-
-def colour_jitter(images: Tensor, brightness: float = 0.0, contrast: float = 0.0,
-                  saturation: float = 0.0, *, rng) -> Tensor:
-    """Per-image random brightness, contrast and saturation factors in [1 - x, 1 + x], values in [0, 1].
-
-    Contrast scales about the image's mean grey level, saturation about each pixel's grey level.
-    """
-    gen = _generator(rng)
-    factors = torch.stack([_uniform(images.shape[0], 1 - x, 1 + x, gen)
-                           for x in (brightness, contrast, saturation)], 1)
-    factors = factors.to(images.device, images.dtype)[:, :, None, None, None]
-    out = images * factors[:, 0]
-    mean = _grey(out).mean((1, 2, 3), keepdim=True)
-    out = mean + (out - mean) * factors[:, 1]
-    if images.shape[1] == 3:
-        grey = _grey(out)
-        out = grey + (out - grey) * factors[:, 2]
-    return out.clamp(0, 1)
-
-
-def _grey(images: Tensor) -> Tensor:
-    if images.shape[1] != 3:
-        return images.mean(1, keepdim=True)
-    weights = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype, device=images.device)
-    return (images * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
-
-
-def gaussian_noise(images: Tensor, sigma: float, *, rng) -> Tensor:
-    """Add i.i.d. Gaussian pixel noise of standard deviation ``sigma`` (values in [0, 1]), clamped."""
-    gen = _generator(rng, images.device)
-    noise = torch.randn(images.shape, generator=gen, device=gen.device, dtype=images.dtype)
-    return (images + sigma * noise.to(images.device)).clamp(0, 1)
-
-
 # Random geometry ---------------------------------------------------------------------------------
 
-def shake_boxes(boxes, shift: float, scale: float, *, rng) -> Tensor:
-    """CCNN's box "shake": imitate face-detector jitter by perturbing each box at random.
+def jitter_boxes(boxes, shift: float, scale: float, *, rng, copies: int = 1, keep_first: bool = False) -> Tensor:
+    """Imitate face-detector jitter: ``copies`` perturbed copies of every box, copy-major ((copies n, 4)).
 
-    The centre moves by up to ``shift`` times the box width (x) and height (y); the size is scaled
-    by a factor in [1 - scale, 1 + scale]; all uniform and independent per box.
+    Each box's centre moves by up to ``shift`` times its width (x) and height (y), and its width and
+    height are scaled independently by factors in [1 - scale, 1 + scale]; all uniform and
+    independent. With ``keep_first`` copy 0 is the unperturbed box (PIFA's "variations", Sec. 4.1).
+    Every chapter's box noise (PIFA's variations, RCSR's replicates, CCNN's windows) comes from here.
     """
     gen = _generator(rng)
-    b = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    n = b.shape[0]
-    size = b[:, 2:] - b[:, :2]
-    centre = (b[:, :2] + b[:, 2:]) / 2 + size * _uniform(2 * n, -shift, shift, gen).cpu().view(n, 2)
-    half = size / 2 * _uniform(n, 1 - scale, 1 + scale, gen).cpu()[:, None]
-    return torch.cat([centre - half, centre + half], 1)
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Training augmentation strengths: box shake (fractions of the box), rotation (max degrees),
-    flip probability, colour jitter factors and Gaussian noise sigma (pixel values in [0, 1])."""
-
-    shift: float = 0.05
-    scale: float = 0.05
-    rotate: float = 15.0
-    flip: float = 0.5
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-    noise: float = 0.0
-
-
-def augment_affines(boxes, out_size: int, margin: float, augment: Augment, *, rng) -> Tensor:
-    """Random crops: shaken box, crop, rotation about the crop centre, then maybe a mirror."""
-    gen = _generator(rng)
-    shaken = shake_boxes(boxes, augment.shift, augment.scale, rng=gen)
-    n = shaken.shape[0]
-    angles = _uniform(n, -augment.rotate, augment.rotate, gen).cpu()
-    mirror = _uniform(n, 0.0, 1.0, gen).cpu() < augment.flip
-    centre = torch.full((n, 2), (out_size - 1) / 2)
-    flips = torch.where(mirror[:, None, None], hflip(out_size), translation(0.0, 0.0))
-    return chain(crop_to_box(shaken, out_size, margin), rotation(angles, centre), flips)
+    b = torch.as_tensor(np.asarray(boxes), dtype=torch.float32).reshape(-1, 4)
+    size, centre = b[:, 2:] - b[:, :2], (b[:, :2] + b[:, 2:]) / 2
+    out = [b] if keep_first else []
+    for _ in range(copies - len(out)):
+        c = centre + shift * size * (2 * torch.rand(b.shape[0], 2, generator=gen) - 1)
+        half = size / 2 * (1 + scale * (2 * torch.rand(b.shape[0], 2, generator=gen) - 1))
+        out.append(torch.cat([c - half, c + half], 1))
+    return torch.cat(out)
 
 
 # Batches of samples --------------------------------------------------------------------------------
 
-def crop_batch(samples: Sequence, out_size: int, margin: float = 0.0, scheme=None, rng=None,
-               train: bool = False, augment: Augment = Augment()) -> dict[str, Tensor]:
+def crop_batch(samples: Sequence, out_size: int, margin: float = 0.0, scheme=None) -> dict[str, Tensor]:
     """Crop a list of :class:`~falign.data.Sample` (any image sizes) around their boxes.
 
     Returns ``images`` (B, 3, S, S) float in [0, 1], ``landmarks`` (B, N, 2) and ``visible`` (B, N)
-    in crop coordinates, and the ``affines`` (B, 2, 3) for :func:`uncrop_points`. With
-    ``train=True`` the crops are augmented (``augment``, seeded by ``rng``); ``scheme`` (a name or
-    Scheme, default the samples' own) provides the flip permutation.
+    in crop coordinates, and the ``affines`` (B, 2, 3) for :func:`uncrop_points`; ``scheme`` (a name
+    or Scheme, default the samples' own) provides the flip permutation.
     """
     if len({s.scheme for s in samples}) != 1:
         raise ValueError(f"samples mix landmark schemes {sorted({s.scheme for s in samples})}")
     scheme = get_scheme(samples[0].scheme if scheme is None else scheme)
-    boxes = np.stack([s.box for s in samples])
-    gen = _generator(rng) if train else None
-    if train:
-        affines = augment_affines(boxes, out_size, margin, augment, rng=gen)
-    else:
-        affines = crop_to_box(boxes, out_size, margin)
-    images = torch.cat([_crop_one(s.image, a, out_size) for s, a in zip(samples, affines)])
-    if train:
-        images = colour_jitter(images, augment.brightness, augment.contrast, augment.saturation, rng=gen)
-        if augment.noise > 0:
-            images = gaussian_noise(images, augment.noise, rng=gen)
+    affines = crop_to_box(np.stack([s.box for s in samples]), out_size, margin)
+    images = torch.cat([crop_image(s.image, a, out_size) for s, a in zip(samples, affines)])
     landmarks, visible = transform_landmarks(
         np.stack([s.landmarks for s in samples]), affines, np.stack([s.visible for s in samples]),
         scheme.flip_perm)
     return {"images": images, "landmarks": landmarks, "visible": visible, "affines": affines}
 
 
-def _crop_one(image: np.ndarray, affine: Tensor, out_size: int) -> Tensor:
-    """Warp one uint8 (H, W, 3) image: cut out the source region first, and when shrinking, prefilter
+def crop_image(image: np.ndarray, affine: Tensor, out_size: int) -> Tensor:
+    """Warp one uint8 (H, W, C) image of any size to (1, C, S, S) floats in [0, 1]: cut out the source region first, and when shrinking, prefilter
     it (antialiased resize) so the bilinear warp samples a band-limited image."""
     h, w = image.shape[:2]
     corners = torch.tensor([[-0.5, -0.5], [out_size - 0.5, -0.5], [-0.5, out_size - 0.5],

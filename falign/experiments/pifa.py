@@ -82,21 +82,6 @@ def crop_camera(M: torch.Tensor, affines: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def noisy_boxes(boxes, variations: int, noise: float, seed: int) -> torch.Tensor:
-    """Sec. 4.1's augmentation: ``variations`` copies of every box (variation-major order), copy 0
-    unchanged. Decision: the paper gives no magnitude; centre, width and height each move by up to
-    ``noise`` times the box size (uniform, independent)."""
-    b = torch.as_tensor(np.asarray(boxes), dtype=torch.float32).reshape(-1, 4)
-    out = [b]
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(variations - 1):
-        size = b[:, 2:] - b[:, :2]
-        centre = (b[:, :2] + b[:, 2:]) / 2 + noise * size * (2 * torch.rand(b.shape[0], 2, generator=g) - 1)
-        half = size / 2 * (1 + noise * (2 * torch.rand(b.shape[0], 2, generator=g) - 1))
-        out.append(torch.cat([centre - half, centre + half], 1))
-    return torch.cat(out)
-
-
 def _crop(faces, boxes: torch.Tensor, size: int, fit_params: bool) -> Crops:
     """Crops around ``boxes`` with the 3DMM ground truth in crop coordinates: SynthFace's exact
     camera moved by each crop's affine; for real training data, M and p from fitting the 3DMM to the
@@ -117,7 +102,10 @@ def load(cfg: dict, split: str, *, data: str = "synthetic", root: str = "", seed
     Decision: SynthFace's detector-like box plays AFLW's given box (the crop and NME normaliser)."""
     faces = load_faces(data, split, preset=preset, n=n, size=cfg["image"], seed=seed, root=root)
     given = np.stack([s.box for s in faces]) if isinstance(faces, FaceDataset) else faces["detector_boxes"]
-    boxes = noisy_boxes(given, variations, cfg["box_noise"], seed)
+    # Decision: the paper gives no magnitude for its box noise; centre, width and height each move by
+    # up to ``box_noise`` times the box size (uniform, independent); variation 0 is the given box.
+    boxes = transforms.jitter_boxes(given, cfg["box_noise"], cfg["box_noise"], rng=seed, copies=variations,
+                                    keep_first=True)
     return _crop(faces, boxes, cfg["size"], fit_params=split == "train")
 
 

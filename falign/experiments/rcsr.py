@@ -1,7 +1,7 @@
 """RCSR chapter experiments: data preparation, scale configurations, training and evaluation.
 
 The notebooks of ``notebooks/rcsr`` call these functions; the model is :mod:`falign.models.rcsr`,
-the Table 4 baselines :mod:`falign.models.baselines`, the published numbers :mod:`falign.papers.rcsr`
+the Table 4 baselines :mod:`falign.models.rcsr_table4`, the published numbers :mod:`falign.papers.rcsr`
 and the metric :mod:`falign.protocol300w`.
 
 Protocol (Sec. 4, 4.1): 300-W, 68 points; train on 3,148 faces, test on common / challenging / full;
@@ -26,7 +26,7 @@ from falign.data import transforms
 from falign.data.crops import Crops, crop_faces, load_faces
 from falign.data.sample import FaceDataset
 from falign.landmarks import get_scheme
-from falign.models import baselines, rcsr
+from falign.models import rcsr, rcsr_table4
 
 PRESET, SCHEME = "300w-like", "ibug68"
 TEST_SUBSETS = ("common", "challenging")      # "full" is pooled by protocol300w
@@ -93,8 +93,8 @@ def load(cfg: dict, split: str, *, data: str = "synthetic", root: str = "", seed
     shape is placed).
 
     Test crops use the detector-like box as given. Training crops (Sec. 4.1) come in ``replicates``
-    copies whose boxes are shaken (centre by up to ``box_noise`` of the box, size by up to
-    ``box_noise``, uniform: Decision, the paper gives no magnitude), each with its mirrored copy.
+    copies whose boxes are jittered (:func:`falign.data.transforms.jitter_boxes`: centre, width and
+    height by up to ``box_noise`` of the box, uniform: Decision, the paper gives no magnitude), each with its mirrored copy.
     """
     n = cfg["n_train"] if train else cfg["n_test"][split]
     faces = load_faces(data, split, preset=PRESET, n=n, size=cfg["image"], seed=seed, root=root)
@@ -103,7 +103,7 @@ def load(cfg: dict, split: str, *, data: str = "synthetic", root: str = "", seed
     parts = []
     for r in range(cfg["replicates"] if train else 1):
         noise = cfg["box_noise"]
-        boxes = transforms.shake_boxes(given, noise, noise, rng=seed * 1000 + r) if train else given
+        boxes = transforms.jitter_boxes(given, noise, noise, rng=seed * 1000 + r) if train else given
         crops = crop_faces(faces, cfg["size"], cfg["margin"], boxes=boxes, grey=True, padding_mode="border")
         corners = transforms.apply_affine(boxes.view(-1, 2, 2), crops.affines).reshape(-1, 4)
         crops.extra = {"box": corners}
@@ -150,7 +150,7 @@ def build(cfg: dict, kind: str = "convgru-srcnn", **variant) -> torch.nn.Module:
     """A Table 4 architecture at a scale's sizes; ``variant`` overrides (depth, fc_layers, steps, ...).
     Decision (small scale): LeNet and FAUC are thinned by ``baseline_width`` to fit the CPU budget."""
     if kind == "sdm":
-        return baselines.build_model(kind, stages=cfg["sdm_stages"], alpha=cfg["sdm_alpha"],
+        return rcsr_table4.build_model(kind, stages=cfg["sdm_stages"], alpha=cfg["sdm_alpha"],
                                      patch_size=cfg["hog_patch"], **variant)
     width = cfg["cnn_width"] if kind.endswith("srcnn") else cfg.get("baseline_width", cfg["cnn_width"])
     sizes = dict(steps=cfg["steps"], hidden=cfg["hidden"], fc_width=cfg["fc_width"],
@@ -159,7 +159,7 @@ def build(cfg: dict, kind: str = "convgru-srcnn", **variant) -> torch.nn.Module:
         sizes.update(patch_size=cfg["hog_patch"])
     else:
         sizes.update(patch_size=cfg["patch"], cnn_width=width)
-    return baselines.build_model(kind, **{**sizes, **variant})
+    return rcsr_table4.build_model(kind, **{**sizes, **variant})
 
 
 def train(cfg: dict, train_crops: Crops, *, kind: str = "convgru-srcnn", variant: dict | None = None,

@@ -94,7 +94,7 @@ def table3() -> pd.DataFrame:
 def table4() -> pd.DataFrame:
     """Table 4: the effect of the recurrent-convolutional architecture on 300-W. Row 3 is the earlier
     work [20] (RCFA), the last row the paper's model (= "RCSR adaptive" of Table 1). ``kind`` is the
-    matching :func:`falign.models.baselines.build_model` kind."""
+    matching :func:`falign.models.rcsr_table4.build_model` kind."""
     rows = [
         ("sdm", "Linear Regressor + HOG (SDM [3])", 5.70, 15.77, 7.68),
         ("gru-hog", "Traditional GRU + HOG", 4.61, 9.94, 5.63),

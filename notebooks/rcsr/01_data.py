@@ -153,7 +153,7 @@ else:
 fig, ax = plt.subplots(figsize=(3.2, 3.2))
 ax.imshow(image)
 for r, colour in zip(range(3), ("yellow", "cyan", "magenta")):
-    b = transforms.shake_boxes(box, cfg["box_noise"], cfg["box_noise"], rng=SEED * 1000 + r)[0].numpy()
+    b = transforms.jitter_boxes(box, cfg["box_noise"], cfg["box_noise"], rng=SEED * 1000 + r)[0].numpy()
     ax.add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, ec=colour, lw=1))
 ax.set_title("three box-noise replicates", fontsize=9)
 ax.axis("off")

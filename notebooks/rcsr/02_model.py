@@ -22,7 +22,7 @@
 # The loss (Eq. 8) sums the error of every recurrence with weights w_t = 10^(t/T) that grow with t. At
 # test time the recurrence can run past the trained T; Sec. 4.3 stops it when the normalised shape
 # increment falls below γ = 0.01, after at most 13 steps. The code is `falign/models/rcsr.py`, written
-# to be read beside the paper's Sec. 3; the Table 4 baselines are in `falign/models/baselines.py`.
+# to be read beside the paper's Sec. 3; the Table 4 baselines are in `falign/models/rcsr_table4.py`.
 
 # %% tags=["parameters"]
 SCALE = "smoke"      # smoke | small | full
@@ -39,7 +39,7 @@ import torch
 
 from falign import report
 from falign.experiments import rcsr as experiments
-from falign.models import baselines, rcsr
+from falign.models import rcsr, rcsr_table4
 from falign.papers import rcsr as paper
 
 run = report.start("rcsr", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
@@ -122,7 +122,7 @@ sizes = pd.DataFrame([{
                                    if t.dtype.is_floating_point) - 2 * 68,
     f"parameters, {SCALE}": sum(t.numel() for t in experiments.build(cfg, kind).state_dict().values()
                                 if t.dtype.is_floating_point) - 2 * 68,
-} for kind, (row, _) in baselines.TABLE4.items()])
+} for kind, (row, _) in rcsr_table4.TABLE4.items()])
 run.table(sizes, "parameters", caption="Parameters of the Table 4 architectures (the 68x2 mean shape not counted)")
 
 # %% [markdown]

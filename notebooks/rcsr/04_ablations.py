@@ -33,7 +33,7 @@ import pandas as pd
 
 from falign import protocol300w, report
 from falign.experiments import rcsr as experiments
-from falign.models import baselines, rcsr
+from falign.models import rcsr, rcsr_table4
 from falign.papers import rcsr as paper
 
 run = report.start("rcsr", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
@@ -65,7 +65,7 @@ def fit(name, kind="convgru-srcnn", variant=None, epochs=None):
 
 # %%
 models, rows, errors = {}, [], {}
-for kind, (label, _) in baselines.TABLE4.items():
+for kind, (label, _) in rcsr_table4.TABLE4.items():
     main = kind == "convgru-srcnn"
     models[label] = fit(kind if main else f"ablation-{kind}", kind, epochs=cfg["epochs"] if main else None)
     rows.append((label, kind, "—" if kind == "sdm" else cfg["epochs"] if main else cfg["ablation_epochs"]))
@@ -101,7 +101,7 @@ run.table(at_T.pivot_table(index="method", columns="subset", values=NME, sort=Fa
 
 # %%
 ours4 = results.pivot_table(index="method", columns="subset", values=NME, sort=False)
-main_label, sdm_label, rcfa_label = (baselines.TABLE4[k][0] for k in ("convgru-srcnn", "sdm", "gru-srcnn"))
+main_label, sdm_label, rcfa_label = (rcsr_table4.TABLE4[k][0] for k in ("convgru-srcnn", "sdm", "gru-srcnn"))
 verdict = pd.DataFrame({
     "ConvGRU + SRCNN (ours)": ours4.loc[main_label],
     f"ConvGRU + SRCNN after T = {cfg['steps']} (ours)": at_T.pivot_table(index="method", columns="subset", values=NME,
@@ -286,6 +286,6 @@ sdm = models[sdm_label]
 print(f"SDM + HOG, full-set NME after {sdm.steps} stages: {ours4.loc[sdm_label, 'full']:.3f}%")
 
 # %%
-run.log(**{f"table4_full_{kind}": float(ours4.loc[label, "full"]) for kind, (label, _) in baselines.TABLE4.items()},
+run.log(**{f"table4_full_{kind}": float(ours4.loc[label, "full"]) for kind, (label, _) in rcsr_table4.TABLE4.items()},
         rank_correlation_table4=float(rank))
 run.finish();

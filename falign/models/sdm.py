@@ -1,10 +1,8 @@
-"""The baselines of RCSR's Table 4 (Sec. 5), behind one factory, :func:`build_model`.
+"""The Supervised Descent Method (Xiong and De la Torre, CVPR 2013) on HOG features: the classic
+cascaded-regression baseline of RCSR's Table 4 (row 1), MSRRN's Fig. 3 and the comparison chapter.
 
-Table 4 separates the two halves of RCSR: the regressor (a linear cascade, a traditional GRU, a
-ConvGRU) and the features (HOG, LeNet, FAUC, SRCNN). Five rows are :class:`falign.models.rcsr.RCSR`
-with other parts; the first, SDM, is not a network and lives here. Every model answers
-``predict(images (B,1,H,W), init_shapes (B,N,2)) -> shapes per step (T+1, B, N, 2)``; SDM is fit in
-closed form with :meth:`SDM.fit`, the others with ``falign.train.fit`` and ``rcsr.loss_fn``.
+It answers ``predict(images (B,1,H,W), init_shapes (B,N,2)) -> shapes per stage (T+1, B, N, 2)``
+like the recurrent models, and is fit in closed form with :meth:`SDM.fit` (no gradient descent).
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import torch
 from torch import nn
 
 from falign.landmarks import get_scheme
-from falign.models.rcsr import RCSR, HOGFeatures
+from falign.models.rcsr import HOGFeatures
 
 
 def ridge(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,24 +85,3 @@ class SDM(nn.Module):
     def predict(self, images: torch.Tensor, init_shapes: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Shapes after every stage, (stages+1, B, N, 2); a cascade cannot run past its last stage."""
         return self(images, init_shapes, steps)
-
-
-# Table 4, row by row: kind -> (the row as printed, the RCSR configuration; None for SDM).
-TABLE4: dict[str, tuple[str, dict | None]] = {
-    "sdm": ("Linear Regressor + HOG (SDM [3])", None),
-    "gru-hog": ("Traditional GRU + HOG", dict(unit="gru", extractor="hog")),
-    "gru-srcnn": ("Traditional GRU + SRCNN [20]", dict(unit="gru", extractor="srcnn")),
-    "convgru-lenet": ("Convolutional GRU + LeNet", dict(unit="convgru", extractor="lenet")),
-    "convgru-fauc": ("Convolutional GRU + FAUC", dict(unit="convgru", extractor="fauc")),
-    "convgru-srcnn": ("Convolutional GRU + SRCNN", dict(unit="convgru", extractor="srcnn")),
-}
-
-
-def build_model(kind: str, **cfg) -> nn.Module:
-    """One Table 4 architecture by ``kind`` (see :data:`TABLE4`; "rcsr" = "convgru-srcnn", "rcfa" =
-    "gru-srcnn"); ``cfg`` goes to :class:`SDM` or :class:`RCSR` (scheme, steps, patch_size, ...)."""
-    kind = {"rcsr": "convgru-srcnn", "rcfa": "gru-srcnn"}.get(kind, kind)
-    if kind not in TABLE4:
-        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(TABLE4)}, rcsr, rcfa")
-    base = TABLE4[kind][1]
-    return SDM(**cfg) if base is None else RCSR(**{**base, **cfg})

@@ -1,0 +1,35 @@
+"""RCSR's Table 4 (Sec. 5): six regressor x feature architectures behind one factory, :func:`build_model`.
+
+Table 4 separates the two halves of RCSR: the regressor (a linear cascade, a traditional GRU, a
+ConvGRU) and the features (HOG, LeNet, FAUC, SRCNN). Five rows are :class:`falign.models.rcsr.RCSR`
+with other parts; the first is :class:`falign.models.sdm.SDM`. Every model answers
+``predict(images (B,1,H,W), init_shapes (B,N,2)) -> shapes per step (T+1, B, N, 2)``; SDM is fit in
+closed form with :meth:`SDM.fit`, the others with ``falign.train.fit`` and ``rcsr.loss_fn``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from falign.models.rcsr import RCSR
+from falign.models.sdm import SDM
+
+# Table 4, row by row: kind -> (the row as printed, the RCSR configuration; None for SDM).
+TABLE4: dict[str, tuple[str, dict | None]] = {
+    "sdm": ("Linear Regressor + HOG (SDM [3])", None),
+    "gru-hog": ("Traditional GRU + HOG", dict(unit="gru", extractor="hog")),
+    "gru-srcnn": ("Traditional GRU + SRCNN [20]", dict(unit="gru", extractor="srcnn")),
+    "convgru-lenet": ("Convolutional GRU + LeNet", dict(unit="convgru", extractor="lenet")),
+    "convgru-fauc": ("Convolutional GRU + FAUC", dict(unit="convgru", extractor="fauc")),
+    "convgru-srcnn": ("Convolutional GRU + SRCNN", dict(unit="convgru", extractor="srcnn")),
+}
+
+
+def build_model(kind: str, **cfg) -> nn.Module:
+    """One Table 4 architecture by ``kind`` (see :data:`TABLE4`; "rcsr" = "convgru-srcnn", "rcfa" =
+    "gru-srcnn"); ``cfg`` goes to :class:`SDM` or :class:`RCSR` (scheme, steps, patch_size, ...)."""
+    kind = {"rcsr": "convgru-srcnn", "rcfa": "gru-srcnn"}.get(kind, kind)
+    if kind not in TABLE4:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(TABLE4)}, rcsr, rcfa")
+    base = TABLE4[kind][1]
+    return SDM(**cfg) if base is None else RCSR(**{**base, **cfg})
