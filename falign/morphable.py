@@ -489,3 +489,13 @@ def load_bfm2009(path, expression_path=None, keypoints_path=None, scale: float =
         mean=f32(mean), id_basis=f32(id_basis), id_sigma=f32(id_sigma), exp_basis=f32(exp_basis),
         exp_sigma=f32(exp_sigma), triangles=torch.as_tensor(_orient_outward(mean, tri)),
         landmark_vertices=landmarks, name="bfm2009")
+
+
+def centred_camera(model: MorphableModel, yaw: float = 0.0, pitch: float = 0.0, size: int = 114,
+                   fill: float = 0.5, scheme: str = "ibug68") -> torch.Tensor:
+    """A camera (1, 2, 4) that shows the mean face at ``yaw``, ``pitch`` (degrees) in the middle of a
+    ``size`` x ``size`` crop, its landmarks spanning ``fill`` of the width: the views of the figures."""
+    landmarks = model.mean[model.landmark_vertices[scheme]]
+    M = pose_to_M(fill * size / float(landmarks[:, 0].max() - landmarks[:, 0].min()), yaw, pitch, 0.0, 0.0, 0.0)
+    M[:, :, 3] = (size - 1) / 2 - M[:, :, :3] @ landmarks.mean(0)
+    return M

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from falign import metrics
+from falign import metrics, report
 from falign.landmarks import convert, get_scheme
 
 SUBSETS = ("common", "challenging", "full")
@@ -108,3 +108,13 @@ def ced_figure(errors_by_method: Mapping[str, Mapping[str, np.ndarray]], subset:
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def paper_vs_ours(published: pd.DataFrame, ours: pd.DataFrame, value: str = "NME (%, inter-ocular)",
+                  key: str = "method") -> pd.DataFrame:
+    """A published 300-W table (one row per method, one column per subset) with our numbers beside
+    each subset: :func:`falign.report.paper_vs_ours` on ``ours`` (long :func:`evaluate` rows) pivoted
+    to one column per subset."""
+    subsets = [c for c in published.columns if c in SUBSETS]
+    wide = ours.pivot_table(index=key, columns="subset", values=value, sort=False).reset_index()
+    return report.paper_vs_ours(published, wide, on=key, values=subsets)

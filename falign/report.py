@@ -161,21 +161,29 @@ def start(paper: str, notebook: str, **params: Any) -> Run:
     return Run(paper, notebook, params)
 
 
-def compare(
-    paper: pd.DataFrame, ours: pd.DataFrame, on: str | list[str], value: str, tolerance: float
-) -> pd.DataFrame:
-    """Put the paper's ``value`` beside ours and flag rows that differ by more than ``tolerance``.
+def paper_vs_ours(paper: pd.DataFrame, ours: pd.DataFrame, on: str | list[str], values: str | list[str], *,
+                  tolerance: float | None = None) -> pd.DataFrame:
+    """The book's one paper-versus-ours table: the paper's rows in the paper's order, each value as
+    ``"<value> (paper)"`` beside ``"<value> (ours)"``; rows only we have come last, methods we did
+    not run keep an empty "ours". Other columns of ``paper`` (not keys, not values) come after the keys.
 
-    The flag is a prompt for the chapter's discussion, not a pass/fail: synthetic data and smaller
-    scales are expected to differ, and the chapter says why.
+    With one value and a ``tolerance``, ``difference`` (ours - paper) and ``within tolerance`` are
+    added: a prompt for the chapter's discussion, not a pass/fail (synthetic data and smaller scales
+    are expected to differ, and the chapter says why).
     """
-    merged = paper[[*_as_list(on), value]].merge(
-        ours[[*_as_list(on), value]], on=on, how="outer", suffixes=(" (paper)", " (ours)")
-    )
-    diff = merged[f"{value} (ours)"] - merged[f"{value} (paper)"]
-    merged["difference"] = diff
-    merged["within tolerance"] = diff.abs().le(tolerance).where(diff.notna())
-    return merged
+    keys, values = _as_list(on), _as_list(values)
+    other = [c for c in paper.columns if c not in keys + values]
+    merged = paper.merge(ours.reindex(columns=keys + values), on=keys, how="outer", suffixes=(" (paper)", " (ours)"),
+                         sort=False)
+    rank = {k: i for i, k in enumerate(paper[keys].itertuples(index=False, name=None))}
+    extra = {k: len(rank) + i for i, k in enumerate(ours[keys].itertuples(index=False, name=None))}
+    order = [rank.get(k, extra.get(k)) for k in merged[keys].itertuples(index=False, name=None)]
+    merged = merged.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+    out = merged[keys + other + [f"{v} ({w})" for v in values for w in ("paper", "ours")]]
+    if tolerance is not None and len(values) == 1:
+        diff = out[f"{values[0]} (ours)"] - out[f"{values[0]} (paper)"]
+        out = out.assign(difference=diff, **{"within tolerance": diff.abs().le(tolerance).where(diff.notna())})
+    return out
 
 
 def _as_list(x: str | list[str]) -> list[str]:

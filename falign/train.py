@@ -14,9 +14,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,11 +72,34 @@ def _save(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def recipe_dir(work: str | Path, name: str, *recipe: Any) -> Path:
-    """``work/<name>-<hash>``: a checkpoint folder keyed by everything that defines a run (scale
-    config, variant, epochs, ...), so a changed recipe starts afresh instead of resuming a stale run."""
-    text = json.dumps(recipe, sort_keys=True, default=str)
-    return Path(work) / f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+def code_version(*modules: Any) -> str:
+    """A short hash of the source files of ``modules`` (module objects): the model code's version.
+    Any edit to the code that defines and trains a model gives a new version, so no cached model
+    outlives the code that produced it."""
+    digest = hashlib.sha1()
+    for module in modules:
+        digest.update(Path(inspect.getsourcefile(module)).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def cache_dir(work: str | Path, name: str, *, recipe: Any, data: Any, code: str) -> Path:
+    """``work/<name>-<hash>``: the folder of one cached model, keyed by everything that determines it:
+    the ``recipe`` (scale config, variant, epochs, seed, ...), the training ``data`` (its fingerprints)
+    and the ``code`` version (:func:`code_version`). A change to any of them starts a fresh run
+    instead of resuming or reloading a stale one."""
+    text = json.dumps({"recipe": _plain(recipe), "data": _plain(data), "code": code}, sort_keys=True, default=str)
+    return Path(work) / f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def _plain(value: Any) -> Any:
+    """Dataclass configs become dicts so the key does not depend on their repr."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -180,10 +206,10 @@ def fit(
                 "scheduler": sched.state_dict() if sched is not None else {},
                 "rng": torch.get_rng_state(), "history": history.epochs, "epoch": epoch + 1,
             })
-        if progress and rank == 0:
+        if progress and rank == 0:  # for the terminal; the book shows the loss curve instead
             e = history.epochs[-1]
             print(f"{desc} epoch {e['epoch']}/{epochs}: loss {e['loss']:.4g}, "
-                  f"{e['samples_per_s']:.0f} samples/s, {e['seconds']:.1f} s")
+                  f"{e['samples_per_s']:.0f} samples/s, {e['seconds']:.1f} s", file=sys.stderr)
     return history
 
 

@@ -27,7 +27,7 @@ def test_ground_truth_maps_back_to_the_original_landmarks():
     crops = crop_faces(a, 32, margin=0.2)
     assert crops.images.shape == (3, 3, 32, 32) and crops.images.dtype == torch.uint8
     np.testing.assert_allclose(crops.ground_truth().numpy(), a["landmarks"], atol=1e-3)
-    assert crops.extra["M"].shape == (3, 2, 4)
+    assert crops.M.shape == (3, 2, 4) and torch.equal(crops.M[:, :, 3], crops.affines[:, :, 2])  # M in crop coordinates
 
 
 def test_landmarks_follow_the_pixels():
@@ -62,11 +62,11 @@ def test_given_boxes_make_replicates_of_every_face(real):
     shifted = a["boxes"] + np.float32(2.0)
     boxes = np.concatenate([a["boxes"], shifted])
     crops = crop_faces(faces, 24, boxes=boxes)
-    assert len(crops) == 4 and torch.equal(crops.extra["box"], torch.from_numpy(boxes))
+    assert len(crops) == 4 and torch.equal(crops.boxes, torch.from_numpy(boxes))
     np.testing.assert_allclose(crops.ground_truth().numpy(), np.concatenate([a["landmarks"]] * 2), atol=1e-3)
     assert not torch.allclose(crops.landmarks[2:], crops.landmarks[:2])  # the second copy is cut elsewhere
-    if not real:
-        assert torch.equal(crops.extra["M"][2:], crops.extra["M"][:2])
+    if not real:  # the camera follows each copy's crop
+        assert torch.equal(crops.M[:, :, 3], crops.affines[:, :, 2])
 
 
 def test_grey_is_rounded_once_from_the_float_crop():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import numpy as np
@@ -213,7 +215,7 @@ def test_visualization_cuda_matches_cpu(model):
 # ---- experiment helpers -----------------------------------------------------------------------------
 def test_crop_camera_moves_projection_like_pixels(model):
     from falign.data.transforms import apply_affine, crop_to_box
-    from falign.experiments.pifa import crop_camera
+    from falign.data.crops import camera_in_crop as crop_camera
 
     M = torch.stack([camera(0.8, 30, 100, 90), camera(0.5, -70, 60, 120)])
     boxes = torch.tensor([[40.0, 30.0, 160.0, 170.0], [10.0, 60.0, 110.0, 170.0]])
@@ -222,13 +224,15 @@ def test_crop_camera_moves_projection_like_pixels(model):
     torch.testing.assert_close(project(crop_camera(M, A), S), apply_affine(project(M, S), A), atol=1e-3, rtol=1e-4)
 
 
-def test_beside_keeps_the_paper_row_order():
-    from falign.experiments.pifa import beside
+def test_paper_vs_ours_keeps_the_paper_row_order():
+    from falign.report import paper_vs_ours
 
     ours = pd.DataFrame({"N_v": [3, 4, 6], "N_c": [4, 3, 2], "NME": [9.0, 8.0, 7.0]})
-    out = beside(paper.table8(), ours, on=["N_v", "N_c"], value="NME")
+    out = paper_vs_ours(paper.table8(), ours, on=["N_v", "N_c"], values="NME", tolerance=1.0)
     assert out["N_v"].tolist() == [6, 4, 3] and out["NME (ours)"].tolist() == [7.0, 8.0, 9.0]
-    t2 = beside(paper.table2(), pd.DataFrame({"method": ["Proposed method"], "NME": [5.0]}), on="method", value="NME")
+    assert np.allclose(out["difference"], out["NME (ours)"] - out["NME (paper)"])
+    t2 = paper_vs_ours(paper.table2(), pd.DataFrame({"method": ["Proposed method"], "NME": [5.0]}), on="method",
+                       values="NME")
     assert t2["method"].tolist() == paper.table2()["method"].tolist() and t2["NME (ours)"].notna().sum() == 1
 
 
@@ -263,9 +267,9 @@ def test_ibug68_nme_and_ablation_subset():
     from falign.experiments.pifa import SCALES, ablation_train_crops, ibug68_nme, load
     from falign.models.pifa import join_params
 
-    cfg = {**SCALES["smoke"], "variations": 2}
+    cfg = dataclasses.replace(SCALES["smoke"], variations=2)
     crops = load(cfg, "test", n=6, variations=2)
     assert len(ablation_train_crops(cfg, crops)) == 6  # only the unperturbed copies
     # The ground-truth P projects onto the 68-point ground truth: NME ~ 0 on the kept faces.
-    err = ibug68_nme(join_params(crops.extra["M"], crops.extra["p"]), crops)
+    err = ibug68_nme(join_params(crops.M, crops.p), crops)
     assert (err["NME"] < 0.1).all() and (err["yaw"] <= 60).all() and set(err["subset"]) <= {"Common", "Challenging"}

@@ -1,11 +1,14 @@
 """RCSR model, its Table 4 baselines and the paper's transcribed numbers (fast, CPU)."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from skimage.feature import hog
 
+from falign import protocol300w
 from falign.experiments import rcsr as experiments
 from falign.models import rcsr, rcsr_table4, sdm
 from falign.papers import rcsr as paper
@@ -249,10 +252,10 @@ def crops_of(n: int, seed: int = 0):
     affines = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).repeat(n, 1, 1)
     boxes = torch.cat([pts.amin(1), pts.amax(1)], 1)
     return Crops((images * 255).round().to(torch.uint8), pts, torch.ones(n, 68, dtype=torch.bool), affines,
-                 "ibug68", "blobs", "0", {"box": boxes})
+                 "ibug68", "blobs", "0", boxes)
 
 
-CFG = {**experiments.SCALES["smoke"], "size": SIZE, "batch": 4}
+CFG = dataclasses.replace(experiments.SCALES["smoke"], size=SIZE, batch=4)
 
 
 def test_cnn_models_ignore_brightness_and_contrast():
@@ -276,7 +279,7 @@ def test_trained_models_reload_from_their_checkpoints(tmp_path):
         assert b["mean_shape"].abs().sum() > 0
     assert len(list(tmp_path.glob("sdm-*/sdm.pt"))) == 1
     assert len(list(tmp_path.glob("convgru-srcnn-*/checkpoint.pt"))) == 1
-    experiments.trained({**CFG, "hidden": 4}, crops, tmp_path, "convgru-srcnn", epochs=1, progress=False)
+    experiments.trained(dataclasses.replace(CFG, hidden=4), crops, tmp_path, "convgru-srcnn", epochs=1, progress=False)
     assert len(list(tmp_path.glob("convgru-srcnn-*/checkpoint.pt"))) == 2      # a new config, a new run
 
 
@@ -299,12 +302,12 @@ def test_first_layer_filters_in_descending_variance():
     assert np.all(np.diff(variances) <= 0)
 
 
-def test_side_by_side_puts_ours_beside_the_paper():
+def test_300w_paper_vs_ours_puts_ours_beside_the_paper():
     published = pd.DataFrame({"method": ["Z", "B"], "common": [1.0, 2.0], "challenging": [3.0, 4.0],
                               "full": [5.0, 6.0]})
     ours = pd.DataFrame({"method": ["B"] * 3 + ["C"] * 3, "subset": ["common", "challenging", "full"] * 2,
                          "NME (%, inter-ocular)": [7.0, 8.0, 9.0, 1.0, 1.0, 1.0]})
-    table = experiments.side_by_side(published, ours)
+    table = protocol300w.paper_vs_ours(published, ours)
     assert list(table.columns) == ["method", "common (paper)", "common (ours)", "challenging (paper)",
                                    "challenging (ours)", "full (paper)", "full (ours)"]
     assert table["method"].tolist() == ["Z", "B", "C"] and np.isnan(table.loc[0, "full (ours)"])

@@ -18,7 +18,7 @@ def test_rcsr_chapter_runs_on_300w(tmp_path, monkeypatch):
     crops = rcsr.datasets(cfg, data="300w", root=str(tmp_path))
     assert len(crops["train"]) == 2 * 6                     # six training faces and their mirrors
     assert [len(crops["common"]), len(crops["challenging"])] == [4, 2]
-    assert crops["train"].images.shape[1:] == (1, cfg["size"], cfg["size"])
+    assert crops["train"].images.shape[1:] == (1, cfg.size, cfg.size)
     model, _ = rcsr.train(cfg, crops["train"], kind="convgru-srcnn", progress=False)
     tests = {s: crops[s] for s in rcsr.TEST_SUBSETS}
     table = rcsr.evaluate(model, tests, method="RCSR")
@@ -29,7 +29,7 @@ def test_rcsr_chapter_runs_on_300w(tmp_path, monkeypatch):
 def test_pifa_chapter_runs_on_aflw_pifa(tmp_path, monkeypatch):
     monkeypatch.delenv("FALIGN_DATA", raising=False)
     folder = tmp_path / "aflw-pifa"
-    n = pifa.SCALES["smoke"]["batch"]                        # one training batch
+    n = pifa.SCALES["smoke"].batch                        # one training batch
     variables, *_ = aflw_variables(n=n)
     for i in range(n):
         write_image(folder / "flickr" / "0" / f"img{i}.jpg", seed=i)
@@ -38,8 +38,8 @@ def test_pifa_chapter_runs_on_aflw_pifa(tmp_path, monkeypatch):
     cfg = pifa.SCALES["smoke"]
     crops = pifa.datasets(cfg, data="aflw-pifa", root=str(tmp_path))
     train = crops["train"]
-    assert len(train) == n * cfg["variations"] and {"M", "p", "box"} <= set(train.extra)  # M, p fitted
-    assert train.extra["M"].shape == (len(train), 2, 4) and torch.isfinite(train.extra["p"]).all()
+    assert len(train) == n * cfg.variations and train.M is not None and train.p is not None  # M, p fitted
+    assert train.M.shape == (len(train), 2, 4) and torch.isfinite(train.p).all()
     net, _ = pifa.train(cfg, train, epochs=1, progress=False)
     nme = pifa.nme_per_block(net, crops["test"], pifa.block_params(net, crops["test"]))
     assert nme.shape == (len(net.blocks) + 1, n) and np.isfinite(nme).all()

@@ -95,8 +95,13 @@ def test_ddp_two_cpu_ranks_end_with_identical_weights(tmp_path):
     assert not torch.equal(a["0.weight"], _model().state_dict()["0.weight"])
 
 
-def test_recipe_dir_changes_with_the_recipe(tmp_path):
-    a = train.recipe_dir(tmp_path, "main", {"epochs": 12, "lr": 1e-3})
-    assert a == train.recipe_dir(tmp_path, "main", {"lr": 1e-3, "epochs": 12})   # key order does not matter
-    assert a != train.recipe_dir(tmp_path, "main", {"epochs": 6, "lr": 1e-3})
-    assert a.parent == tmp_path and a.name.startswith("main-")
+def test_cache_dir_changes_with_recipe_data_and_code(tmp_path):
+    from falign import metrics
+
+    code = train.code_version(train)
+    a = train.cache_dir(tmp_path, "main", recipe={"epochs": 12, "lr": 1e-3}, data=["fp-a"], code=code)
+    assert a == train.cache_dir(tmp_path, "main", recipe={"lr": 1e-3, "epochs": 12}, data=["fp-a"], code=code)
+    assert a != train.cache_dir(tmp_path, "main", recipe={"epochs": 6, "lr": 1e-3}, data=["fp-a"], code=code)
+    assert a != train.cache_dir(tmp_path, "main", recipe={"epochs": 12, "lr": 1e-3}, data=["fp-b"], code=code)
+    other = train.code_version(train, metrics)
+    assert a != train.cache_dir(tmp_path, "main", recipe={"epochs": 12, "lr": 1e-3}, data=["fp-a"], code=other)

@@ -8,7 +8,7 @@ original image (:meth:`Crops.to_image`) where the metrics are computed, as the p
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 @dataclass
 class Crops:
-    """n face crops. ``extra`` carries per-face tensors along (3DMM ``M``/``p``, pose, ...)."""
+    """n face crops, with every per-face quantity in a named field and a stated coordinate frame."""
 
     images: torch.Tensor      # (n, C, S, S) uint8
     landmarks: torch.Tensor   # (n, N, 2) float32, crop coordinates
@@ -32,7 +32,13 @@ class Crops:
     scheme: str
     name: str
     fingerprint: str
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    boxes: torch.Tensor       # (n, 4) the face box each crop was cut around, original image coordinates
+    # SynthFace's exact ground truth (None for real data unless a chapter fits it):
+    M: torch.Tensor | None = None            # (n, 2, 4) weak-perspective 3DMM camera, crop coordinates
+    p: torch.Tensor | None = None            # (n, 228) 3DMM shape coefficients (identity, expression)
+    pose: torch.Tensor | None = None         # (n, 3) yaw, pitch, roll in degrees
+    landmarks68: torch.Tensor | None = None  # (n, 68, 2) iBUG 68 points, original image coordinates
+    visible68: torch.Tensor | None = None    # (n, 68) bool
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -41,13 +47,24 @@ class Crops:
     def size(self) -> int:
         return self.images.shape[-1]
 
+    def _per_face(self) -> dict[str, torch.Tensor | None]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), torch.Tensor)}
+
+    def replace(self, **changes) -> "Crops":
+        return dataclasses.replace(self, **changes)
+
     def subset(self, index) -> "Crops":
         index = torch.as_tensor(index)
-        return Crops(self.images[index], self.landmarks[index], self.visible[index], self.affines[index],
-                     self.scheme, self.name, self.fingerprint, {k: v[index] for k, v in self.extra.items()})
+        return self.replace(**{k: v[index] for k, v in self._per_face().items()})
 
     def float_images(self, index=slice(None)) -> torch.Tensor:
         return self.images[index].float() / 255.0
+
+    def crop_boxes(self) -> torch.Tensor:
+        """The face boxes in crop coordinates (n, 4), x1 <= x2 also for mirrored crops."""
+        corners = transforms.apply_affine(self.boxes.view(-1, 2, 2), self.affines)
+        return torch.cat([corners.amin(1), corners.amax(1)], 1)
 
     def to_image(self, points: torch.Tensor, index=slice(None)) -> torch.Tensor:
         """Crop-coordinate points (n, N, 2) back to original image coordinates."""
@@ -56,6 +73,25 @@ class Crops:
     def ground_truth(self) -> torch.Tensor:
         """The landmarks in original image coordinates (the metrics' reference)."""
         return self.to_image(self.landmarks)
+
+
+def concat(parts: list[Crops], name: str | None = None) -> Crops:
+    """Crops of one scheme stacked in order (e.g. replicates and their mirrored copies); a ground-truth
+    field that some part lacks is dropped."""
+    first = parts[0]
+    fields = [f.name for f in dataclasses.fields(first) if isinstance(getattr(first, f.name), torch.Tensor)
+              or getattr(first, f.name) is None]
+    per_face = {k: None if any(getattr(c, k) is None for c in parts) else torch.cat([getattr(c, k) for c in parts])
+                for k in fields}
+    return first.replace(**per_face, name=name or first.name)
+
+
+def camera_in_crop(M: torch.Tensor, affines: torch.Tensor) -> torch.Tensor:
+    """The 3DMM camera after an image affine A (2x3): U' = A [U; 1] gives M' = A_2x2 M + [0 | a]."""
+    M, A = torch.as_tensor(M, dtype=torch.float32), torch.as_tensor(affines, dtype=torch.float32)
+    out = A[:, :, :2] @ M
+    out[:, :, 3] += A[:, :, 2]
+    return out
 
 
 def load_faces(data: str, split: str, *, preset: str, n: int | None, size: int = 128, seed: int = 0,
@@ -82,9 +118,9 @@ def crop_faces(faces: dict | FaceDataset, out_size: int, margin: float = 0.0, *,
     landmarks' box) to ``out_size`` pixels, optionally grey, in batched chunks.
 
     ``boxes`` (k n, 4) crops around given boxes instead, row j being face j % n: k replicates of
-    the n faces (e.g. noisy boxes for augmentation). ``extra`` holds the boxes used (``"box"``,
-    original image coordinates) and SynthFace's per-face 3DMM camera ``M``, ``p``, pose and 68-point
-    ground truth. Grey is taken from the float crop, so pixels are rounded once. ``padding_mode``
+    the n faces (e.g. noisy boxes for augmentation). The crops keep the boxes used (original image
+    coordinates) and SynthFace's per-face 3DMM camera ``M`` (moved into crop coordinates), ``p``,
+    pose and 68-point ground truth. Grey is taken from the float crop, so pixels are rounded once. ``padding_mode``
     (``"zeros"`` or ``"border"``) fills outside SynthFace images; real images are cropped by
     :func:`falign.data.transforms.crop_batch`.
     """
@@ -121,10 +157,10 @@ def crop_faces(faces: dict | FaceDataset, out_size: int, margin: float = 0.0, *,
         landmarks, visible = transforms.transform_landmarks(torch.as_tensor(faces["landmarks"])[rows], affines,
                                                             torch.as_tensor(faces["visible"])[rows])
         scheme, name, fingerprint = faces["scheme"], faces["name"], faces["fingerprint"]
-    extra = {"box": boxes}
-    if not real:
-        extra.update({k: torch.as_tensor(np.asarray(faces[k]))[rows] for k in _PER_FACE if k in faces})
-    return Crops(torch.cat(images), landmarks.float(), visible, affines, scheme, name, fingerprint, extra)
+    truth = {} if real else {k: torch.as_tensor(np.asarray(faces[k]))[rows] for k in _PER_FACE if k in faces}
+    if "M" in truth:
+        truth["M"] = camera_in_crop(truth["M"], affines)
+    return Crops(torch.cat(images), landmarks.float(), visible, affines, scheme, name, fingerprint, boxes, **truth)
 
 
 def _source_name(faces, real: bool) -> str:

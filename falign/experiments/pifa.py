@@ -12,14 +12,15 @@ crop coordinates with the same affine as the pixels. SynthFace ``aflw-pifa-like`
 from __future__ import annotations
 
 import copy
-import time
+import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign import metrics, report
+from falign import batching, metrics, timing
 from falign import train as trainer
 from falign.data import transforms
 from falign.data.crops import Crops, crop_faces, load_faces
@@ -42,23 +43,46 @@ PAPER_OPTIMIZER = dict(optimizer="sgd", lr=1e-6, momentum=0.99, weight_decay=0.0
 # the paper's epochs and LR milestones/factors at full scale. The full network's 130k-input FC
 # layers need a small step: in a 48-step CPU check, Adam 1e-3 diverged, 1e-4 oscillated, 1e-5 was
 # stable; full uses 1e-5 (not validated over a whole run).
+
+@dataclass(frozen=True)
+class Scale:
+    """One PIFA scale: data sizes, network size, optimisation. ``fc_grid`` average-pools each block's
+    features to that grid before the FC layers (None: the paper's full-resolution FC input)."""
+
+    n_train: int            # training faces (before box-noise variations)
+    n_test: int             # test faces
+    n_afw: int              # AFW-like test faces (6 points, Table 4)
+    variations: int         # box-noise copies per training face (Sec. 4.1: 20)
+    image: int              # SynthFace render size (pixels)
+    size: int               # crop size fed to the network (paper: 114)
+    fc_grid: int | None
+    fc_hidden: int          # first FC layer of every block (paper: 800)
+    epochs: int             # the main network
+    ablation_epochs: int    # every Table 6-8 network
+    ablation_variations: int
+    batch: int
+    lr: float
+    milestones: tuple[int, ...]     # epochs at which the LR is multiplied by the matching factor
+    lr_factors: tuple[float, ...]
+    box_noise: float        # box jitter, fraction of the box size
+    weight_decay: float = 0.0
+
+
 SCALES = {
     # CI: numbers mean nothing, every notebook in seconds.
-    "smoke": dict(n_train=32, n_test=24, n_afw=16, variations=1, image=96, size=32, fc_grid=2, fc_hidden=64,
-                  epochs=2, ablation_epochs=1, ablation_variations=1, batch=16, optimizer="adam", lr=1e-3,
-                  weight_decay=0.0, milestones=(), lr_factors=(), box_noise=0.05),
+    "smoke": Scale(n_train=32, n_test=24, n_afw=16, variations=1, image=96, size=32, fc_grid=2, fc_hidden=64,
+                   epochs=2, ablation_epochs=1, ablation_variations=1, batch=16, lr=1e-3, milestones=(),
+                   lr_factors=(), box_noise=0.05),
     # CPU-sized (2 cores, ~6 min main training + ~12 min for the 8 ablation networks): the trends of
     # Tables 3 and 6-8 at 64x64 crops with the FC input average-pooled to 4x4 and 256 hidden units.
     # The ablation networks see only the unperturbed box of every training face (1 variation).
-    "small": dict(n_train=1000, n_test=300, n_afw=150, variations=2, image=128, size=64, fc_grid=4,
-                  fc_hidden=256, epochs=12, ablation_epochs=6, ablation_variations=1, batch=32,
-                  optimizer="adam", lr=1e-3, weight_decay=0.0, milestones=(8, 11), lr_factors=(0.3, 0.3),
-                  box_noise=0.05),
+    "small": Scale(n_train=1000, n_test=300, n_afw=150, variations=2, image=128, size=64, fc_grid=4,
+                   fc_hidden=256, epochs=12, ablation_epochs=6, ablation_variations=1, batch=32, lr=1e-3,
+                   milestones=(8, 11), lr_factors=(0.3, 0.3), box_noise=0.05),
     # The paper's protocol (GPU): AFLW-PIFA split sizes, 20 variations, 114x114, Table 1, 33 epochs.
-    "full": dict(n_train=3901, n_test=1299, n_afw=468, variations=20, image=192, size=114, fc_grid=None,
-                 fc_hidden=800, epochs=33, ablation_epochs=33, ablation_variations=20, batch=64,
-                 optimizer="adam", lr=1e-5, weight_decay=0.0, milestones=(20, 29), lr_factors=(0.5, 0.2),
-                 box_noise=0.05),
+    "full": Scale(n_train=3901, n_test=1299, n_afw=468, variations=20, image=192, size=114, fc_grid=None,
+                  fc_hidden=800, epochs=33, ablation_epochs=33, ablation_variations=20, batch=64, lr=1e-5,
+                  milestones=(20, 29), lr_factors=(0.5, 0.2), box_noise=0.05),
 }
 
 # Table 6-8 and Sec. 4.3 variants, as keyword arguments of falign.models.pifa.PIFA. The first entry
@@ -74,49 +98,39 @@ VARIANTS = {
 # --------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------
-def crop_camera(M: torch.Tensor, affines: torch.Tensor) -> torch.Tensor:
-    """The camera of Eq. 4 after an image affine A (2x3): U' = A [U; 1] gives M' = A_2x2 M + [0 | a]."""
-    M, A = torch.as_tensor(M, dtype=torch.float32), torch.as_tensor(affines, dtype=torch.float32)
-    out = A[:, :, :2] @ M
-    out[:, :, 3] += A[:, :, 2]
-    return out
-
-
 def _crop(faces, boxes: torch.Tensor, size: int, fit_params: bool) -> Crops:
     """Crops around ``boxes`` with the 3DMM ground truth in crop coordinates: SynthFace's exact
-    camera moved by each crop's affine; for real training data, M and p from fitting the 3DMM to the
-    cropped landmarks (the paper's data augmentation step 'similar to [18]', Sec. 3.1)."""
+    camera (moved by each crop's affine in :func:`crop_faces`); for real training data, M and p from
+    fitting the 3DMM to the cropped landmarks (the paper's augmentation step 'similar to [18]', Sec. 3.1)."""
     crops = crop_faces(faces, size, boxes=boxes)
-    if "M" in crops.extra:
-        crops.extra["M"] = crop_camera(crops.extra["M"], crops.affines)
-    elif fit_params:
+    if crops.M is None and fit_params:
         fitted = fit(builtin_model(), crops.landmarks, crops.visible, scheme=crops.scheme)
-        crops.extra.update(M=fitted["M"], p=fitted["p"])
+        crops = crops.replace(M=fitted["M"], p=fitted["p"])
     return crops
 
 
-def load(cfg: dict, split: str, *, data: str = "synthetic", root: str = "", seed: int = 0,
+def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", seed: int = 0,
          preset: str = PRESET, n: int | None = None, variations: int = 1) -> Crops:
     """Faces of ``preset``/``split`` (or the real dataset ``data``) as 114x114-style crops around
     their boxes with M, p in crop coordinates; ``variations`` > 1 adds the noisy-box copies.
     Decision: SynthFace's detector-like box plays AFLW's given box (the crop and NME normaliser)."""
-    faces = load_faces(data, split, preset=preset, n=n, size=cfg["image"], seed=seed, root=root)
+    faces = load_faces(data, split, preset=preset, n=n, size=cfg.image, seed=seed, root=root)
     given = np.stack([s.box for s in faces]) if isinstance(faces, FaceDataset) else faces["detector_boxes"]
     # Decision: the paper gives no magnitude for its box noise; centre, width and height each move by
     # up to ``box_noise`` times the box size (uniform, independent); variation 0 is the given box.
-    boxes = transforms.jitter_boxes(given, cfg["box_noise"], cfg["box_noise"], rng=seed, copies=variations,
+    boxes = transforms.jitter_boxes(given, cfg.box_noise, cfg.box_noise, rng=seed, copies=variations,
                                     keep_first=True)
-    return _crop(faces, boxes, cfg["size"], fit_params=split == "train")
+    return _crop(faces, boxes, cfg.size, fit_params=split == "train")
 
 
-def datasets(cfg: dict, *, data: str = "synthetic", root: str = "", seed: int = 0) -> dict[str, Crops]:
+def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int = 0) -> dict[str, Crops]:
     """Train (with box-noise variations), test and AFW-like test crops for one scale."""
     out = {
-        "train": load(cfg, "train", data=data, root=root, seed=seed, n=cfg["n_train"], variations=cfg["variations"]),
-        "test": load(cfg, "test", data=data, root=root, seed=seed, n=cfg["n_test"]),
+        "train": load(cfg, "train", data=data, root=root, seed=seed, n=cfg.n_train, variations=cfg.variations),
+        "test": load(cfg, "test", data=data, root=root, seed=seed, n=cfg.n_test),
     }
     if data == "synthetic":
-        out["afw"] = load(cfg, "test", seed=seed, preset=AFW_PRESET, n=cfg["n_afw"])
+        out["afw"] = load(cfg, "test", seed=seed, preset=AFW_PRESET, n=cfg.n_afw)
     return out
 
 
@@ -131,21 +145,20 @@ class TrainSet(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         c = self.crops
-        return {"image": c.images[i].float() / 255, "M": c.extra["M"][i], "p": c.extra["p"][i],
-                "landmarks": c.landmarks[i]}
+        return {"image": c.images[i].float() / 255, "M": c.M[i], "p": c.p[i], "landmarks": c.landmarks[i]}
 
 
 # --------------------------------------------------------------------------------------------------
 # Model and training
 # --------------------------------------------------------------------------------------------------
-def build_network(cfg: dict | None = None, model: MorphableModel | None = None, **variant) -> pifa.PIFA:
+def build_network(cfg: Scale | None = None, model: MorphableModel | None = None, **variant) -> pifa.PIFA:
     """The PIFA network of a scale (default: the paper's, Table 1 at 114x114) with a Table 6-8 variant."""
     cfg = SCALES["full"] if cfg is None else cfg
-    return pifa.PIFA(model or builtin_model(), scheme=SCHEME, size=cfg["size"], fc_grid=cfg["fc_grid"],
-                     fc_hidden=cfg["fc_hidden"], **variant)
+    return pifa.PIFA(model or builtin_model(), scheme=SCHEME, size=cfg.size, fc_grid=cfg.fc_grid,
+                     fc_hidden=cfg.fc_hidden, **variant)
 
 
-def architecture(cfg: dict | None = None, **variant) -> pd.DataFrame:
+def architecture(cfg: Scale | None = None, **variant) -> pd.DataFrame:
     """Table 1 with parameter counts for a scale's network (default: the paper's), built on the
     meta device so the full network's ~500M FC weights are never allocated."""
     model = builtin_model()  # outside the meta context: the cached model must hold real tensors
@@ -153,20 +166,14 @@ def architecture(cfg: dict | None = None, **variant) -> pd.DataFrame:
         return pifa.count_parameters(build_network(cfg, model, **variant))
 
 
-def _optimizer(cfg: dict):
-    if cfg["optimizer"] == "sgd":  # the paper's (PAPER_OPTIMIZER), kept for experiments
-        return trainer.sgd(cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-    return trainer.adam(cfg["lr"], weight_decay=cfg["weight_decay"])
-
-
-def _scheduler(cfg: dict, epochs: int):
+def _scheduler(cfg: Scale, epochs: int):
     """Piecewise-constant LR: multiplied by lr_factors[i] at epoch milestones[i].
 
     Decision: a shorter run (the ablations' ``ablation_epochs``) places the milestones at the same
     fractions of its length, so every network ends with the small learning rates."""
-    if not cfg["milestones"]:
+    if not cfg.milestones:
         return None
-    steps = [(m * epochs / cfg["epochs"], f) for m, f in zip(cfg["milestones"], cfg["lr_factors"])]
+    steps = [(m * epochs / cfg.epochs, f) for m, f in zip(cfg.milestones, cfg.lr_factors)]
 
     def factor(epoch: int) -> float:
         return float(np.prod([f for m, f in steps if epoch >= m]))
@@ -174,26 +181,30 @@ def _scheduler(cfg: dict, epochs: int):
     return lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def train(cfg: dict, train_crops: Crops, *, variant: dict | None = None, epochs: int | None = None,
-          device: str | torch.device = "cpu", seed: int = 0, checkpoint_dir=None, progress: bool = True):
+def code_version() -> str:
+    """The version of the code that defines and trains a PIFA network (part of every cache key)."""
+    return trainer.code_version(pifa, sys.modules[__name__], trainer)
+
+
+def train(cfg: Scale, train_crops: Crops, *, variant: dict | None = None, epochs: int | None = None,
+          device: str | torch.device = "cpu", seed: int = 0, work=None, name: str = "main", progress: bool = True):
     """Train one network from scratch, jointly end to end (Sec. 4); returns (net in eval mode, History).
-    P^0's box fit and Eq. 6's ratio r come from the training ground truth (``PIFA.calibrate``)."""
+    P^0's box fit and Eq. 6's ratio r come from the training ground truth (``PIFA.calibrate``).
+
+    With ``work`` the run is cached in ``work/<name>-<key>``: the key covers the scale, variant,
+    epochs, seed, the training crops' fingerprint and the code version, so a finished run is
+    reloaded at once by any notebook and a changed recipe, data set or code trains afresh."""
     torch.manual_seed(seed)
     net = build_network(cfg, **(variant or {}))
-    net.calibrate(train_crops.extra["M"])
-    epochs = epochs or cfg["epochs"]
+    net.calibrate(train_crops.M)
+    epochs = epochs or cfg.epochs
+    folder = None if work is None else trainer.cache_dir(
+        work, name, recipe=(cfg, variant, epochs, seed), data=train_crops.fingerprint, code=code_version())
     history = trainer.fit(
-        net, pifa.pifa_loss, TrainSet(train_crops), epochs=epochs, batch_size=cfg["batch"],
-        optimizer=_optimizer(cfg), scheduler=_scheduler(cfg, epochs), device=device, seed=seed,
-        checkpoint_dir=checkpoint_dir, desc="pifa", progress=progress)
+        net, pifa.pifa_loss, TrainSet(train_crops), epochs=epochs, batch_size=cfg.batch,
+        optimizer=trainer.adam(cfg.lr, weight_decay=cfg.weight_decay), scheduler=_scheduler(cfg, epochs),
+        device=device, seed=seed, checkpoint_dir=folder, desc=f"pifa {name}", progress=progress)
     return net.eval(), history
-
-
-def main_network(cfg: dict, train_crops: Crops, work_dir, *, device="cpu", seed: int = 0, progress: bool = True):
-    """The chapter's main network: trained by the 03 notebook, reloaded (finished checkpoint) by the
-    others, so each notebook also runs on its own. Returns (net, History)."""
-    return train(cfg, train_crops, device=device, seed=seed, checkpoint_dir=trainer.recipe_dir(work_dir, "main", cfg),
-                 progress=progress)
 
 
 REFERENCE = {"inputs": "IFV", "mask": "nose", "n_blocks": 6, "visualize": True}  # the paper's network
@@ -204,37 +215,35 @@ def _slug(variant: dict) -> str:
     return "_".join(f"{k}-{full[k]}" for k in sorted(full))
 
 
-def ablation_train_crops(cfg: dict, train_crops: Crops) -> Crops:
+def ablation_train_crops(cfg: Scale, train_crops: Crops) -> Crops:
     """The ablation networks' training set: the first ``ablation_variations`` box-noise copies of
     every training face (the crops are variation-major). Decision: at the CPU scales the ablation
     networks train on fewer copies and epochs than the main network (all at one budget)."""
-    faces = len(train_crops) // cfg["variations"]
-    return train_crops.subset(torch.arange(faces * min(cfg["ablation_variations"], cfg["variations"])))
+    faces = len(train_crops) // cfg.variations
+    return train_crops.subset(torch.arange(faces * min(cfg.ablation_variations, cfg.variations)))
 
 
-def ablation_network(cfg: dict, crops: dict[str, Crops], variant: dict, *, device="cpu", seed: int = 0,
-                     work_dir=None, progress: bool = True) -> pifa.PIFA:
-    """One Table 6-8 network at the ablation budget; with ``work_dir`` a finished one is reloaded."""
-    ckpt = None if work_dir is None else trainer.recipe_dir(work_dir, f"ablation_{_slug(variant)}", cfg)
-    net, _ = train(cfg, ablation_train_crops(cfg, crops["train"]), variant=variant, epochs=cfg["ablation_epochs"],
-                   device=device, seed=seed, checkpoint_dir=ckpt, progress=progress)
+def ablation_network(cfg: Scale, crops: dict[str, Crops], variant: dict, *, device="cpu", seed: int = 0,
+                     work=None, progress: bool = True) -> pifa.PIFA:
+    """One Table 6-8 network at the ablation budget; with ``work`` a finished one is reloaded."""
+    net, _ = train(cfg, ablation_train_crops(cfg, crops["train"]), variant=variant, epochs=cfg.ablation_epochs,
+                   device=device, seed=seed, work=work, name=f"ablation_{_slug(variant)}", progress=progress)
     return net
 
 
-def ablations(cfg: dict, crops: dict[str, Crops], *, device="cpu", seed: int = 0, work_dir=None,
+def ablations(cfg: Scale, crops: dict[str, Crops], *, device="cpu", seed: int = 0, work=None,
               progress: bool = True) -> dict[str, pd.DataFrame]:
     """Tables 6-8 and the no-visualization network (keys of VARIANTS): each distinct variant trained
     for ``ablation_epochs`` on :func:`ablation_train_crops` (the reference network once, shared by
     the three tables, at the same budget so rows compare); final-block NME on the test crops.
-    ``work_dir`` keeps checkpoints."""
+    ``work`` keeps checkpoints."""
     nme: dict[str, float] = {}
     tables = {}
     for table, rows in VARIANTS.items():
         for variant in rows.values():
             slug = _slug(variant)
             if slug not in nme:
-                net = ablation_network(cfg, crops, variant, device=device, seed=seed, work_dir=work_dir,
-                                       progress=progress)
+                net = ablation_network(cfg, crops, variant, device=device, seed=seed, work=work, progress=progress)
                 P = block_params(net, crops["test"], device)[-1:]
                 nme[slug] = metrics.mean_error(nme_per_block(net, crops["test"], P)[0])
         tables[table] = pd.DataFrame({"variant": list(rows), "NME": [nme[_slug(v)] for v in rows.values()]})
@@ -268,12 +277,10 @@ def input_weights(net: pifa.PIFA) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------------
-@torch.no_grad()
 def block_params(net: pifa.PIFA, crops: Crops, device="cpu", batch: int = 64) -> list[torch.Tensor]:
     """[P^0, ..., P^n] for every face, (n_faces, 236) each, on the CPU."""
     net = net.to(device).eval()
-    chunks = [net(crops.float_images(slice(i, i + batch)).to(device)) for i in range(0, len(crops), batch)]
-    return [torch.cat([c[k] for c in chunks]).cpu() for k in range(len(chunks[0]))]
+    return list(batching.in_batches(lambda x: tuple(net(x.float() / 255)), crops.images, batch=batch, device=device))
 
 
 def scheme_landmarks(P: torch.Tensor, scheme: str, model: MorphableModel | None = None) -> torch.Tensor:
@@ -288,7 +295,7 @@ def nme_per_block(net: pifa.PIFA, crops: Crops, params: list[torch.Tensor]) -> n
     given box, in original image coordinates (Table 3's metric)."""
     gt, device = crops.ground_truth(), net.shape_mean.device
     return np.stack([100 * metrics.nme(crops.to_image(net.landmarks(P.to(device)).cpu()), gt, norm="box",
-                                       boxes=crops.extra["box"], visible=crops.visible) for P in params])
+                                       boxes=crops.boxes, visible=crops.visible) for P in params])
 
 
 def afw_mape(P: torch.Tensor, crops: Crops) -> np.ndarray:
@@ -303,9 +310,9 @@ def ibug68_nme(P: torch.Tensor, crops: Crops, max_yaw: float = 60.0) -> pd.DataF
     |yaw| <= ``max_yaw`` (beyond it the outer eye corners nearly coincide in the image and the
     normaliser degenerates). Subsets mirror 300-W's: common |yaw| <= 30, challenging above."""
     pred = transforms.uncrop_points(scheme_landmarks(P, "ibug68"), crops.affines, get_scheme("ibug68").flip_perm)
-    yaw = crops.extra["pose"][:, 0].abs()
+    yaw = crops.pose[:, 0].abs()
     keep = yaw <= max_yaw
-    err = 100 * metrics.nme(pred[keep], crops.extra["landmarks68"][keep], norm="inter-ocular", scheme="ibug68")
+    err = 100 * metrics.nme(pred[keep], crops.landmarks68[keep], norm="inter-ocular", scheme="ibug68")
     return pd.DataFrame({"yaw": yaw[keep].numpy(), "NME": err,
                          "subset": np.where(yaw[keep].numpy() <= 30, "Common", "Challenging")})
 
@@ -318,17 +325,6 @@ def dense_vertices(P: torch.Tensor, model: MorphableModel | None = None) -> tupl
     S = model.mean + torch.einsum("bk,kvc->bvc", p, torch.cat([model.id_basis, model.exp_basis]))
     normals = vertex_normals(model.mean[None], model.triangles)[0]
     return project(M, S), (normals @ pifa.toward_camera(M).T).T > 0
-
-
-def beside(published: pd.DataFrame, ours: pd.DataFrame, on: str | list[str], value: str,
-           tolerance: float = 1.0) -> pd.DataFrame:
-    """:func:`falign.report.compare` in the paper's row order (its outer merge sorts the keys);
-    rows only we have come last."""
-    merged = report.compare(published, ours, on, value, tolerance)
-    cols = [on] if isinstance(on, str) else list(on)
-    rank = {k: i for i, k in enumerate(published[cols].itertuples(index=False, name=None))}
-    order = [rank.get(k, len(rank)) for k in merged[cols].itertuples(index=False, name=None)]
-    return merged.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
 
 
 def block_table(nme: np.ndarray) -> pd.DataFrame:
@@ -351,16 +347,8 @@ def noise_study(net: pifa.PIFA, crops: Crops, device="cpu", level: float = 0.05,
     return pd.DataFrame(rows)
 
 
-@torch.no_grad()
 def inference_fps(net: pifa.PIFA, device="cpu", repeats: int = 10) -> float:
     """Sec. 4.4's test speed: faces per second at batch 1 (median of ``repeats`` after a warm-up)."""
     net = net.to(device).eval()
     x = torch.rand(1, net.in_channels, net.size, net.size, device=device)
-    times = []
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
-        net.predict(x)
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return 1.0 / float(np.median(times[1:]))
+    return 1.0 / timing.seconds_per_call(lambda: net.predict(x), device, repeats)

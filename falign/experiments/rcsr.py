@@ -13,50 +13,88 @@ image coordinates, normalised by the outer-eye-corner distance. Decisions are ma
 
 from __future__ import annotations
 
-import time
+import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign import atomic, protocol300w
+from falign import atomic, batching, protocol300w, timing
 from falign import train as trainer
 from falign.data import transforms
-from falign.data.crops import Crops, crop_faces, load_faces
+from falign.data.crops import Crops, concat, crop_faces, load_faces
 from falign.data.sample import FaceDataset
 from falign.landmarks import get_scheme
-from falign.models import rcsr, rcsr_table4
+from falign.models import rcsr, rcsr_table4, sdm
 
 PRESET, SCHEME = "300w-like", "ibug68"
 TEST_SUBSETS = ("common", "challenging")      # "full" is pooled by protocol300w
 
+
+@dataclass(frozen=True)
+class Scale:
+    """One RCSR scale: data sizes and augmentation, network sizes, optimisation, and the variants the
+    figures train (Fig. 5's depth/FC grid, Fig. 7's recurrence counts)."""
+
+    n_train: int                  # training faces (before mirrors and replicates)
+    n_test: dict                  # test faces per 300-W subset
+    image: int                    # SynthFace render size (pixels)
+    size: int                     # grey crop fed to the network
+    margin: float                 # crop margin around the box (fraction of the box per side)
+    patch: int                    # shape-indexed patch (CNN features)
+    hog_patch: int                # patch for the HOG features
+    hidden: int                   # recurrent state channels (ConvGRU) / units (GRU)
+    fc_width: int
+    cnn_width: float              # SRCNN channel multiplier
+    steps: int                    # T, recurrences in training
+    replicates: int               # box-noise copies of the training set (Sec. 4.1: 3)
+    inits: int                    # jittered initial shapes per crop (Sec. 3.1.1)
+    box_noise: float
+    init_noise: float
+    epochs: int                   # the main model
+    ablation_epochs: int          # every other Table 4 / Fig. 5 / Fig. 7 model
+    finetune_epochs: int          # Sec. 4.1's second round on fresh replicates
+    batch: int
+    lr: float
+    grad_clip: float
+    decay_every: int              # the LR is halved every this many epochs
+    sdm_stages: int
+    sdm_alpha: float
+    patch_gradient: bool          # gradient through the patch positions (end to end through the sampler)
+    fig5: tuple                   # (depth, fc layers) pairs
+    fig7: tuple                   # recurrence counts
+    eval_steps: int               # recurrences run for Fig. 6 / Fig. 7
+    baseline_width: float | None = None   # LeNet / FAUC channel multiplier (None: cnn_width)
+
+
 SCALES = {
     # CI: numbers mean nothing, every notebook in seconds.
-    "smoke": dict(n_train=16, n_test={"common": 12, "challenging": 6}, image=64, size=40, margin=0.1,
-                  patch=17, hog_patch=16, hidden=8, fc_width=64, cnn_width=0.25, steps=3, replicates=1,
-                  inits=1, box_noise=0.05, init_noise=0.03, epochs=1, ablation_epochs=1, finetune_epochs=0,
-                  batch=8, lr=1e-3, grad_clip=1.0, decay_every=10, sdm_stages=3, sdm_alpha=0.1,
-                  patch_gradient=False, fig5=((0, 1), (0, 2)), fig7=(2, 3), eval_steps=6),
+    "smoke": Scale(n_train=16, n_test={"common": 12, "challenging": 6}, image=64, size=40, margin=0.1,
+                   patch=17, hog_patch=16, hidden=8, fc_width=64, cnn_width=0.25, steps=3, replicates=1,
+                   inits=1, box_noise=0.05, init_noise=0.03, epochs=1, ablation_epochs=1, finetune_epochs=0,
+                   batch=8, lr=1e-3, grad_clip=1.0, decay_every=10, sdm_stages=3, sdm_alpha=0.1,
+                   patch_gradient=False, fig5=((0, 1), (0, 2)), fig7=(2, 3), eval_steps=6),
     # CPU-sized (2 cores): 48x48 crops, 17x17 patches, SRCNN at half width and LeNet/FAUC at a quarter,
     # 250 faces (500 crops with the mirrors) with 2 jittered starts each. The main model trains 30
     # epochs (learning rate halved every 10, the paper's schedule), every ablation model 3: Decision,
     # timing probes (1 thread) put one epoch of ConvGRU + SRCNN at about 25 s, and the whole chapter
     # must fit in about half an hour on 2 cores. The CNN-feature models are still far from converged.
-    "small": dict(n_train=250, n_test={"common": 150, "challenging": 75}, image=128, size=48, margin=0.1,
-                  patch=17, hog_patch=16, hidden=32, fc_width=256, cnn_width=0.5, baseline_width=0.25,
-                  steps=5, replicates=1, inits=2, box_noise=0.05, init_noise=0.03, epochs=30, ablation_epochs=3,
-                  finetune_epochs=0, batch=16, lr=1e-3, grad_clip=1.0, decay_every=10, sdm_stages=5,
-                  sdm_alpha=0.1, patch_gradient=False, fig5=((0, 1), (0, 2), (2, 1)), fig7=(5, 10),
-                  eval_steps=20),
+    "small": Scale(n_train=250, n_test={"common": 150, "challenging": 75}, image=128, size=48, margin=0.1,
+                   patch=17, hog_patch=16, hidden=32, fc_width=256, cnn_width=0.5, baseline_width=0.25,
+                   steps=5, replicates=1, inits=2, box_noise=0.05, init_noise=0.03, epochs=30, ablation_epochs=3,
+                   finetune_epochs=0, batch=16, lr=1e-3, grad_clip=1.0, decay_every=10, sdm_stages=5,
+                   sdm_alpha=0.1, patch_gradient=False, fig5=((0, 1), (0, 2), (2, 1)), fig7=(5, 10),
+                   eval_steps=20),
     # The paper's protocol (GPU): Sec. 4.1's augmentation (mirrors, 3 box-noise replicates, fine-tuning
     # on 3 new replicates), batch 204, 200 + 200 epochs, learning rate halved every 10 epochs.
-    "full": dict(n_train=3148, n_test={"common": 554, "challenging": 135}, image=256, size=128, margin=0.1,
-                 patch=25, hog_patch=32, hidden=64, fc_width=512, cnn_width=1.0, steps=5, replicates=3,
-                 inits=1, box_noise=0.05, init_noise=0.03, epochs=200, ablation_epochs=200, finetune_epochs=200,
-                 batch=204, lr=3e-4, grad_clip=1.0, decay_every=10, sdm_stages=5, sdm_alpha=0.1,
-                 patch_gradient=True, fig5=tuple((d, f) for d in (0, 5, 10, 15, 20) for f in (1, 2, 3)),
-                 fig7=(5, 10, 20, 30), eval_steps=40),
+    "full": Scale(n_train=3148, n_test={"common": 554, "challenging": 135}, image=256, size=128, margin=0.1,
+                  patch=25, hog_patch=32, hidden=64, fc_width=512, cnn_width=1.0, steps=5, replicates=3,
+                  inits=1, box_noise=0.05, init_noise=0.03, epochs=200, ablation_epochs=200, finetune_epochs=200,
+                  batch=204, lr=3e-4, grad_clip=1.0, decay_every=10, sdm_stages=5, sdm_alpha=0.1,
+                  patch_gradient=True, fig5=tuple((d, f) for d in (0, 5, 10, 15, 20) for f in (1, 2, 3)),
+                  fig7=(5, 10, 20, 30), eval_steps=40),
 }
 
 # Decision (optimiser): Adam with global-norm gradient clipping at every scale. The paper's SGD at lr
@@ -70,48 +108,42 @@ SCALES = {
 # --------------------------------------------------------------------------------------------------
 def mirror(crops: Crops) -> Crops:
     """Sec. 4.1's mirrored copies: flip each crop left-right, landmarks renumbered by the flip
-    permutation (the subject's left eye stays point 36..41) and the affine composed with the flip."""
+    permutation (the subject's left eye stays point 36..41) and the affine composed with the flip.
+    SynthFace's pose and 3DMM truth are not mirrored and are dropped."""
     S, perm = crops.size, torch.tensor(np.array(get_scheme(crops.scheme).flip_perm), dtype=torch.long)
     landmarks = crops.landmarks[:, perm].clone()
     landmarks[..., 0] = S - 1 - landmarks[..., 0]
-    box = crops.extra["box"].clone()
-    box[:, [0, 2]] = S - 1 - crops.extra["box"][:, [2, 0]]
-    return Crops(crops.images.flip(-1), landmarks, crops.visible[:, perm], transforms.chain(crops.affines,
-                 transforms.hflip(S)), crops.scheme, crops.name + ":mirrored", crops.fingerprint, {"box": box})
+    return crops.replace(images=crops.images.flip(-1), landmarks=landmarks, visible=crops.visible[:, perm],
+                         affines=transforms.chain(crops.affines, transforms.hflip(S)), name=crops.name + ":mirrored",
+                         M=None, p=None, pose=None, landmarks68=None, visible68=None)
 
 
-def _concat(parts: list[Crops]) -> Crops:
-    first = parts[0]
-    fields = ("images", "landmarks", "visible", "affines")
-    return Crops(*(torch.cat([getattr(p, k) for p in parts]) for k in fields),
-                 first.scheme, first.name, first.fingerprint, {"box": torch.cat([p.extra["box"] for p in parts])})
-
-
-def load(cfg: dict, split: str, *, data: str = "synthetic", root: str = "", seed: int = 0,
+def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", seed: int = 0,
          train: bool = False) -> Crops:
-    """Grey crops of one split (``extra["box"]``: the face box in crop coordinates, where the mean
-    shape is placed).
+    """Grey crops of one split (the mean shape is placed in each crop's :meth:`Crops.crop_boxes`).
 
     Test crops use the detector-like box as given. Training crops (Sec. 4.1) come in ``replicates``
     copies whose boxes are jittered (:func:`falign.data.transforms.jitter_boxes`: centre, width and
     height by up to ``box_noise`` of the box, uniform: Decision, the paper gives no magnitude), each with its mirrored copy.
     """
-    n = cfg["n_train"] if train else cfg["n_test"][split]
-    faces = load_faces(data, split, preset=PRESET, n=n, size=cfg["image"], seed=seed, root=root)
+    n = cfg.n_train if train else cfg.n_test[split]
+    faces = load_faces(data, split, preset=PRESET, n=n, size=cfg.image, seed=seed, root=root)
     given = torch.as_tensor(np.stack([s.box for s in faces]) if isinstance(faces, FaceDataset)
                             else faces["detector_boxes"], dtype=torch.float32)
     parts = []
-    for r in range(cfg["replicates"] if train else 1):
-        noise = cfg["box_noise"]
-        boxes = transforms.jitter_boxes(given, noise, noise, rng=seed * 1000 + r) if train else given
-        crops = crop_faces(faces, cfg["size"], cfg["margin"], boxes=boxes, grey=True, padding_mode="border")
-        corners = transforms.apply_affine(boxes.view(-1, 2, 2), crops.affines).reshape(-1, 4)
-        crops.extra = {"box": corners}
+    for boxes in replicate_boxes(cfg, given, seed) if train else [given]:
+        crops = crop_faces(faces, cfg.size, cfg.margin, boxes=boxes, grey=True, padding_mode="border")
         parts += [crops, mirror(crops)] if train else [crops]
-    return _concat(parts)
+    return concat(parts)
 
 
-def datasets(cfg: dict, *, data: str = "synthetic", root: str = "", seed: int = 0) -> dict[str, Crops]:
+def replicate_boxes(cfg: Scale, given: torch.Tensor, seed: int) -> list[torch.Tensor]:
+    """The boxes of Sec. 4.1's training replicates: one jittered copy of ``given`` per replicate."""
+    return [transforms.jitter_boxes(given, cfg.box_noise, cfg.box_noise, rng=seed * 1000 + r)
+            for r in range(cfg.replicates)]
+
+
+def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int = 0) -> dict[str, Crops]:
     """The training crops (augmented) and one test set per 300-W subset."""
     out = {"train": load(cfg, "train", data=data, root=root, seed=seed, train=True)}
     out.update({s: load(cfg, s, data=data, root=root, seed=seed) for s in TEST_SUBSETS})
@@ -120,7 +152,7 @@ def datasets(cfg: dict, *, data: str = "synthetic", root: str = "", seed: int = 
 
 def initial_shapes(model: torch.nn.Module, crops: Crops) -> torch.Tensor:
     """h^_0: the model's mean shape placed in every crop's face box, (n, N, 2)."""
-    return torch.from_numpy(rcsr.place_in_box(model.mean_shape.cpu().numpy(), crops.extra["box"].numpy()))
+    return torch.from_numpy(rcsr.place_in_box(model.mean_shape.cpu().numpy(), crops.crop_boxes().numpy()))
 
 
 class TrainSet(Dataset):
@@ -129,7 +161,7 @@ class TrainSet(Dataset):
 
     def __init__(self, crops: Crops, mean: np.ndarray, inits: int, noise: float, seed: int):
         self.crops = crops
-        starts = rcsr.jittered_initial_shapes(mean, crops.extra["box"].numpy(), inits, shift=noise,
+        starts = rcsr.jittered_initial_shapes(mean, crops.crop_boxes().numpy(), inits, shift=noise,
                                               scale=noise, seed=seed)
         self.inits = torch.from_numpy(starts).reshape(-1, *starts.shape[2:])
         self.k = inits
@@ -146,23 +178,23 @@ class TrainSet(Dataset):
 # --------------------------------------------------------------------------------------------------
 # Models and training
 # --------------------------------------------------------------------------------------------------
-def build(cfg: dict, kind: str = "convgru-srcnn", **variant) -> torch.nn.Module:
+def build(cfg: Scale, kind: str = "convgru-srcnn", **variant) -> torch.nn.Module:
     """A Table 4 architecture at a scale's sizes; ``variant`` overrides (depth, fc_layers, steps, ...).
     Decision (small scale): LeNet and FAUC are thinned by ``baseline_width`` to fit the CPU budget."""
     if kind == "sdm":
-        return rcsr_table4.build_model(kind, stages=cfg["sdm_stages"], alpha=cfg["sdm_alpha"],
-                                     patch_size=cfg["hog_patch"], **variant)
-    width = cfg["cnn_width"] if kind.endswith("srcnn") else cfg.get("baseline_width", cfg["cnn_width"])
-    sizes = dict(steps=cfg["steps"], hidden=cfg["hidden"], fc_width=cfg["fc_width"],
-                 patch_gradient=cfg["patch_gradient"])
+        return rcsr_table4.build_model(kind, stages=cfg.sdm_stages, alpha=cfg.sdm_alpha,
+                                     patch_size=cfg.hog_patch, **variant)
+    width = cfg.cnn_width if kind.endswith("srcnn") else (cfg.baseline_width or cfg.cnn_width)
+    sizes = dict(steps=cfg.steps, hidden=cfg.hidden, fc_width=cfg.fc_width,
+                 patch_gradient=cfg.patch_gradient)
     if kind == "gru-hog":
-        sizes.update(patch_size=cfg["hog_patch"])
+        sizes.update(patch_size=cfg.hog_patch)
     else:
-        sizes.update(patch_size=cfg["patch"], cnn_width=width)
+        sizes.update(patch_size=cfg.patch, cnn_width=width)
     return rcsr_table4.build_model(kind, **{**sizes, **variant})
 
 
-def train(cfg: dict, train_crops: Crops, *, kind: str = "convgru-srcnn", variant: dict | None = None,
+def train(cfg: Scale, train_crops: Crops, *, kind: str = "convgru-srcnn", variant: dict | None = None,
           epochs: int | None = None, finetune_crops: Crops | None = None, device: str | torch.device = "cpu",
           seed: int = 0, checkpoint_dir=None, progress: bool = True):
     """Train one model from scratch and return (model in eval mode, history).
@@ -173,25 +205,25 @@ def train(cfg: dict, train_crops: Crops, *, kind: str = "convgru-srcnn", variant
     """
     torch.manual_seed(seed)
     model = build(cfg, kind, **(variant or {}))
-    mean = rcsr.mean_shape(train_crops.landmarks.numpy(), train_crops.extra["box"].numpy())
+    mean = rcsr.mean_shape(train_crops.landmarks.numpy(), train_crops.crop_boxes().numpy())
     model.mean_shape.copy_(torch.from_numpy(mean))
-    data = TrainSet(train_crops, mean, cfg["inits"], cfg["init_noise"], seed)
+    data = TrainSet(train_crops, mean, cfg.inits, cfg.init_noise, seed)
     if kind == "sdm":
-        images = train_crops.images.float().repeat_interleave(cfg["inits"], 0) / 255
-        errors = model.to(device).fit(images, data.inits, train_crops.landmarks.repeat_interleave(cfg["inits"], 0))
+        images = train_crops.images.float().repeat_interleave(cfg.inits, 0) / 255
+        errors = model.to(device).fit(images, data.inits, train_crops.landmarks.repeat_interleave(cfg.inits, 0))
         return model.eval(), errors
-    epochs = epochs or cfg["epochs"]
-    decay = trainer.step_decay(list(range(cfg["decay_every"], epochs, cfg["decay_every"])), 0.5)
-    history = trainer.fit(model, rcsr.loss_fn, data, epochs=epochs, batch_size=cfg["batch"],
-                          optimizer=trainer.adam(cfg["lr"]), scheduler=decay, device=device, seed=seed,
+    epochs = epochs or cfg.epochs
+    decay = trainer.step_decay(list(range(cfg.decay_every, epochs, cfg.decay_every)), 0.5)
+    history = trainer.fit(model, rcsr.loss_fn, data, epochs=epochs, batch_size=cfg.batch,
+                          optimizer=trainer.adam(cfg.lr), scheduler=decay, device=device, seed=seed,
                           checkpoint_dir=checkpoint_dir, desc=f"rcsr {kind}", progress=progress,
-                          grad_clip=cfg["grad_clip"])
-    if finetune_crops is not None and cfg["finetune_epochs"]:
-        data = TrainSet(finetune_crops, mean, cfg["inits"], cfg["init_noise"], seed + 1)
-        more = trainer.fit(model, rcsr.loss_fn, data, epochs=cfg["finetune_epochs"], batch_size=cfg["batch"],
-                           optimizer=trainer.adam(cfg["lr"]), scheduler=decay, device=device, seed=seed + 1,
+                          grad_clip=cfg.grad_clip)
+    if finetune_crops is not None and cfg.finetune_epochs:
+        data = TrainSet(finetune_crops, mean, cfg.inits, cfg.init_noise, seed + 1)
+        more = trainer.fit(model, rcsr.loss_fn, data, epochs=cfg.finetune_epochs, batch_size=cfg.batch,
+                           optimizer=trainer.adam(cfg.lr), scheduler=decay, device=device, seed=seed + 1,
                            checkpoint_dir=None if checkpoint_dir is None else f"{checkpoint_dir}/finetune",
-                           desc=f"rcsr {kind} fine-tune", progress=progress, grad_clip=cfg["grad_clip"])
+                           desc=f"rcsr {kind} fine-tune", progress=progress, grad_clip=cfg.grad_clip)
         history.epochs += more.epochs
     return model.eval(), history
 
@@ -199,29 +231,22 @@ def train(cfg: dict, train_crops: Crops, *, kind: str = "convgru-srcnn", variant
 # --------------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------------
-@torch.no_grad()
 def predict_steps(model: torch.nn.Module, crops: Crops, steps: int | None = None, device="cpu",
                   batch: int = 64) -> torch.Tensor:
     """(steps+1, n, N, 2) shapes after every recurrence, in original image coordinates."""
     model = model.to(device).eval()
-    init = initial_shapes(model, crops)
-    out = torch.cat([model.predict(crops.float_images(slice(i, i + batch)).to(device),
-                                   init[i:i + batch].to(device), steps).cpu()
-                     for i in range(0, len(crops), batch)], dim=1)
+    out = batching.in_batches(lambda x, init: model.predict(x.float() / 255, init, steps), crops.images,
+                              initial_shapes(model, crops), batch=batch, device=device, dim=1)
     return torch.stack([crops.to_image(s) for s in out])
 
 
-@torch.no_grad()
 def predict_adaptive(model: rcsr.RCSR, crops: Crops, gamma: float = 0.01, max_steps: int = 13,
                      device="cpu", batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Sec. 4.3's stopping rule: final shapes in image coordinates (n, N, 2) and steps used (n,)."""
     model = model.to(device).eval()
-    init = initial_shapes(model, crops)
-    parts = [model.predict_adaptive(crops.float_images(slice(i, i + batch)).to(device),
-                                    init[i:i + batch].to(device), gamma, max_steps)
-             for i in range(0, len(crops), batch)]
-    shapes = torch.cat([p[0].cpu() for p in parts])
-    return crops.to_image(shapes), torch.cat([p[1].cpu() for p in parts])
+    shapes, steps = batching.in_batches(lambda x, init: model.predict_adaptive(x.float() / 255, init, gamma, max_steps),
+                                        crops.images, initial_shapes(model, crops), batch=batch, device=device)
+    return crops.to_image(shapes), steps
 
 
 def ground_truth(tests: dict[str, Crops]) -> dict[str, torch.Tensor]:
@@ -271,44 +296,80 @@ def convergence(model: rcsr.RCSR, tests: dict[str, Crops], max_steps: int, devic
     return pd.DataFrame(rows)
 
 
-@torch.no_grad()
-def inference_seconds(model: torch.nn.Module, cfg: dict, device="cpu", repeats: int = 5) -> float:
+def inference_seconds(model: torch.nn.Module, cfg: Scale, device="cpu", repeats: int = 5) -> float:
     """Seconds per face at batch 1 for T recurrences (Fig. 5's x axis; median after a warm-up)."""
     model = model.to(device).eval()
-    x = torch.rand(1, 1, cfg["size"], cfg["size"], device=device)
+    x = torch.rand(1, 1, cfg.size, cfg.size, device=device)
     init = torch.from_numpy(rcsr.place_in_box(model.mean_shape.cpu().numpy(),
-                                              np.array([[8, 8, cfg["size"] - 8, cfg["size"] - 8]]))).to(device)
-    times = []
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
-        model.predict(x, init)
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times[1:]))
+                                              np.array([[8, 8, cfg.size - 8, cfg.size - 8]]))).to(device)
+    return timing.seconds_per_call(lambda: model.predict(x, init), device, repeats)
 
 
-def fig5_variants(cfg: dict) -> dict[str, dict]:
+ABLATION_BUDGET = "Convolutional GRU + SRCNN, ablation budget"
+
+
+def table4_models(cfg: Scale, train_crops: Crops, work, *, device="cpu", seed: int = 0) -> dict[str, tuple]:
+    """Table 4's models, ``label -> (kind, epochs, model)``: every row of the table at the ablation
+    budget except the paper's model (ConvGRU + SRCNN, the chapter's main model at ``epochs``), which
+    appears once more at the ablation budget (:data:`ABLATION_BUDGET`) so rows can be compared at one
+    budget. SDM is fit in closed form (no epochs). Cached under ``work`` like :func:`trained`."""
+    out = {}
+    for kind, (label, _) in rcsr_table4.TABLE4.items():
+        main = kind == "convgru-srcnn"
+        epochs = cfg.epochs if main else cfg.ablation_epochs
+        model, _ = trained(cfg, train_crops, work, kind if main else f"ablation-{kind}", kind=kind, epochs=epochs,
+                           device=device, seed=seed, progress=False)
+        out[label] = (kind, "—" if kind == "sdm" else epochs, model)
+    model, _ = trained(cfg, train_crops, work, "ablation-convgru-srcnn", epochs=cfg.ablation_epochs, device=device,
+                       seed=seed, progress=False)
+    out[ABLATION_BUDGET] = ("convgru-srcnn", cfg.ablation_epochs, model)
+    return out
+
+
+def table4_results(models: dict[str, tuple], tests: dict[str, Crops], device="cpu"):
+    """Score :func:`table4_models`: (rows with the stopping rule, as Table 4 scores the recurrent models;
+    rows after exactly T recurrences; per-subset errors per model with the stopping rule)."""
+    truth = ground_truth(tests)
+    adaptive, at_T, errors = [], [], {}
+    for label, (kind, _, model) in models.items():
+        preds = {s: predict_steps(model, c, device=device)[-1] for s, c in tests.items()}
+        at_T.append(protocol300w.evaluate(preds, truth, SCHEME, method=label))
+        if kind != "sdm":
+            preds = {s: predict_adaptive(model, c, device=device)[0] for s, c in tests.items()}
+        errors[label] = protocol300w.subset_errors(preds, truth, SCHEME)
+        adaptive.append(protocol300w.evaluate(preds, truth, SCHEME, method=label))
+    return pd.concat(adaptive, ignore_index=True), pd.concat(at_T, ignore_index=True), errors
+
+
+def fig5_variants(cfg: Scale) -> dict[str, dict]:
     """Fig. 5's grid at this scale: name "depth-d-fc-f" -> RCSR keyword arguments."""
-    return {f"depth-{d}-fc-{f}": {"depth": d, "fc_layers": f} for d, f in cfg["fig5"]}
+    return {f"depth-{d}-fc-{f}": {"depth": d, "fc_layers": f} for d, f in cfg.fig5}
 
 
-def fig7_variants(cfg: dict) -> dict[str, dict]:
+def fig7_variants(cfg: Scale) -> dict[str, dict]:
     """Fig. 7's models RCSR5/10/20/30 at this scale. Decision: Sec. 4.4's printed weights, 10^w with
     w evenly spaced in [-2, 2] (``loss_schedule="sec4.4"``), since that section trains them."""
-    return {f"RCSR{T}": {"steps": T, "loss_schedule": "sec4.4"} for T in cfg["fig7"]}
+    return {f"RCSR{T}": {"steps": T, "loss_schedule": "sec4.4"} for T in cfg.fig7}
 
 
 # --------------------------------------------------------------------------------------------------
 # Chapter plumbing shared by the notebooks
 # --------------------------------------------------------------------------------------------------
-def trained(cfg: dict, train_crops: Crops, work, name: str, *, kind: str = "convgru-srcnn",
+def code_version() -> str:
+    """The version of the code that defines and trains the Table 4 models (part of every cache key)."""
+    return trainer.code_version(rcsr, sdm, rcsr_table4, sys.modules[__name__], trainer)
+
+
+def trained(cfg: Scale, train_crops: Crops, work, name: str, *, kind: str = "convgru-srcnn",
             variant: dict | None = None, epochs: int | None = None, device="cpu", seed: int = 0,
             progress: bool = True):
-    """:func:`train` with its checkpoint in ``work/<name>-<hash>``, so any notebook gets the same model:
-    a finished recurrent run resumes at once; SDM (closed form, no epochs) is saved whole. The hash
-    covers the scale config, kind, variant and epochs, so a changed config never resumes a stale run."""
-    folder = trainer.recipe_dir(work, name, cfg, kind, variant, epochs or cfg["epochs"])
+    """:func:`train` cached in ``work/<name>-<key>``, so any notebook gets the same model: a finished
+    recurrent run resumes at once; SDM (closed form, no epochs) is saved whole. The key covers the
+    scale, kind, variant, epochs, seed, the training crops' fingerprint and the code version, so a
+    changed recipe, data set or code never reuses a stale model."""
+    epochs = epochs or cfg.epochs
+    folder = trainer.cache_dir(work, name, recipe=(cfg, kind, variant, epochs, seed), data=train_crops.fingerprint,
+                               code=code_version())
     if kind != "sdm":
         return train(cfg, train_crops, kind=kind, variant=variant, epochs=epochs, device=device, seed=seed,
                      checkpoint_dir=folder, progress=progress)
@@ -323,20 +384,6 @@ def trained(cfg: dict, train_crops: Crops, work, name: str, *, kind: str = "conv
     with atomic.atomic_path(path) as tmp:
         torch.save({"model": model.cpu().state_dict(), "errors": errors}, tmp)
     return model, errors
-
-
-def side_by_side(published: pd.DataFrame, ours: pd.DataFrame, value: str = "NME (%, inter-ocular)",
-                 key: str = "method") -> pd.DataFrame:
-    """A paper table (one row per method, one column per subset) with our numbers beside each subset:
-    "<subset> (paper)" and "<subset> (ours)". ``ours`` is long (:func:`protocol300w.evaluate` rows);
-    methods we did not run keep an empty "ours" (shown as reported)."""
-    subsets = [c for c in published.columns if c in protocol300w.SUBSETS]
-    wide = ours.pivot_table(index=key, columns="subset", values=value, sort=False).reset_index()
-    out = published.merge(wide, on=key, how="outer", suffixes=(" (paper)", " (ours)"))
-    order = list(published[key]) + [m for m in wide[key] if m not in set(published[key])]
-    out = out.set_index(key).loc[order].reset_index()                     # the paper's row order
-    cols = [c for c in published.columns if c not in subsets]
-    return out[cols + [f"{s} ({w})" for s in subsets for w in ("paper", "ours")]]
 
 
 @torch.no_grad()

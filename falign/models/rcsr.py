@@ -26,6 +26,7 @@ import itertools
 from typing import Iterator
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from skimage.feature import hog
@@ -522,3 +523,25 @@ DECISIONS: dict[str, str] = {
     "stopping": "normalised_increment: l2 norm of the whole increment / outer-eye-corner distance of the "
                 "current estimate (gamma = 0.01, 13 steps at most).",
 }
+
+
+def layer_table(model: RCSR) -> pd.DataFrame:
+    """The architecture for one face, layer by layer: output shape and parameters of every SRCNN
+    convolution (per patch), the stacked landmark maps, the ConvGRU and the fully connected head."""
+    rows, x = [], torch.zeros(1, 1, model.config["patch_size"], model.config["patch_size"])
+    for layer in model.features.cnn:
+        x = layer(x)
+        if isinstance(layer, nn.Conv2d):
+            rows.append({"block": "SRCNN (per patch)", "layer": f"conv {layer.kernel_size[0]}x{layer.kernel_size[1]}",
+                         "output": f"{tuple(x.shape[1:])}", "parameters": _count(layer)})
+    stacked = model.features.out_shape
+    rows.append({"block": "stack", "layer": f"{model.n_points} landmarks", "output": f"{stacked}", "parameters": 0})
+    rows.append({"block": "ConvGRU (Eq. 4-7)", "layer": f"{model.config['kernel']}x{model.config['kernel']} convs",
+                 "output": f"({model.config['hidden']}, {stacked[1]}, {stacked[2]})", "parameters": _count(model.gru)})
+    rows.append({"block": "fc", "layer": "linear", "output": f"({2 * model.n_points},)",
+                 "parameters": _count(model.head)})
+    return pd.DataFrame(rows)
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -33,3 +33,10 @@ def build_model(kind: str, **cfg) -> nn.Module:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(TABLE4)}, rcsr, rcfa")
     base = TABLE4[kind][1]
     return SDM(**cfg) if base is None else RCSR(**{**base, **cfg})
+
+
+def learned_numbers(model: nn.Module) -> int:
+    """How many numbers a Table 4 model learns: its parameters, and SDM's regression matrices (buffers);
+    never the mean shape, which is a statistic of the training data."""
+    return sum(t.numel() for name, t in model.state_dict().items()
+               if t.dtype.is_floating_point and name != "mean_shape")

@@ -38,15 +38,11 @@ import torch
 
 from falign import report
 from falign.experiments import pifa as experiments
+from falign.experiments import setup
 from falign.models import pifa
 
-run = report.start("pifa", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-cfg = experiments.SCALES[SCALE]
-crops = experiments.datasets(cfg, data=DATA, root=DATA_ROOT, seed=SEED)
-for name, c in crops.items():
-    run.dataset(f"{c.name}", c.fingerprint)
-print(run.label())
-pd.Series(cfg, name=SCALE).to_frame().T
+run, cfg, crops = setup("pifa", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
+pd.Series(vars(cfg), name=SCALE).to_frame().T
 
 # %% [markdown]
 # ## The protocol (Sec. 4.1)
@@ -64,7 +60,7 @@ pd.Series(cfg, name=SCALE).to_frame().T
 sizes = pd.DataFrame([{
     "set": name, "source": c.name, "crops": len(c), "scheme": c.scheme, "points": c.landmarks.shape[1],
     "crop size": c.size, "hidden points (%)": 100 * (1 - c.visible.float().mean().item()),
-    "mean |yaw| (°)": c.extra["pose"][:, 0].abs().mean().item() if "pose" in c.extra else np.nan,
+    "mean |yaw| (°)": c.pose[:, 0].abs().mean().item() if c.pose is not None else np.nan,
 } for name, c in crops.items()])
 run.table(sizes, "datasets", caption="The chapter's data at this scale (train includes the box-noise copies)")
 
@@ -77,7 +73,7 @@ run.table(sizes, "datasets", caption="The chapter's data at this scale (train in
 
 # %%
 test = crops["test"]
-yaw = test.extra["pose"][:, 0].numpy() if "pose" in test.extra else np.zeros(len(test))
+yaw = test.pose[:, 0].numpy() if test.pose is not None else np.zeros(len(test))
 order = np.argsort(yaw)[np.linspace(0, len(test) - 1, 8).astype(int)]
 fig, axes = plt.subplots(1, len(order), figsize=(2 * len(order), 2.3))
 for ax, i in zip(axes, order):
@@ -99,8 +95,8 @@ run.figure(fig, "samples")
 
 # %%
 train = crops["train"]
-if "pose" in train.extra:
-    pose = train.extra["pose"].numpy()
+if train.pose is not None:
+    pose = train.pose.numpy()
     hidden = 1 - train.visible.float().mean(1).numpy()
     fig, axes = plt.subplots(1, 4, figsize=(15, 3))
     for k, name in enumerate(("yaw", "pitch", "roll")):
@@ -123,8 +119,8 @@ else:
 # a new crop, so the landmarks, and `M`, move with it.
 
 # %%
-faces = len(train) // cfg["variations"]
-shown = min(cfg["variations"], 6)
+faces = len(train) // cfg.variations
+shown = min(cfg.variations, 6)
 fig, axes = plt.subplots(2, shown, figsize=(2.2 * shown, 4.6), squeeze=False)
 for row, face in enumerate((0, 1)):
     for v in range(shown):
@@ -146,7 +142,7 @@ run.figure(fig, "box_noise")
 # floating-point noise; for real data it is the 3DMM fitting error.
 
 # %%
-projected = experiments.scheme_landmarks(pifa.join_params(train.extra["M"], train.extra["p"]), train.scheme)
+projected = experiments.scheme_landmarks(pifa.join_params(train.M, train.p), train.scheme)
 residual = (projected - train.landmarks).norm(dim=-1)
 check = pd.DataFrame({
     "crops": [len(train)],

@@ -27,14 +27,13 @@ import torch
 
 from falign import report
 from falign.experiments import pifa as experiments
+from falign.experiments import setup
 from falign.models import pifa
-from falign.morphable import builtin_model
+from falign.morphable import builtin_model, centred_camera
 from falign.papers import pifa as paper
 
-run = report.start("pifa", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-cfg = experiments.SCALES[SCALE]
+run, cfg, _ = setup("pifa", "02_model", load_data=False, SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 model = builtin_model()
-print(run.label())
 
 # %% [markdown]
 # ## The parameters and the camera (Sec. 3.1)
@@ -66,25 +65,12 @@ print(run.label())
 # is pruned and the bright nose region moves with the pose.
 
 # %%
-def camera(yaw: float, pitch: float = 0.0, size: int = 114, fill: float = 0.5) -> torch.Tensor:
-    """A weak-perspective M (1, 2, 4) that puts the mean face's landmarks in the middle of a crop."""
-    y, x = np.radians(yaw), np.radians(pitch)
-    Ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    Rx = np.array([[1, 0, 0], [0, np.cos(x), -np.sin(x)], [0, np.sin(x), np.cos(x)]])
-    lm = model.mean[model.landmark_vertices["ibug68"]].numpy()
-    s = fill * size / np.ptp(lm[:, 0])
-    R = (Rx @ Ry)[:2] * np.array([[s], [-s]])  # image y points down
-    centre = lm.mean(0)
-    t = (size - 1) / 2 - R @ centre
-    return torch.tensor(np.concatenate([R, t[:, None]], 1)[None], dtype=torch.float32)
-
-
 layer = pifa.VisualizationLayer(model, "nose")
 views = [(-90, 0), (-60, 0), (-30, 0), (0, 0), (30, 0), (60, 0), (90, 0), (0, 30)]
 zero = torch.zeros(1, model.n_params)
 fig, axes = plt.subplots(1, len(views), figsize=(2 * len(views), 2.3))
 for ax, (yaw, pitch) in zip(axes, views):
-    V = layer(camera(yaw, pitch), zero, 114)[0, 0]
+    V = layer(centred_camera(model, yaw, pitch), zero, 114)[0, 0]
     ax.imshow(V.numpy(), cmap="gray")
     ax.set_title(f"yaw {yaw}°, pitch {pitch}°", fontsize=8)
     ax.axis("off")
@@ -106,7 +92,7 @@ for k, label in ((0, "identity 0"), (model.n_id, "expression 0")):
         variants[f"{label} {sign:+d}σ"] = p
 fig, axes = plt.subplots(1, len(variants), figsize=(2 * len(variants), 2.3))
 for ax, (name, p) in zip(axes, variants.items()):
-    ax.imshow(layer(camera(20), p, 57, 0.5)[0, 0].numpy(), cmap="gray")
+    ax.imshow(layer(centred_camera(model, 20), p, 57, 0.5)[0, 0].numpy(), cmap="gray")
     ax.set_title(name, fontsize=8)
     ax.axis("off")
 fig.tight_layout()
@@ -134,7 +120,7 @@ for col, name in enumerate(pifa.MASKS):
     axes[0, col].scatter(lm_mean[:, 0], lm_mean[:, 1], c=a, s=2, cmap="coolwarm", vmin=-scale, vmax=scale)
     axes[0, col].set(aspect="equal", title=mask_stats[-1]["mask"])
     axes[0, col].axis("off")
-    axes[1, col].imshow(vis_layer(camera(30), zero, 114)[0, 0].numpy(), cmap="gray")
+    axes[1, col].imshow(vis_layer(centred_camera(model, 30), zero, 114)[0, 0].numpy(), cmap="gray")
     axes[1, col].axis("off")
 fig.tight_layout()
 run.figure(fig, "masks")
@@ -167,10 +153,10 @@ table1 = paper_blocks.merge(full, on="block").merge(ours[["block", f"conv+BN par
                                                     on="block")
 table1["FC sizes (paper)"] = "800, 236"
 table1["FC sizes (ours, paper's network)"] = f"{experiments.SCALES['full']['fc_hidden']}, 236"
-table1[f"FC sizes (ours, {SCALE})"] = f"{cfg['fc_hidden']}, 236"
+table1[f"FC sizes (ours, {SCALE})"] = f"{cfg.fc_hidden}, 236"
 totals = pd.DataFrame([{"network": "paper's (114×114, full FC)", "parameters": full["total (ours, paper's network)"].sum().item()},
-                       {"network": f"{SCALE} ({cfg['size']}×{cfg['size']}, FC input pooled to "
-                                   f"{cfg['fc_grid']}×{cfg['fc_grid']})" if cfg["fc_grid"] else f"{SCALE}",
+                       {"network": f"{SCALE} ({cfg.size}×{cfg.size}, FC input pooled to "
+                                   f"{cfg.fc_grid}×{cfg.fc_grid})" if cfg.fc_grid else f"{SCALE}",
                         "parameters": ours[f"total (ours, {SCALE})"].sum().item()}])
 print(totals.to_string(index=False))
 run.table(table1, "table1", caption="Table 1: conv filters per visualization block, paper beside ours, "
@@ -198,7 +184,7 @@ sample = experiments.load(cfg, "train", data=DATA, root=DATA_ROOT, seed=SEED, n=
 run.dataset(sample.name, sample.fingerprint)
 torch.manual_seed(SEED)
 net = experiments.build_network(cfg)
-net.calibrate(sample.extra["M"])
+net.calibrate(sample.M)
 batch = next(iter(torch.utils.data.DataLoader(experiments.TrainSet(sample), batch_size=len(sample))))
 with torch.no_grad():
     losses = pifa.block_losses(net.eval(), net(batch["image"]), batch)

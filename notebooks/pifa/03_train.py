@@ -33,14 +33,10 @@ import torch
 
 from falign import metrics, report
 from falign.experiments import pifa as experiments
+from falign.experiments import setup
 from falign.papers import pifa as paper
 
-run = report.start("pifa", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-cfg = experiments.SCALES[SCALE]
-crops = experiments.datasets(cfg, data=DATA, root=DATA_ROOT, seed=SEED)
-for c in crops.values():
-    run.dataset(c.name, c.fingerprint)
-print(run.label())
+run, cfg, crops = setup("pifa", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 
 # %% [markdown]
 # ## Training (Sec. 4)
@@ -56,9 +52,9 @@ print(run.label())
 # %%
 pd.DataFrame([{"": "paper", **{k: paper.training_protocol()[k] for k in ("epochs", "momentum", "weight_decay")},
                "optimizer": "SGD", "learning rate": paper.training_protocol()["lr_as_printed"]},
-              {"": f"ours ({SCALE})", "epochs": cfg["epochs"], "momentum": np.nan, "weight_decay": cfg["weight_decay"],
-               "optimizer": cfg["optimizer"],
-               "learning rate": f"{cfg['lr']:g}, x{cfg['lr_factors']} after epochs {cfg['milestones']}"}])
+              {"": f"ours ({SCALE})", "epochs": cfg.epochs, "momentum": np.nan, "weight_decay": cfg.weight_decay,
+               "optimizer": cfg.optimizer,
+               "learning rate": f"{cfg.lr:g}, x{cfg.lr_factors} after epochs {cfg.milestones}"}])
 
 # %%
 net, history = experiments.main_network(cfg, crops["train"], run.work, device=run.device, seed=SEED)
@@ -85,14 +81,14 @@ print(f"{len(crops['train'])} training crops, {len(epochs)} epochs, {train_secon
 test = crops["test"]
 params = experiments.block_params(net, test, run.device)
 nme = experiments.nme_per_block(net, test, params)
-table3 = experiments.beside(paper.table3(), experiments.block_table(nme), on="block", value="NME", tolerance=1.0)
+table3 = report.paper_vs_ours(paper.table3(), experiments.block_table(nme), on="block", values="NME", tolerance=1.0)
 run.log(**{f"nme_block{b}": float(v) for b, v in zip(table3["block"], table3["NME (ours)"])})
 run.table(table3, "table3", caption=f"Table 3: {paper.NME_BOX} after each visualization block (0 = P^0)")
 
 # %%
 final = metrics.mean_error(nme[-1])
 ours2 = pd.DataFrame({"method": ["Proposed method"], "NME": [final]})
-table2 = experiments.beside(paper.table2(), ours2, on="method", value="NME", tolerance=1.0)
+table2 = report.paper_vs_ours(paper.table2(), ours2, on="method", values="NME", tolerance=1.0)
 table2["ours"] = np.where(table2["NME (ours)"].notna(), "this run", "not run (reported baseline)")
 run.table(table2, "table2", caption=f"Table 2: {paper.NME_BOX}; baselines as reported in the paper")
 
@@ -101,8 +97,8 @@ run.table(table2, "table2", caption=f"Table 2: {paper.NME_BOX}; baselines as rep
 # knows each test face's yaw, so we can look (this breakdown is not in the paper).
 
 # %%
-if "pose" in test.extra:
-    yaw_bin = pd.cut(test.extra["pose"][:, 0].abs().numpy(), [0, 30, 60, 90], include_lowest=True)
+if test.pose is not None:
+    yaw_bin = pd.cut(test.pose[:, 0].abs().numpy(), [0, 30, 60, 90], include_lowest=True)
     by_yaw = pd.DataFrame({"|yaw| (°)": yaw_bin.astype(str), "NME P^0": nme[0], "NME final": nme[-1]})
     by_yaw = by_yaw.groupby("|yaw| (°)", observed=True).agg(faces=("NME final", "size"), **{
         "NME P^0": ("NME P^0", "mean"), "NME final": ("NME final", "mean")}).reset_index()
@@ -125,10 +121,10 @@ if "afw" in crops:
     afw = crops["afw"]
     mape = experiments.afw_mape(experiments.block_params(net, afw, run.device)[-1], afw)
     ours4 = pd.DataFrame({"method": ["Proposed method"], "MAPE": [metrics.mean_error(mape)]})
-    table4 = experiments.beside(paper.table4(), ours4, on="method", value="MAPE", tolerance=1.0)
+    table4 = report.paper_vs_ours(paper.table4(), ours4, on="method", values="MAPE", tolerance=1.0)
     table4["ours"] = np.where(table4["MAPE (ours)"].notna(), "this run", "not run (reported baseline)")
-    box_size = ((afw.extra["box"][:, 2:] - afw.extra["box"][:, :2]).prod(1).sqrt()).mean().item()
-    print(f"AFW-like: {len(afw)} faces rendered at {cfg['image']}x{cfg['image']} px, mean box size "
+    box_size = ((afw.boxes[:, 2:] - afw.boxes[:, :2]).prod(1).sqrt()).mean().item()
+    print(f"AFW-like: {len(afw)} faces rendered at {cfg.image}x{cfg.image} px, mean box size "
           f"sqrt(wh) = {box_size:.1f} px; MAPE / box size = {100 * ours4['MAPE'][0] / box_size:.2f}%")
     display4 = run.table(table4, "table4", caption=f"Table 4: {paper.MAPE}, AFW-like test set")
 else:
@@ -150,7 +146,7 @@ display4
 # quotes (16.83% for the paper's network on 300-W).
 
 # %%
-if "landmarks68" in test.extra:
+if test.landmarks68 is not None:
     err68 = experiments.ibug68_nme(params[-1], test)
     row = {"method": "Proposed method, ours (analogue: 68-point projection, AFLW-like |yaw| ≤ 60°)"}
     for subset in ("Common", "Challenging"):
@@ -205,7 +201,7 @@ run.figure(fig, "ced")
 
 # %%
 noise = experiments.noise_study(net, test, run.device, seed=SEED)
-noise_table = experiments.beside(paper.noise_study(), noise, on="noisy block", value="NME", tolerance=1.0)
+noise_table = report.paper_vs_ours(paper.noise_study(), noise, on="noisy block", values="NME", tolerance=1.0)
 noise_table["increase over no noise (paper)"] = noise_table["NME (paper)"] - paper.table3()["NME"].iloc[-1]
 noise_table["increase over no noise (ours)"] = noise_table["NME (ours)"] - final
 run.table(noise_table, "noise_study", caption=f"Sec. 4.3: {paper.NME_BOX} with 5% noise on one block's FC layers")
@@ -237,7 +233,7 @@ def show_alignment(ax_top, ax_bottom, c, i, P):
         ax.axis("off")
 
 
-yaw = test.extra["pose"][:, 0].numpy() if "pose" in test.extra else np.zeros(len(test))
+yaw = test.pose[:, 0].numpy() if test.pose is not None else np.zeros(len(test))
 picks = [("test", i) for i in np.argsort(yaw)[np.linspace(0, len(test) - 1, 6).astype(int)]]
 if "afw" in crops:
     afw_params = experiments.block_params(net, crops["afw"].subset([0, 1]), run.device)[-1]
@@ -300,7 +296,7 @@ timing = pd.DataFrame([
     {"quantity": "training epochs", "paper": text["training epochs, proposed"], "ours": len(epochs)},
     {"quantity": "training time (hours)", "paper": 24 * text["training time, proposed"], "ours": train_seconds / 3600},
     {"quantity": "training crops per epoch", "paper": 3901 * 20, "ours": len(crops["train"])},
-    {"quantity": f"test speed (faces/s, batch 1), this run's network ({cfg['size']}x{cfg['size']})",
+    {"quantity": f"test speed (faces/s, batch 1), this run's network ({cfg.size}x{cfg.size})",
      "paper": paper_fps, "ours": fps},
 ])
 if SCALE != "smoke":  # the 500M-parameter network takes seconds to build: not in CI

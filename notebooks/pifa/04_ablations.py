@@ -33,20 +33,16 @@ import pandas as pd
 
 from falign import report
 from falign.experiments import pifa as experiments
+from falign.experiments import setup
 from falign.papers import pifa as paper
 
-run = report.start("pifa", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-cfg = experiments.SCALES[SCALE]
-crops = experiments.datasets(cfg, data=DATA, root=DATA_ROOT, seed=SEED)
-for name in ("train", "test"):
-    run.dataset(crops[name].name, crops[name].fingerprint)
+run, cfg, crops = setup("pifa", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 budget = len(experiments.ablation_train_crops(cfg, crops["train"]))
-print(run.label())
-print(f"every ablation network: {cfg['ablation_epochs']} epochs on {budget} training crops "
-      f"(main network: {cfg['epochs']} epochs on {len(crops['train'])})")
+print(f"every ablation network: {cfg.ablation_epochs} epochs on {budget} training crops "
+      f"(main network: {cfg.epochs} epochs on {len(crops['train'])})")
 
 # %%
-tables = experiments.ablations(cfg, crops, device=run.device, seed=SEED, work_dir=run.work)
+tables = experiments.ablations(cfg, crops, device=run.device, seed=SEED, work=run.work)
 reference = float(tables["table6"]["NME"][0])  # the paper's network at the ablation budget
 
 # %% [markdown]
@@ -73,8 +69,7 @@ run.table(novis, "no_visualization", caption=f"Sec. 4.3: {paper.NME_BOX} with an
 
 # %%
 ours6 = tables["table6"].assign(architecture=lambda d: d["variant"].str[0])
-table6 = experiments.beside(paper.table6(), ours6, on="architecture", value="NME", tolerance=0.5)
-table6.insert(1, "inputs", paper.table6()["inputs"])
+table6 = report.paper_vs_ours(paper.table6(), ours6, on="architecture", values="NME", tolerance=0.5)
 run.table(table6, "table6", caption=f"Table 6: {paper.NME_BOX} of three architectures with different block inputs")
 
 # %% [markdown]
@@ -89,7 +84,7 @@ run.table(table6, "table6", caption=f"Table 6: {paper.NME_BOX} of three architec
 # %%
 weights = []
 for name, variant in experiments.VARIANTS["table6"].items():
-    net = experiments.ablation_network(cfg, crops, variant, device=run.device, seed=SEED, work_dir=run.work)
+    net = experiments.ablation_network(cfg, crops, variant, device=run.device, seed=SEED, work=run.work)
     weights.append(experiments.input_weights(net).assign(architecture=name))
 weights = pd.concat(weights, ignore_index=True)
 weights["mean |w| x channels"] = weights["mean |w|"] * weights["channels"]
@@ -117,8 +112,8 @@ run.table(fig7, "fig7_input_weights", caption="Fig. 7: mean |w| of each block's 
 # (the masks are drawn in {doc}`02_model`).
 
 # %%
-table7 = experiments.beside(paper.table7(), tables["table7"].rename(columns={"variant": "mask"}), on="mask",
-                        value="NME", tolerance=0.5)
+table7 = report.paper_vs_ours(paper.table7(), tables["table7"].rename(columns={"variant": "mask"}), on="mask",
+                        values="NME", tolerance=0.5)
 run.table(table7, "table7", caption=f"Table 7: {paper.NME_BOX} with different masks")
 
 # %% [markdown]
@@ -134,7 +129,7 @@ ours8 = tables["table8"].assign(N_v=[v["n_blocks"] for v in experiments.VARIANTS
 ours8["N_c"] = 12 // ours8["N_v"]
 ours8["parameters (ours)"] = [int(experiments.architecture(cfg, **v)["total"].sum())
                               for v in experiments.VARIANTS["table8"].values()]
-table8 = experiments.beside(paper.table8(), ours8, on=["N_v", "N_c"], value="NME", tolerance=0.5)
+table8 = report.paper_vs_ours(paper.table8(), ours8, on=["N_v", "N_c"], values="NME", tolerance=0.5)
 table8 = table8.merge(ours8[["N_v", "parameters (ours)"]], on="N_v")
 run.table(table8, "table8", caption=f"Table 8: {paper.NME_BOX} for N_v blocks of N_c conv layers")
 

@@ -32,25 +32,22 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
 from falign import protocol300w, report
-from falign.data import transforms
 from falign.data.crops import load_faces
 from falign.experiments import rcsr as experiments
+from falign.experiments import setup
 from falign.landmarks import convert, get_scheme
 from falign.models import rcsr
 from falign.papers import rcsr as paper
 
-run = report.start("rcsr", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-cfg = experiments.SCALES[SCALE]
-crops = experiments.datasets(cfg, data=DATA, root=DATA_ROOT, seed=SEED)
-for c in crops.values():
-    run.dataset(c.name, c.fingerprint)
-print(run.label())
+run, cfg, crops = setup("rcsr", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 
 # %% [markdown]
 # ## The data at this scale and in the paper
@@ -61,16 +58,16 @@ print(run.label())
 
 # %%
 protocol = paper.training_protocol()
-n_train = cfg["n_train"]
+n_train = cfg.n_train
 pd.DataFrame({
     "item": ["training faces", "box-noise replicates", "train crops (with mirrors)", "common test faces",
              "challenging test faces", "full test faces", "crop side (px)", "landmarks"],
     "paper": [protocol["train_images"], 3, protocol["train_images"] * 2 * 3,
               protocol300w.SUBSET_SIZES["common"], protocol300w.SUBSET_SIZES["challenging"],
               protocol300w.SUBSET_SIZES["full"], "not given", 68],
-    f"ours ({SCALE})": [n_train, cfg["replicates"], len(crops["train"]), len(crops["common"]),
+    f"ours ({SCALE})": [n_train, cfg.replicates, len(crops["train"]), len(crops["common"]),
                        len(crops["challenging"]), len(crops["common"]) + len(crops["challenging"]),
-                       cfg["size"], get_scheme(experiments.SCHEME).n_points],
+                       cfg.size, get_scheme(experiments.SCHEME).n_points],
 }).astype(str)
 
 # %% [markdown]
@@ -102,7 +99,7 @@ run.figure(fig, "samples_per_subset")
 # %%
 if DATA == "synthetic":
     poses = {s: load_faces("synthetic", s, preset=experiments.PRESET,
-                           n=cfg["n_train"] if s == "train" else cfg["n_test"][s], size=cfg["image"],
+                           n=cfg.n_train if s == "train" else cfg.n_test[s], size=cfg.image,
                            seed=SEED)["pose"] for s in ("train", "common", "challenging")}
     fig, axes = plt.subplots(1, 3, figsize=(12, 3))
     for s, pose in poses.items():
@@ -144,7 +141,7 @@ fig.tight_layout()
 run.figure(fig, "mirrored_pairs")
 
 # %%
-faces = load_faces(DATA, "train", preset=experiments.PRESET, n=n_train, size=cfg["image"], seed=SEED,
+faces = load_faces(DATA, "train", preset=experiments.PRESET, n=n_train, size=cfg.image, seed=SEED,
                    root=DATA_ROOT)
 if DATA == "synthetic":
     image, box = faces["images"][0], torch.as_tensor(faces["detector_boxes"][:1], dtype=torch.float32)
@@ -152,8 +149,9 @@ else:
     image, box = faces[0].image, torch.as_tensor(faces[0].box[None], dtype=torch.float32)
 fig, ax = plt.subplots(figsize=(3.2, 3.2))
 ax.imshow(image)
-for r, colour in zip(range(3), ("yellow", "cyan", "magenta")):
-    b = transforms.jitter_boxes(box, cfg["box_noise"], cfg["box_noise"], rng=SEED * 1000 + r)[0].numpy()
+for b, colour in zip(experiments.replicate_boxes(dataclasses.replace(cfg, replicates=3), box, SEED),
+                     ("yellow", "cyan", "magenta")):
+    b = b[0].numpy()
     ax.add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, ec=colour, lw=1))
 ax.set_title("three box-noise replicates", fontsize=9)
 ax.axis("off")
@@ -169,9 +167,9 @@ run.figure(fig, "box_noise")
 # the 68 points without the jaw line and the two inner mouth corners.
 
 # %%
-mean = rcsr.mean_shape(train.landmarks.numpy(), train.extra["box"].numpy())
-starts = rcsr.jittered_initial_shapes(mean, train.extra["box"][:1].numpy(), 5, shift=cfg["init_noise"],
-                                      scale=cfg["init_noise"], seed=SEED)[0]
+mean = rcsr.mean_shape(train.landmarks.numpy(), train.crop_boxes().numpy())
+starts = rcsr.jittered_initial_shapes(mean, train.crop_boxes()[:1].numpy(), 5, shift=cfg.init_noise,
+                                      scale=cfg.init_noise, seed=SEED)[0]
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
 axes[0].scatter(*mean.T, s=6)
 axes[0].add_patch(plt.Rectangle((0, 0), 1, 1, fill=False, ec="k"))
@@ -179,7 +177,7 @@ axes[0].set(title="S̄ in box units", xlim=(-0.1, 1.1), ylim=(1.1, -0.1), aspect
 axes[1].imshow(train.images[0, 0], cmap="gray", vmin=0, vmax=255)
 for s in starts:
     axes[1].scatter(*s.T, s=2)
-b = train.extra["box"][0].numpy()
+b = train.crop_boxes()[0].numpy()
 axes[1].add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, ec="yellow"))
 axes[1].set_title("jittered initial shapes", fontsize=9)
 axes[1].axis("off")
@@ -200,7 +198,7 @@ run.figure(fig, "mean_shape")
 
 # %%
 tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
-start = {s: c.to_image(torch.from_numpy(rcsr.place_in_box(mean, c.extra["box"].numpy()))) for s, c in tests.items()}
+start = {s: c.to_image(torch.from_numpy(rcsr.place_in_box(mean, c.crop_boxes().numpy()))) for s, c in tests.items()}
 initial = pd.concat([protocol300w.evaluate(start, experiments.ground_truth(tests), experiments.SCHEME,
                                            eval_scheme=e, method=f"mean shape, {n} points")
                      for e, n in ((None, 68), ("ibug49", 49))], ignore_index=True)

@@ -39,15 +39,14 @@ import torch
 
 from falign import report
 from falign.experiments import rcsr as experiments
+from falign.experiments import setup
 from falign.models import rcsr, rcsr_table4
 from falign.papers import rcsr as paper
 
-run = report.start("rcsr", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-cfg = experiments.SCALES[SCALE]
+run, cfg, _ = setup("rcsr", "02_model", load_data=False, SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 full = experiments.SCALES["full"]
 test = experiments.load(cfg, "common", data=DATA, root=DATA_ROOT, seed=SEED)
 run.dataset(test.name, test.fingerprint)
-print(run.label())
 
 # %% [markdown]
 # ## Patches around the current landmarks
@@ -60,10 +59,10 @@ print(run.label())
 model = experiments.build(cfg)
 train_crops = experiments.load(cfg, "train", data=DATA, root=DATA_ROOT, seed=SEED, train=True)
 model.mean_shape.copy_(torch.from_numpy(rcsr.mean_shape(train_crops.landmarks.numpy(),
-                                                        train_crops.extra["box"].numpy())))
+                                                        train_crops.crop_boxes().numpy())))
 init = experiments.initial_shapes(model, test)
 points = [36, 39, 42, 45, 30, 48, 54, 8]                  # eye corners, nose tip, mouth corners, chin
-patches = rcsr.sample_patches(test.float_images(slice(0, 1)), init[:1], cfg["patch"])[0, points, 0]
+patches = rcsr.sample_patches(test.float_images(slice(0, 1)), init[:1], cfg.patch)[0, points, 0]
 fig, axes = plt.subplots(1, len(points) + 1, figsize=(1.6 * (len(points) + 1), 2))
 axes[0].imshow(test.images[0, 0], cmap="gray", vmin=0, vmax=255)
 axes[0].scatter(*init[0].T, s=3, c="yellow")
@@ -85,27 +84,10 @@ run.figure(fig, "patches")
 # at this run's scale, for one face.
 
 # %%
-def layer_table(m: rcsr.RCSR) -> pd.DataFrame:
-    rows, x = [], torch.zeros(1, 1, m.config["patch_size"], m.config["patch_size"])
-    for layer in m.features.cnn:
-        x = layer(x)
-        if isinstance(layer, torch.nn.Conv2d):
-            rows.append({"block": "SRCNN (per patch)", "layer": f"conv {layer.kernel_size[0]}x{layer.kernel_size[1]}",
-                         "output": f"{tuple(x.shape[1:])}", "parameters": sum(p.numel() for p in layer.parameters())})
-    stacked = m.features.out_shape
-    rows.append({"block": "stack", "layer": f"{m.n_points} landmarks", "output": f"{stacked}", "parameters": 0})
-    gru = sum(p.numel() for p in m.gru.parameters())
-    rows.append({"block": "ConvGRU (Eq. 4-7)", "layer": f"{m.config['kernel']}x{m.config['kernel']} convs",
-                 "output": f"({m.config['hidden']}, {stacked[1]}, {stacked[2]})", "parameters": gru})
-    rows.append({"block": "fc", "layer": "linear", "output": f"({2 * m.n_points},)",
-                 "parameters": sum(p.numel() for p in m.head.parameters())})
-    return pd.DataFrame(rows)
-
-
 paper_model = experiments.build(full)
 print("SRCNN as printed (Sec. 4.2):", paper.training_protocol()["srcnn"])
-pd.concat({"paper-sized (full)": layer_table(paper_model),
-           f"this run ({SCALE})": layer_table(model)}, names=["model", "#"]).reset_index(level=0)
+pd.concat({"paper-sized (full)": rcsr.layer_table(paper_model),
+           f"this run ({SCALE})": rcsr.layer_table(model)}, names=["model", "#"]).reset_index(level=0)
 
 # %% [markdown]
 # ## The Table 4 architectures and their sizes
@@ -118,10 +100,8 @@ pd.concat({"paper-sized (full)": layer_table(paper_model),
 # %%
 sizes = pd.DataFrame([{
     "kind": kind, "method (Table 4)": row,
-    "parameters, paper-sized": sum(t.numel() for t in experiments.build(full, kind).state_dict().values()
-                                   if t.dtype.is_floating_point) - 2 * 68,
-    f"parameters, {SCALE}": sum(t.numel() for t in experiments.build(cfg, kind).state_dict().values()
-                                if t.dtype.is_floating_point) - 2 * 68,
+    "parameters, paper-sized": rcsr_table4.learned_numbers(experiments.build(full, kind)),
+    f"parameters, {SCALE}": rcsr_table4.learned_numbers(experiments.build(cfg, kind)),
 } for kind, (row, _) in rcsr_table4.TABLE4.items()])
 run.table(sizes, "parameters", caption="Parameters of the Table 4 architectures (the 68x2 mean shape not counted)")
 

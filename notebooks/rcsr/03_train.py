@@ -32,15 +32,11 @@ import pandas as pd
 
 from falign import protocol300w, report
 from falign.experiments import rcsr as experiments
+from falign.experiments import setup
 from falign.papers import rcsr as paper
 
-run = report.start("rcsr", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-cfg = experiments.SCALES[SCALE]
-crops = experiments.datasets(cfg, data=DATA, root=DATA_ROOT, seed=SEED)
-for c in crops.values():
-    run.dataset(c.name, c.fingerprint)
+run, cfg, crops = setup("rcsr", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
-print(run.label())
 
 # %% [markdown]
 # ## Training (Sec. 4.1, 4.2)
@@ -58,8 +54,8 @@ pd.DataFrame([
     {"": "paper", "optimiser": "SGD", "lr": protocol["lr"], "halved every (epochs)": protocol["lr_decay_every_epochs"],
      "batch": protocol["batch_size"], "epochs": protocol["epochs"], "fine-tune epochs": 200,
      "T": protocol["recurrent_steps"]},
-    {"": f"ours ({SCALE})", "optimiser": "Adam", "lr": cfg["lr"], "halved every (epochs)": cfg["decay_every"],
-     "batch": cfg["batch"], "epochs": cfg["epochs"], "fine-tune epochs": cfg["finetune_epochs"], "T": cfg["steps"]},
+    {"": f"ours ({SCALE})", "optimiser": "Adam", "lr": cfg.lr, "halved every (epochs)": cfg.decay_every,
+     "batch": cfg.batch, "epochs": cfg.epochs, "fine-tune epochs": cfg.finetune_epochs, "T": cfg.steps},
 ]).astype(str)
 
 # %%
@@ -71,7 +67,7 @@ ax.set(xlabel="epoch", ylabel="training loss (Eq. 8)", yscale="log", title="RCSR
 ax.grid(alpha=0.3)
 fig.tight_layout()
 run.figure(fig, "loss_curve")
-print(f"{len(crops['train'])} training crops x {cfg['inits']} starts, {len(epochs)} epochs, "
+print(f"{len(crops['train'])} training crops x {cfg.inits} starts, {len(epochs)} epochs, "
       f"{epochs['seconds'].sum() / 60:.1f} min of training on {run.device.type}")
 
 # %% [markdown]
@@ -84,7 +80,7 @@ print(f"{len(crops['train'])} training crops x {cfg['inits']} starts, {len(epoch
 
 # %%
 ours = experiments.table1_rows(model, tests, device=run.device)
-table1 = experiments.side_by_side(paper.table("table1"), ours)
+table1 = protocol300w.paper_vs_ours(paper.table("table1"), ours)
 run.table(table1, "table1", caption="Table 1: 300-W, NME (%, inter-ocular)"
           + ("" if DATA != "synthetic" else "; ours on SynthFace 300-W-like common / challenging / full"))
 
@@ -143,13 +139,13 @@ for subset in protocol300w.SUBSETS:
 # lowest error and the increment there with those statements.
 
 # %%
-conv = experiments.convergence(model, tests, cfg["eval_steps"], device=run.device)
+conv = experiments.convergence(model, tests, cfg.eval_steps, device=run.device)
 fig, axes = plt.subplots(2, 3, figsize=(12, 5.5), sharex=True)
 for col, (subset, curve) in enumerate(conv.groupby("subset", sort=False)):
     axes[0, col].plot(curve["step"], curve["NME (%, inter-ocular)"], marker="o", ms=3)
     axes[1, col].plot(curve["step"], curve["normalised increment"], marker="o", ms=3, c="C1")
     axes[1, col].axhline(0.01, c="k", lw=0.7, ls="--")
-    axes[0, col].axvline(cfg["steps"], c="gray", lw=0.7, ls=":")
+    axes[0, col].axvline(cfg.steps, c="gray", lw=0.7, ls=":")
     axes[0, col].set_title(subset)
     axes[1, col].set(xlabel="recurrent step", yscale="log")
 axes[0, 0].set_ylabel("NME (%)")
@@ -219,7 +215,7 @@ run.figure(fig, "fig10_filters")
 # %%
 c = tests["common"]
 H = experiments.convgru_states(model, c.float_images(slice(0, 1)).to(run.device),
-                               experiments.initial_shapes(model, c)[:1].to(run.device), cfg["steps"])[:, 0].cpu()
+                               experiments.initial_shapes(model, c)[:1].to(run.device), cfg.steps)[:, 0].cpu()
 channels = min(6, H.shape[1])
 fig, axes = plt.subplots(channels, H.shape[0], figsize=(1.3 * H.shape[0], 1.3 * channels), squeeze=False)
 for t in range(H.shape[0]):

@@ -33,24 +33,20 @@ import pandas as pd
 
 from falign import protocol300w, report
 from falign.experiments import rcsr as experiments
+from falign.experiments import setup
 from falign.models import rcsr, rcsr_table4
 from falign.papers import rcsr as paper
 
-run = report.start("rcsr", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-cfg = experiments.SCALES[SCALE]
-crops = experiments.datasets(cfg, data=DATA, root=DATA_ROOT, seed=SEED)
-for c in crops.values():
-    run.dataset(c.name, c.fingerprint)
+run, cfg, crops = setup("rcsr", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
 truth = experiments.ground_truth(tests)
 NME = "NME (%, inter-ocular)"
-print(run.label())
 
 
 def fit(name, kind="convgru-srcnn", variant=None, epochs=None):
     """Every model of this notebook: checkpointed under run.work, so a rerun reloads it."""
     return experiments.trained(cfg, crops["train"], run.work, name, kind=kind, variant=variant,
-                               epochs=epochs or cfg["ablation_epochs"], device=run.device, seed=SEED,
+                               epochs=epochs or cfg.ablation_epochs, device=run.device, seed=SEED,
                                progress=False)[0]
 
 
@@ -64,34 +60,19 @@ def fit(name, kind="convgru-srcnn", variant=None, epochs=None):
 # second table gives them after exactly T recurrences too. "epochs" says how long each trained.
 
 # %%
-models, rows, errors = {}, [], {}
-for kind, (label, _) in rcsr_table4.TABLE4.items():
-    main = kind == "convgru-srcnn"
-    models[label] = fit(kind if main else f"ablation-{kind}", kind, epochs=cfg["epochs"] if main else None)
-    rows.append((label, kind, "—" if kind == "sdm" else cfg["epochs"] if main else cfg["ablation_epochs"]))
-budget = "Convolutional GRU + SRCNN, ablation budget"
-models[budget] = fit("ablation-convgru-srcnn")
-rows.append((budget, "convgru-srcnn", cfg["ablation_epochs"]))
+table4_models = experiments.table4_models(cfg, crops["train"], run.work, device=run.device, seed=SEED)
+models = {label: model for label, (_, _, model) in table4_models.items()}
+results, at_T, errors = experiments.table4_results(table4_models, tests, device=run.device)
+budget = experiments.ABLATION_BUDGET
 
-results, at_T = [], []
-for label, kind, _ in rows:
-    m = models[label]
-    preds = {s: experiments.predict_steps(m, c, device=run.device)[-1] for s, c in tests.items()}
-    at_T.append(protocol300w.evaluate(preds, truth, experiments.SCHEME, method=label))
-    if kind != "sdm":
-        preds = {s: experiments.predict_adaptive(m, c, device=run.device)[0] for s, c in tests.items()}
-    errors[label] = protocol300w.subset_errors(preds, truth, experiments.SCHEME)
-    results.append(protocol300w.evaluate(preds, truth, experiments.SCHEME, method=label))
-results, at_T = pd.concat(results, ignore_index=True), pd.concat(at_T, ignore_index=True)
-
-table4 = experiments.side_by_side(paper.table("table4").drop(columns="kind"), results)
-table4.insert(1, "epochs (ours)", table4["method"].map({label: e for label, _, e in rows}))
+table4 = protocol300w.paper_vs_ours(paper.table("table4").drop(columns="kind"), results)
+table4.insert(1, "epochs (ours)", table4["method"].map({label: e for label, (_, e, _) in table4_models.items()}))
 run.table(table4, "table4", caption="Table 4: architectures on 300-W, NME (%, inter-ocular); ours with the "
           "stopping rule (SDM: its stages)" + ("; ours on SynthFace 300-W-like" if DATA == "synthetic" else ""))
 
 # %%
 run.table(at_T.pivot_table(index="method", columns="subset", values=NME, sort=False).reset_index(), "table4_at_T",
-          caption=f"Table 4 models after exactly T = {cfg['steps']} recurrences (SDM: its stages), "
+          caption=f"Table 4 models after exactly T = {cfg.steps} recurrences (SDM: its stages), "
                   "NME (%, inter-ocular)")
 
 # %% [markdown]
@@ -104,7 +85,7 @@ ours4 = results.pivot_table(index="method", columns="subset", values=NME, sort=F
 main_label, sdm_label, rcfa_label = (rcsr_table4.TABLE4[k][0] for k in ("convgru-srcnn", "sdm", "gru-srcnn"))
 verdict = pd.DataFrame({
     "ConvGRU + SRCNN (ours)": ours4.loc[main_label],
-    f"ConvGRU + SRCNN after T = {cfg['steps']} (ours)": at_T.pivot_table(index="method", columns="subset", values=NME,
+    f"ConvGRU + SRCNN after T = {cfg.steps} (ours)": at_T.pivot_table(index="method", columns="subset", values=NME,
                                                                   sort=False).loc[main_label],
     "SDM + HOG (ours)": ours4.loc[sdm_label],
     "beats SDM (ours)": ours4.loc[main_label] < ours4.loc[sdm_label],
@@ -141,7 +122,7 @@ text = paper.text_numbers().set_index("quantity")["value"]
 fig5["time (paper, s)"] = fig5["variant"].map({"depth-0-fc-1": text.filter(like="depth-0-fc-1").iloc[0],
                                                 "depth-10-fc-1": text.filter(like="depth-10-fc-1").iloc[0]})
 fig5["time / depth-0-fc-1 (ours)"] = fig5["ms per face (ours)"] / fig5["ms per face (ours)"].iloc[0]
-run.table(fig5, "fig5", caption=f"Fig. 5: time against error after T = {cfg['steps']} recurrences; the paper "
+run.table(fig5, "fig5", caption=f"Fig. 5: time against error after T = {cfg.steps} recurrences; the paper "
           "gives times for two points only (depth-10-fc-1: 5.22 / 0.44 = 11.9 times depth-0-fc-1)")
 
 # %%
@@ -163,7 +144,7 @@ run.figure(fig, "fig5_time_vs_error")
 # 17 steps and are more stable. The scale's subset of these models is trained at the ablation budget.
 
 # %%
-fig7 = {name: experiments.convergence(fit(f"fig7-{name}", variant=variant), tests, cfg["eval_steps"],
+fig7 = {name: experiments.convergence(fit(f"fig7-{name}", variant=variant), tests, cfg.eval_steps,
                                       device=run.device).query("subset == 'full'")
         for name, variant in experiments.fig7_variants(cfg).items()}
 fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -177,8 +158,8 @@ run.figure(fig, "fig7_recurrences")
 paper_best = {"RCSR5": "about 9", "RCSR10": "more than 17", "RCSR20": "more than 17", "RCSR30": "more than 17"}
 run.table(pd.DataFrame([{"model": name, "best step (paper)": paper_best.get(name, "not in the paper"),
                          "best step (ours)": int(c.loc[c[NME].idxmin(), "step"]), "lowest NME (ours)": c[NME].min(),
-                         f"NME at step {cfg['eval_steps']} (ours)": c[NME].iloc[-1]} for name, c in fig7.items()]),
-          "fig7", caption=f"Fig. 7: best step on the full set (ours up to {cfg['eval_steps']} steps)")
+                         f"NME at step {cfg.eval_steps} (ours)": c[NME].iloc[-1]} for name, c in fig7.items()]),
+          "fig7", caption=f"Fig. 7: best step on the full set (ours up to {cfg.eval_steps} steps)")
 
 # %% [markdown]
 # ## Deviations

@@ -1,0 +1,34 @@
+"""One timing helper for the book and ``make bench``: median wall time per call after a warm-up.
+
+GPU work is asynchronous, so the clock is read only after the device has finished. The chapters'
+speed tables and the benchmarks all call :func:`seconds_per_call`; tests never assert on time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def _sync(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_call(fn: Callable[[], object], device: torch.device | str = "cpu", repeats: int = 5,
+                     warmup: int = 1) -> float:
+    """Median seconds per call of ``fn`` over ``repeats`` timed calls, after ``warmup`` untimed ones."""
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn()
+        _sync(device)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
