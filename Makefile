@@ -53,12 +53,12 @@ endif
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }
-	@echo "Creating $(VENV) with $(PYTHON) (pinned dependencies; a few minutes the first time)"
+	@echo "Creating $(VENV) with $(PYTHON) (pinned dependencies and the book and test extras; a few minutes the first time)"
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[book,test]"
 	$(PY) -m ipykernel install --sys-prefix --name falign --display-name "falign (.venv)" >/dev/null
 	touch $(STAMP)
 
@@ -83,7 +83,7 @@ nbval: $(STAMP)
 		$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(NBVAL_DIR)
 
 lab: $(STAMP)  ## JupyterLab with jupytext pairing (edit notebooks/*/*.py as notebooks)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(PY) -m falign.lab
 
 bench: $(STAMP)  ## benchmarks -> results/bench.csv (CPU, and GPU when present)
 	$(PY) -m falign.bench

@@ -5,7 +5,10 @@ Measured on the CPU (all of its threads, one process) and, when torch sees one, 
 * SynthFace generation, everything included (3DMM sampling, rendering, backgrounds, occluders,
   noise, blur, landmarks and visibility), at 128 and 256 pixels;
 * PIFA's visualization layer, and PIFA / RCSR inference at batch 1 (latency) and a large batch
-  (throughput).
+  (throughput);
+* every aligner with shipped weights (``falign.aligner.available()``), end to end from a photo and
+  its face boxes: latency at batch 1 (ms per face) and throughput at a large batch (faces/s). No
+  shipped weights, no rows.
 
 Tests never assert on time; this is where speed claims come from. Each row is the median of
 ``repeats`` timed runs after a warm-up.
@@ -99,7 +102,29 @@ def bench_rcsr(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
-BENCHMARKS = {"synthface": bench_synthface, "pifa": bench_pifa, "rcsr": bench_rcsr}
+def bench_aligners(device: torch.device, quick: bool) -> list[dict]:
+    """The shipped aligners as a user calls them: crop, network and mapping back, on a 640x480 photo."""
+    import numpy as np
+
+    from falign import aligner
+
+    photo = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    rows = []
+    for name in aligner.available():
+        model = aligner.load(name, device=device)
+        size = model.preprocess["size"]
+        batch = 8 if quick else 64
+        boxes = np.tile(np.array([[200.0, 120.0, 440.0, 360.0]]), (batch, 1))
+        s = timed(lambda: model.predict(photo, boxes[:1]), device, repeats=1 if quick else 5)
+        rows.append(dict(benchmark=f"aligner {name} latency", size=size, batch=1, value=1000 * s,
+                         unit="ms/face"))
+        s = timed(lambda: model.predict(photo, boxes), device, repeats=1 if quick else 3)
+        rows.append(dict(benchmark=f"aligner {name} throughput", size=size, batch=batch, value=batch / s,
+                         unit="faces/s"))
+    return rows
+
+
+BENCHMARKS = {"synthface": bench_synthface, "pifa": bench_pifa, "rcsr": bench_rcsr, "aligners": bench_aligners}
 
 
 def run(names: list[str], quick: bool = False) -> pd.DataFrame:
@@ -114,7 +139,7 @@ def run(names: list[str], quick: bool = False) -> pd.DataFrame:
                 print(f"  {row['benchmark']} size {row['size']} batch {row['batch']}: "
                       f"{row['value']:.1f} {row['unit']}", flush=True)
     state = report.git_state()
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=["benchmark", "size", "batch", "value", "unit", "device"])
     df["value"] = df["value"].round(1)
     df["torch"] = torch.__version__
     df["python"] = platform.python_version()

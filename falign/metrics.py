@@ -1,6 +1,6 @@
 """Landmark error metrics: NME variants, MAPE, CED, AUC@a and failure rate.
 
-Per-image errors first, statistics over images second (DESIGN.md):
+Per-image errors first, statistics over images second:
 
 * `nme`, `mape` and `per_landmark_errors` return float64 numpy arrays, one value per image (or
   per image and landmark). Inputs are numpy arrays or torch tensors, (B, N, 2) or a single (N, 2)

@@ -7,7 +7,7 @@ corners ("inter-ocular", the 300-W challenge's and RCSR's choice) or the eye cen
 used by some papers). Tables report, per subset, the mean error in %, AUC@0.08 and the failure rate
 at 0.08, all from :mod:`falign.metrics` (AUC exact; failure = error >= 0.08).
 
-Decision: *full* is common and challenging pooled image by image, so its mean is the average of the
+Decision [protocol300w.full-set]: *full* is common and challenging pooled image by image, so its mean is the average of the
 two subsets' means weighted by their image counts (554 and 135 on the real data), which is what the
 papers report. A ``"full"`` entry given explicitly is used as is.
 

@@ -6,7 +6,7 @@ The notebooks of ``notebooks/pifa`` call these functions; the model itself is
 Protocol (Sec. 4.1): crop the face box, resize to 114x114, train on 20 box-noise variations of every
 training image, evaluate from the given box. The 3DMM ground truth ``M, p`` is transformed into
 crop coordinates with the same affine as the pixels. SynthFace ``aflw-pifa-like`` (34 points, yaw
-+-90) stands in for AFLW, ``afw-like`` (6 points) for AFW. Decisions are marked ``Decision:``.
++-90) stands in for AFLW, ``afw-like`` (6 points) for AFW. Decisions are marked ``Decision [pifa.<id>]``.
 """
 
 from __future__ import annotations
@@ -33,16 +33,16 @@ PRESET, AFW_PRESET, SCHEME = "aflw-pifa-like", "afw-like", "aflw-pifa34"
 
 # Sec. 4 as printed: SGD, momentum 0.99, weight decay 0.005, "initial learning rate 1e-6 ... decrease
 # the learning rate to 5e-6 and 1e-7 after 20 and 29 epochs", 33 epochs. 5e-6 is an increase, so one
-# number is a typo; we read it as 5e-7 (x0.5 at epoch 20, x0.2 at epoch 29) and keep that schedule.
-PAPER_OPTIMIZER = dict(optimizer="sgd", lr=1e-6, momentum=0.99, weight_decay=0.005, epochs=33,
-                       milestones=(20, 29), lr_factors=(0.5, 0.2))
-# Decision (optimizer): the printed rates belong to the authors' Caffe parametrisation of P, which
+# number is a typo; we read it as 5e-7 (x0.5 at epoch 20, x0.2 at epoch 29) and keep that schedule
+# (falign.papers.pifa.training_protocol holds the printed numbers).
+# Decision [pifa.optimizer]: the printed rates belong to the authors' Caffe parametrisation of P, which
 # the paper does not give. With ours (falign.models.pifa.PIFA.update_scale) SGD at momentum 0.99
 # diverged (NaN in the first epoch) at lr 1e-6 and 1e-7 on the small scale and at 1e-6 with the full
 # Table 1 network, and crawled at 1e-8. Every scale therefore uses Adam without weight decay, with
 # the paper's epochs and LR milestones/factors at full scale. The full network's 130k-input FC
 # layers need a small step: in a 48-step CPU check, Adam 1e-3 diverged, 1e-4 oscillated, 1e-5 was
 # stable; full uses 1e-5 (not validated over a whole run).
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -113,10 +113,10 @@ def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", see
          preset: str = PRESET, n: int | None = None, variations: int = 1) -> Crops:
     """Faces of ``preset``/``split`` (or the real dataset ``data``) as 114x114-style crops around
     their boxes with M, p in crop coordinates; ``variations`` > 1 adds the noisy-box copies.
-    Decision: SynthFace's detector-like box plays AFLW's given box (the crop and NME normaliser)."""
+    Decision [pifa.box]: SynthFace's detector-like box plays AFLW's given box (the crop and NME normaliser)."""
     faces = load_faces(data, split, preset=preset, n=n, size=cfg.image, seed=seed, root=root)
     given = np.stack([s.box for s in faces]) if isinstance(faces, FaceDataset) else faces["detector_boxes"]
-    # Decision: the paper gives no magnitude for its box noise; centre, width and height each move by
+    # Decision [pifa.box-noise]: the paper gives no magnitude for its box noise; centre, width and height each move by
     # up to ``box_noise`` times the box size (uniform, independent); variation 0 is the given box.
     boxes = transforms.jitter_boxes(given, cfg.box_noise, cfg.box_noise, rng=seed, copies=variations,
                                     keep_first=True)
@@ -169,7 +169,7 @@ def architecture(cfg: Scale | None = None, **variant) -> pd.DataFrame:
 def _scheduler(cfg: Scale, epochs: int):
     """Piecewise-constant LR: multiplied by lr_factors[i] at epoch milestones[i].
 
-    Decision: a shorter run (the ablations' ``ablation_epochs``) places the milestones at the same
+    Decision [pifa.ablation-schedule]: a shorter run (the ablations' ``ablation_epochs``) places the milestones at the same
     fractions of its length, so every network ends with the small learning rates."""
     if not cfg.milestones:
         return None
@@ -207,6 +207,12 @@ def train(cfg: Scale, train_crops: Crops, *, variant: dict | None = None, epochs
     return net.eval(), history
 
 
+def main_network(cfg: Scale, train_crops: Crops, work, *, device="cpu", seed: int = 0, progress: bool = True):
+    """The chapter's main network: trained by the 03 notebook, reloaded (finished checkpoint) by the
+    others, so each notebook also runs on its own. Returns (net, History)."""
+    return train(cfg, train_crops, device=device, seed=seed, work=work, name="main", progress=progress)
+
+
 REFERENCE = {"inputs": "IFV", "mask": "nose", "n_blocks": 6, "visualize": True}  # the paper's network
 
 
@@ -217,7 +223,7 @@ def _slug(variant: dict) -> str:
 
 def ablation_train_crops(cfg: Scale, train_crops: Crops) -> Crops:
     """The ablation networks' training set: the first ``ablation_variations`` box-noise copies of
-    every training face (the crops are variation-major). Decision: at the CPU scales the ablation
+    every training face (the crops are variation-major). Decision [pifa.ablation-data]: at the CPU scales the ablation
     networks train on fewer copies and epochs than the main network (all at one budget)."""
     faces = len(train_crops) // cfg.variations
     return train_crops.subset(torch.arange(faces * min(cfg.ablation_variations, cfg.variations)))
@@ -256,7 +262,7 @@ def _out_channels(block: pifa.VisualizationBlock) -> int:
 
 def input_weights(net: pifa.PIFA) -> pd.DataFrame:
     """Fig. 7: mean |w| of each block's first conv layer over the input channels of each type
-    (image I, previous features F, visualization V), kernel positions and filters. Decision: the
+    (image I, previous features F, visualization V), kernel positions and filters. Decision [pifa.fig7-weights]: the
     paper's 'average of the filter weights' is read as the average magnitude (signed weights
     average to about zero)."""
     rows = []
@@ -305,7 +311,7 @@ def afw_mape(P: torch.Tensor, crops: Crops) -> np.ndarray:
 
 
 def ibug68_nme(P: torch.Tensor, crops: Crops, max_yaw: float = 60.0) -> pd.DataFrame:
-    """Decision (Table 5 analogue, no 68-point training): inter-ocular NME (%, outer eye corners, all 68 points as on 300-W) of the
+    """Decision [pifa.table5-analogue] (no 68-point training): inter-ocular NME (%, outer eye corners, all 68 points as on 300-W) of the
     68-point projection of P against SynthFace's 68-point ground truth, one row per face with
     |yaw| <= ``max_yaw`` (beyond it the outer eye corners nearly coincide in the image and the
     normaliser degenerates). Subsets mirror 300-W's: common |yaw| <= 30, challenging above."""
@@ -335,7 +341,7 @@ def block_table(nme: np.ndarray) -> pd.DataFrame:
 @torch.no_grad()
 def noise_study(net: pifa.PIFA, crops: Crops, device="cpu", level: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """Sec. 4.3: final NME when 5% noise is added to one block's fully connected parameters.
-    Decision: multiplicative Gaussian noise, w <- w (1 + 0.05 eps), eps ~ N(0, 1) per parameter."""
+    Decision [pifa.noise-study]: multiplicative Gaussian noise, w <- w (1 + 0.05 eps), eps ~ N(0, 1) per parameter."""
     rows = []
     for i in range(len(net.blocks)):
         noisy = copy.deepcopy(net).cpu()

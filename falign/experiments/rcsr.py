@@ -8,7 +8,7 @@ Protocol (Sec. 4, 4.1): 300-W, 68 points; train on 3,148 faces, test on common /
 grey crops around the face box; the training set is doubled with mirrored copies and replicated with
 noise on the boxes; the initial shape is the training mean shape placed in the box, jittered during
 training (Sec. 3.1.1). SynthFace ``300w-like`` stands in for 300-W. Errors are computed in original
-image coordinates, normalised by the outer-eye-corner distance. Decisions are marked ``Decision:``.
+image coordinates, normalised by the outer-eye-corner distance. Decisions are marked ``Decision [rcsr.<id>]``.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ SCALES = {
                    patch_gradient=False, fig5=((0, 1), (0, 2)), fig7=(2, 3), eval_steps=6),
     # CPU-sized (2 cores): 48x48 crops, 17x17 patches, SRCNN at half width and LeNet/FAUC at a quarter,
     # 250 faces (500 crops with the mirrors) with 2 jittered starts each. The main model trains 30
-    # epochs (learning rate halved every 10, the paper's schedule), every ablation model 3: Decision,
+    # epochs (learning rate halved every 10, the paper's schedule), every ablation model 3 (Decision [rcsr.ablation-budget]):
     # timing probes (1 thread) put one epoch of ConvGRU + SRCNN at about 25 s, and the whole chapter
     # must fit in about half an hour on 2 cores. The CNN-feature models are still far from converged.
     "small": Scale(n_train=250, n_test={"common": 150, "challenging": 75}, image=128, size=48, margin=0.1,
@@ -97,7 +97,7 @@ SCALES = {
                   fig7=(5, 10, 20, 30), eval_steps=40),
 }
 
-# Decision (optimiser): Adam with global-norm gradient clipping at every scale. The paper's SGD at lr
+# Decision [rcsr.optimizer]: Adam with global-norm gradient clipping at every scale. The paper's SGD at lr
 # 0.01 belongs to its (Caffe) loss scale: under Eq. 8 as computed here (rcsr.rcsr_loss) SGD 0.01 with
 # momentum 0.9 diverged within 13 iterations on SynthFace, and Adam 1e-3 without clipping showed loss
 # spikes. The paper's schedule shape (x0.5 every 10 epochs) is kept for "full".
@@ -124,7 +124,7 @@ def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", see
 
     Test crops use the detector-like box as given. Training crops (Sec. 4.1) come in ``replicates``
     copies whose boxes are jittered (:func:`falign.data.transforms.jitter_boxes`: centre, width and
-    height by up to ``box_noise`` of the box, uniform: Decision, the paper gives no magnitude), each with its mirrored copy.
+    height by up to ``box_noise`` of the box, uniform; Decision [rcsr.box-noise]: the paper gives no magnitude), each with its mirrored copy.
     """
     n = cfg.n_train if train else cfg.n_test[split]
     faces = load_faces(data, split, preset=PRESET, n=n, size=cfg.image, seed=seed, root=root)
@@ -180,7 +180,7 @@ class TrainSet(Dataset):
 # --------------------------------------------------------------------------------------------------
 def build(cfg: Scale, kind: str = "convgru-srcnn", **variant) -> torch.nn.Module:
     """A Table 4 architecture at a scale's sizes; ``variant`` overrides (depth, fc_layers, steps, ...).
-    Decision (small scale): LeNet and FAUC are thinned by ``baseline_width`` to fit the CPU budget."""
+    Decision [rcsr.baseline-width] (small scale): LeNet and FAUC are thinned by ``baseline_width`` to fit the CPU budget."""
     if kind == "sdm":
         return rcsr_table4.build_model(kind, stages=cfg.sdm_stages, alpha=cfg.sdm_alpha,
                                      patch_size=cfg.hog_patch, **variant)
@@ -347,7 +347,7 @@ def fig5_variants(cfg: Scale) -> dict[str, dict]:
 
 
 def fig7_variants(cfg: Scale) -> dict[str, dict]:
-    """Fig. 7's models RCSR5/10/20/30 at this scale. Decision: Sec. 4.4's printed weights, 10^w with
+    """Fig. 7's models RCSR5/10/20/30 at this scale. Decision [rcsr.fig7-weights]: Sec. 4.4's printed weights, 10^w with
     w evenly spaced in [-2, 2] (``loss_schedule="sec4.4"``), since that section trains them."""
     return {f"RCSR{T}": {"steps": T, "loss_schedule": "sec4.4"} for T in cfg.fig7}
 

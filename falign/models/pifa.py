@@ -17,7 +17,8 @@ Read top to bottom, this file follows Sec. 3 of the paper:
 
 Everything is in *crop* coordinates: the face box cropped and resized to ``size x size`` (114 in the
 paper), 0-based pixels, x right, y down, pixel centres at integers. Decisions where the paper is
-silent or ambiguous are marked ``Decision:``; the chapter's Deviations section lists them.
+silent or ambiguous are marked ``Decision [pifa.<name>]`` where they are made; :mod:`falign.deviations`
+holds what the paper says about each, and the chapter's Deviations section shows both.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ TRANSLATION = (3, 7)  # m4, m8
 
 
 def split_params(P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 8 + K) -> M (B,2,4), p (B,K). Decision: the network regresses the 8 entries of M
-    directly, as Eq. 4 writes them (no angles), so M's two rows need not stay orthogonal."""
+    """(B, 8 + K) -> M (B,2,4), p (B,K).
+
+    Decision [pifa.camera-entries]: the network regresses the 8 entries of M directly, as Eq. 4
+    writes them (no angles), so M's two rows need not stay orthogonal."""
     return P[:, :N_CAMERA].reshape(-1, 2, 4), P[:, N_CAMERA:]
 
 
@@ -84,8 +87,8 @@ def _face_width(model: MorphableModel) -> torch.Tensor:
 def nose_mask(model: MorphableModel, width: float = 0.25) -> torch.Tensor:
     """Mask 1, Eq. 11: a Gaussian around the nose tip (iBUG point 30) of the mean face.
 
-    Decision: sigma_n is not given; ``width`` * face width (0.25) makes the eyes, nose and mouth
-    positive and the cheeks/contour negative after standardisation, as Fig. 4 shows."""
+    Decision [pifa.mask1-width]: sigma_n is not given; ``width`` * face width (0.25) makes the eyes,
+    nose and mouth positive and the cheeks/contour negative after standardisation, as Fig. 4 shows."""
     mean = model.mean.double()
     tip = mean[model.landmark_vertices["ibug68"][30]]
     sigma = width * _face_width(model).double()
@@ -95,9 +98,9 @@ def nose_mask(model: MorphableModel, width: float = 0.25) -> torch.Tensor:
 def five_area_mask(model: MorphableModel, width: float = 0.08) -> torch.Tensor:
     """Mask 2, Fig. 8: 'five positive areas, i.e., the eyes, nose tip and two lip corners'.
 
-    Decision: the strongest of five Gaussians (sigma = ``width`` * face width) centred on the two
-    eye centres (means of iBUG 36-41 and 42-47), the nose tip (30) and the mouth corners (48, 54),
-    standardised like mask 1; vertices away from the five areas become negative."""
+    Decision [pifa.mask2]: the strongest of five Gaussians (sigma = ``width`` * face width) centred on
+    the two eye centres (means of iBUG 36-41 and 42-47), the nose tip (30) and the mouth corners (48,
+    54), standardised like mask 1; vertices away from the five areas become negative."""
     mean = model.mean.double()
     lm = mean[model.landmark_vertices["ibug68"]]
     centres = torch.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
@@ -116,8 +119,9 @@ class VisualizationLayer(nn.Module):
     choice is an index, not differentiated). Each pixel (u, v) then averages ``g a`` over the kept
     vertices whose pixel lies in its (2r+1)^2 window with weights ``w = exp(-d^2 / 2 sigma^2)`` of the
     distance to the exact projected position (Eq. 9-10). The values and weights stay differentiable
-    w.r.t. M and p. Decision: sigma (Eq. 10) is not given; 1 pixel with a 5x5 window (r = 2).
-    A pixel with no kept vertex in its window is 0 (background).
+    w.r.t. M and p. A pixel with no kept vertex in its window is 0 (background).
+
+    Decision [pifa.vis-sigma]: sigma (Eq. 10) is not given; 1 pixel with a 5x5 window (r = 2).
     """
 
     def __init__(self, model: MorphableModel, mask: str = "nose", sigma: float = 1.0, radius: int = 2):
@@ -181,8 +185,9 @@ def _shape(module: nn.Module, p: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 # Sec. 3.2  The network: visualization blocks
 # --------------------------------------------------------------------------------------------------
-# Table 1, the 12 conv layers in order as (filters, kernel); block i of N_v takes N_c = 12 / N_v of
-# them in sequence (Decision for Table 8's 4x3 and 3x4, which the paper does not tabulate).
+# Table 1, the 12 conv layers in order as (filters, kernel).
+# Decision [pifa.table8-split]: block i of N_v takes N_c = 12 / N_v of them in sequence, for Table 8's
+# 4x3 and 3x4, which the paper does not tabulate.
 TABLE1_CONVS: tuple[tuple[int, int], ...] = (
     (12, 5), (16, 5), (20, 3), (24, 3), (28, 3), (32, 3), (36, 3), (40, 3), (40, 3), (40, 3), (40, 3), (40, 3),
 )
@@ -193,11 +198,14 @@ class VisualizationBlock(nn.Module):
     """Fig. 3: conv layers (each conv + BN + ReLU) extract deeper features; two fully connected
     layers (800 + ReLU + dropout, then 236) estimate the update dP from them.
 
-    Decisions: 'same' padding keeps 57x57 maps through blocks 2-6 (the paper states the 57x57 input
-    size); conv layers have no bias (BN follows); dropout p = 0.5 (not given). ``fc_grid`` = None
-    feeds the full feature map to the first FC layer as the paper implies (no pooling is mentioned;
-    that is ~40-104M weights per block); an int adaptively average-pools to fc_grid x fc_grid first,
-    for CPU-sized runs."""
+    Decision [pifa.block-padding]: 'same' padding keeps 57x57 maps through blocks 2-6 (the paper
+    states the 57x57 input size); conv layers have no bias (BN follows).
+
+    Decision [pifa.dropout]: dropout p = 0.5 (not given).
+
+    Decision [pifa.fc-input]: ``fc_grid`` = None feeds the full feature map to the first FC layer as
+    the paper implies (no pooling is mentioned; that is ~40-104M weights per block); an int
+    adaptively average-pools to fc_grid x fc_grid first, for CPU-sized runs."""
 
     def __init__(self, in_channels: int, convs: Sequence[tuple[int, int]], pool_first: bool, hw: int,
                  n_out: int, fc_hidden: int = 800, dropout: float = 0.5, fc_grid: int | None = None):
@@ -279,8 +287,9 @@ class PIFA(nn.Module):
 
     # ---- P^0: the mean shape fitted into the face box ---------------------------------------------
     def _init_box_fit(self, mean_landmarks: torch.Tensor) -> None:
-        """Decision: P^0 = (frontal M^0, p = 0) with the mean face's landmark bounding box fitted
-        into the face box (its longer side = sqrt(w h) of the box, centred on the box centre).
+        """Decision [pifa.initial-params]: P^0 = (frontal M^0, p = 0) with the mean face's landmark
+        bounding box fitted into the face box (its longer side = sqrt(w h) of the box, centred on the box
+        centre).
         ``calibrate`` replaces the scale ratio and centre offset with their averages over the
         training ground truth, since a dataset's boxes are usually larger than the landmarks."""
         lo, hi = mean_landmarks[:, :2].min(0).values, mean_landmarks[:, :2].max(0).values
@@ -323,10 +332,10 @@ class PIFA(nn.Module):
 
     # ---- parameter units ---------------------------------------------------------------------------
     def update_scale(self) -> torch.Tensor:
-        """Decision (the one place M and p are normalised): the last FC layer outputs dP in natural
-        units, multiplied here into raw parameters: p_k in units of its std sigma_k, the scaled
-        rotation entries of M in units of the box-fitted scale s^0, translations in units of the
-        crop size. A fixed per-output rescaling, so Eq. 6-7 still act on raw P."""
+        """Decision [pifa.parameter-units] (the one place M and p are normalised): the last FC layer
+        outputs dP in natural units, multiplied here into raw parameters: p_k in units of its std
+        sigma_k, the scaled rotation entries of M in units of the box-fitted scale s^0, translations in
+        units of the crop size. A fixed per-output rescaling, so Eq. 6-7 still act on raw P."""
         s0 = self.init_scale * self.size
         cam = torch.full((N_CAMERA,), float(self.size), device=s0.device)
         cam[list(ROTATION)] = s0
@@ -367,8 +376,10 @@ class PIFA(nn.Module):
             return project(M, _shape(self, p))
 
     def visibility(self, P: torch.Tensor) -> torch.Tensor:
-        """Landmark visibility 'naturally derived' from P (Sec. 3.1). Decision: a landmark is visible
-        when its frontability (Eq. 8, mean-face normal) is positive, i.e. it faces the camera."""
+        """Landmark visibility 'naturally derived' from P (Sec. 3.1).
+
+        Decision [pifa.visibility]: a landmark is visible when its frontability (Eq. 8, mean-face
+        normal) is positive, i.e. it faces the camera."""
         M = split_params(P.float())[0]
         return (self.landmark_normals @ toward_camera(M).T).T > 0
 
@@ -409,9 +420,11 @@ def block_losses(net: PIFA, params: Sequence[torch.Tensor], target: dict[str, to
 
     Blocks 1..param_blocks (default n_blocks // 2, i.e. 1-3 of 6) use Eq. 6 on P^i - P_bar (the
     update's error dP^i - dP_bar^i with dP_bar^i = P_bar - P^{i-1}); later blocks use Eq. 7 on all N
-    landmarks (Eq. 7 has no visibility term; ground truth gives invisible points too). Decisions:
-    Caffe's EuclideanLoss convention (1/2, summed over entries); gradients flow through P^{i-1} as
-    well, so every loss reaches all earlier blocks (end-to-end, Sec. 4)."""
+    landmarks (Eq. 7 has no visibility term; ground truth gives invisible points too).
+
+    Decision [pifa.loss-convention]: Caffe's EuclideanLoss convention (1/2, summed over entries);
+    gradients flow through P^{i-1} as well, so every loss reaches all earlier blocks (end-to-end,
+    Sec. 4)."""
     n = len(params) - 1
     param_blocks = n // 2 if param_blocks is None else param_blocks
     W = parameter_weights(net)

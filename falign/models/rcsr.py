@@ -16,8 +16,8 @@ top to bottom, this file follows the paper's Section 3:
 5. The loss (Eq. 8) with w_t = 10^(t/T), and the stopping rule of Sec. 4.3.
 
 Coordinates are 0-based pixels of the model's input image (x right, y down, pixel centres at
-integers). Choices the paper leaves open are written "Decision:" where they are made and collected
-in :data:`DECISIONS` for the chapter's Deviations section.
+integers). Choices the paper leaves open are marked ``Decision [rcsr.<name>]`` where they are made;
+:mod:`falign.deviations` holds what the paper says about each, for the chapter's Deviations section.
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ def jittered_initial_shapes(mean: np.ndarray, boxes: np.ndarray, n_init: int, *,
     """Sec. 3.1.1: "for each face image, the initial shape is sampled several times by adding noise to
     the mean shape". Returns (B, n_init, N, 2).
 
-    Decision: the noise is a random similarity of the placed mean shape, the kind of error a face
-    detector makes: a translation N(0, shift * box side) per axis and a scale 1 + N(0, scale) about
-    the box centre.
+    Decision [rcsr.initial-noise]: the noise is a random similarity of the placed mean shape, the kind
+    of error a face detector makes: a translation N(0, shift * box side) per axis and a scale
+    1 + N(0, scale) about the box centre.
     """
     boxes = np.asarray(boxes, np.float32)
     rng = np.random.default_rng(seed)
@@ -110,7 +110,8 @@ def sample_patches(images: torch.Tensor, points: torch.Tensor, size: int,
 
 
 def _scaled(channels: int, width: float) -> int:
-    """``width`` < 1 thins a network for CPU-sized runs (the experiments' scale configs say where)."""
+    """Decision [rcsr.cnn-width]: ``width`` < 1 thins a network's channels for CPU-sized runs (the
+    experiments' scale configs say where); 1 is the paper's."""
     return max(1, round(channels * width))
 
 
@@ -119,8 +120,8 @@ class SRCNN(nn.Sequential):
     Fig. 5: n = 0, 5, 10, 15, 20) in front of W2 = 1x1x32 + ReLU, and W3 = 5x5 projecting to
     ``out_channels`` feature maps (the paper's W3 is [32 x 5 x 5 x 1]: one map per landmark).
 
-    Decision: W1 and W3 are unpadded, as in SRCNN [39], so a P x P patch gives (P-12) x (P-12)
-    maps; the 3x3 layers pad by 1, as in VDSR.
+    Decision [rcsr.srcnn-padding]: W1 and W3 are unpadded, as in SRCNN [39], so a P x P patch gives
+    (P-12) x (P-12) maps; the 3x3 layers pad by 1, as in VDSR.
     """
 
     def __init__(self, depth: int = 0, out_channels: int = 1, width: float = 1.0):
@@ -134,7 +135,9 @@ class SRCNN(nn.Sequential):
 
 class LeNet(nn.Sequential):
     """Fig. 9 (2), Sec. 5.2: LeNet [56] without its classifier: 5x5x20 conv, 2x2 max-pool, 5x5x50
-    conv, 2x2 max-pool. As in Caffe's LeNet (and the paper's description) no ReLU between them."""
+    conv, 2x2 max-pool.
+
+    Decision [rcsr.lenet]: as in Caffe's LeNet (and the paper's description) no ReLU between them."""
 
     def __init__(self, width: float = 1.0):
         c1, c2 = _scaled(20, width), _scaled(50, width)
@@ -146,8 +149,8 @@ class FAUC(nn.Sequential):
     bias-free 5x5 convs with 64, 128, 256 filters, each followed by ReLU; 2x2 max-pooling after the
     first two and quadrant pooling [58] (the mean of each image quadrant: 2x2 maps) after the third.
 
-    Decision: the convs pad by 2 ("same"), since a landmark patch is far smaller than FAUC's 96x96
-    faces and three unpadded 5x5 convs with two poolings would consume it.
+    Decision [rcsr.fauc-padding]: the convs pad by 2 ("same"), since a landmark patch is far smaller
+    than FAUC's 96x96 faces and three unpadded 5x5 convs with two poolings would consume it.
     """
 
     def __init__(self, width: float = 1.0):
@@ -172,9 +175,9 @@ def standardise(images: torch.Tensor) -> torch.Tensor:
 class PatchCNN(nn.Module):
     """F(I, h): a CNN applied to the patch around every landmark, all B*N patches in one batch.
 
-    Decision (Sec. 4.2 "we stack the feature maps of the 68 landmarks"; Sec. 6.3): the maps are
-    stacked along channels, landmark-major, giving a (B, N*C, h, w) tensor whose spatial layout is the
-    patch's, which is what the ConvGRU's convolutions can exploit.
+    Decision [rcsr.stacking] (Sec. 4.2 "we stack the feature maps of the 68 landmarks"; Sec. 6.3):
+    the maps are stacked along channels, landmark-major, giving a (B, N*C, h, w) tensor whose spatial
+    layout is the patch's, which is what the ConvGRU's convolutions can exploit.
 
     Speed, not a change of model: when the CNN starts with an unpadded convolution (SRCNN's W1,
     LeNet's first layer), :meth:`prepare` runs it once on the whole image and :meth:`forward` cuts the
@@ -218,8 +221,8 @@ class HOGFeatures(nn.Module):
     """Sec. 5.1: HOG descriptors at patches centred on the landmarks, concatenated (the hand-crafted
     F of SDM and of "traditional GRU + HOG"); no parameters, no gradient.
 
-    Decision: SIFT-like defaults, since SDM [3] used SIFT: the P x P patch (16 by default) is split
-    into 4x4 cells, 8 orientations, one L2-Hys block -> 128 numbers per landmark at any P.
+    Decision [rcsr.hog]: SIFT-like defaults, since SDM [3] used SIFT: the P x P patch (16 by default)
+    is split into 4x4 cells, 8 orientations, one L2-Hys block -> 128 numbers per landmark at any P.
 
     ``skimage.feature.hog`` runs once per batch, on a strip of all B*N patches side by side, each
     one cell wider on the left and right; only the blocks inside each patch are kept. skimage
@@ -307,8 +310,12 @@ class GRU(nn.Module):
 
 
 def fc_head(in_features: int, out_features: int, layers: int, width: int) -> nn.Sequential:
-    """"fc" of Fig. 2 (1-3 layers in Fig. 5; ReLU between them). The last layer starts at zero so
-    that training begins from h^_t = h^_0, the mean shape."""
+    """"fc" of Fig. 2 (1-3 layers in Fig. 5; ReLU between them).
+
+    Decision [rcsr.head]: hidden layers ``width`` wide (512 by default); the last layer starts at zero
+    so that training begins from h^_t = h^_0, the mean shape; h_t is predicted in units of the input
+    image side (:class:`RCSR` multiplies the output by (W, H)), so the head's scale does not depend on
+    the crop resolution."""
     dims = [in_features] + [width] * (layers - 1)
     mods: list[nn.Module] = [nn.Flatten()]
     for i, o in zip(dims[:-1], dims[1:]):
@@ -319,8 +326,13 @@ def fc_head(in_features: int, out_features: int, layers: int, width: int) -> nn.
     return nn.Sequential(*mods, last)
 
 
-DEFAULT_HIDDEN = {"convgru": 64, "gru": 512}   # Decision: memory size (channels / units)
-DEFAULT_PATCH = {"srcnn": 25, "lenet": 25, "fauc": 25, "hog": 16}  # Decision: patch side, pixels
+# Decision [rcsr.memory]: the ConvGRU keeps 64 channels (3x3 kernels, 'same' padding), the traditional GRU
+# 512 units; H_0 = 0.
+DEFAULT_HIDDEN = {"convgru": 64, "gru": 512}
+# Decision [rcsr.patches]: patch side 25 pixels for the CNNs, 16 for HOG (the experiments' scale configs
+# set it per crop size), cut by bilinear sampling at 1-pixel spacing, border pixels repeated
+# (:func:`sample_patches`).
+DEFAULT_PATCH = {"srcnn": 25, "lenet": 25, "fauc": 25, "hog": 16}
 
 
 class RCSR(nn.Module):
@@ -335,17 +347,20 @@ class RCSR(nn.Module):
     The buffer ``mean_shape`` holds S-bar in box units (:func:`mean_shape`), set from the training set
     and saved with the weights, so a checkpoint knows its own initial shape h^_0.
 
-    Decision: h_t is predicted in units of the input image side (the fc output is multiplied by
-    (W, H)), so the head's scale does not depend on the crop resolution.
+    h_t is predicted in units of the input image side (the fc output is multiplied by (W, H); see
+    :func:`fc_head`).
 
-    Decision: the CNN extractors read each image standardised to zero mean and unit variance
-    (:func:`standardise`; HOG normalises its own blocks and reads the raw image, so "GRU + HOG" and
-    SDM see the same features). The paper trains end to end, gradients flowing through the
+    Decision [rcsr.input]: the CNN extractors read each image standardised to zero mean and unit
+    variance (:func:`standardise`; HOG normalises its own blocks and reads the raw image, so "GRU +
+    HOG" and SDM see the same features).
+
+    Decision [rcsr.patch-gradient]: the paper trains end to end, gradients flowing through the
     differentiable patch sampler into the positions; ``patch_gradient=False`` (the CPU scales' choice,
     ``falign.experiments.rcsr.SCALES``) cuts that path (``shape.detach()``), so the patches are cut
     where the previous recurrence put them, as in a cascade. In CPU-sized probes (``small`` scale,
-    120 updates) either change alone barely moved the model from the mean shape; both together
-    halved its error, and the detach also halves the cost of the patch sampler's backward pass.
+    120 updates) either this change or the standardised input alone barely moved the model from the
+    mean shape; both together halved its error, and the detach also halves the cost of the patch
+    sampler's backward pass.
     """
 
     def __init__(self, scheme: str = "ibug68", steps: int = 5, extractor: str = "srcnn",
@@ -430,6 +445,9 @@ def loss_weights(T: int, schedule: str = "eq8") -> torch.Tensor:
     "eq8" (Sec. 3.1.1): w_t = 10^(t/T). "sec4.4": 10^w with w evenly spaced in [-2, 2], the weights
     Sec. 4.4 prints for the models trained with T = 5, 10, 20, 30 recurrences (the same section also
     says they follow Sec. 3.1.1; the two disagree, so both are offered).
+
+    Decision [rcsr.loss-weights]: "eq8" is the default (the main and Table 4 models); the experiments
+    choose "sec4.4" where Sec. 4.4 trains (Fig. 7).
     """
     if schedule == "eq8":
         return 10 ** (torch.arange(1, T + 1, dtype=torch.float32) / T)
@@ -443,9 +461,9 @@ def rcsr_loss(shapes: torch.Tensor, target: torch.Tensor, side: torch.Tensor,
     """Eq. 8: J = sum_i sum_t w_t || (h^_0 + h_t^i) - h_*^i ||_F^2 over shapes (T+1,B,N,2) (step 0,
     the initial shape, is not penalised).
 
-    Decision: coordinates are measured in image sides (divided by ``side`` = (W, H)) and the sum over
-    the mini-batch is a mean: both only rescale J, and make the learning rate independent of the
-    crop resolution and the batch size.
+    Decision [rcsr.loss-scale]: coordinates are measured in image sides (divided by ``side`` = (W, H))
+    and the sum over the mini-batch is a mean: both only rescale J, and make the learning rate
+    independent of the crop resolution and the batch size.
     """
     err = (shapes[1:].float() - target.float()[None]) / side
     return (weights.to(err)[:, None] * err.pow(2).sum(dim=(-1, -2))).sum(0).mean()
@@ -465,8 +483,9 @@ def normalised_increment(prev: torch.Tensor, new: torch.Tensor, eyes: tuple[int,
     """Sec. 4.3: ||h^_t - h^_{t-1}||_2 divided by the distance between the outer eye corners (of the
     current estimate: there is no ground truth at test time). Returns (B,).
 
-    "l2" is the paper's literal definition: the l2 norm of the whole 2N-vector increment. "mean" is
-    the mean point displacement instead, a per-point reading that the text does not rule out.
+    Decision [rcsr.stopping]: "l2" (the default) is the paper's literal definition, the l2 norm of the
+    whole 2N-vector increment, normalised by the current estimate's eye corners; "mean" is the mean
+    point displacement instead, a per-point reading that the text does not rule out.
     """
     if increment not in ("l2", "mean"):
         raise ValueError(f"increment must be 'l2' or 'mean', got {increment!r}")
@@ -500,29 +519,16 @@ def adaptive_stop(shapes: Iterator[torch.Tensor], init: torch.Tensor, eyes: tupl
     return final, used
 
 
-DECISIONS: dict[str, str] = {
-    "initial shapes": "jittered_initial_shapes: noise = random similarity (translation N(0, 0.05 box side), "
-                      "scale 1+N(0, 0.05)) of the mean shape placed in the box.",
-    "patches": "sample_patches: bilinear, 1-pixel spacing, border padding; default P = 25 for the CNNs, 16 "
-               "for HOG (the paper gives no patch size; the experiments' scale configs set P per crop size).",
-    "srcnn padding": "SRCNN: W1 and W3 unpadded as in SRCNN [39] (P-12 maps); the extra 3x3 layers pad by 1.",
-    "stacking": "PatchCNN: feature maps of all landmarks stacked along channels (B, N*C, h, w).",
-    "lenet": "LeNet: Caffe LeNet conv/pool layers without ReLU, as the paper lists none.",
-    "fauc": "FAUC: 'same' padding so 25x25 patches survive; quadrant pooling = mean of each quadrant.",
-    "hog": "HOGFeatures: SIFT-like HOG (patch in 4x4 cells, 8 orientations, one block: 128 per point).",
-    "memory": "GRU memory: 64 channels (ConvGRU, 3x3 kernels, 'same' padding) or 512 units (traditional "
-              "GRU); H_0 = 0.",
-    "cnn width": "cnn_width < 1 thins SRCNN/LeNet/FAUC channels; used only where a scale config says so.",
-    "input": "CNN extractors read each image standardised (zero mean, unit variance); HOG reads it raw.",
-    "patch gradient": "CPU scales: no gradient through the patch positions (patch_gradient=False, "
-                      "shape.detach() before sampling), as in a cascade; much faster and more stable training "
-                      "there. full: end to end through the sampler, as the paper.",
-    "head": "fc head: last layer zero-initialised; h_t predicted in image sides; hidden fc width 512.",
-    "loss scale": "rcsr_loss: shapes in image sides and a batch mean instead of a sum (rescales Eq. 8 only).",
-    "loss weights": "loss_weights: 'eq8' 10^(t/T) by default; Sec. 4.4's 10^linspace(-2,2,T) as 'sec4.4'.",
-    "stopping": "normalised_increment: l2 norm of the whole increment / outer-eye-corner distance of the "
-                "current estimate (gamma = 0.01, 13 steps at most).",
-}
+def __getattr__(name: str):
+    """``DECISIONS``: id -> text of every ``Decision [rcsr.*]`` in this file, read from the code by
+    :func:`falign.deviations.decisions_in` (one place: the comments; the paper's side is in
+    :data:`falign.deviations.REGISTRY`). Kept for the notebooks; the book renders
+    :func:`falign.deviations.deviations` ("rcsr")."""
+    if name == "DECISIONS":
+        from falign.deviations import decisions_in
+
+        return decisions_in(__file__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def layer_table(model: RCSR) -> pd.DataFrame:

@@ -3,9 +3,11 @@ CNN", ICCV 2017 (``shared/papers/003_*.txt``), transcribed once, exactly as prin
 
 Every table is a small function returning a :class:`pandas.DataFrame`; :data:`TABLES` maps the id
 used in the book (``"table2"``) to that function, and :data:`META` says what each number means:
-metric, unit, normaliser and dataset. The extracted text of all eight tables is legible; numbers that
-the paper gives in running text only (CALE's 2.96, the 5% noise study, the no-visualization 7.18, the
-300-W failure rates, timings) are transcribed from the quoted sentence and carry the section id.
+metric, unit, normaliser and dataset. Every number has a stable id for :func:`number`
+(``"table3/block6"``, ``"table5/proposed-method/full"``; the scheme is in :mod:`falign.papers`). The
+extracted text of all eight tables is legible; numbers that the paper gives in running text only
+(CALE's 2.96, the 5% noise study, the no-visualization 7.18, the 300-W failure rates, timings) are
+transcribed from the quoted sentence and carry the section id.
 
 Metrics as the paper defines them (Sec. 4.1): NME = mean over *visible* landmarks of the point error
 divided by sqrt(w*h) of the face bounding box, in %; MAPE = mean pixel error of the visible
@@ -114,24 +116,26 @@ def noise_study() -> pd.DataFrame:
 
 
 def text_numbers() -> pd.DataFrame:
-    """Numbers given in running text only, each with its section and the quantity it measures."""
+    """Numbers given in running text only, each with its section and the quantity it measures; the
+    ``id`` column names each one for :func:`number` (``number("text_numbers/no-visualization-nme")``)."""
     rows = [
-        ("sec4.1", "CALE [4] (heatmap method) NME on AFLW", 2.96, "%", NME_BOX),
-        ("sec4.2", "failure rate @0.08, 68 landmarks, 300-W: proposed", 16.83, "%", NME_IOD),
-        ("sec4.2", "failure rate @0.08, 68 landmarks, 300-W: MDM [34]", 6.80, "%", NME_IOD),
-        ("sec4.2", "failure rate @0.08, 51 landmarks, 300-W: proposed", 8.99, "%", NME_IOD),
-        ("sec4.2", "failure rate @0.08, 51 landmarks, 300-W: MDM [34]", 4.20, "%", NME_IOD),
-        ("sec4.3", "NME on AFLW trained without any visualization layer", 7.18, "%", NME_BOX),
-        ("sec4.4", "training epochs, proposed", 33, "epochs", ""),
-        ("sec4.4", "training time, proposed", 2.5, "days", ""),
-        ("sec4.4", "training epochs per CNN, LPFA [18] (six CNNs)", 70, "epochs", ""),
-        ("sec4.4", "training time, LPFA [18]", 7, "days", ""),
-        ("sec4.4", "training time, 3DDFA [50] (three CNNs x 20 epochs)", 12, "days", ""),
-        ("sec4.4", "test speed, proposed, Titan X GPU", 4.3, "FPS", ""),
-        ("sec4.4", "test speed, LPFA [18]", 0.6, "FPS", ""),
-        ("sec4.4", "test speed, RAR [40]", 4, "FPS", ""),
+        ("cale-nme", "sec4.1", "CALE [4] (heatmap method) NME on AFLW", 2.96, "%", NME_BOX),
+        ("failure68-proposed", "sec4.2", "failure rate @0.08, 68 landmarks, 300-W: proposed", 16.83, "%", NME_IOD),
+        ("failure68-mdm", "sec4.2", "failure rate @0.08, 68 landmarks, 300-W: MDM [34]", 6.80, "%", NME_IOD),
+        ("failure51-proposed", "sec4.2", "failure rate @0.08, 51 landmarks, 300-W: proposed", 8.99, "%", NME_IOD),
+        ("failure51-mdm", "sec4.2", "failure rate @0.08, 51 landmarks, 300-W: MDM [34]", 4.20, "%", NME_IOD),
+        ("no-visualization-nme", "sec4.3", "NME on AFLW trained without any visualization layer", 7.18, "%",
+         NME_BOX),
+        ("epochs-proposed", "sec4.4", "training epochs, proposed", 33, "epochs", ""),
+        ("train-days-proposed", "sec4.4", "training time, proposed", 2.5, "days", ""),
+        ("epochs-lpfa", "sec4.4", "training epochs per CNN, LPFA [18] (six CNNs)", 70, "epochs", ""),
+        ("train-days-lpfa", "sec4.4", "training time, LPFA [18]", 7, "days", ""),
+        ("train-days-3ddfa", "sec4.4", "training time, 3DDFA [50] (three CNNs x 20 epochs)", 12, "days", ""),
+        ("fps-proposed", "sec4.4", "test speed, proposed, Titan X GPU", 4.3, "FPS", ""),
+        ("fps-lpfa", "sec4.4", "test speed, LPFA [18]", 0.6, "FPS", ""),
+        ("fps-rar", "sec4.4", "test speed, RAR [40]", 4, "FPS", ""),
     ]
-    return pd.DataFrame(rows, columns=["section", "quantity", "value", "unit", "metric"])
+    return pd.DataFrame(rows, columns=["id", "section", "quantity", "value", "unit", "metric"])
 
 
 def training_protocol() -> dict:
@@ -158,7 +162,7 @@ TABLES: dict[str, Callable[[], pd.DataFrame]] = {
 
 META: dict[str, dict[str, str]] = {
     "table1": {"caption": "Conv filters per visualization block (count and kernel size)",
-               "metric": "", "dataset": ""},
+               "metric": "", "dataset": "", "key": "block{block}-conv{conv layer}"},
     "table2": {"caption": "NME of four methods on AFLW", "metric": NME_BOX, "dataset": "AFLW (PIFA subset)"},
     "table3": {"caption": "NME after each visualization block (block 0 = initialisation)",
                "metric": NME_BOX, "dataset": "AFLW (PIFA subset)"},
@@ -169,11 +173,14 @@ META: dict[str, dict[str, str]] = {
     "table7": {"caption": "NME with different visualization masks", "metric": NME_BOX,
                "dataset": "AFLW (PIFA subset)"},
     "table8": {"caption": "NME with N_v blocks of N_c conv layers", "metric": NME_BOX,
-               "dataset": "AFLW (PIFA subset)"},
+               "dataset": "AFLW (PIFA subset)", "key": "{N_v}x{N_c}"},
     "noise_study": {"caption": "Sec. 4.3: NME with 5% noise on one block's FC parameters",
-                    "metric": NME_BOX, "dataset": "AFLW (PIFA subset)"},
-    "text_numbers": {"caption": "Numbers quoted in the text", "metric": "see column", "dataset": "various"},
+                    "metric": NME_BOX, "dataset": "AFLW (PIFA subset)", "key": "block{noisy block}"},
+    "text_numbers": {"caption": "Numbers quoted in the text", "metric": "see column", "dataset": "various",
+                     "key": "{id}"},
 }
+"""What each table's numbers mean. ``key`` (optional) formats a row's id from its columns (default:
+the first column), see :mod:`falign.papers`."""
 
 
 def table(name: str) -> pd.DataFrame:
@@ -181,3 +188,18 @@ def table(name: str) -> pd.DataFrame:
     if name not in TABLES:
         raise KeyError(f"falign/papers/pifa.py: no table {name!r}; known: {', '.join(TABLES)}")
     return TABLES[name]()
+
+
+def number(id: str) -> float:
+    """One published number by its stable id, e.g. ``number("table3/block6")`` -> 4.45 (Table 3, final
+    block), ``number("text_numbers/no-visualization-nme")`` -> 7.18; :func:`ids` lists them all."""
+    from falign import papers
+
+    return papers.number(PAPER, id)
+
+
+def ids() -> list[str]:
+    """The id of every published number of this paper (:mod:`falign.papers` gives the scheme)."""
+    from falign import papers
+
+    return papers.ids(PAPER)

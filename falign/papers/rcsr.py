@@ -2,8 +2,9 @@
 Regression", IEEE TPAMI 2018 (``shared/papers/004_*.txt``), transcribed once, exactly as printed.
 
 Every table is a small function returning a :class:`pandas.DataFrame`; :data:`TABLES` maps the id used
-in the book (``"table1"``) to it and :data:`META` says what each number means. All four tables are
-legible in the extracted text ("-" = not reported, NaN here). Figures 5-7 survive only as captions:
+in the book (``"table1"``) to it and :data:`META` says what each number means; every number has a
+stable id for :func:`number` (``"table1/rcsr-adaptive/full"``, scheme in :mod:`falign.papers`). All
+four tables are legible in the extracted text ("-" = not reported, NaN here). Figures 5-7 survive only as captions:
 the numbers the running text reads off them are in :func:`text_numbers`, each with its section.
 
 Metric (Sec. 4, "Evaluation Metrics"): the mean point-to-point error normalised by the distance
@@ -108,35 +109,50 @@ def table4() -> pd.DataFrame:
 
 def text_numbers() -> pd.DataFrame:
     """Numbers given in running text only (many read off Figs. 5-7, whose plots are not in the
-    extracted text), each with its section and the quantity it measures."""
+    extracted text), each with its section and the quantity it measures; the ``id`` column names
+    each for :func:`number`. A value printed as several numbers ("10 / 19", "5-9") has one id per
+    part: ``number("text_numbers/cfss-reduction-68-helen-lfpw/2")`` is LFPW's 19."""
     rows = [
-        ("sec4.2/fig5", "running time, depth-0-fc-1 (SRCNN + 0 extra layers, 1 fc)", 0.44, "s", ""),
-        ("sec4.2/fig5", "running time, depth-10-fc-1 (lowest error of Fig. 5)", 5.22, "s", ""),
-        ("sec4.2/fig5", "extra SRCNN depths n tested", "0, 5, 10, 15, 20", "layers", ""),
-        ("sec4.2/fig5", "fully connected layers tested", "1, 2, 3", "layers", ""),
-        ("sec4.2", "recurrent steps T in training", 5, "steps", ""),
-        ("sec4.3/fig6", "common set: error stable between recurrences", "5-9", "steps", NME_IOD),
-        ("sec4.3/fig6", "challenging set: error still decreasing beyond", 13, "steps", NME_IOD),
-        ("sec4.3/fig6", "normalised shape increment at the minimum error (threshold gamma)", 0.01, "", ""),
-        ("sec4.3", "maximum recurrences of the stopping rule", 13, "steps", ""),
-        ("sec4.3", "error decrease by the stopping rule, common (4.10 -> 4.01)", 3.10, "%", NME_IOD),
-        ("sec4.3", "error decrease by the stopping rule, challenging (8.79 -> 8.58)", 2.39, "%", NME_IOD),
-        ("sec4.3", "error decrease by the stopping rule, full (5.02 -> 4.90)", 2.40, "%", NME_IOD),
-        ("sec4.4/fig7", "recurrent steps trained (RCSR5, 10, 20, 30)", "5, 10, 20, 30", "steps", ""),
-        ("sec4.4/fig7", "RCSR5 best error at about", 9, "steps", NME_IOD),
-        ("sec4.4/fig7", "RCSR10/20/30 best error after more than", 17, "steps", NME_IOD),
-        ("sec4.5", "error reduction vs CFSS [5], 300-W full", 15, "%", NME_IOD),
-        ("sec4.5", "reduction vs CFSS, 68 points, HELEN / LFPW", "10 / 19", "%", NME_IOD),
-        ("sec4.5", "reduction vs CFSS, 49 points, HELEN / LFPW", "10 / 6", "%", NME_IOD),
-        ("sec4.5", "forward pass per face, Tesla K40", 10, "ms", ""),
-        ("sec4.5", "frame rate", 100, "fps", ""),
-        ("sec5.1", "error decrease ConvGRU vs traditional GRU, common (4.03 -> 4.01)", 0.50, "%", NME_IOD),
-        ("sec5.1", "error decrease ConvGRU vs traditional GRU, challenging (9.85 -> 8.58)", 12.89, "%", NME_IOD),
-        ("sec5.1", "error decrease ConvGRU vs traditional GRU, full (5.32 -> 4.9)", 7.89, "%", NME_IOD),
-        ("sec5.1", "inference time, traditional GRU", 0.44, "s", ""),
-        ("sec5.1", "inference time, convolutional GRU", 0.50, "s", ""),
+        ("time-depth0-fc1",
+         "sec4.2/fig5", "running time, depth-0-fc-1 (SRCNN + 0 extra layers, 1 fc)", 0.44, "s", ""),
+        ("time-depth10-fc1", "sec4.2/fig5", "running time, depth-10-fc-1 (lowest error of Fig. 5)", 5.22, "s", ""),
+        ("fig5-depths", "sec4.2/fig5", "extra SRCNN depths n tested", "0, 5, 10, 15, 20", "layers", ""),
+        ("fig5-fc-layers", "sec4.2/fig5", "fully connected layers tested", "1, 2, 3", "layers", ""),
+        ("train-steps", "sec4.2", "recurrent steps T in training", 5, "steps", ""),
+        ("common-stable-steps",
+         "sec4.3/fig6", "common set: error stable between recurrences", "5-9", "steps", NME_IOD),
+        ("challenging-decreasing-beyond",
+         "sec4.3/fig6", "challenging set: error still decreasing beyond", 13, "steps", NME_IOD),
+        ("gamma",
+         "sec4.3/fig6", "normalised shape increment at the minimum error (threshold gamma)", 0.01, "", ""),
+        ("max-steps", "sec4.3", "maximum recurrences of the stopping rule", 13, "steps", ""),
+        ("stop-gain-common",
+         "sec4.3", "error decrease by the stopping rule, common (4.10 -> 4.01)", 3.10, "%", NME_IOD),
+        ("stop-gain-challenging",
+         "sec4.3", "error decrease by the stopping rule, challenging (8.79 -> 8.58)", 2.39, "%", NME_IOD),
+        ("stop-gain-full",
+         "sec4.3", "error decrease by the stopping rule, full (5.02 -> 4.90)", 2.40, "%", NME_IOD),
+        ("fig7-steps-trained",
+         "sec4.4/fig7", "recurrent steps trained (RCSR5, 10, 20, 30)", "5, 10, 20, 30", "steps", ""),
+        ("rcsr5-best-step", "sec4.4/fig7", "RCSR5 best error at about", 9, "steps", NME_IOD),
+        ("rcsr10-30-best-after", "sec4.4/fig7", "RCSR10/20/30 best error after more than", 17, "steps", NME_IOD),
+        ("cfss-reduction-full", "sec4.5", "error reduction vs CFSS [5], 300-W full", 15, "%", NME_IOD),
+        ("cfss-reduction-68-helen-lfpw",
+         "sec4.5", "reduction vs CFSS, 68 points, HELEN / LFPW", "10 / 19", "%", NME_IOD),
+        ("cfss-reduction-49-helen-lfpw",
+         "sec4.5", "reduction vs CFSS, 49 points, HELEN / LFPW", "10 / 6", "%", NME_IOD),
+        ("forward-ms", "sec4.5", "forward pass per face, Tesla K40", 10, "ms", ""),
+        ("fps", "sec4.5", "frame rate", 100, "fps", ""),
+        ("convgru-gain-common",
+         "sec5.1", "error decrease ConvGRU vs traditional GRU, common (4.03 -> 4.01)", 0.50, "%", NME_IOD),
+        ("convgru-gain-challenging",
+         "sec5.1", "error decrease ConvGRU vs traditional GRU, challenging (9.85 -> 8.58)", 12.89, "%", NME_IOD),
+        ("convgru-gain-full",
+         "sec5.1", "error decrease ConvGRU vs traditional GRU, full (5.32 -> 4.9)", 7.89, "%", NME_IOD),
+        ("time-gru", "sec5.1", "inference time, traditional GRU", 0.44, "s", ""),
+        ("time-convgru", "sec5.1", "inference time, convolutional GRU", 0.50, "s", ""),
     ]
-    return pd.DataFrame(rows, columns=["section", "quantity", "value", "unit", "metric"])
+    return pd.DataFrame(rows, columns=["id", "section", "quantity", "value", "unit", "metric"])
 
 
 def training_protocol() -> dict:
@@ -187,8 +203,12 @@ META: dict[str, dict[str, str]] = {
                "dataset": "LFPW test, 68 and 49 points"},
     "table4": {"caption": "Effect of various recurrent-convolutional architectures", "metric": NME_IOD,
                "dataset": "300-W (68 points): common / challenging / full"},
-    "text_numbers": {"caption": "Numbers quoted in the text", "metric": "see column", "dataset": "various"},
+    "text_numbers": {"caption": "Numbers quoted in the text", "metric": "see column", "dataset": "various",
+                     "key": "{id}", "values": ["value"]},
 }
+"""What each table's numbers mean. ``key`` (optional) formats a row's id from its columns (default:
+the first column) and ``values`` names the value columns (default: the numeric ones), see
+:mod:`falign.papers`."""
 
 
 def table(name: str) -> pd.DataFrame:
@@ -196,3 +216,18 @@ def table(name: str) -> pd.DataFrame:
     if name not in TABLES:
         raise KeyError(f"falign/papers/rcsr.py: no table {name!r}; known: {', '.join(TABLES)}")
     return TABLES[name]()
+
+
+def number(id: str) -> float:
+    """One published number by its stable id, e.g. ``number("table1/rcsr-adaptive/full")`` -> 4.90,
+    ``number("text_numbers/gamma")`` -> 0.01; :func:`ids` lists them all."""
+    from falign import papers
+
+    return papers.number(PAPER, id)
+
+
+def ids() -> list[str]:
+    """The id of every published number of this paper (:mod:`falign.papers` gives the scheme)."""
+    from falign import papers
+
+    return papers.ids(PAPER)

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 # ---
 
 # %% [markdown]
@@ -152,7 +152,7 @@ table1 = paper_blocks.merge(full, on="block").merge(ours[["block", f"conv+BN par
                                                           f"FC params (ours, {SCALE})", f"total (ours, {SCALE})"]],
                                                     on="block")
 table1["FC sizes (paper)"] = "800, 236"
-table1["FC sizes (ours, paper's network)"] = f"{experiments.SCALES['full']['fc_hidden']}, 236"
+table1["FC sizes (ours, paper's network)"] = f"{experiments.SCALES['full'].fc_hidden}, 236"
 table1[f"FC sizes (ours, {SCALE})"] = f"{cfg.fc_hidden}, 236"
 totals = pd.DataFrame([{"network": "paper's (114×114, full FC)", "parameters": full["total (ours, paper's network)"].sum().item()},
                        {"network": f"{SCALE} ({cfg.size}×{cfg.size}, FC input pooled to "

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 # ---
 
 # %% [markdown]
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import metrics, report
+from falign import aligner, metrics, report
 from falign.experiments import pifa as experiments
 from falign.experiments import setup
 from falign.papers import pifa as paper
@@ -53,7 +53,7 @@ run, cfg, crops = setup("pifa", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DA
 pd.DataFrame([{"": "paper", **{k: paper.training_protocol()[k] for k in ("epochs", "momentum", "weight_decay")},
                "optimizer": "SGD", "learning rate": paper.training_protocol()["lr_as_printed"]},
               {"": f"ours ({SCALE})", "epochs": cfg.epochs, "momentum": np.nan, "weight_decay": cfg.weight_decay,
-               "optimizer": cfg.optimizer,
+               "optimizer": "Adam",
                "learning rate": f"{cfg.lr:g}, x{cfg.lr_factors} after epochs {cfg.milestones}"}])
 
 # %%
@@ -68,6 +68,14 @@ fig.tight_layout()
 run.figure(fig, "loss_curve")
 print(f"{len(crops['train'])} training crops, {len(epochs)} epochs, {train_seconds / 60:.1f} min of training "
       f"on {run.device.type}")
+
+# %% [markdown]
+# The trained network ships with the results as an *aligner* (`results/pifa/aligner.pt`): its weights,
+# the preprocessing (crop size, margin) and this run's provenance. `falign.load("pifa")` and
+# `falign align --model pifa photo.jpg` use it; see {doc}`../aligner/01_your_own_photo`.
+
+# %%
+aligner.save(run.out / aligner.FILENAME, net.cpu(), "pifa", provenance=aligner.run_provenance(run, epochs=cfg.epochs))
 
 # %% [markdown]
 # ## Accuracy after each block (Table 3) and on AFLW (Table 2)
@@ -156,9 +164,8 @@ if test.landmarks68 is not None:
     row["failure rate @0.08 (%, Full)"] = 100 * metrics.failure_rate(err68["NME"].to_numpy(), 8.0)
     table5 = pd.concat([paper.table5().assign(source="paper (300-W, as reported)"),
                         pd.DataFrame([row]).assign(source=f"this run ({len(err68)} faces)")], ignore_index=True)
-    quoted = paper.text_numbers().set_index("quantity")["value"]
     table5.loc[table5["method"] == "Proposed method", "failure rate @0.08 (%, Full)"] = \
-        quoted["failure rate @0.08, 68 landmarks, 300-W: proposed"]
+        paper.number("text_numbers/failure68-proposed")
     display5 = run.table(table5, "table5", caption=f"Table 5: {paper.NME_IOD}; our row is a synthetic analogue")
 else:
     display5 = f"DATA={DATA} has no 68-point ground truth: Table 5 not run (paper rows in papers.pifa.table5)."
@@ -290,11 +297,10 @@ run.figure(fig, "fig10_visualizations")
 
 # %%
 fps = experiments.inference_fps(net, run.device)
-text = paper.text_numbers().set_index("quantity")["value"]
-paper_fps = text["test speed, proposed, Titan X GPU"]
+paper_fps = paper.number("text_numbers/fps-proposed")
 timing = pd.DataFrame([
-    {"quantity": "training epochs", "paper": text["training epochs, proposed"], "ours": len(epochs)},
-    {"quantity": "training time (hours)", "paper": 24 * text["training time, proposed"], "ours": train_seconds / 3600},
+    {"quantity": "training epochs", "paper": paper.number("text_numbers/epochs-proposed"), "ours": len(epochs)},
+    {"quantity": "training time (hours)", "paper": 24 * paper.number("text_numbers/train-days-proposed"), "ours": train_seconds / 3600},
     {"quantity": "training crops per epoch", "paper": 3901 * 20, "ours": len(crops["train"])},
     {"quantity": f"test speed (faces/s, batch 1), this run's network ({cfg.size}x{cfg.size})",
      "paper": paper_fps, "ours": fps},

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 # ---
 
 # %% [markdown]
@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import protocol300w, report
+from falign import aligner, protocol300w, report
 from falign.experiments import rcsr as experiments
 from falign.experiments import setup
 from falign.papers import rcsr as paper
@@ -69,6 +69,15 @@ fig.tight_layout()
 run.figure(fig, "loss_curve")
 print(f"{len(crops['train'])} training crops x {cfg.inits} starts, {len(epochs)} epochs, "
       f"{epochs['seconds'].sum() / 60:.1f} min of training on {run.device.type}")
+
+# %% [markdown]
+# The trained model ships with the results as an *aligner* (`results/rcsr/aligner.pt`): its weights,
+# the preprocessing (grey crop size and margin) and this run's provenance. `falign.load("rcsr")` and
+# `falign align --model rcsr photo.jpg` use it; see {doc}`../aligner/01_your_own_photo`.
+
+# %%
+aligner.save(run.out / aligner.FILENAME, model.cpu(), "rcsr", preprocess={"size": cfg.size, "margin": cfg.margin},
+             provenance=aligner.run_provenance(run, epochs=cfg.epochs))
 
 # %% [markdown]
 # ## Table 1: 300-W, 68 points

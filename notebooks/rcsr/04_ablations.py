@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 # ---
 
 # %% [markdown]
@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import protocol300w, report
+from falign import deviations, protocol300w, report
 from falign.experiments import rcsr as experiments
 from falign.experiments import setup
 from falign.models import rcsr, rcsr_table4
@@ -118,9 +118,8 @@ for name, variant in experiments.fig5_variants(cfg).items():
     nme = experiments.evaluate(m, tests, device=run.device).set_index("subset")[NME]
     fig5.append({"variant": name, **variant, "ms per face (ours)": 1000 * seconds, "full NME (ours)": nme["full"]})
 fig5 = pd.DataFrame(fig5)
-text = paper.text_numbers().set_index("quantity")["value"]
-fig5["time (paper, s)"] = fig5["variant"].map({"depth-0-fc-1": text.filter(like="depth-0-fc-1").iloc[0],
-                                                "depth-10-fc-1": text.filter(like="depth-10-fc-1").iloc[0]})
+fig5["time (paper, s)"] = fig5["variant"].map({"depth-0-fc-1": paper.number("text_numbers/time-depth0-fc1"),
+                                                "depth-10-fc-1": paper.number("text_numbers/time-depth10-fc1")})
 fig5["time / depth-0-fc-1 (ours)"] = fig5["ms per face (ours)"] / fig5["ms per face (ours)"].iloc[0]
 run.table(fig5, "fig5", caption=f"Fig. 5: time against error after T = {cfg.steps} recurrences; the paper "
           "gives times for two points only (depth-10-fc-1: 5.22 / 0.44 = 11.9 times depth-0-fc-1)")
@@ -204,7 +203,7 @@ run.table(pd.DataFrame([{"model": name, "best step (paper)": paper_best.get(name
 #   Fig. 7's four models are reduced to the scale's subsets.
 
 # %%
-pd.DataFrame(list(rcsr.DECISIONS.items()), columns=["model decision", "what we do"])
+deviations.write(run, "rcsr")
 
 # %% [markdown]
 # The paper also disagrees with itself in places (`falign.papers.rcsr.notes()`):
@@ -241,8 +240,7 @@ t1 = paper.table("table1").set_index("method")
 ten = experiments.evaluate(models[main_label], tests, steps=10, device=run.device).set_index("subset")[NME]
 five = at_T.set_index(["method", "subset"]).loc[(main_label, "full"), NME]
 gains = pd.DataFrame({
-    "paper (text)": [text.filter(like="ConvGRU vs traditional GRU, full").iloc[0],
-                     text.filter(like="stopping rule, full").iloc[0], np.nan],
+    "paper (text)": [paper.number("text_numbers/convgru-gain-full"), paper.number("text_numbers/stop-gain-full"), np.nan],
     "paper (tables)": [gain(*paper.table("table4").set_index("kind").loc[["gru-srcnn", "convgru-srcnn"], "full"]),
                        gain(*t1.loc[["RCSR 10 recurrences", "RCSR adaptive"], "full"]),
                        gain(*t1.loc[["RCSR 5 recurrences", "RCSR adaptive"], "full"])],

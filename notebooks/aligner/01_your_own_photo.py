@@ -1,0 +1,80 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+# ---
+
+# %% [markdown]
+# # Use it on your own photo
+#
+# Every chapter ships the network its committed run trained, as an *aligner*: the weights, the
+# preprocessing it was trained with (crop size, margin, grey or colour) and the provenance of that run
+# (commit, scale, data fingerprints, seed). One call loads it, and one call aligns faces in any photo:
+#
+# ```python
+# import falign
+# aligner = falign.load("rcsr")                  # or a path to a checkpoint
+# points = aligner.predict(photo, boxes)         # (faces, points, 2), pixels of `photo`
+# ```
+#
+# From the shell, `falign align photo.jpg --model rcsr --out aligned/` finds the faces with dlib's
+# HOG face detector (or takes `--box x1,y1,x2,y2`) and writes, per face, a 300-W `.pts` file, a JSON file
+# and an overlay PNG; `falign align --help` shows an example.
+#
+# **What to expect.** These weights were trained on SynthFace, the book's rendered faces, at the scale
+# named in each provenance line below (a CPU-sized run), not on real photographs. A real face differs from
+# a SynthFace one in skin, hair, lighting and background, so expect landmarks that find the face's
+# layout roughly but miss detail. The page shows what the shipped weights do on a real photograph,
+# honestly; it is not a benchmark.
+
+# %% tags=["parameters"]
+SCALE = "smoke"      # unused: the page runs the shipped weights, it trains nothing
+DATA = "synthetic"   # unused
+DATA_ROOT = ""       # unused
+DEVICE = "cpu"       # cpu | cuda
+SEED = 0
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+import skimage.data
+
+import falign
+from falign import aligner, detect, plots, report
+
+run = report.start("aligner", "01_your_own_photo", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
+                   SEED=SEED)
+names = aligner.available()
+pd.DataFrame([{"aligner": name, **{k: falign.load(name).provenance.get(k) for k in ("scale", "data", "seed", "commit")}}
+              for name in names])
+
+# %% [markdown]
+# ## A real photograph
+#
+# The astronaut Eileen Collins, as shipped inside scikit-image (`skimage.data.astronaut()`, public domain).
+# dlib's frontal HOG detector, installed from the `dlib-bin` wheel with its model inside, finds the face.
+
+# %%
+photo = skimage.data.astronaut()
+boxes = detect.detect_faces(photo)
+print(f"{len(boxes)} face(s) found; box {boxes[0].round(1).tolist()} (x1, y1, x2, y2, pixels)")
+
+# %%
+fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4.3), squeeze=False)
+for ax, name in zip(axes[0], names):
+    model = falign.load(name, device=run.device)
+    points, visible = model.align(photo, boxes)
+    plots.landmarks(ax, photo, points[0], None if visible is None else visible[0])
+    x1, y1, x2, y2 = boxes[0]
+    ax.set(xlim=(x1 - 0.3 * (x2 - x1), x2 + 0.3 * (x2 - x1)), ylim=(y2 + 0.3 * (y2 - y1), y1 - 0.3 * (y2 - y1)))
+    ax.set_title(f"{name}: {model.n_points} points ({model.scheme})", fontsize=9)
+fig.tight_layout()
+run.figure(fig, "astronaut")
+
+# %% [markdown]
+# Landmarks are in the photo's own pixel coordinates (0-based, pixel centres at integers); PIFA also
+# estimates which points are hidden (drawn in the second colour). Each chapter explains what its network
+# learned and how far its SynthFace numbers are from the paper's.
+
+# %%
+run.finish();
