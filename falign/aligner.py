@@ -487,8 +487,11 @@ def _first_line(err: BaseException) -> str:
 
 def _plain(value: Any, where: str) -> Any:
     """``value`` in the types a weights-only load accepts (numbers, strings, containers)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
+    for plain in (bool, int, float, str):   # subclasses (e.g. torch's TorchVersion) would pickle as code
+        if isinstance(value, plain):
+            return plain(value)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, os.PathLike):

@@ -18,33 +18,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
-from collections.abc import Callable
 
 import pandas as pd
 import torch
 
 from falign import atomic, paths, report
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], object], device: torch.device, repeats: int = 5, warmup: int = 1) -> float:
-    """Median seconds per call of ``fn``."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from falign.timing import seconds_per_call
 
 
 def bench_synthface(device: torch.device, quick: bool) -> list[dict]:
@@ -54,7 +33,7 @@ def bench_synthface(device: torch.device, quick: bool) -> list[dict]:
     sizes = {128: 256 if device.type == "cpu" else 8192, 256: 128 if device.type == "cpu" else 4096}
     for size, n in sizes.items():
         n = max(16, n // 8) if quick else n
-        seconds = timed(lambda: synthface_arrays("300w-like", "train", n, size=size, seed=1, cache=False,
+        seconds = seconds_per_call(lambda: synthface_arrays("300w-like", "train", n, size=size, seed=1, cache=False,
                                                  device=str(device)), device, repeats=1 if quick else 3)
         rows.append(dict(benchmark="synthface generation", size=size, batch=n,
                          value=n / seconds, unit="images/s"))
@@ -71,12 +50,12 @@ def bench_pifa(device: torch.device, quick: bool) -> list[dict]:
     with torch.no_grad():
         M, p = split_params(net.initial_params(net.crop_box(64, device)))
         for batch in (1, 64):
-            s = timed(lambda: net.visualization(M[:batch], p[:batch], net.size), device)
+            s = seconds_per_call(lambda: net.visualization(M[:batch], p[:batch], net.size), device)
             rows.append(dict(benchmark="PIFA visualization layer", size=net.size, batch=batch,
                              value=batch / s, unit="images/s"))
         for batch in (1, 8 if quick else 64):
             images = torch.rand(batch, net.in_channels, net.size, net.size, device=device)
-            s = timed(lambda: net.predict(images), device)
+            s = seconds_per_call(lambda: net.predict(images), device)
             rows.append(dict(benchmark="PIFA inference", size=net.size, batch=batch, value=batch / s,
                              unit="images/s"))
     return rows
@@ -89,14 +68,14 @@ def bench_rcsr(device: torch.device, quick: bool) -> list[dict]:
 
     cfg = chapter.SCALES["full"]
     net = chapter.build(cfg).to(device).eval()
-    size = cfg["size"]
+    size = cfg.size
     rows = []
     with torch.no_grad():
         for batch in (1, 8 if quick else 64):
             images = torch.rand(batch, 1, size, size, device=device)
             box = torch.tensor([[8.0, 8.0, size - 8.0, size - 8.0]]).expand(batch, 4).numpy()
             init = torch.from_numpy(place_in_box(net.mean_shape.cpu().numpy(), box)).to(device)
-            s = timed(lambda: net.predict(images, init), device)
+            s = seconds_per_call(lambda: net.predict(images, init), device)
             rows.append(dict(benchmark="RCSR inference", size=size, batch=batch, value=batch / s,
                              unit="faces/s"))
     return rows
@@ -115,10 +94,10 @@ def bench_aligners(device: torch.device, quick: bool) -> list[dict]:
         size = model.preprocess["size"]
         batch = 8 if quick else 64
         boxes = np.tile(np.array([[200.0, 120.0, 440.0, 360.0]]), (batch, 1))
-        s = timed(lambda: model.predict(photo, boxes[:1]), device, repeats=1 if quick else 5)
+        s = seconds_per_call(lambda: model.predict(photo, boxes[:1]), device, repeats=1 if quick else 5)
         rows.append(dict(benchmark=f"aligner {name} latency", size=size, batch=1, value=1000 * s,
                          unit="ms/face"))
-        s = timed(lambda: model.predict(photo, boxes), device, repeats=1 if quick else 3)
+        s = seconds_per_call(lambda: model.predict(photo, boxes), device, repeats=1 if quick else 3)
         rows.append(dict(benchmark=f"aligner {name} throughput", size=size, batch=batch, value=batch / s,
                          unit="faces/s"))
     return rows

@@ -1,5 +1,7 @@
 """The aligner protocol, self-describing checkpoints and ``falign.load`` on tiny random models."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -202,3 +204,7 @@ def test_run_provenance_records_the_run():
     record = aligner.run_provenance(run, epochs=np.int64(2))
     assert {"commit", "dirty", "torch"} <= set(record) and record["epochs"] == 2 and type(record["epochs"]) is int
     assert record["scale"] == "smoke" and record["seed"] == 3 and record["datasets"] == {"train": "abc123"}
+    buffer = io.BytesIO()
+    torch.save(record, buffer)         # torch.__version__ is a str subclass: stored as a plain str
+    buffer.seek(0)
+    assert torch.load(buffer, weights_only=True) == record

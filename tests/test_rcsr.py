@@ -283,6 +283,16 @@ def test_trained_models_reload_from_their_checkpoints(tmp_path):
     assert len(list(tmp_path.glob("convgru-srcnn-*/checkpoint.pt"))) == 2      # a new config, a new run
 
 
+def test_a_cached_model_is_not_reused_after_its_training_data_changes(tmp_path):
+    """Same recipe, other training faces (another data root, say): a fresh run, never the stale model."""
+    crops = crops_of(8)
+    other = crops_of(8, seed=1).replace(fingerprint="other-data")
+    first, _ = experiments.trained(CFG, crops, tmp_path, "main", epochs=1, progress=False)
+    second, _ = experiments.trained(CFG, other, tmp_path, "main", epochs=1, progress=False)
+    assert len(list(tmp_path.glob("main-*/checkpoint.pt"))) == 2
+    assert not torch.equal(first.mean_shape, second.mean_shape)
+
+
 def test_convgru_states_are_the_memory_the_head_reads():
     torch.manual_seed(0)
     model = rcsr.RCSR(patch_size=P, hidden=8, steps=3).eval()

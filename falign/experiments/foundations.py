@@ -6,6 +6,8 @@ predictions in image coordinates -> metrics), not to be a good face aligner.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 from torch import nn
@@ -65,13 +67,18 @@ def _loss(model: nn.Module, batch) -> torch.Tensor:
 
 
 def train(cfg: dict, crops: Crops, *, device, seed: int, checkpoint_dir=None):
-    """Train a :class:`TinyNet` with Adam; returns the model and its training history."""
+    """Train a :class:`TinyNet` with Adam; returns the model and its training history. With
+    ``checkpoint_dir`` the run is cached in a folder below it keyed by the recipe, the training data's
+    fingerprint and the code version (:func:`falign.train.cache_dir`)."""
     torch.manual_seed(seed)
     model = TinyNet(crops.landmarks.shape[1], crops.images.shape[1])
     data = TensorDataset(crops.images, _to_unit(crops.landmarks, crops.size))
+    folder = None if checkpoint_dir is None else trainer.cache_dir(
+        checkpoint_dir, "tiny", recipe=(cfg, seed), data=crops.fingerprint,
+        code=trainer.code_version(sys.modules[__name__], trainer))
     history = trainer.fit(model, _loss, data, epochs=cfg["epochs"], batch_size=cfg["batch"],
                           optimizer=trainer.adam(cfg["lr"]), device=device, seed=seed,
-                          checkpoint_dir=checkpoint_dir, desc="tiny")
+                          checkpoint_dir=folder, desc="tiny")
     return model, history
 
 
