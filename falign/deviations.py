@@ -174,6 +174,11 @@ REGISTRY: dict[str, Deviation] = {
     "ccnn.fig6-stage": D("training", "Fig. 6 reports shake-/shake+ 'in the first stage', whose input "
                          "Sec. 3.1.1 does not shake."),
     "ccnn.weight-decay": D("training", "Eq. 6 adds (1/2) eta ||W||^2 to the loss; eta is not given."),
+    "ccnn.sampling": D("data", "The windows are resized to 15x15 (Fig. 3); the paper does not say how."),
+    "ccnn.order": D("model", "Sec. 3.2.1 lists stage 2's networks point by point (LE21, LE22, RE21, ...) while "
+                    "Eq. 5 numbers the windows size by size."),
+    "ccnn.loss": D("training", "Eq. 6 sums over 'the points' and 'the samples' without saying whether each "
+                   "network is trained on its own output or on the Eq. 4 average."),
     # ---- shared: falign/protocol300w.py -------------------------------------------------------------
     "protocol300w.full-set": D("evaluation", "300-W's full set is common + challenging (689 images); the papers "
                                "report its mean without saying whether faces are pooled or subset means "

@@ -1,5 +1,5 @@
 """Published numbers of PIFA: Jourabloo, Ye, Liu, Ren, "Pose-Invariant Face Alignment with a Single
-CNN", ICCV 2017 (``shared/papers/003_*.txt``), transcribed once, exactly as printed.
+CNN", ICCV 2017, transcribed once, exactly as printed.
 
 Every table is a small function returning a :class:`pandas.DataFrame`; :data:`TABLES` maps the id
 used in the book (``"table2"``) to that function, and :data:`META` says what each number means:

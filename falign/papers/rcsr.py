@@ -1,5 +1,5 @@
 """Published numbers of RCSR: W. Wang, S. Tulyakov, N. Sebe, "Recurrent Convolutional Shape
-Regression", IEEE TPAMI 2018 (``shared/papers/004_*.txt``), transcribed once, exactly as printed.
+Regression", IEEE TPAMI 2018, transcribed once, exactly as printed.
 
 Every table is a small function returning a :class:`pandas.DataFrame`; :data:`TABLES` maps the id used
 in the book (``"table1"``) to it and :data:`META` says what each number means; every number has a
