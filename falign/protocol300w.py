@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from falign import metrics, report
+from falign import metrics, plots, report
 from falign.landmarks import convert, get_scheme
 
 SUBSETS = ("common", "challenging", "full")
@@ -96,16 +96,14 @@ def ced_data(errors_by_method: Mapping[str, Mapping[str, np.ndarray]], subset: s
 
 def ced_figure(errors_by_method: Mapping[str, Mapping[str, np.ndarray]], subset: str,
                max_error: float = 0.1, norm: str = "inter-ocular") -> Figure:
-    """CED curves of several methods on one subset; the legend gives each AUC@max_error."""
-    data = ced_data(errors_by_method, subset, max_error)
+    """CED curves of several methods on one subset (:func:`falign.plots.ced`, the CSV's 1e-4 grid);
+    the legend gives each AUC@max_error."""
+    for method, by_subset in errors_by_method.items():
+        if subset not in by_subset:
+            raise KeyError(f"method {method!r} has no errors for subset {subset!r}")
     fig, ax = plt.subplots(figsize=(5, 4))
-    for method, curve in data.groupby("method", sort=False):
-        area = metrics.auc(errors_by_method[method][subset], max_error)
-        ax.plot(curve["error"], curve["fraction"], label=f"{method} (AUC@{max_error:g} = {area:.3f})")
-    ax.set(xlim=(0, max_error), ylim=(0, 1), xlabel=f"NME ({norm})", ylabel="fraction of images",
-           title=f"300-W {subset}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    plots.ced(ax, {m: e[subset] for m, e in errors_by_method.items()}, norm, max_error, step=1e-4,
+              title=f"300-W {subset}")
     fig.tight_layout()
     return fig
 

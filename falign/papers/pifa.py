@@ -146,6 +146,7 @@ def training_protocol() -> dict:
         "blocks": 6, "conv_per_block": 2,
         "input": "box crop resized to 114x114; pooling after block 1's first conv -> 57x57",
         "augmentation": "20 variations per training image: noise on box location, width and height",
+        "train_faces": 3901, "test_faces": 1299, "variations": 20,
         "epochs": 33, "momentum": 0.99, "weight_decay": 0.005,
         "lr_as_printed": "initial 1e-6; decreased to 5e-6 and 1e-7 after 20 and 29 epochs",
         "block_loss_weights": [1, 2, 3, 4, 5, 6],

@@ -158,7 +158,7 @@ def text_numbers() -> pd.DataFrame:
 def training_protocol() -> dict:
     """Sec. 4.1, 4.2 and 3.1.1, as printed."""
     return {
-        "train_images": 3148,
+        "train_images": 3148, "replicates": 3, "finetune_epochs": 200,
         "augmentation": "mirrored copies; training data replicated 3 times with noise on the boxes",
         "initial_shape": "mean training shape, sampled several times with noise (Sec. 3.1.1)",
         "batch_size": 204, "lr": 0.01, "lr_decay": 0.5, "lr_decay_every_epochs": 10, "epochs": 200,

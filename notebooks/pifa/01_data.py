@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import report
+from falign import plots, report
 from falign.experiments import pifa as experiments
 from falign.experiments import setup
 from falign.models import pifa
@@ -77,12 +77,8 @@ yaw = test.pose[:, 0].numpy() if test.pose is not None else np.zeros(len(test))
 order = np.argsort(yaw)[np.linspace(0, len(test) - 1, 8).astype(int)]
 fig, axes = plt.subplots(1, len(order), figsize=(2 * len(order), 2.3))
 for ax, i in zip(axes, order):
-    ax.imshow(test.images[i].permute(1, 2, 0).numpy())
-    lm, vis = test.landmarks[i].numpy(), test.visible[i].numpy()
-    ax.scatter(*lm[vis].T, s=5, c="lime", linewidths=0)
-    ax.scatter(*lm[~vis].T, s=5, c="red", linewidths=0)
-    ax.set_title(f"yaw {yaw[i]:.0f}°", fontsize=8)
-    ax.axis("off")
+    plots.landmarks(ax, test.images[i], test.landmarks[i], test.visible[i], size=5, legend=False,
+                    title=f"yaw {yaw[i]:.0f}°")
 fig.tight_layout()
 run.figure(fig, "samples")
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import aligner, metrics, report
+from falign import aligner, metrics, plots, report
 from falign.experiments import pifa as experiments
 from falign.experiments import setup
 from falign.papers import pifa as paper
@@ -61,9 +61,7 @@ net, history = experiments.main_network(cfg, crops["train"], run.work, device=ru
 epochs = pd.DataFrame(history.epochs)
 train_seconds = float(epochs["seconds"].sum())
 fig, ax = plt.subplots(figsize=(5, 3.2))
-ax.plot(epochs["epoch"], epochs["loss"], marker="o")
-ax.set(xlabel="epoch", ylabel="training loss (Σ_i i·E^i)", yscale="log", title="PIFA training loss")
-ax.grid(alpha=0.3)
+plots.loss_curve(ax, history, ylabel="training loss (Σ_i i·E^i)", title="PIFA training loss")
 fig.tight_layout()
 run.figure(fig, "loss_curve")
 print(f"{len(crops['train'])} training crops, {len(epochs)} epochs, {train_seconds / 60:.1f} min of training "
@@ -180,21 +178,11 @@ display5
 
 # %%
 fig, axes = plt.subplots(1, 2 if mape is not None else 1, figsize=(10, 3.8), squeeze=False)
-limit = 30.0
-for b in sorted({0, len(nme) // 2, len(nme) - 1}):
-    x, y = metrics.ced(nme[b], limit, 0.05)
-    axes[0, 0].plot(x, y, label=f"block {b} (AUC@{limit:g} = {metrics.auc(nme[b], limit):.3f})")
-axes[0, 0].set(xlabel="NME (%, box-normalised)", ylabel="fraction of faces", title="AFLW-like test",
-               xlim=(0, limit), ylim=(0, 1))
+plots.ced(axes[0, 0], {f"block {b}": nme[b] for b in sorted({0, len(nme) // 2, len(nme) - 1})}, "box", 30.0,
+          unit="%", title="AFLW-like test")
 if mape is not None:
-    limit_px = float(np.nanpercentile(mape, 95)) * 1.5
-    x, y = metrics.ced(mape, limit_px, limit_px / 300)
-    axes[0, 1].plot(x, y, label=f"final block (AUC@{limit_px:.1f} px = {metrics.auc(mape, limit_px):.3f})")
-    axes[0, 1].set(xlabel="MAPE (pixels)", ylabel="fraction of faces", title="AFW-like test", xlim=(0, limit_px),
-                   ylim=(0, 1))
-for ax in axes.ravel():
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    plots.ced(axes[0, 1], {"final block": mape}, "none", float(np.nanpercentile(mape, 95)) * 1.5,
+              title="AFW-like test (MAPE)")
 fig.tight_layout()
 run.figure(fig, "ced")
 
@@ -228,9 +216,7 @@ def show_alignment(ax_top, ax_bottom, c, i, P):
     lm = experiments.scheme_landmarks(P[None], c.scheme)[0].numpy() if c.scheme != net.scheme else \
         net.landmarks(P[None])[0].numpy()
     vis = (net.visibility(P[None])[0].numpy() if c.scheme == net.scheme else c.visible[i].numpy())
-    ax_top.imshow(image)
-    ax_top.scatter(*lm[vis].T, s=7, c="lime", linewidths=0)
-    ax_top.scatter(*lm[~vis].T, s=7, c="red", linewidths=0)
+    plots.landmarks(ax_top, image, lm, vis, size=7, legend=False)
     verts, facing = experiments.dense_vertices(P[None])
     v = verts[0][facing[0]].numpy()
     ax_bottom.imshow(image)
@@ -301,7 +287,7 @@ paper_fps = paper.number("text_numbers/fps-proposed")
 timing = pd.DataFrame([
     {"quantity": "training epochs", "paper": paper.number("text_numbers/epochs-proposed"), "ours": len(epochs)},
     {"quantity": "training time (hours)", "paper": 24 * paper.number("text_numbers/train-days-proposed"), "ours": train_seconds / 3600},
-    {"quantity": "training crops per epoch", "paper": 3901 * 20, "ours": len(crops["train"])},
+    {"quantity": "training crops per epoch", "paper": paper.number("training_protocol/train-faces") * paper.number("training_protocol/variations"), "ours": len(crops["train"])},
     {"quantity": f"test speed (faces/s, batch 1), this run's network ({cfg.size}x{cfg.size})",
      "paper": paper_fps, "ours": fps},
 ])

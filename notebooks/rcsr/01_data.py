@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import protocol300w, report
+from falign import plots, protocol300w, report
 from falign.data.crops import load_faces
 from falign.experiments import rcsr as experiments
 from falign.experiments import setup
@@ -58,11 +58,11 @@ run, cfg, crops = setup("rcsr", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DAT
 
 # %%
 protocol = paper.training_protocol()
-n_train = cfg.n_train
+n_train = len(crops["train"]) // (2 * cfg.replicates)   # faces read (a partial copy of a real set has fewer)
 pd.DataFrame({
     "item": ["training faces", "box-noise replicates", "train crops (with mirrors)", "common test faces",
              "challenging test faces", "full test faces", "crop side (px)", "landmarks"],
-    "paper": [protocol["train_images"], 3, protocol["train_images"] * 2 * 3,
+    "paper": [protocol["train_images"], protocol["replicates"], protocol["train_images"] * 2 * protocol["replicates"],
               protocol300w.SUBSET_SIZES["common"], protocol300w.SUBSET_SIZES["challenging"],
               protocol300w.SUBSET_SIZES["full"], "not given", 68],
     f"ours ({SCALE})": [n_train, cfg.replicates, len(crops["train"]), len(crops["common"]),
@@ -82,10 +82,7 @@ fig, axes = plt.subplots(3, shown, figsize=(1.9 * shown, 6))
 for row, subset in enumerate(("train", "common", "challenging")):
     c = crops[subset]
     for col, i in enumerate(np.linspace(0, (len(c) if subset != "train" else n_train) - 1, shown).astype(int)):
-        ax = axes[row, col]
-        ax.imshow(c.images[i, 0], cmap="gray", vmin=0, vmax=255)
-        ax.scatter(*c.landmarks[i].T, s=3, c="lime", linewidths=0)
-        ax.axis("off")
+        plots.landmarks(axes[row, col], c.images[i], c.landmarks[i], size=3)
     axes[row, 0].set_title(subset, fontsize=9, loc="left")
 fig.tight_layout()
 run.figure(fig, "samples_per_subset")
@@ -129,12 +126,9 @@ eye = get_scheme(experiments.SCHEME).outer_eye_corners[0]
 train = crops["train"]
 fig, axes = plt.subplots(2, 4, figsize=(8, 4.2))
 for col, i in enumerate(range(0, min(4, n_train))):
-    for row, j in enumerate((i, i + n_train)):          # crop i and its mirrored copy
-        ax = axes[row, col]
-        ax.imshow(train.images[j, 0], cmap="gray", vmin=0, vmax=255)
-        ax.scatter(*train.landmarks[j].T, s=3, c="lime", linewidths=0)
-        ax.scatter(*train.landmarks[j, eye], s=18, c="red")
-        ax.axis("off")
+    for row, j in enumerate((i, i + n_train)):            # crop i and its mirrored copy
+        plots.landmarks(axes[row, col], train.images[j], train.landmarks[j], size=3)
+        axes[row, col].scatter(*train.landmarks[j, eye], s=18, c="red")
 axes[0, 0].set_title("original", fontsize=9, loc="left")
 axes[1, 0].set_title("mirrored", fontsize=9, loc="left")
 fig.tight_layout()

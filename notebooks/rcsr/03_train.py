@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import aligner, protocol300w, report
+from falign import aligner, plots, protocol300w, report
 from falign.experiments import rcsr as experiments
 from falign.experiments import setup
 from falign.papers import rcsr as paper
@@ -52,7 +52,7 @@ tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
 protocol = paper.training_protocol()
 pd.DataFrame([
     {"": "paper", "optimiser": "SGD", "lr": protocol["lr"], "halved every (epochs)": protocol["lr_decay_every_epochs"],
-     "batch": protocol["batch_size"], "epochs": protocol["epochs"], "fine-tune epochs": 200,
+     "batch": protocol["batch_size"], "epochs": protocol["epochs"], "fine-tune epochs": protocol["finetune_epochs"],
      "T": protocol["recurrent_steps"]},
     {"": f"ours ({SCALE})", "optimiser": "Adam", "lr": cfg.lr, "halved every (epochs)": cfg.decay_every,
      "batch": cfg.batch, "epochs": cfg.epochs, "fine-tune epochs": cfg.finetune_epochs, "T": cfg.steps},
@@ -62,9 +62,7 @@ pd.DataFrame([
 model, history = experiments.trained(cfg, crops["train"], run.work, "convgru-srcnn", device=run.device, seed=SEED)
 epochs = pd.DataFrame(history.epochs)
 fig, ax = plt.subplots(figsize=(5, 3.2))
-ax.plot(epochs["epoch"], epochs["loss"], marker="o", ms=3)
-ax.set(xlabel="epoch", ylabel="training loss (Eq. 8)", yscale="log", title="RCSR training loss")
-ax.grid(alpha=0.3)
+plots.loss_curve(ax, history, ylabel="training loss (Eq. 8)", title="RCSR training loss")
 fig.tight_layout()
 run.figure(fig, "loss_curve")
 print(f"{len(crops['train'])} training crops x {cfg.inits} starts, {len(epochs)} epochs, "
