@@ -205,10 +205,12 @@ def overlay(image: np.ndarray, box, points: np.ndarray, visible=None) -> np.ndar
 def read_photo(path: Path) -> np.ndarray:
     """Decode a photo to RGB uint8 (H, W, 3), upright (EXIF orientation applied).
 
-    16-bit and 32-bit grey images are scaled to 8 bits (Pillow's own conversion would clip them to
-    white); palette images go through RGBA so transparency is read properly; alpha is dropped.
+    Pixels convert as the dataset loaders convert them (:func:`falign.data.sample.rgb8`: 16-bit grey
+    scaled, not clipped to white).
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from falign.data.sample import rgb8
 
     if not path.exists():
         raise PhotoError(f"{path}: no such file")
@@ -220,27 +222,11 @@ def read_photo(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             img = ImageOps.exif_transpose(img)
-            return _to_rgb8(img)
+            return rgb8(img)
     except UnidentifiedImageError:
         raise PhotoError(f"{path}: not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise PhotoError(f"{path}: cannot decode image ({_first_line(err)})") from None
-
-
-def _to_rgb8(img) -> np.ndarray:
-    if img.mode.startswith("I") or img.mode == "F":
-        a = np.asarray(img).astype(np.float64)
-        if img.mode.startswith("I;16"):
-            top = 65535.0
-        elif img.mode == "F":
-            top = 1.0 if a.max(initial=0) <= 1 else 255.0
-        else:  # 32-bit integers: 8- or 16-bit data widened by the decoder
-            top = 255.0 if a.max(initial=0) <= 255 else 65535.0
-        grey = (np.clip(a / top, 0, 1) * 255).round().astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    return np.array(img.convert("RGB"))
 
 
 def _first_line(err: BaseException) -> str:

@@ -13,10 +13,13 @@ Run ``python -m falign.pipeline --help`` for the commands.
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +73,40 @@ def resolve(paper: str, notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[str]:
     if paper not in existing:
         raise SystemExit(f"unknown PAPER={paper!r}; valid: {' '.join(existing)} all")
     return [paper]
+
+
+def supported_data(chapter: str) -> tuple[str, ...]:
+    """The DATA values a chapter honours: ``DATASETS`` of its module ``falign/experiments/<chapter>.py``,
+    else SynthFace only (the chapters that generate their own data)."""
+    name = f"falign.experiments.{chapter}"
+    if importlib.util.find_spec(name) is None:
+        return ("synthetic",)
+    return tuple(getattr(importlib.import_module(name), "DATASETS", ("synthetic",)))
+
+
+def chapters_for(paper: str, data: str, notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[str]:
+    """The chapters ``PAPER`` names that can run on ``DATA``, checked before anything runs: a chapter
+    named on its own that cannot use the data is a one-line error listing what it supports;
+    ``all`` runs the chapters that can and says which it leaves out."""
+    names = resolve(paper, notebooks_dir)
+    usable = [c for c in names if data in supported_data(c)]
+    if paper != "all" and not usable:
+        raise SystemExit(f"PAPER={paper} does not use DATA={data}; it supports: {' '.join(supported_data(paper))}")
+    for chapter in sorted(set(names) - set(usable), key=names.index):
+        print(f"[{chapter}] skipped: it does not use DATA={data} (supports {' '.join(supported_data(chapter))})")
+    if not usable:
+        raise SystemExit(f"no chapter uses DATA={data}")
+    return usable
+
+
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed < 2**32:
+        raise argparse.ArgumentTypeError(f"SEED={text} must be an integer from 0 to {2**32 - 1}")
+    return seed
 
 
 def _to_ipynb(py: Path, dest: Path) -> Path:
@@ -134,14 +171,45 @@ def strip_progress(notebook: Path) -> None:
     nbformat.write(nb, notebook)
 
 
-def _promote(src: Path, dst: Path) -> None:
-    """Replace ``dst`` by ``src`` with two renames, never leaving a half-written folder."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-    if dst.exists():
-        dst.rename(old)
-    src.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
+def _promote(pairs: list[tuple[Path, Path]]) -> None:
+    """Replace every ``dst`` by its staged ``src`` (results and book together), or none of them: on
+    any failure the folders already swapped go back, so results/ and book/ never show two runs."""
+    swapped: list[tuple[Path, Path, Path | None]] = []
+    try:
+        for src, dst in pairs:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+            had = dst.exists()
+            if had:
+                dst.rename(old)
+            swapped.append((src, dst, old if had else None))
+            src.rename(dst)
+    except OSError:
+        for src, dst, old in reversed(swapped):
+            if dst.exists() and not src.exists():
+                dst.rename(src)                  # the new run back to its stage
+            if old is not None:
+                old.rename(dst)
+        raise
+    for _, _, old in swapped:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _one_line(text: str) -> str:
+    """Error text for the terminal: no colour codes, first line only."""
+    lines = [line for line in _ANSI.sub("", str(text)).splitlines() if line.strip()]
+    return lines[0].strip() if lines else ""
+
+
+def _clean_stages(stage_root: Path, chapter: str) -> None:
+    """Failed runs leave their stage for inspection; keep only the latest failure of a chapter."""
+    stages = sorted(stage_root.glob(f"{chapter}-*"), key=lambda p: p.stat().st_mtime)
+    for old in stages[:-1]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def reproduce_chapter(
@@ -152,7 +220,10 @@ def reproduce_chapter(
     """Run one chapter; promote its outputs only if every notebook succeeded. Returns success."""
     from papermill.exceptions import PapermillExecutionError
 
-    stage = stage_root.resolve() / f"{chapter}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    stage_root = stage_root.resolve()
+    stage_root.mkdir(parents=True, exist_ok=True)
+    _clean_stages(stage_root, chapter)
+    stage = Path(tempfile.mkdtemp(prefix=f"{chapter}-{time.strftime('%Y%m%d-%H%M%S')}-", dir=stage_root))
     staged_results, staged_book = stage / "results", stage / "book" / chapter
     env = {"FALIGN_RESULTS": str(staged_results)}
     for py in notebooks(notebooks_dir / chapter):
@@ -164,17 +235,18 @@ def reproduce_chapter(
             execute(py, out, params, env)
             strip_progress(out)
         except PapermillExecutionError as err:
-            print(f"\n[{chapter}] {py.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}",
-                  file=sys.stderr)
-            print("".join(err.traceback[-3:]) if err.traceback else "", file=sys.stderr)
-            print(f"[{chapter}] previous results/{chapter} and book/{chapter} are untouched; "
-                  f"the failed notebook is {out}", file=sys.stderr)
+            print(f"[{chapter}] {py.name} failed in cell {err.exec_count}: {err.ename}: {_one_line(err.evalue)} "
+                  f"(results/{chapter} and book/{chapter} untouched; full traceback in {out})", file=sys.stderr)
             return False
         print(f"[{chapter}] {py.stem} done in {time.time() - t0:.0f} s", flush=True)
     # A chapter without tables (none written) still gets an empty results folder with no run.json.
     (staged_results / chapter).mkdir(parents=True, exist_ok=True)
-    _promote(staged_results / chapter, results_dir / chapter)
-    _promote(staged_book, book_dir / chapter)
+    try:
+        _promote([(staged_results / chapter, results_dir / chapter), (staged_book, book_dir / chapter)])
+    except OSError as err:
+        print(f"[{chapter}] could not promote the run ({err}); results/{chapter} and book/{chapter} are as "
+              f"they were, the new outputs stay in {stage}", file=sys.stderr)
+        return False
     shutil.rmtree(stage, ignore_errors=True)
     return True
 
@@ -213,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--data", default="synthetic")
     rep.add_argument("--data-root", default="")
     rep.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--seed", type=_seed, default=0)
     sub.add_parser("toc", help="write book/_toc.yml from the executed chapters")
     sub.add_parser("chapters", help="print the chapters that exist")
     nbv = sub.add_parser("nbval-prepare", help="execute every notebook at smoke scale for nbval")
@@ -230,10 +302,17 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(args.out)
         prepare_nbval(args.out, resolve(args.paper))
     else:
-        params = Params(args.scale, args.data, args.data_root, args.device, args.seed)
-        for chapter in resolve(args.paper):
-            if not reproduce_chapter(chapter, params):
-                return 1
+        # A relative DATA_ROOT means the folder where make runs, not the kernel's (notebooks/<chapter>/).
+        root = str(Path(args.data_root).expanduser().resolve()) if args.data_root else ""
+        params = Params(args.scale, args.data, root, args.device, args.seed)
+        try:
+            for chapter in chapters_for(args.paper, args.data):
+                if not reproduce_chapter(chapter, params):
+                    return 1
+        except KeyboardInterrupt:
+            print("\ninterrupted: results/ and book/ are as they were; run the same command again to resume "
+                  "(finished trainings are kept in build/work)", file=sys.stderr)
+            return 130
         write_toc()
     return 0
 

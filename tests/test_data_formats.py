@@ -454,3 +454,21 @@ def test_register_another_dataset():
         assert len(get_dataset("toy", "train", limit=2)) == 2
     finally:
         DATASETS.pop("toy")
+
+
+def test_a_data_root_that_is_a_file_says_so(tmp_path):
+    root = tmp_path / "faces.zip"
+    root.write_bytes(b"PK")
+    with pytest.raises(DataError, match=r"faces\.zip: the data root is a file, not a folder"):
+        get_dataset("300w", "common", root=root)
+
+
+def test_a_16_bit_png_is_scaled_not_saturated(tmp_path):
+    from falign.data.sample import read_image
+
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)   # 0 .. 65520
+    path = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(path)
+    image = read_image(path)
+    assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
+    assert (image == 255).mean() < 0.01 and abs(int(image[32, 0, 0]) - round(ramp[32, 0] / 65535 * 255)) <= 1

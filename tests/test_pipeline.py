@@ -59,7 +59,9 @@ def test_failing_notebook_leaves_previous_results_untouched(tmp_path, capsys):
     assert not _run(tmp_path, notebooks, pipeline.Params(scale="smoke", seed=9))
     after = {p.name: p.read_bytes() for p in (tmp_path / "results" / "tiny").iterdir()}
     assert after == before
-    assert "RuntimeError: boom in cell" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "RuntimeError: boom in cell" in err and "\x1b[" not in err
+    assert len(err.strip().splitlines()) == 1 and "full traceback in" in err        # one line, with the path
 
 
 def test_rerun_regenerates_identical_tables(tmp_path):
@@ -99,3 +101,77 @@ def test_progress_bars_are_stripped_from_executed_notebooks(tmp_path):
     pipeline.strip_progress(path)
     outputs = nbformat.read(path, as_version=4).cells[0].outputs
     assert [o["text"] for o in outputs] == ["UserWarning: keep me", "42\n"]
+
+
+def test_training_epoch_lines_are_stripped_like_progress_bars(tmp_path):
+    import nbformat
+
+    line = "pifa main epoch 3/12: loss 0.5, 120 samples/s, 9.1 s\n"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("stream", name="stderr", text=line)])])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    pipeline.strip_progress(path)
+    assert nbformat.read(path, as_version=4).cells[0].outputs == []
+
+
+def test_results_and_book_are_promoted_together_or_not_at_all(tmp_path, monkeypatch, capsys):
+    """book/ cannot be replaced (e.g. not writable): results/ keeps the previous run too."""
+    notebooks = _chapter(tmp_path, {"01_a": ""})
+    assert _run(tmp_path, notebooks)
+    results, book = tmp_path / "results" / "tiny", tmp_path / "book" / "tiny"
+    before = {p.name: p.read_bytes() for p in results.iterdir()}
+    book_before = {p.name: p.read_bytes() for p in book.iterdir()}
+    rename = type(book).rename
+
+    def refuse_book(self, target):
+        if self == book:
+            raise PermissionError(13, "Permission denied", str(self))
+        return rename(self, target)
+
+    monkeypatch.setattr(type(book), "rename", refuse_book)
+    assert not _run(tmp_path, notebooks, pipeline.Params(scale="smoke", seed=9))
+    assert {p.name: p.read_bytes() for p in results.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in book.iterdir()} == book_before
+    assert "could not promote" in capsys.readouterr().err
+
+
+def test_failed_stages_are_cleaned_keeping_the_latest(tmp_path):
+    notebooks = _chapter(tmp_path, {"01_a": "raise RuntimeError('boom')"})
+    for _ in range(3):
+        assert not _run(tmp_path, notebooks)
+    assert len(list((tmp_path / "stage").glob("tiny-*"))) == 2      # the latest failure before this run, and this run
+
+
+def test_a_chapter_refuses_data_it_cannot_use_before_running(tmp_path, capsys):
+    notebooks = _chapter(tmp_path, {"01_a": ""})
+    with pytest.raises(SystemExit, match=r"^PAPER=tiny does not use DATA=300w; it supports: synthetic$"):
+        pipeline.chapters_for("tiny", "300w", notebooks)
+    assert pipeline.chapters_for("tiny", "synthetic", notebooks) == ["tiny"]
+    assert pipeline.supported_data("rcsr") == ("synthetic", "300w")
+    assert "aflw-pifa" in pipeline.supported_data("pifa") and pipeline.supported_data("landmarks") == ("synthetic",)
+
+
+@pytest.mark.parametrize("seed", ["-1", "abc", str(2**32)])
+def test_a_bad_seed_is_a_one_line_error_naming_seed(seed, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        pipeline.main(["reproduce", "--paper", "pifa", "--seed", seed])
+    assert exit_.value.code == 2 and f"SEED={seed} must be an integer" in capsys.readouterr().err
+
+
+def test_relative_data_root_is_read_from_where_make_runs(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "reproduce_chapter", lambda chapter, params: seen.setdefault("p", params) and False)
+    pipeline.main(["reproduce", "--paper", "rcsr", "--data", "300w", "--data-root", "faces"])
+    assert seen["p"].data_root == str(tmp_path / "faces")
+
+
+def test_ctrl_c_is_one_line_saying_a_rerun_resumes(monkeypatch, capsys):
+    def interrupted(chapter, params):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "reproduce_chapter", interrupted)
+    assert pipeline.main(["reproduce", "--paper", "pifa", "--scale", "smoke"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "run the same command again to resume" in err

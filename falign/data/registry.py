@@ -127,6 +127,9 @@ def _dataset_folder(name: str, spec: DatasetSpec, root: str | os.PathLike | None
             f"no data root for dataset {name!r}: set DATA_ROOT=/path/to/data (environment variable, "
             f"or `make reproduce DATA_ROOT=/path/to/data`; FALIGN_DATA also works) or pass root=. "
             f"{expected}")
+    if base.exists() and not base.is_dir():
+        raise DataError(f"the data root is a file, not a folder (DATA_ROOT / FALIGN_DATA must name the folder "
+                        f"that holds the datasets). {expected}", base)
     folder = base / spec.folder
     if not folder.is_dir():
         raise DataError(f"dataset folder not found (data root {base}). {expected}", folder)

@@ -51,14 +51,32 @@ class Sample:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to RGB uint8 (H, W, 3); grey, palette and RGBA files are converted."""
+    """Decode an image file to RGB uint8 (H, W, 3); grey, 16-bit, palette and RGBA files are converted."""
     try:
         with Image.open(path) as img:
-            return np.array(img.convert("RGB"))  # a writable copy: users draw on images
+            return rgb8(img)
     except FileNotFoundError:
         raise DataError("image file not found", path) from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         raise DataError(f"cannot decode image ({err})", path) from None
+
+
+def rgb8(img: Image.Image) -> np.ndarray:
+    """A Pillow image as a writable RGB uint8 array (H, W, 3). 16-bit and 32-bit grey are scaled down
+    from their own range (Pillow's convert("RGB") would clip them, saturating most pixels to 255)."""
+    if img.mode.startswith("I") or img.mode == "F":
+        a = np.asarray(img).astype(np.float64)
+        if img.mode.startswith("I;16"):
+            top = 65535.0
+        elif img.mode == "F":
+            top = 1.0 if a.max(initial=0) <= 1 else 255.0
+        else:  # 32-bit integers: 8- or 16-bit data widened by the decoder
+            top = 255.0 if a.max(initial=0) <= 255 else 65535.0
+        grey = (np.clip(a / top, 0, 1) * 255).round().astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return np.array(img.convert("RGB"))
 
 
 def check_image(path: str | os.PathLike) -> tuple[int, int]:

@@ -22,6 +22,7 @@ SCALES = {
     "full": dict(n_train=20000, n_test=2000, image=128, crop=64, epochs=30, batch=128, lr=2e-3),
 }
 PRESET = "lfpw5-like"
+DATASETS = ("synthetic",)   # the DATA it honours (checked before a run)
 MARGIN = 0.15
 
 

@@ -30,6 +30,7 @@ from falign.models import pifa
 from falign.morphable import MorphableModel, builtin_model, fit, project, vertex_normals
 
 PRESET, AFW_PRESET, SCHEME = "aflw-pifa-like", "afw-like", "aflw-pifa34"
+DATASETS = ("synthetic", "aflw-pifa")   # the DATA it honours (checked before a run)
 
 # Sec. 4 as printed: SGD, momentum 0.99, weight decay 0.005, "initial learning rate 1e-6 ... decrease
 # the learning rate to 5e-6 and 1e-7 after 20 and 29 epochs", 33 epochs. 5e-6 is an increase, so one

@@ -30,6 +30,7 @@ from falign.landmarks import get_scheme
 from falign.models import rcsr, rcsr_table4, sdm
 
 PRESET, SCHEME = "300w-like", "ibug68"
+DATASETS = ("synthetic", "300w")   # the DATA it honours (checked before a run)
 TEST_SUBSETS = ("common", "challenging")      # "full" is pooled by protocol300w
 
 
