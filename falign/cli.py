@@ -126,6 +126,7 @@ def align_photo(photo: Path, model, model_name: str, boxes, out: Path, *, upsamp
                 min_score: float = 0.0) -> int:
     """Align every face of one photo (the given boxes, else the detector's); returns the face count."""
     from falign import detect
+    from falign.data.sample import inside_fraction
 
     image = read_photo(photo)
     h, w = image.shape[:2]
@@ -133,7 +134,7 @@ def align_photo(photo: Path, model, model_name: str, boxes, out: Path, *, upsamp
     if boxes:
         boxes = np.asarray(boxes, np.float32)
         for box in boxes:
-            if _inside_fraction(box, w, h) < 0.5:
+            if inside_fraction(box, w, h) < 0.5:
                 raise PhotoError(f"{photo}: box {','.join(f'{v:g}' for v in box)} lies outside the "
                                  f"{w}x{h} image (at least half of it must be inside)")
         source = "given"
@@ -161,13 +162,6 @@ def align_photo(photo: Path, model, model_name: str, boxes, out: Path, *, upsamp
         _write_outputs(base, image, boxes[k], points[k].numpy(), None if visible is None else visible[k].numpy(),
                        record)
     return len(boxes)
-
-
-def _inside_fraction(box: np.ndarray, w: int, h: int) -> float:
-    x1, y1, x2, y2 = (float(v) for v in box)
-    iw = max(0.0, min(x2, w - 0.5) - max(x1, -0.5))
-    ih = max(0.0, min(y2, h - 0.5) - max(y1, -0.5))
-    return iw * ih / ((x2 - x1) * (y2 - y1))
 
 
 def _write_outputs(base: Path, image: np.ndarray, box, points: np.ndarray, visible, record: dict) -> None:

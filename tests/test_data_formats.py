@@ -179,6 +179,23 @@ def test_300w_box_file_as_struct_array(tmp_path):
     assert "detector_box" not in dataset.annotation(1).extra
 
 
+@pytest.mark.parametrize("box, problem", [
+    ([500.0, 500.0, 540.0, 540.0], "lies mostly outside the 40x30 image"),
+    ([-80.0, -60.0, -40.0, -20.0], "lies mostly outside the 40x30 image"),
+    ([30.0, 4.0, 3.0, 25.0], "is inverted"),
+    ([3.0, 4.0, 3.0, 25.0], "has zero width or height"),
+])
+def test_300w_bad_detector_boxes_name_the_box_file(tmp_path, box, problem):
+    make_300w(tmp_path / "300w", subsets=("ibug",))
+    entries = [{"imgName": "ibug_0.jpg", "bb_detector": np.array([box]),
+                "bb_ground_truth": np.array([[5.0, 6.0, 28.0, 22.0]])}]
+    box_file = tmp_path / "300w" / "Bounding Boxes" / "bounding_boxes_ibug.mat"
+    scipy.io.savemat(box_file, {"bounding_boxes": cell(*entries, shape=(1, 1))})
+    with pytest.raises(DataError, match=problem) as err:
+        get_dataset("300w", "challenging", root=tmp_path)[0]
+    assert str(err.value).startswith(f"{box_file}: ") and "\n" not in str(err.value)
+
+
 def test_menpo_splits_by_point_count(tmp_path):
     folder = tmp_path / "menpo" / "train"
     folder.mkdir(parents=True)

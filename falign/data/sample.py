@@ -79,6 +79,15 @@ def rgb8(img: Image.Image) -> np.ndarray:
     return np.array(img.convert("RGB"))
 
 
+def inside_fraction(box, width: int, height: int) -> float:
+    """The share of a box (x1, y1, x2, y2, 0-based pixels) that lies inside a width x height image:
+    0 for a box entirely outside (a blank crop, never a face)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    iw = max(0.0, min(x2, width - 0.5) - max(x1, -0.5))
+    ih = max(0.0, min(y2, height - 0.5) - max(y1, -0.5))
+    return iw * ih / ((x2 - x1) * (y2 - y1))
+
+
 def check_image(path: str | os.PathLike) -> tuple[int, int]:
     """Cheap integrity check at load time (header, and PNG checksums); returns (width, height).
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from falign.data.formats.matlab import cell_items, load_mat, variable
-from falign.data.sample import DataError, Sample, check_image, make_sample
+from falign.data.sample import DataError, Sample, check_image, inside_fraction, make_sample
 from falign.landmarks import get_scheme
 
 log = logging.getLogger("falign.data")
@@ -127,6 +127,12 @@ def read_ibug_boxes(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         except (TypeError, KeyError, IndexError, ValueError) as err:
             raise DataError(f"entry {index} is not a struct with imgName, bb_detector and "
                             f"bb_ground_truth as 4 numbers ({err})", path) from None
+        for kind, box in (("bb_detector", det), ("bb_ground_truth", gt)):
+            problem = ("is not finite" if not np.isfinite(box).all() else
+                       "is inverted (x2 < x1 or y2 < y1)" if box[2] < box[0] or box[3] < box[1] else
+                       "has zero width or height" if box[2] == box[0] or box[3] == box[1] else None)
+            if problem:
+                raise DataError(f"entry {index} ({name}): {kind} {(box + 1).tolist()} {problem}", path)
         boxes[name] = (det, gt)
     return boxes
 
@@ -143,6 +149,7 @@ def load_300w(root: Path, split: str) -> Iterator[Callable[[], Sample]]:
             raise DataError("no .pts files in the folder", folder)
         box_file = root / "Bounding Boxes" / f"bounding_boxes_{subset.replace('/', '_')}.mat"
         boxes = read_ibug_boxes(box_file) if box_file.is_file() else {}
+        boxes = {name: (*pair, box_file) for name, pair in boxes.items()}
         if not boxes and not subset.startswith("300W"):
             log.warning("%s not found: %s uses tight boxes around the landmarks", box_file, subset)
         for pts in annotations:
@@ -152,11 +159,14 @@ def load_300w(root: Path, split: str) -> Iterator[Callable[[], Sample]]:
 def _ibug_face(pts: Path, scheme: str, boxes: dict, subset: str) -> Sample:
     landmarks = read_pts(pts)
     image = image_beside(pts)
-    check_image(image)
+    width, height = check_image(image)
     extra = {"subset": subset, "annotation": str(pts)}
     det = None
     if image.name in boxes:
-        det, gt = boxes[image.name]
+        det, gt, box_file = boxes[image.name]
+        if inside_fraction(det, width, height) < 0.5:
+            raise DataError(f"{image.name}: bb_detector {(det + 1).tolist()} lies mostly outside the {width}x{height} "
+                            "image (at least half of a face box must be inside)", box_file)
         extra.update(detector_box=det, gt_box=gt)
     return make_sample(landmarks, scheme=scheme, source=image, box=det, where=pts, extra=extra)
 
