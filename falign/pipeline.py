@@ -152,23 +152,27 @@ def execute(py: Path, out: Path, params: Params, env: dict[str, str], prepare_on
 _PROGRESS = re.compile(r"\d+%\|.*\||\d+/\d+ \[|IProgress not found|import tqdm as notebook_tqdm|epoch \d+/\d+: loss ")
 
 
-def strip_progress(notebook: Path) -> None:
-    """Drop progress-bar lines from the stderr of an executed notebook, keeping any other message."""
+def strip_progress(notebook: Path) -> list[str]:
+    """Drop progress-bar lines from the stderr of an executed notebook, keeping any other message;
+    returns the warnings kept, so that the terminal shows them too (not only the book)."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
+    warned = []
     for cell in nb.cells:
         kept = []
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream" and output.get("name") == "stderr":
                 lines = [line.rsplit("\r", 1)[-1] for line in output["text"].split("\n")]
                 output["text"] = "\n".join(line for line in lines if line.strip() and not _PROGRESS.search(line))
+                warned += [line.strip() for line in output["text"].split("\n") if "Warning" in line]
                 if not output["text"]:
                     continue
             kept.append(output)
         if cell.cell_type == "code":
             cell.outputs = kept
     nbformat.write(nb, notebook)
+    return warned
 
 
 def _promote(pairs: list[tuple[Path, Path]]) -> None:
@@ -233,7 +237,8 @@ def reproduce_chapter(
         t0 = time.time()
         try:
             execute(py, out, params, env)
-            strip_progress(out)
+            for warning in strip_progress(out):
+                print(f"[{chapter}] {py.stem}: {_one_line(warning)}", file=sys.stderr)
         except PapermillExecutionError as err:
             print(f"[{chapter}] {py.name} failed in cell {err.exec_count}: {err.ename}: {_one_line(err.evalue)} "
                   f"(results/{chapter} and book/{chapter} untouched; full traceback in {out})", file=sys.stderr)

@@ -148,7 +148,17 @@ def fit(
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     if ckpt_path is not None and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=device)
-        model.load_state_dict(state["model"])
+        missing = sorted({"model", "optimizer", "rng", "history", "epoch"} - set(state)) if isinstance(state, dict) \
+            else ["everything"]
+        if missing:
+            raise RuntimeError(f"{ckpt_path}: not a training checkpoint of falign.train.fit (no {', '.join(missing)}); "
+                               "delete it to start afresh")
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            first = str(err).splitlines()[0]
+            raise RuntimeError(f"{ckpt_path}: holds the weights of another model ({first}); delete it to start "
+                               "afresh") from None
         opt.load_state_dict(state["optimizer"])
         if sched is not None:
             sched.load_state_dict(state["scheduler"])

@@ -98,7 +98,7 @@ def test_progress_bars_are_stripped_from_executed_notebooks(tmp_path):
     ])])
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, path)
-    pipeline.strip_progress(path)
+    assert pipeline.strip_progress(path) == ["UserWarning: keep me"]       # shown in the terminal too
     outputs = nbformat.read(path, as_version=4).cells[0].outputs
     assert [o["text"] for o in outputs] == ["UserWarning: keep me", "42\n"]
 

@@ -105,3 +105,13 @@ def test_cache_dir_changes_with_recipe_data_and_code(tmp_path):
     assert a != train.cache_dir(tmp_path, "main", recipe={"epochs": 12, "lr": 1e-3}, data=["fp-b"], code=code)
     other = train.code_version(train, metrics)
     assert a != train.cache_dir(tmp_path, "main", recipe={"epochs": 12, "lr": 1e-3}, data=["fp-a"], code=other)
+
+
+def test_a_foreign_or_mismatched_checkpoint_is_one_error_naming_the_file(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / train.CHECKPOINT)
+    with pytest.raises(RuntimeError, match=r"checkpoint\.pt: not a training checkpoint of falign\.train\.fit"):
+        _fit(_model(), 1, tmp_path)
+    (tmp_path / train.CHECKPOINT).unlink()
+    _fit(_model(), 1, tmp_path)                                     # a real checkpoint of one model ...
+    with pytest.raises(RuntimeError, match=r"checkpoint\.pt: holds the weights of another model"):
+        _fit(torch.nn.Linear(4, 1), 2, tmp_path)                    # ... resumed by another
