@@ -215,7 +215,7 @@ def code_version(cls: type[Aligner]) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# The two kinds of the book so far
+# The kinds of the book so far
 # --------------------------------------------------------------------------------------------------
 @register("pifa")
 class PIFAAligner(Aligner):
@@ -288,6 +288,39 @@ class RCSRAligner(Aligner):
 
         init = torch.from_numpy(place_in_box(self.model.mean_shape.cpu().numpy(), boxes.cpu().numpy()))
         return self.model.predict(crops, init.to(crops.device))[-1], None
+
+
+@register("ccnn")
+class CCNNAligner(Aligner):
+    """CCNN (:mod:`falign.models.ccnn`): RGB crops around the face box with the chapter's margin (half
+    the box on each side) and border padding, as :func:`falign.experiments.ccnn.datasets` makes them;
+    the network reads the crop *and the face box in the crop's pixels* (stage 1 cuts the box out, stages
+    2-3 cut their windows from the crop), and returns the points of its last stage; no visibility."""
+
+    modules = ("falign.models.ccnn",)
+
+    @classmethod
+    def build(cls, model_args: dict) -> nn.Module:
+        from falign.models.ccnn import CCNN
+
+        return CCNN(**model_args)
+
+    @classmethod
+    def describe(cls, model: nn.Module) -> dict:
+        return dict(model.config)
+
+    @classmethod
+    def default_preprocess(cls, model: nn.Module) -> dict:
+        return {"margin": 0.5, "grey": False, "padding": "border"}
+
+    @classmethod
+    def default_scheme(cls, model: nn.Module) -> str:
+        from falign.models.ccnn import SCHEME
+
+        return SCHEME
+
+    def forward_crops(self, crops, boxes):
+        return self.model.predict(crops, boxes), None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -511,6 +544,6 @@ def _falign_version() -> str:
     return __version__
 
 
-__all__: Sequence[str] = ("Aligner", "CheckpointError", "KINDS", "PIFAAligner", "Predictor", "RCSRAligner",
+__all__: Sequence[str] = ("Aligner", "CCNNAligner", "CheckpointError", "KINDS", "PIFAAligner", "Predictor", "RCSRAligner",
                           "UnknownModelError", "available", "code_version", "load", "make", "register", "resolve",
                           "run_provenance", "save")

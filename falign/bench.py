@@ -4,8 +4,8 @@ Measured on the CPU (all of its threads, one process) and, when torch sees one, 
 
 * SynthFace generation, everything included (3DMM sampling, rendering, backgrounds, occluders,
   noise, blur, landmarks and visibility), at 128 and 256 pixels;
-* PIFA's visualization layer, and PIFA / RCSR inference at batch 1 (latency) and a large batch
-  (throughput);
+* PIFA's visualization layer, and PIFA / RCSR / CCNN inference at batch 1 (latency) and a large
+  batch (throughput);
 * every aligner with shipped weights (``falign.aligner.available()``), end to end from a photo and
   its face boxes: latency at batch 1 (ms per face) and throughput at a large batch (faces/s). No
   shipped weights, no rows.
@@ -81,6 +81,29 @@ def bench_rcsr(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
+def bench_ccnn(device: torch.device, quick: bool) -> list[dict]:
+    """CCNN (3 stages, all 23 CNNs) on the chapter's 78x78 crop and its face box: per-face time at
+    batch 1 (latency) and batched (throughput), and each stage count for Sec. 4.2's speed trade."""
+    from falign.experiments import ccnn as chapter
+    from falign.models.ccnn import CCNN
+
+    size = chapter.SCALES["full"].size
+    net = CCNN().to(device).eval()
+    rows = []
+    for batch in (1, 8 if quick else 256):
+        images = torch.rand(batch, 3, size, size, device=device)
+        quarter = size / 4
+        box = torch.tensor([[quarter - 0.5, quarter - 0.5, size - quarter - 0.5, size - quarter - 0.5]],
+                           device=device).expand(batch, 4)
+        for stages in (1, 2, 3) if batch == 1 else (3,):
+            first = chapter.first_stages(net, stages)
+            s = seconds_per_call(lambda: first.predict(images, box), device,
+                                 repeats=3 if quick else 50 if batch == 1 else 5)
+            rows.append(dict(benchmark=f"CCNN inference ({stages} stage{'s' if stages > 1 else ''})", size=size,
+                             batch=batch, value=batch / s, unit="faces/s"))
+    return rows
+
+
 def bench_aligners(device: torch.device, quick: bool) -> list[dict]:
     """The shipped aligners as a user calls them: crop, network and mapping back, on a 640x480 photo."""
     import numpy as np
@@ -103,7 +126,8 @@ def bench_aligners(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
-BENCHMARKS = {"synthface": bench_synthface, "pifa": bench_pifa, "rcsr": bench_rcsr, "aligners": bench_aligners}
+BENCHMARKS = {"synthface": bench_synthface, "pifa": bench_pifa, "rcsr": bench_rcsr, "ccnn": bench_ccnn,
+              "aligners": bench_aligners}
 
 
 def run(names: list[str], quick: bool = False) -> pd.DataFrame:

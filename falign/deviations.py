@@ -179,6 +179,29 @@ REGISTRY: dict[str, Deviation] = {
                     "Eq. 5 numbers the windows size by size."),
     "ccnn.loss": D("training", "Eq. 6 sums over 'the points' and 'the samples' without saying whether each "
                    "network is trained on its own output or on the Eq. 4 average."),
+    # ---- CCNN: falign/experiments/ccnn.py -------------------------------------------------------------
+    "ccnn.augmentation": D("data", "Sec. 4.1: 'the left 15-degree and right 12-degree center rotation' (Eq. 8) and "
+                           "a horizontal flip turn 10,000 training faces into 60,000; fixed angles or a range, "
+                           "and the centre of what, are not said."),
+    "ccnn.crop": D("data", "Stage 1 resizes the face box to 39x39x3 (Table 1); the windows of stages 2-3 are cut "
+                   "from the image (Fig. 1); the resolution the images are kept at is not given."),
+    "ccnn.budget": D("training", "Batch size and iterations are 'selected according to the actual situation' "
+                     "(Sec. 3.3); none is given."),
+    "ccnn.lr-schedule": D("training", "Sec. 3.3: initial learning rate 5e-3, 'every 100 iterations, the learning "
+                          "rate decays to 90% of the original'."),
+    "ccnn.momentum": D("training", "Sec. 3.3, Eq. 7: SGD, W_{t+1} = W_t - lambda dE/dW_t (no momentum term)."),
+    "ccnn.eta": D("training", "Eq. 6: (1/2) eta ||W||^2 on 'the weight matrix W'; eta is not given."),
+    "ccnn.bf16": D("training", "The paper trains in PyTorch on two RTX 2080 Ti GPUs (Sec. 4); the precision is "
+                   "not stated."),
+    "ccnn.windows-arm": D("evaluation", "Fig. 5: 'windows-' uses absolute positioning, 'windows+' relative "
+                          "positioning, in the first stage; what windows- reads and predicts in is not described."),
+    "ccnn.baseline": D("evaluation", "Fig. 7 compares with Sun et al. [22] and Chen Rui [13] as published; their "
+                       "per-point values are not legible and neither network is retrained."),
+    "ccnn.resnet": D("evaluation", "Table 3 lists ResNet18 (44.59 MB) and ResNet34 (85.15 MB) by size only; no "
+                     "input, training or accuracy is given for them."),
+    "ccnn.error": D("evaluation", "Figs. 4-7 report a 'test error' in % without defining it."),
+    "ccnn.speed-claim": D("evaluation", "Sec. 4.2: 'If we face tasks with very high real-time requirements, then "
+                          "only the first 2 layers of cascaded convolutional neural networks are sufficient.'"),
     # ---- shared: falign/protocol300w.py -------------------------------------------------------------
     "protocol300w.full-set": D("evaluation", "300-W's full set is common + challenging (689 images); the papers "
                                "report its mean without saying whether faces are pooled or subset means "

@@ -1,0 +1,203 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+# ---
+
+# %% [markdown]
+# # CCNN 2: the model
+#
+# CCNN is a cascade of 23 small CNNs in three stages (Sec. 3.1, Table 1), each stage refining the
+# previous one's five points:
+#
+# * **Stage 1** (Sec. 3.1.1, Table 2): three CNNs read the face box resized to 39 × 39 × 3: F1 the whole
+#   face (all five points), EN1 its upper part (eyes and nose), NM1 its lower part (nose and mouth).
+#   Every point is the mean of all predictions of it (Eq. 4).
+# * **Stages 2 and 3** (Sec. 3.1.2-3.1.3, Eq. 5, Fig. 3): ten CNNs each, two per point. Each reads a
+#   15 × 15 × 3 window centred on the previous stage's estimate of its point, of half-size a·h × b·w
+#   (h, w: the face box; a = b = 0.16 and 0.18 in stage 2, 0.08 and 0.09 in stage 3); the two
+#   predictions of a point are averaged (Eq. 4).
+# * **Relative positioning** (Eq. 9): every CNN predicts its points in its own window's frame, (0, 0)
+#   the window's top-left and (1, 1) its bottom-right corner.
+# * **Shake** (Sec. 3.1.2, 3.2.3): in training, every window is translated by N(0, 1e-4) at random.
+#
+# All CNNs of a stage are evaluated in one call: their convolutions are one grouped convolution and
+# their fully connected layers one batched product, which computes exactly what each CNN would alone
+# (`falign/models/ccnn.py`, tested in `tests/test_ccnn.py`). This notebook builds the model, counts its
+# parameters against Table 2 and Sec. 3.2.4, shows the windows and the shake, and the two ResNets of
+# Table 3. It trains nothing.
+
+# %% tags=["parameters"]
+SCALE = "smoke"      # smoke | small | full
+DATA = "synthetic"   # synthetic | lfpw5
+DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
+DEVICE = "cpu"       # cpu | cuda
+SEED = 0
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from falign import papers, plots
+from falign.experiments import ccnn as experiments
+from falign.experiments import setup
+from falign.models import ccnn, resnet
+from falign.papers import ccnn as paper
+
+run, cfg, crops = setup("ccnn", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
+test = crops["test"]
+model = ccnn.CCNN()
+model
+
+# %% [markdown]
+# ## Table 1 and Table 2: the networks and their parameters
+#
+# `ccnn.count_parameters` lists every layer of every network. Table 2 counts weights without biases
+# (conv1 = 4 × 4 × 3 × 20 = 960); its four printed counts are F1's, and EN1 and NM1 share the layers up
+# to their 6-output fc2. Stages 2 and 3 are ten copies each of Fig. 3's network (15 × 15 input, two
+# conv-pool pairs, fc 60, fc 2). The sum is Sec. 3.2.4's 643,920 exactly, with no reading needed beyond
+# Table 2 and Fig. 3; with the biases the model holds 647,102 numbers.
+
+# %%
+counts = ccnn.count_parameters(model)
+f1 = counts.query("network == 'F1'").set_index("layer")["weights"]
+table2 = paper.table2()
+table2["parameters (ours, F1)"] = table2["name"].map(
+    {"conv1": f1["conv1"], "conv2": f1["conv2"], "conv3": f1["conv3"], "120d-fc1": f1["fc1"],
+     "10d-fc2 (F1) / 6d-fc2 (EN1, NM1)": f"{f1['fc2']} / 720 / 720"})
+run.table(table2.rename(columns={"parameters": "parameters (paper)"}), "table2",
+          caption="Table 2: the first stage, layer by layer; parameters are weights without biases")
+
+# %%
+per_network = counts.groupby(["stage", "network"], sort=False)[["weights", "with_biases"]].sum().reset_index()
+per_stage = counts.groupby("stage")[["weights", "with_biases"]].sum()
+totals = pd.DataFrame({
+    "": ["stage 1 (F1, EN1, NM1)", "stage 2 (10 CNNs)", "stage 3 (10 CNNs)", "all 23 CNNs"],
+    "weights (ours)": [*per_stage["weights"], per_stage["weights"].sum()],
+    "with biases (ours)": [*per_stage["with_biases"], per_stage["with_biases"].sum()],
+    "paper": ["", "", "", papers.number("ccnn", "text_numbers/parameters")],
+})
+totals["MB (float32)"] = [ccnn.megabytes(int(w)) for w in totals["weights (ours)"]]
+run.table(totals, "parameters", caption="Parameters per stage; Sec. 3.2.4: 643,920, 'approximately 2.46 MB'")
+
+# %%
+weights = per_network.pivot_table(index="stage", columns="network", values="weights", sort=False)
+weights.astype("Int64").astype(str).replace("<NA>", "")
+
+# %% [markdown]
+# ## Stage 1's three inputs
+#
+# F1 reads the whole face box; EN1 and NM1 read its top and bottom 31/39 (Sun et al. 2013's split; the
+# paper gives no bounds), each stretched to 39 × 39 so that Table 2's layer sizes and the 643,920 total
+# hold. Below, the three inputs of one test face as the networks see them (each standardised to zero
+# mean and unit standard deviation, Sec. 4.1).
+
+# %%
+image = test.images[:1].float()
+box = experiments.face_boxes(test)[:1]
+stage1 = model.stages[0].eval()
+parts = ccnn.standardise(ccnn.crop_windows(image, box, stage1.parts(1), ccnn.STAGE1_SIZE))[0]
+fig, axes = plt.subplots(1, 4, figsize=(8.4, 2.3))
+plots.landmarks(axes[0], test.images[0], test.landmarks[0], size=8, title="crop and box")
+b = box[0].numpy()
+axes[0].add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, ec="yellow", lw=1))
+for ax, name, x in zip(axes[1:], stage1.names, parts):
+    ax.imshow(((x - x.min()) / (x.max() - x.min())).permute(1, 2, 0).numpy())
+    ax.set_title(f"{name}: 39×39", fontsize=8)
+    ax.axis("off")
+fig.tight_layout()
+run.figure(fig, "stage1_inputs")
+
+# %% [markdown]
+# ## Eq. 5: the windows of stages 2 and 3, and the shake
+#
+# Around each anchor point (here the true points, to show the geometry) stage 2 places a window of
+# ±0.16 and one of ±0.18 of the box, stage 3 ±0.08 and ±0.09 (we read Eq. 5's a·h as the extent on each
+# side, as in Sun et al.'s ±0.16 / ±0.18 patches; a `Decision`). In training each window is shaken:
+# translated by N(0, σ²) in box units with σ² = 1e-4 (σ = 0.01 of the box; the paper gives the
+# variance without a unit). Cyan: the a1 windows (±0.16, ±0.08), magenta: the a2 windows (±0.18, ±0.09);
+# the faint white rectangles are ten shaken draws of the a1 windows.
+
+# %%
+anchors = ccnn.pixels_to_box(test.landmarks[:1], box)
+size = box[0, 2:] - box[0, :2]
+
+
+def draw(ax, windows, **style):
+    """Windows (K, 4) in box units as rectangles on the crop."""
+    for x, y, w, h in windows.tolist():
+        corner = ccnn.box_to_pixels(torch.tensor([[[x, y]]]), box)[0, 0]
+        ax.add_patch(plt.Rectangle(corner.tolist(), w * float(size[0]), h * float(size[1]), fill=False, **style))
+
+
+fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.3))
+for ax, k in zip(axes, (2, 3)):
+    stage = model.stages[k - 1]
+    plots.landmarks(ax, test.images[0], test.landmarks[0], size=8, title=f"stage {k} windows")
+    stage.train()                                          # shaken, as in training
+    torch.manual_seed(0)
+    for _ in range(10):
+        draw(ax, stage.windows(anchors)[0, :5], ec="white", lw=0.3, alpha=0.5)
+    stage.eval()                                           # as at test time: centred on the anchors
+    wins = stage.windows(anchors)[0]
+    draw(ax, wins[:5], ec="cyan", lw=0.7)
+    draw(ax, wins[5:], ec="magenta", lw=0.7)
+fig.tight_layout()
+run.figure(fig, "windows")
+
+# %%
+wins = model.stages[1].eval().windows(anchors)[0]
+stage2_inputs = ccnn.standardise(ccnn.crop_windows(image, box, wins[None], ccnn.WINDOW_SIZE))[0]
+fig, axes = plt.subplots(1, 10, figsize=(10, 1.4))
+for ax, name, x in zip(axes, model.stages[1].names, stage2_inputs):
+    ax.imshow(((x - x.min()) / (x.max() - x.min())).permute(1, 2, 0).numpy())
+    ax.set_title(name, fontsize=7)
+    ax.axis("off")
+fig.suptitle("stage 2's ten 15×15 inputs (LE21 ... RM21: ±0.16; LE22 ... RM22: ±0.18)", fontsize=8)
+run.figure(fig, "stage2_inputs")
+
+# %% [markdown]
+# ## One forward pass
+#
+# `model(images, boxes)` returns every stage's five points in box units, shape `(stages, B, 5, 2)`;
+# `model.predict` returns the last stage's in image pixels. Stage k + 1 is anchored on stage k's
+# *detached* estimate: the stages are trained one after another (Sec. 3.3), each on the anchors the
+# stages before it produce on the training faces ({doc}`03_train`).
+
+# %%
+with torch.no_grad():
+    out = model.eval()(test.images[:4].float(), experiments.face_boxes(test)[:4])
+print(f"images {tuple(test.images[:4].shape)} and boxes (4, 4) -> points {tuple(out.shape)} (box units)")
+
+# %% [markdown]
+# ## The deep baselines of Table 3: ResNet18 and ResNet34
+#
+# Table 3 compares CCNN's size with ResNet18 and ResNet34 (He et al. 2016), whose 44.59 and 85.15 MB are
+# the ImageNet classifiers' (11.7 and 21.8 million float32 numbers; 85.15 looks like a slip for 83.15).
+# The paper gives no accuracy for them; to compare accuracy we train them as landmark regressors
+# (`falign/models/resnet.py`: the ImageNet stem, four stages of basic blocks, global pooling, a linear
+# layer to the 10 coordinates) on the same input as CCNN's F1, the face box resized to 39 × 39 and
+# standardised, with the same loss, optimiser, schedule and budget ({doc}`04_ablations`).
+
+# %%
+run.table(experiments.parameters_table(), "table3_parameters",
+          caption="Parameters and MB (float32, 2^20 bytes) of CCNN and the ResNets")
+
+# %% [markdown]
+# ## Choices the paper leaves open
+#
+# Each entry is a `Decision:` in `falign/models/ccnn.py`; {doc}`04_ablations` collects every deviation of
+# the chapter, with what the paper says.
+
+# %%
+pd.DataFrame(list(ccnn.DECISIONS.items()), columns=["topic", "decision"])
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"CCNN weights without biases: {int(counts['weights'].sum()):,}; with biases: {int(counts['with_biases'].sum()):,}")
+
+# %%
+run.log(weights=int(counts["weights"].sum()), with_biases=int(counts["with_biases"].sum()))
+run.finish();
