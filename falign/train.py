@@ -45,6 +45,15 @@ class History:
     def losses(self) -> list[float]:
         return [e["loss"] for e in self.epochs]
 
+    def plateaued(self, tolerance: float = 0.05) -> bool:
+        """The book's convergence label: the last epoch's mean training loss moved by less than
+        ``tolerance`` (relative) from the epoch before. One epoch gives no evidence, so False.
+        A training-loss plateau, not a validation one: it says the optimiser stopped improving."""
+        if len(self.epochs) < 2:
+            return False
+        last, before = self.losses[-1], self.losses[-2]
+        return abs(before - last) <= tolerance * abs(before)
+
 
 def distributed_context(device: str | torch.device) -> tuple[int, int]:
     """(rank, world size); joins the process group when launched by torchrun."""

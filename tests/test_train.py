@@ -115,3 +115,12 @@ def test_a_foreign_or_mismatched_checkpoint_is_one_error_naming_the_file(tmp_pat
     _fit(_model(), 1, tmp_path)                                     # a real checkpoint of one model ...
     with pytest.raises(RuntimeError, match=r"checkpoint\.pt: holds the weights of another model"):
         _fit(torch.nn.Linear(4, 1), 2, tmp_path)                    # ... resumed by another
+
+
+def test_plateau_needs_two_epochs_and_a_flat_last_one():
+    history = train.History([{"epoch": 1, "loss": 1.0}])
+    assert not history.plateaued()
+    history.epochs.append({"epoch": 2, "loss": 0.5})
+    assert not history.plateaued()                                   # still falling fast
+    history.epochs.append({"epoch": 3, "loss": 0.49})
+    assert history.plateaued() and not history.plateaued(tolerance=0.01)

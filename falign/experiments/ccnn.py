@@ -433,6 +433,12 @@ def train(cfg: Scale, train_crops: Crops, variant: Variant | str = "ccnn", *, wo
     return model.to(device).eval(), histories
 
 
+def converged(models: dict, arm: str) -> bool:
+    """Whether every stage of every seed of ``arm`` ended on a training-loss plateau
+    (:meth:`falign.train.History.plateaued`); the claims ledger draws no verdict otherwise."""
+    return all(h.plateaued() for (name, _), (_, histories) in models.items() if name == arm for h in histories)
+
+
 def seeds(cfg: Scale, base: int = 0) -> list[int]:
     """The training seeds of every arm: the scale's seeds offset by the notebook's SEED."""
     return [base + s for s in cfg.seeds]
