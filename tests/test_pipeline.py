@@ -175,3 +175,17 @@ def test_ctrl_c_is_one_line_saying_a_rerun_resumes(monkeypatch, capsys):
     assert pipeline.main(["reproduce", "--paper", "pifa", "--scale", "smoke"]) == 130
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "run the same command again to resume" in err
+
+
+def test_the_scorecard_page_lists_every_ledger_claim_with_a_link(tmp_path):
+    from falign.ledger import Arm, Claim, ClaimsLedger
+
+    ledger = ClaimsLedger()
+    ledger.add(Claim("a", "A beats B", "Table 1"), Arm("A", [1.0, 1.1, 0.9]), Arm("B", [2.0, 2.1, 1.9]))
+    (tmp_path / "results" / "tiny").mkdir(parents=True)
+    ledger.to_frame().to_csv(tmp_path / "results" / "tiny" / "claims.csv", index=False)
+    (tmp_path / "results" / "tiny" / "run.json").write_text(json.dumps({"scale": "small"}))
+    (tmp_path / "book" / "tiny").mkdir(parents=True)
+    (tmp_path / "book" / "tiny" / "04_ablations.ipynb").write_text('{"source": "ledger = ClaimsLedger()"}')
+    page = pipeline.write_scorecard(tmp_path / "book", tmp_path / "results").read_text()
+    assert "| {doc}`tiny/04_ablations` | A beats B | Table 1 | holds | +1 ± 0.1 | 3 / 3 | small |" in page
