@@ -12,6 +12,7 @@ from scipy.ndimage import binary_dilation
 
 from falign import morphable
 from falign.data import get_dataset, synthface, synthface_arrays
+from falign.data.synthface import PRESETS
 from falign.landmarks import convert, convert_visibility, get_scheme
 
 sf = importlib.import_module("falign.data.synthface")  # the module (falign.data.synthface is the function)
@@ -67,6 +68,15 @@ def test_full_is_common_then_challenging():
     common = synthface_arrays("300w-like", "common", n_common, **SMALL)
     assert np.array_equal(full["images"][:n_common], common["images"])
     assert np.array_equal(full["p"][n_common:], synthface_arrays("300w-like", "challenging", 10 - n_common, **SMALL)["p"])
+
+
+def test_private_is_indoor_then_outdoor_lit_differently():
+    private = synthface_arrays("300w-like", "private", 8, **SMALL)
+    assert list(private["subset"]) == ["indoor"] * 4 + ["outdoor"] * 4
+    assert np.array_equal(private["images"][:4], synthface_arrays("300w-like", "indoor", 4, **SMALL)["images"])
+    indoor, outdoor = (PRESETS["300w-like"].splits[s] for s in ("indoor", "outdoor"))
+    assert indoor.ambient[0] > outdoor.ambient[1] and indoor.diffuse[1] < outdoor.diffuse[0]
+    assert indoor.yaw == outdoor.yaw == PRESETS["300w-like"].splits["train"].yaw   # same poses as training
 
 
 def test_pose_ranges_and_params_reproject():

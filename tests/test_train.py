@@ -41,6 +41,17 @@ def test_loss_decreases():
     assert [e["epoch"] for e in history.epochs] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.parametrize("cpu_amp", [False, True])
+def test_cpu_amp_runs_the_forward_in_bf16_and_keeps_fp32_weights(cpu_amp):
+    dtypes = []
+    model = _model()
+    model[0].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    history = _fit(model, 3, cpu_amp=cpu_amp)
+    assert set(dtypes) == {torch.bfloat16 if cpu_amp else torch.float32}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert history.losses[-1] < history.losses[0]
+
+
 def test_resumed_run_matches_uninterrupted(tmp_path):
     full = _model()
     _fit(full, 4)

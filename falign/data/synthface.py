@@ -132,15 +132,28 @@ _WIDE = SynthFaceConfig(  # covers both: mostly moderate, down to the challengin
     roll_std=10.0,
     expression=(0.2, 2.0), occlusion=0.25, ambient=(0.2, 0.65), diffuse=(0.35, 0.9), light_angle=70.0,
     noise=(0.0, 0.05), blur=(0.3, 1.2))
+# The 300-W challenge's private test set (300 indoor and 300 outdoor photos) spans the same poses,
+# expressions and occlusions as the training set; what separates its halves in the generator is the
+# light. Indoor: soft light from near the camera (high ambient, weak diffuse, narrow light angle) with
+# more sensor noise and blur, as in dim rooms. Outdoor: hard directional sunlight (low ambient, strong
+# diffuse, light up to 85 degrees off the camera axis, deep shadows), sharp and with little noise.
+_INDOOR = dataclasses.replace(_WIDE, ambient=(0.45, 0.7), diffuse=(0.25, 0.5), light_angle=35.0,
+                              noise=(0.02, 0.06), blur=(0.5, 1.2), blur_prob=0.6)
+_OUTDOOR = dataclasses.replace(_WIDE, ambient=(0.1, 0.3), diffuse=(0.7, 1.0), light_angle=85.0,
+                               noise=(0.0, 0.02), blur=(0.3, 0.6), blur_prob=0.2)
 _LARGE_POSE = SynthFaceConfig(pitch=(-35.0, 35.0), pitch_std=12.0, roll=(-40.0, 40.0), roll_std=12.0)
 
 PRESETS: dict[str, Preset] = {
     "300w-like": Preset(
-        "ibug68", {"train": _WIDE, "common": _FRONTAL, "challenging": _CHALLENGING},
-        {"train": 3148, "common": 554, "challenging": 135, "full": 689},
-        {"full": (("common", 554), ("challenging", 135))},
+        "ibug68", {"train": _WIDE, "common": _FRONTAL, "challenging": _CHALLENGING, "indoor": _INDOOR,
+                   "outdoor": _OUTDOOR},
+        {"train": 3148, "common": 554, "challenging": 135, "full": 689, "indoor": 300, "outdoor": 300,
+         "private": 600},
+        {"full": (("common", 554), ("challenging", 135)), "private": (("indoor", 300), ("outdoor", 300))},
         "300-W: train covers all conditions; common is near-frontal with mild expressions, "
-        "challenging has large poses, strong expressions and frequent occlusion; full = both."),
+        "challenging has large poses, strong expressions and frequent occlusion; full = both. The "
+        "challenge's private set: indoor (soft near-camera light, noisier, blurrier) and outdoor (hard "
+        "directional light, sharp), both with the training set's poses; private = both."),
     "aflw-pifa-like": Preset(
         "aflw-pifa34", {"train": _LARGE_POSE, "test": _LARGE_POSE}, {"train": 3901, "test": 1299},
         description="AFLW-PIFA: yaw uniform in +-90 degrees, 34 points with visibility."),

@@ -98,8 +98,11 @@ SPLITS_300W = {
     "challenging": ("ibug",),
     "full": ("helen/testset", "lfpw/testset", "ibug"),
     "private": ("300W/01_Indoor", "300W/02_Outdoor"),
+    "indoor": ("300W/01_Indoor",),
+    "outdoor": ("300W/02_Outdoor",),
 }
-SIZES_300W = {"train": 3148, "common": 554, "challenging": 135, "full": 689, "private": 600}
+SIZES_300W = {"train": 3148, "common": 554, "challenging": 135, "full": 689, "private": 600, "indoor": 300,
+              "outdoor": 300}
 LAYOUT_300W = """\
   afw/ helen/trainset/ helen/testset/ lfpw/trainset/ lfpw/testset/ ibug/
       <name>.pts beside <name>.jpg or <name>.png (the iBUG 300-W release)
@@ -108,7 +111,8 @@ LAYOUT_300W = """\
       bounding_boxes_helen_trainset.mat, bounding_boxes_ibug.mat (without them the box is the
       tight box around the landmarks)
 splits: train 3148 (afw + helen/trainset + lfpw/trainset), common 554 (helen/testset +
-lfpw/testset), challenging 135 (ibug), full 689 (common + challenging), private 600 (300W/)"""
+lfpw/testset), challenging 135 (ibug), full 689 (common + challenging), private 600 (300W/), indoor 300
+(300W/01_Indoor), outdoor 300 (300W/02_Outdoor)"""
 
 
 def read_ibug_boxes(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
