@@ -111,7 +111,7 @@ def _losses(history) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     if epochs and isinstance(epochs[0], Mapping):
         loss = np.array([e["loss"] for e in epochs], float)
         x = np.array([e.get("epoch", i + 1) for i, e in enumerate(epochs)], float)
-        val = [e.get("val_loss") for e in epochs]
+        val = [e.get("validation") for e in epochs]
         val = None if all(v is None for v in val) else np.array([np.nan if v is None else v for v in val], float)
         return x, loss, val
     loss = np.asarray(epochs, float).ravel()
@@ -121,7 +121,7 @@ def _losses(history) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
 def loss_curve(ax, history, label: str = "training", *, validation=None, ylabel: str = "loss",
                log: bool = True, title: str | None = None):
     """Training loss per epoch from a :class:`falign.train.History`, its ``epochs`` records (a
-    DataFrame or list of dicts with ``loss``, optionally ``epoch`` and ``val_loss``) or a plain list of
+    DataFrame or list of dicts with ``loss``, optionally ``epoch`` and ``validation``) or a plain list of
     losses; ``validation`` (one value per epoch) adds a second curve. Log y axis unless ``log=False``
     (or a loss is not positive)."""
     x, loss, val = _losses(history)

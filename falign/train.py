@@ -37,7 +37,8 @@ CHECKPOINT = "checkpoint.pt"
 
 @dataclass
 class History:
-    """Per-epoch training record; ``losses`` is the mean training loss of each epoch."""
+    """Per-epoch training record; ``losses`` is the mean training loss of each epoch and, when
+    :func:`fit` got a ``validate`` function, ``validation`` its value after each epoch."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
 
@@ -45,13 +46,22 @@ class History:
     def losses(self) -> list[float]:
         return [e["loss"] for e in self.epochs]
 
+    @property
+    def validation(self) -> list[float] | None:
+        values = [e.get("validation") for e in self.epochs]
+        return values if values and None not in values else None
+
     def plateaued(self, tolerance: float = 0.05) -> bool:
-        """The book's convergence label: the last epoch's mean training loss moved by less than
-        ``tolerance`` (relative) from the epoch before. One epoch gives no evidence, so False.
-        A training-loss plateau, not a validation one: it says the optimiser stopped improving."""
-        if len(self.epochs) < 2:
+        """The book's convergence label. With a validation curve: the last epoch improved the
+        validation error by less than ``tolerance`` (relative), or made it worse. Without one: the
+        last epoch's mean training loss moved by less than ``tolerance`` (the optimiser stopped
+        improving). One epoch gives no evidence, so False."""
+        curve = self.validation or self.losses
+        if len(curve) < 2:
             return False
-        last, before = self.losses[-1], self.losses[-2]
+        last, before = curve[-1], curve[-2]
+        if self.validation:
+            return last >= before - tolerance * abs(before)
         return abs(before - last) <= tolerance * abs(before)
 
 
@@ -135,6 +145,7 @@ def fit(
     desc: str = "train",
     amp: bool = True,
     cpu_amp: bool = False,
+    validate: Callable[[torch.nn.Module], float] | None = None,
     grad_clip: float | None = None,
     num_workers: int = 0,
     progress: bool = True,
@@ -148,6 +159,10 @@ def fit(
     same on the CPU, where AMX makes bf16 convolutions and matmuls several times faster for conv nets
     but gains little for small recurrent models (profile before switching it on). The weights, the
     optimiser and the loss's reduction stay fp32 either way.
+
+    ``validate(model)``, when given, is called after every epoch (model in eval mode, no gradients)
+    and its value is recorded as the epoch's ``validation``: the curve :meth:`History.plateaued`
+    reads. It must not touch test data.
     """
     device = torch.device(device)
     rank, world = distributed_context(device)
@@ -225,6 +240,10 @@ def fit(
             "epoch": epoch + 1, "loss": total / count, "lr": opt.param_groups[0]["lr"],
             "seconds": seconds, "samples_per_s": count * batch_size / seconds,
         })
+        if validate is not None:
+            model.eval()
+            with torch.no_grad():
+                history.epochs[-1]["validation"] = float(validate(model))
         if ckpt_path is not None and rank == 0:
             _save(ckpt_path, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -233,7 +252,8 @@ def fit(
             })
         if progress and rank == 0:  # for the terminal; the book shows the loss curve instead
             e = history.epochs[-1]
-            print(f"{desc} epoch {e['epoch']}/{epochs}: loss {e['loss']:.4g}, "
+            val = f", validation {e['validation']:.4g}" if "validation" in e else ""
+            print(f"{desc} epoch {e['epoch']}/{epochs}: loss {e['loss']:.4g}{val}, "
                   f"{e['samples_per_s']:.0f} samples/s, {e['seconds']:.1f} s", file=sys.stderr)
     return history
 

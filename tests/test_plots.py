@@ -100,7 +100,7 @@ def test_loss_curve_from_history_and_lists(ax):
 
 
 def test_loss_curve_reads_validation_from_records(ax):
-    records = pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.0], "val_loss": [2.5, 1.5]})
+    records = pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.0], "validation": [2.5, 1.5]})
     plots.loss_curve(ax, records)
     assert len(ax.lines) == 2
 

@@ -52,6 +52,17 @@ def test_cpu_amp_runs_the_forward_in_bf16_and_keeps_fp32_weights(cpu_amp):
     assert history.losses[-1] < history.losses[0]
 
 
+def test_validation_is_recorded_each_epoch_and_decides_the_plateau():
+    x, y = _problem(1).tensors
+    history = _fit(_model(), 3, validate=lambda model: torch.nn.functional.mse_loss(model(x), y))
+    assert history.validation is not None and len(history.validation) == 3
+    assert history.validation[-1] < history.validation[0]
+    rising = train.History([{"loss": 2.0, "validation": 1.0}, {"loss": 1.0, "validation": 1.2}])
+    assert rising.plateaued()                    # training loss still falls, validation got worse: converged
+    falling = train.History([{"loss": 1.0, "validation": 2.0}, {"loss": 1.0, "validation": 1.0}])
+    assert not falling.plateaued()               # flat training loss, validation still improving
+
+
 def test_resumed_run_matches_uninterrupted(tmp_path):
     full = _model()
     _fit(full, 4)
