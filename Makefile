@@ -49,7 +49,7 @@ ifneq ($(filter reproduce,$(MAKECMDGOALS)),)
   ifeq ($(filter $(DEVICE),cpu cuda),)
     $(error unknown DEVICE=$(DEVICE); valid: cpu cuda)
   endif
-  ifneq ($(shell printf '%s' '$(SEED)' | grep -Ecx '[0-9]{1,10}'),1)
+  ifneq ($(shell printf '%s' '$(SEED)' | grep -Eqx '[0-9]{1,10}' && [ '$(SEED)' -le 4294967295 ] && echo ok),ok)
     $(error SEED=$(SEED) must be a non-negative integer (0 to 4294967295))
   endif
 endif

@@ -323,6 +323,71 @@ class CCNNAligner(Aligner):
         return self.model.predict(crops, boxes), None
 
 
+@register("msrrn")
+class MSRRNAligner(Aligner):
+    """MSRRN (:mod:`falign.models.msrrn`): grey crops of the face box with the chapter's 20% margin and
+    border padding, as :func:`falign.experiments.msrrn.datasets` makes them around dlib's boxes (give a
+    :func:`falign.detect.detect_faces` box for the best match); the network reads the crop as its finest
+    scale and returns its last stage S^T in [0, 1] crop units, mapped to crop pixels; no visibility."""
+
+    modules = ("falign.models.msrrn",)
+
+    @classmethod
+    def build(cls, model_args: dict) -> nn.Module:
+        from falign.models.msrrn import MSRRN
+
+        return MSRRN(**model_args)
+
+    @classmethod
+    def describe(cls, model: nn.Module) -> dict:
+        return dict(model.config)
+
+    @classmethod
+    def default_preprocess(cls, model: nn.Module) -> dict:
+        return {"size": model.size, "margin": 0.2, "grey": True, "padding": "border"}
+
+    @classmethod
+    def default_scheme(cls, model: nn.Module) -> str:
+        return model.config["scheme"]
+
+    def forward_crops(self, crops, boxes):
+        from falign.models.msrrn import to_pixels
+
+        return to_pixels(self.model.predict(crops)[-1], crops.shape[-1]), None
+
+
+@register("cfdrnn")
+class CFDRNNAligner(Aligner):
+    """CFDRNN (:mod:`falign.models.cfdrnn`): RGB crops of the face box with the chapter's 15% margin
+    and border padding, as :func:`falign.experiments.cfdrnn.crop` makes them; the network reads the
+    whole crop and returns L4 = s argmax(H4) + dL4 (Eq. 4) in crop pixels; no visibility."""
+
+    modules = ("falign.models.cfdrnn",)
+
+    @classmethod
+    def build(cls, model_args: dict) -> nn.Module:
+        from falign.models.cfdrnn import CFDRNN
+
+        return CFDRNN(**model_args)
+
+    @classmethod
+    def describe(cls, model: nn.Module) -> dict:
+        return dict(model.config)
+
+    @classmethod
+    def default_preprocess(cls, model: nn.Module) -> dict:
+        return {"size": model.size, "margin": 0.15, "grey": False, "padding": "border"}
+
+    @classmethod
+    def default_scheme(cls, model: nn.Module) -> str:
+        from falign.models.cfdrnn import SCHEME
+
+        return SCHEME
+
+    def forward_crops(self, crops, boxes):
+        return self.model.predict(crops), None
+
+
 # --------------------------------------------------------------------------------------------------
 # Saving and loading
 # --------------------------------------------------------------------------------------------------
@@ -544,6 +609,6 @@ def _falign_version() -> str:
     return __version__
 
 
-__all__: Sequence[str] = ("Aligner", "CCNNAligner", "CheckpointError", "KINDS", "PIFAAligner", "Predictor", "RCSRAligner",
+__all__: Sequence[str] = ("Aligner", "CCNNAligner", "CFDRNNAligner", "CheckpointError", "KINDS", "MSRRNAligner", "PIFAAligner", "Predictor", "RCSRAligner",
                           "UnknownModelError", "available", "code_version", "load", "make", "register", "resolve",
                           "run_provenance", "save")

@@ -4,11 +4,12 @@ Measured on the CPU (all of its threads, one process) and, when torch sees one, 
 
 * SynthFace generation, everything included (3DMM sampling, rendering, backgrounds, occluders,
   noise, blur, landmarks and visibility), at 128 and 256 pixels;
-* PIFA's visualization layer, and PIFA / RCSR / CCNN inference at batch 1 (latency) and a large
-  batch (throughput);
+* PIFA's visualization layer, and PIFA / RCSR / CCNN / CFDRNN / MSRRN inference at batch 1 (latency)
+  and a large batch (throughput);
 * every aligner with shipped weights (``falign.aligner.available()``), end to end from a photo and
   its face boxes: latency at batch 1 (ms per face) and throughput at a large batch (faces/s). No
-  shipped weights, no rows.
+  shipped weights, no rows;
+* the peer, dlib's ERT (68 and 5 points, :mod:`falign.peers`), timed the same way in the same run.
 
 Tests never assert on time; this is where speed claims come from. Each row is the median of
 ``repeats`` timed runs after a warm-up.
@@ -104,30 +105,86 @@ def bench_ccnn(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
-def bench_aligners(device: torch.device, quick: bool) -> list[dict]:
-    """The shipped aligners as a user calls them: crop, network and mapping back, on a 640x480 photo."""
-    import numpy as np
+def bench_msrrn(device: torch.device, quick: bool) -> list[dict]:
+    """MSRRN (3 stages, shared weights, initial-shape CNN) at the paper's 200/100/50-pixel faces and at
+    the chapter's small scale: per-face time at batch 1 (latency) and batched (throughput), the whole
+    forward pass (pyramid, S^0, every stage). The paper: 100 frames/s on a GTX 1080, 10 on a Core i7."""
+    from falign.experiments import msrrn as chapter
 
-    from falign import aligner
-
-    photo = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     rows = []
-    for name in aligner.available():
-        model = aligner.load(name, device=device)
-        size = model.preprocess["size"]
-        batch = 8 if quick else 64
-        boxes = np.tile(np.array([[200.0, 120.0, 440.0, 360.0]]), (batch, 1))
-        s = seconds_per_call(lambda: model.predict(photo, boxes[:1]), device, repeats=1 if quick else 5)
-        rows.append(dict(benchmark=f"aligner {name} latency", size=size, batch=1, value=1000 * s,
-                         unit="ms/face"))
-        s = seconds_per_call(lambda: model.predict(photo, boxes), device, repeats=1 if quick else 3)
-        rows.append(dict(benchmark=f"aligner {name} throughput", size=size, batch=batch, value=batch / s,
-                         unit="faces/s"))
+    for scale in ("full", "small"):
+        cfg = chapter.SCALES[scale]
+        net = chapter.build(cfg).to(device).eval()
+        for batch in (1, 8 if quick else 64):
+            s = chapter.seconds_per_face(net, cfg.size, batch, device, repeats=2 if quick else 20)
+            rows.append(dict(benchmark=f"MSRRN inference ({scale})", size=cfg.size, batch=batch, value=1 / s,
+                             unit="faces/s"))
     return rows
 
 
+def bench_cfdrnn(device: torch.device, quick: bool) -> list[dict]:
+    """CFDRNN (two resizers, 3 HML and 4 LML branches; L4 of Eq. 4) at the paper's 256x256 input and
+    width and at the chapter's small scale: per-face time at batch 1 (latency) and batched
+    (throughput)."""
+    from falign.experiments import cfdrnn as chapter
+
+    rows = []
+    for scale, bulk in (("full", 16), ("small", 64)):
+        cfg = chapter.SCALES[scale]
+        net = chapter.build(cfg).to(device).eval()
+        for batch in (1, 2 if quick else bulk):
+            s = chapter.inference_seconds(net, cfg.size, batch, device, repeats=1 if quick else 5)
+            rows.append(dict(benchmark=f"CFDRNN inference ({scale})", size=cfg.size, batch=batch, value=batch / s,
+                             unit="faces/s"))
+    return rows
+
+
+def aligner_speed(predict, photo, box, batch: int, device: torch.device | str = "cpu",
+                  repeats: int = 5) -> tuple[float, float]:
+    """(ms per face at batch 1, faces/s at ``batch``) of ``predict(photo, boxes)``, end to end: the
+    book's aligners, the peer and the comparison chapter's baselines are all timed by this one call."""
+    import numpy as np
+
+    boxes = np.tile(np.asarray(box, np.float32).reshape(1, 4), (batch, 1))
+    latency = seconds_per_call(lambda: predict(photo, boxes[:1]), device, repeats=repeats)
+    bulk = seconds_per_call(lambda: predict(photo, boxes), device, repeats=max(1, min(3, repeats)))
+    return 1000 * latency, batch / bulk
+
+
+def _aligner_rows(name: str, model, size, device: torch.device, quick: bool) -> list[dict]:
+    import numpy as np
+
+    photo = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    batch = 8 if quick else 64
+    ms, rate = aligner_speed(model.predict, photo, [200.0, 120.0, 440.0, 360.0], batch, device, 1 if quick else 5)
+    return [dict(benchmark=f"aligner {name} latency", size=size, batch=1, value=ms, unit="ms/face"),
+            dict(benchmark=f"aligner {name} throughput", size=size, batch=batch, value=rate, unit="faces/s")]
+
+
+def bench_aligners(device: torch.device, quick: bool) -> list[dict]:
+    """The shipped aligners as a user calls them: crop, network and mapping back, on a 640x480 photo."""
+    from falign import aligner
+
+    rows = []
+    for name in aligner.available():
+        model = aligner.load(name, device=device)
+        rows += _aligner_rows(name, model, model.preprocess["size"], device, quick)
+    return rows
+
+
+def bench_peer(device: torch.device, quick: bool) -> list[dict]:
+    """The peer, dlib's ERT (:mod:`falign.peers`, 68 and 5 points), timed exactly as the aligners
+    above and in the same run, so its latency reads beside ours; CPU only (dlib-bin)."""
+    from falign import peers
+
+    if device.type != "cpu":
+        return []
+    return [row for points in (68, 5) for row in _aligner_rows(f"dlib-ert-{points}", peers.dlib_ert(points), None,
+                                                                device, quick)]
+
+
 BENCHMARKS = {"synthface": bench_synthface, "pifa": bench_pifa, "rcsr": bench_rcsr, "ccnn": bench_ccnn,
-              "aligners": bench_aligners}
+              "msrrn": bench_msrrn, "cfdrnn": bench_cfdrnn, "aligners": bench_aligners, "peer": bench_peer}
 
 
 def run(names: list[str], quick: bool = False) -> pd.DataFrame:

@@ -44,3 +44,27 @@ def detect_faces(image: np.ndarray, *, upsample: int = 1, min_score: float = 0.0
     scores = np.asarray(scores, np.float32)
     order = np.argsort(-scores, kind="stable")
     return (boxes[order], scores[order]) if return_scores else boxes[order]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of boxes (..., 4) x1, y1, x2, y2, broadcast against each other."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    lo, hi = np.maximum(a[..., :2], b[..., :2]), np.minimum(a[..., 2:], b[..., 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), -1)
+    area = lambda x: np.prod(x[..., 2:] - x[..., :2], -1)  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+def detect_matching(images, reference, *, upsample: int = 1, min_iou: float = 0.3) -> np.ndarray:
+    """For each photo of ``images`` (an iterable of uint8 arrays), the detection that overlaps its
+    ``reference`` box (n, 4) most, (n, 4) float32; a row of NaN where no detection overlaps it by
+    ``min_iou`` (the face was missed, or only other faces and false alarms were found)."""
+    reference = np.asarray(reference, np.float32).reshape(-1, 4)
+    out = np.full(reference.shape, np.nan, np.float32)
+    for i, image in enumerate(images):
+        found = detect_faces(image, upsample=upsample)
+        if len(found):
+            overlap = iou(found, reference[i])
+            if overlap.max() >= min_iou:
+                out[i] = found[overlap.argmax()]
+    return out

@@ -96,6 +96,9 @@ REGISTRY: dict[str, Deviation] = {
     "pifa.loss-convention": D("training", "Eq. 6-7 are 'Euclidean losses' (Caffe); the 1/2 factor, the reduction "
                               "over entries, and whether each block's loss reaches earlier blocks through "
                               "P^{i-1} are not stated ('joint optimization ... through backpropagation')."),
+    "pifa.table8-losses": D("training", "Eq. 6 on blocks 1-3, Eq. 7 on blocks 4-6 and block weights 1..6 (Sec. 4) "
+                            "are given for six blocks only; Table 8's 4- and 3-block networks get no loss split."),
+    "pifa.last-fc-init": D("model", "The network is trained 'from scratch' (Sec. 4); no initialisation is given."),
     # ---- PIFA: falign/experiments/pifa.py (drafted; the comments there still need these tags) -----
     "pifa.optimizer": D("training", "Sec. 4: SGD (Caffe), momentum 0.99, weight decay 0.005, learning rate 1e-6 "
                         "'decreased to 5e-6 and 1e-7 after 20 and 29 epochs' (5e-6 is an increase: "
@@ -104,10 +107,12 @@ REGISTRY: dict[str, Deviation] = {
                   "to 114x114 (Sec. 4.1); NME divides by sqrt(w h) of that box."),
     "pifa.box-noise": D("data", "20 variations per training image by adding noise to the location, width and "
                         "height of the box (Sec. 4.1); the magnitude is not given."),
-    "pifa.ablation-schedule": D("training", "Every experiment trains 33 epochs, the learning rate changing "
-                                "after epochs 20 and 29 (Sec. 4)."),
-    "pifa.ablation-data": D("data", "The ablation networks (Tables 6-8) are trained like the main network: "
-                            "the 20 box variations of every training image."),
+    "pifa.budget": D("training", "Every network, the ablations of Tables 6-8 included, trains 33 epochs on the 20 "
+                     "box variations of every training image (Sec. 4); one run each, no seeds reported."),
+    "pifa.validation": D("training", "No validation set: a fixed schedule of 33 epochs (Sec. 4)."),
+    "pifa.bf16": D("training", "Caffe on a GPU, float32 (Sec. 4)."),
+    "pifa.sdm-baseline": D("evaluation", "Baselines are quoted from their papers (Tables 2, 4, 5; SDM [41] in "
+                           "Table 5 on 300-W); none is run on the paper's protocol."),
     "pifa.fig7-weights": D("evaluation", "Fig. 7 plots 'the average of the filter weights' per input type; "
                            "signed average or magnitude is not said."),
     "pifa.table5-analogue": D("evaluation", "Table 5 trains on 300-W (3,148 images, 68 points) and reports "
@@ -131,25 +136,33 @@ REGISTRY: dict[str, Deviation] = {
                        "stated."),
     "rcsr.hog": D("model", "SDM and 'traditional GRU + HOG' use HOG at the landmarks (Sec. 5.1); cells, "
                   "blocks and orientations are not given."),
-    "rcsr.memory": D("model", "The ConvGRU's memory channels and the traditional GRU's units are not given."),
+    "rcsr.memory": D("model", "The ConvGRU's memory channels and the traditional GRU's units are not given; Table 4 "
+                     "compares the two regressors (Sec. 5.1) without saying at what size."),
     "rcsr.head": D("model", "An fc layer maps the memory to the shape increment h_t (Fig. 2; 1-3 layers in "
                    "Fig. 5); its widths, initialisation and output units are not given."),
     "rcsr.input": D("model", "The CNN's input normalisation is not given."),
-    "rcsr.patch-gradient": D("training", "The network is trained end to end (Sec. 3); gradients through the "
-                             "patch positions are not discussed."),
+    "rcsr.dense-features": D("model", "F(I, h) applies the CNN to the patches around the landmarks (Sec. 3.2); how "
+                             "it is computed is not said."),
+    "rcsr.patch-gradient": D("training", "The CNN and the recurrent module are trained jointly, end to end (Sec. 3); "
+                             "gradients through the patch positions are not discussed."),
     "rcsr.loss-scale": D("training", "Eq. 8 sums the squared pixel errors over faces and steps, weighted by w_t."),
     "rcsr.loss-weights": D("training", "Sec. 3.1.1: w_t = 10^(t/T); Sec. 4.4 prints 10^w with w evenly spaced in "
                            "[-2, 2] and then says the weights follow Sec. 3.1.1."),
-    "rcsr.stopping": D("evaluation", "Sec. 4.3: stop when the shape increment ||h_t - h_{t-1}||_2 normalised by the "
-                       "outer-eye-corner distance is below 0.01, at most 13 steps; whole vector or per point, "
-                       "and whose eye corners (no ground truth at test time), is not stated."),
+    "rcsr.stopping": D("evaluation", "Sec. 4.3: 'dividing the l2 norm of the shape increment with the distance "
+                       "between the outer corners of the eyes', stop below 0.01, at most 13 steps; whether the "
+                       "norm is of the whole 2N-vector or per point, and whose eye corners (no ground truth at "
+                       "test time), is not stated."),
     # ---- RCSR: falign/experiments/rcsr.py (drafted; the comments there still need these tags) -----
     "rcsr.optimizer": D("training", "Sec. 4.1: SGD, learning rate 0.01 halved every 10 epochs, batch 204, 200 "
                         "epochs, then 200 more on new noisy replicates."),
     "rcsr.box-noise": D("data", "Training data replicated 3 times with noise on the boxes, plus mirrored copies "
                         "(Sec. 4.1); the magnitude is not given."),
-    "rcsr.ablation-budget": D("training", "Every model, ablations included, trains with the schedule of "
-                              "Sec. 4.1 (200 + 200 epochs)."),
+    "rcsr.budget": D("training", "Every model, ablations included, trains with the schedule of Sec. 4.1 (200 + 200 "
+                     "epochs); one run each, no seeds reported."),
+    "rcsr.validation": D("data", "No validation set: all 3,148 training images are used for training (Sec. 4.1)."),
+    "rcsr.gamma": D("evaluation", "Sec. 4.3 sets gamma to 0.01, 'the normalized shape increment when the minimum "
+                    "error is achieved', read off the common, challenging and full test sets."),
+    "rcsr.bf16": D("training", "Caffe on a GPU (Sec. 4.5: Tesla K40); the precision is not stated."),
     "rcsr.baseline-width": D("model", "LeNet and FAUC keep their published widths (Sec. 5.2)."),
     "rcsr.fig7-weights": D("training", "Sec. 4.4 trains RCSR5/10/20/30 with weights 10^w, w evenly spaced in "
                            "[-2, 2], and says they follow Sec. 3.1.1 (10^(t/T))."),
@@ -202,10 +215,108 @@ REGISTRY: dict[str, Deviation] = {
     "ccnn.error": D("evaluation", "Figs. 4-7 report a 'test error' in % without defining it."),
     "ccnn.speed-claim": D("evaluation", "Sec. 4.2: 'If we face tasks with very high real-time requirements, then "
                           "only the first 2 layers of cascaded convolutional neural networks are sufficient.'"),
+    # ---- MSRRN: falign/models/msrrn.py (Eq. 1-6 and Fig. 2 are lost in the available text) ------------
+    "msrrn.scales": D("model", "The face is rescaled to 200, 100 and 50 pixels and T = 3 ('we downscale three "
+                      "times'), coarse to fine; which stage reads which scale is in the lost Eq. 5."),
+    "msrrn.network": D("model", "Eq. 2 (lost) and Fig. 2 (lost): 'a set of convolutional layer, pooling layer, "
+                       "and fully connected layers', conv, max pooling and ReLU; no sizes."),
+    "msrrn.patch-combine": D("model", "'shape-index local patches' phi_i feed the network; how the 68 patches are "
+                             "combined is not said."),
+    "msrrn.patch-size": D("model", "The patch size is not given."),
+    "msrrn.init-cnn": D("model", "'we further propose a CNN, which aims to predict a initial shape'; its layers, "
+                        "input and training are not described."),
+    "msrrn.gradient-average": D("training", "'the network parameters W and b are updated by averaging the "
+                                "gradients of different stages' (Eq. 6, lost)."),
+    "msrrn.patch-gradient": D("training", "The network is trained 'end-to-end' on the unrolled stages; whether "
+                              "gradients flow through the patch positions is not said."),
+    "msrrn.input": D("model", "The input's colour and normalisation are not given."),
+    "msrrn.loss": D("training", "Eq. 5 (lost): the sum over stages of ||S* - S^t||^2 plus lambda ||W||^2; how the "
+                    "initial-shape CNN is trained is not said."),
+    # ---- MSRRN: falign/experiments/msrrn.py -------------------------------------------------------------
+    "msrrn.budget": D("training", "10,000 iterations of SGD in 10 h on a GTX 1080; batch size not given."),
+    "msrrn.detector": D("data", "'we detected the face bounding box by the DLIB image processing library' for "
+                        "each face to be evaluated; which detector and what is done when it misses are not said."),
+    "msrrn.missed-faces": D("data", "Not addressed: dlib's frontal detector misses faces in 300-W (profiles, "
+                            "occlusions)."),
+    "msrrn.train-boxes": D("data", "Only the faces 'to be evaluated' are said to be detected with dlib."),
+    "msrrn.crop": D("data", "'Having obtained the cropped face images, we rescaled them' to 200, 100 and 50 "
+                    "pixels; the crop's margin is not given, and the coordinates are normalised to [0, 1]."),
+    "msrrn.augmentation": D("data", "'we augmented the training samples by adding per-pixel Gaussian noise of "
+                            "sigma = 0.5, flipping and finally with random in-plane rotations +-15 degrees from a "
+                            "uniform distribution'; online or offline, and how many copies, is not said."),
+    "msrrn.noise-unit": D("data", "sigma = 0.5 without a unit."),
+    "msrrn.optimizer": D("training", "Stochastic gradient descent (Eq. 6, lost); learning rate and batch size not "
+                         "given."),
+    "msrrn.lambda": D("training", "lambda of Eq. 5 is 'the hyper-parameter to balance' the two terms; its value "
+                      "is not given."),
+    "msrrn.schedule": D("training", "No learning-rate schedule is given."),
+    "msrrn.sdm": D("evaluation", "The paper compares with SDM's published numbers (Table 1) and says the learned "
+                   "features beat handcrafted ones (Fig. 3); it does not run SDM itself."),
+    # ---- CFDRNN: falign/models/cfdrnn.py -----------------------------------------------------------------
+    "cfdrnn.heatmap-grid": D("model", "Eq. 1: L^ = s x the index of the heat-map's maximum; which image point a "
+                             "heat-map pixel stands for (its corner or its centre) is not said."),
+    "cfdrnn.argmax-ties": D("model", "Eq. 1 takes 'the maximum point in each one of the heat-map images'; ties "
+                            "(e.g. an all-zero map) are not discussed."),
+    "cfdrnn.padding": D("model", "Tables 2-4 give kernels and strides, not padding; Sec. 4.1 says the resizer's "
+                        "wide part keeps the product sizes and Sec. 4.2 that the HML has 'no reduction'."),
+    "cfdrnn.width": D("model", "Tables 2-4 fix every layer's channels (64 ... 1024); the paper has one network."),
+    "cfdrnn.bn-order": D("model", "Sec. 5.1: 'In all of the network's linear layers (conv layers), we use the batch "
+                         "normalization method'; where it sits relative to the ReLU, and conv biases, are not said."),
+    "cfdrnn.small-maps": D("model", "Table 4 is written for 64x64 heat-maps (a 256x256 input); smaller inputs are "
+                           "not considered."),
+    "cfdrnn.lml-relu": D("model", "Table 4 lists convs and pools only, no ReLU rows (Tables 2 and 3 list a ReLU "
+                         "after every conv)."),
+    "cfdrnn.delta-head": D("model", "Sec. 5.1 puts batch normalisation after every conv layer, which includes "
+                           "Table 4's 1x1x136 output layer."),
+    "cfdrnn.e0": D("model", "Table 4 row 7 reads Ej (+) Ej-1; the first branch has no E0 and the text does not "
+                   "say what it reads instead."),
+    "cfdrnn.second-instance": D("model", "'a double instance of the resizer block' (Sec. 4.1); whether the two "
+                                "instances share weights is not said; the second has no loss of its own."),
+    "cfdrnn.init": D("model", "Weight initialisation is not given (MatConvNet 1.0-beta23)."),
+    "cfdrnn.loss-scale": D("training", "'the L2 loss' for the heat-maps (Sec. 4.2); its reduction (sum or mean, "
+                           "over pixels and the batch) is not given."),
+    "cfdrnn.delta-weight": D("training", "Each LML branch has a loss on dLj (Fig. 3, Eq. 2-3); its form and its "
+                             "weight against the heat-map losses are not given."),
+    # ---- CFDRNN: falign/experiments/cfdrnn.py ------------------------------------------------------------
+    "cfdrnn.crop": D("data", "'RGB images with size of 256 x 256' (Sec. 5.1); how the face is cut out (box, "
+                     "margin) is not said."),
+    "cfdrnn.augmentation": D("data", "'color change of the image, rotation at small angles, enlargement, "
+                             "reduction, and spatial displacements' (Sec. 5.1); no magnitudes, and whether online "
+                             "or offline is not said."),
+    "cfdrnn.budget": D("training", "256x256 input, batch 2, 1,000 epochs on 11,007 images (8,507 trained, 2,500 "
+                       "validation) on a Titan X (Sec. 5.1-5.2)."),
+    "cfdrnn.optimizer": D("training", "Learning rate 1e-5 for 30 epochs, 5e-6 for 5, then 1e-6 to epoch 1,000 "
+                          "(Sec. 5.1); the optimiser is not named (MatConvNet's cnn_train defaults to SGD with "
+                          "momentum 0.9)."),
+    "cfdrnn.comparator": D("evaluation", "The abstract's ratios (-45% failure, +11.5% AUC0.08 on the private set, "
+                           "13% lower challenging NME) are against DAN-Menpo [20], a different published method."),
+    "cfdrnn.claim-subset": D("evaluation", "The paper reports no ablation of its design."),
     # ---- shared: falign/protocol300w.py -------------------------------------------------------------
     "protocol300w.full-set": D("evaluation", "300-W's full set is common + challenging (689 images); the papers "
                                "report its mean without saying whether faces are pooled or subset means "
                                "averaged.", chapters=("rcsr", "cfdrnn", "msrrn")),
+    # ---- compare: falign/experiments/compare.py (issue 15: one protocol for every method) --------------
+    "compare.cpu": D("evaluation", "The issue asks for CPU latency at batch 1 and throughput; it names no device "
+                     "for the accuracy runs."),
+    "compare.boxes": D("data", "Every method on 'the same faces with the same boxes'; which boxes is not said, and "
+                       "dlib's ERT was trained on dlib's own HOG detector boxes."),
+    "compare.shared-points": D("evaluation", "Methods with other point sets are 'compared on the points they "
+                               "share'; the normaliser for a 5-point row is not said (CCNN's paper uses the "
+                               "eye-centre distance of its own 5 points)."),
+    "compare.pifa-projection": D("model", "PIFA (Sec. 3) regresses a 3DMM's camera and shape and reads off 34 "
+                                 "points; the issue asks for 'PIFA's 68-point projection'."),
+    "compare.sdm-fit": D("training", "SDM + HOG is 'already in the code' (RCSR's Table 4 row 1); no chapter ships "
+                         "its weights."),
+    "compare.mean-shape": D("model", "A mean-shape row is asked for; which mean (training set, scheme, placement) "
+                            "is not said."),
+    "compare.found": D("evaluation", "Report how many faces dlib's HOG detector finds per subset; what counts as "
+                       "finding the face (versus a false detection) is not said."),
+    "compare.sweep-neutral": D("data", "Sweep one factor 'with the others held at a neutral setting'; the "
+                               "neutral values are not given."),
+    "compare.coverage": D("data", "Sweep 'occluder coverage'; SynthFace's occluders have a random size, set "
+                          "by no field."),
+    "compare.sweep-norm": D("evaluation", "The sweeps' error measure is not given; yaw runs to 90 degrees, where "
+                            "the outer eye corners nearly coincide in the image."),
 }
 """Every decision's registry entry: id -> :class:`Deviation`. The ids under "drafted" are the lead's
 to tag in ``falign/experiments/``; until then :func:`problems` lists them."""

@@ -36,6 +36,7 @@ CHAPTERS = {
     "msrrn": "MSRRN: multiscale recurrent regression",
     "pifa": "PIFA: pose-invariant alignment with a single CNN",
     "rcsr": "RCSR: recurrent convolutional shape regression",
+    "compare": "Every method on one protocol",
     "aligner": "Use it on your own photo",
 }
 SCALES = ("smoke", "small", "full")
@@ -137,6 +138,9 @@ def execute(py: Path, out: Path, params: Params, env: dict[str, str], prepare_on
             str(src), str(out), parameters=params.as_notebook_parameters(),
             kernel_name=_kernel_name(), cwd=str(py.parent), prepare_only=prepare_only,
             progress_bar=sys.stderr.isatty(), log_output=False,
+            # The kernel's own log would reach the terminal: a TCP warning at every start and a
+            # traceback when Ctrl-C stops it mid-cell. The notebook's errors come back through papermill.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     finally:
         src.unlink(missing_ok=True)
@@ -308,6 +312,29 @@ def prepare_nbval(out_dir: Path, chapter_names: list[str]) -> None:
             execute(py, out_dir / chapter / f"{py.stem}.ipynb", params, env)
 
 
+def reproduce(
+    paper: str, params: Params, *, notebooks_dir: Path = paths.NOTEBOOKS_DIR, results_dir: Path = paths.RESULTS_DIR,
+    book_dir: Path = paths.BOOK_DIR, stage_root: Path = paths.ROOT / "build" / "stage",
+) -> int:
+    """``make reproduce``: run the chapters ``paper`` names on ``params.data`` and promote each; returns
+    the exit status (the folders are parameters so that the fault tests run it on tiny trees)."""
+    folders = dict(notebooks_dir=notebooks_dir, results_dir=results_dir, book_dir=book_dir, stage_root=stage_root)
+    try:
+        for chapter in chapters_for(paper, params.data, notebooks_dir):
+            if not reproduce_chapter(chapter, params, **folders):
+                return 1
+    except SystemExit as refused:  # PAPER x DATA refused before anything ran: its one line, as Python prints it
+        print(refused.code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: results/ and book/ are as they were; run the same command again to resume "
+              "(finished trainings are kept in build/work)", file=sys.stderr)
+        return 130
+    write_scorecard(book_dir, results_dir)
+    write_toc(book_dir)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m falign.pipeline", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -337,17 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         # A relative DATA_ROOT means the folder where make runs, not the kernel's (notebooks/<chapter>/).
         root = str(Path(args.data_root).expanduser().resolve()) if args.data_root else ""
-        params = Params(args.scale, args.data, root, args.device, args.seed)
-        try:
-            for chapter in chapters_for(args.paper, args.data):
-                if not reproduce_chapter(chapter, params):
-                    return 1
-        except KeyboardInterrupt:
-            print("\ninterrupted: results/ and book/ are as they were; run the same command again to resume "
-                  "(finished trainings are kept in build/work)", file=sys.stderr)
-            return 130
-        write_scorecard()
-        write_toc()
+        return reproduce(args.paper, Params(args.scale, args.data, root, args.device, args.seed))
     return 0
 
 

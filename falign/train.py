@@ -126,8 +126,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which one
-        raise RuntimeError(f"{path}: cannot read checkpoint ({err}); delete it to start afresh") from err
+    except Exception as err:  # say which file, in one line: torch's own text runs to paragraphs of advice
+        why = "the file is empty" if path.is_file() and path.stat().st_size == 0 else \
+            f"truncated, corrupt or not written by torch.save: {type(err).__name__}"
+        raise RuntimeError(f"{path}: cannot read checkpoint ({why}); delete it to start afresh") from err
 
 
 def fit(
@@ -178,10 +180,13 @@ def fit(
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     if ckpt_path is not None and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=device)
-        missing = sorted({"model", "optimizer", "rng", "history", "epoch"} - set(state)) if isinstance(state, dict) \
-            else ["everything"]
-        if missing:
-            raise RuntimeError(f"{ckpt_path}: not a training checkpoint of falign.train.fit (no {', '.join(missing)}); "
+        if isinstance(state, dict):
+            missing = sorted({"model", "optimizer", "rng", "history", "epoch"} - set(state))
+            problem = f"no {', '.join(missing)}" if missing else ""
+        else:
+            problem = f"it holds a {type(state).__name__}, not a dict"
+        if problem:
+            raise RuntimeError(f"{ckpt_path}: not a training checkpoint of falign.train.fit ({problem}); "
                                "delete it to start afresh")
         try:
             model.load_state_dict(state["model"])

@@ -102,23 +102,6 @@ def test_write_pts_round_trips_exactly(tmp_path):
     assert np.array_equal(read_pts(tmp_path / "b.pts"), points)
 
 
-@pytest.mark.parametrize("text, message, line", [
-    ("version: 1\nn_points: 3\n{\n1 1\n2 2\n}\n", "n_points: 3 but 2 points", 3),
-    ("version: 1\nn_points: 2\n{\n1 1\n2 nan\n}\n", "non-finite", 5),
-    ("version: 1\nn_points: 2\n{\n1 1\n2 inf\n}\n", "non-finite", 5),
-    ("version: 1\nn_points: 2\n{\n1 1\n2 2 3\n}\n", "expected 'x y'", 5),
-    ("version: 1\nn_points: 2\n{\n1 1\n2 x\n}\n", "not a number", 5),
-    ("version: 1\nn_points: 2\n{\n1 1\n2 2\n", "missing closing", 5),
-    ("version: 1\nn_points: two\n{\n}\n", "bad n_points", 2),
-])
-def test_read_pts_errors_name_file_and_line(tmp_path, text, message, line):
-    path = tmp_path / "bad.pts"
-    path.write_text(text)
-    with pytest.raises(DataError, match=message) as err:
-        read_pts(path)
-    assert str(err.value).startswith(f"{path}:{line}: ")
-
-
 # 300-W ------------------------------------------------------------------------------------------------
 
 def make_300w(root, subsets=("afw", "helen/trainset", "lfpw/trainset", "helen/testset",
@@ -177,23 +160,6 @@ def test_300w_box_file_as_struct_array(tmp_path):
     dataset = get_dataset("300w", "challenging", root=tmp_path)
     assert dataset.annotation(0).box.tolist() == [1.0, 1.0, 19.0, 19.0]
     assert "detector_box" not in dataset.annotation(1).extra
-
-
-@pytest.mark.parametrize("box, problem", [
-    ([500.0, 500.0, 540.0, 540.0], "lies mostly outside the 40x30 image"),
-    ([-80.0, -60.0, -40.0, -20.0], "lies mostly outside the 40x30 image"),
-    ([30.0, 4.0, 3.0, 25.0], "is inverted"),
-    ([3.0, 4.0, 3.0, 25.0], "has zero width or height"),
-])
-def test_300w_bad_detector_boxes_name_the_box_file(tmp_path, box, problem):
-    make_300w(tmp_path / "300w", subsets=("ibug",))
-    entries = [{"imgName": "ibug_0.jpg", "bb_detector": np.array([box]),
-                "bb_ground_truth": np.array([[5.0, 6.0, 28.0, 22.0]])}]
-    box_file = tmp_path / "300w" / "Bounding Boxes" / "bounding_boxes_ibug.mat"
-    scipy.io.savemat(box_file, {"bounding_boxes": cell(*entries, shape=(1, 1))})
-    with pytest.raises(DataError, match=problem) as err:
-        get_dataset("300w", "challenging", root=tmp_path)[0]
-    assert str(err.value).startswith(f"{box_file}: ") and "\n" not in str(err.value)
 
 
 def test_menpo_splits_by_point_count(tmp_path):
@@ -387,24 +353,12 @@ def test_corrupt_image_and_skip_invalid(tmp_path):
     assert "expected 68 points" in reasons[str(folder / "ibug" / "extra.pts")]
 
 
-def test_truncated_image_fails_on_access(tmp_path):
-    folder = tmp_path / "300w"
-    make_300w(folder, subsets=("ibug",))
-    image = folder / "ibug" / "ibug_1.jpg"
-    data = image.read_bytes()
-    image.write_bytes(data[: len(data) // 2])                              # header intact, data cut
-    dataset = get_dataset("300w", "challenging", root=tmp_path)
-    with pytest.raises(DataError, match="cannot decode image") as err:
-        dataset[1]
-    assert str(image) in str(err.value)
-
-
 FINE = "a.jpg 5 35 4 28 10 12 28 12 19 18 12 24 27 24"
 
 
 @pytest.mark.parametrize("number, line, message", [
     (2, "a.jpg 5 35 4 28 10 12 28 12 19 18 12 24 27", "expected 15 fields"),
-    (3, "a.jpg 5 5 4 28 10 12 28 12 19 18 12 24 27 24", "zero area"),          # left == right
+    (3, "a.jpg 5 5 4 28 10 12 28 12 19 18 12 24 27 24", "zero width or height"),  # left == right
     (4, "a.jpg 5 35 4 28 nan 12 28 12 19 18 12 24 27 24", "non-finite"),
     (5, "b.jpg 5 35 4 28 10 12 28 12 19 18 12 24 27 24", "not found"),
 ])
@@ -435,23 +389,12 @@ def test_length_mismatch_in_mat_is_fatal_even_when_skipping(tmp_path):
         get_dataset("aflw-pifa", "train", root=tmp_path)
 
 
-def test_nan_in_mat_names_the_face(tmp_path):
-    folder = tmp_path / "aflw-pifa"
-    variables, *_ = aflw_variables()
-    for i in range(2):
-        write_image(folder / "0" / f"img{i}.jpg", seed=i)
-    variables["phis"][1, 0] = np.nan                                 # point 0 is visible
-    scipy.io.savemat(folder / "train.mat", variables)
-    with pytest.raises(DataError, match=r"train.mat#1: non-finite .* point\(s\) \[0\]"):
-        get_dataset("aflw-pifa", "train", root=tmp_path)
-
-
 def test_make_sample_checks():
     good = np.zeros((5, 2)) + [[0, 0], [4, 0], [2, 2], [0, 4], [4, 4]]
     assert make_sample(good, scheme="five", source="x").box.tolist() == [0, 0, 4, 4]
     with pytest.raises(DataError, match="x:7: expected 5 points for scheme five, found 4"):
         make_sample(good[:4], scheme="five", source="x", line=7)
-    with pytest.raises(DataError, match="zero area"):
+    with pytest.raises(DataError, match="zero width or height"):
         make_sample(good, scheme="five", source="x", box=[1, 1, 1, 5])
     with pytest.raises(DataError, match="no visible landmark"):
         make_sample(good, scheme="five", source="x", visible=np.zeros(5))
@@ -471,13 +414,6 @@ def test_register_another_dataset():
         assert len(get_dataset("toy", "train", limit=2)) == 2
     finally:
         DATASETS.pop("toy")
-
-
-def test_a_data_root_that_is_a_file_says_so(tmp_path):
-    root = tmp_path / "faces.zip"
-    root.write_bytes(b"PK")
-    with pytest.raises(DataError, match=r"faces\.zip: the data root is a file, not a folder"):
-        get_dataset("300w", "common", root=root)
 
 
 def test_a_16_bit_png_is_scaled_not_saturated(tmp_path):

@@ -263,13 +263,111 @@ def test_input_weights_and_dense_vertices():
     assert 0.3 < facing.float().mean() < 1.0  # a frontal face shows most vertices, not all
 
 
-def test_ibug68_nme_and_ablation_subset():
-    from falign.experiments.pifa import SCALES, ablation_train_crops, ibug68_nme, load
+def test_ibug68_nme_and_validation_split():
+    from falign.experiments.pifa import SCALES, ibug68_nme, load, split_faces
     from falign.models.pifa import join_params
 
     cfg = dataclasses.replace(SCALES["smoke"], variations=2)
     crops = load(cfg, "test", n=6, variations=2)
-    assert len(ablation_train_crops(cfg, crops)) == 6  # only the unperturbed copies
+    train, val = split_faces(crops, variations=2, held_out=2)
+    assert len(train) == 2 * 4 and len(val) == 2               # every copy of 4 faces; 2 faces held out
+    assert torch.equal(val.boxes, crops.boxes[4:6])              # held-out faces through their given box
+    assert not set(map(tuple, train.boxes[:, :2].tolist())) & set(map(tuple, val.boxes[:, :2].tolist()))
+    assert len({crops.fingerprint, train.fingerprint, val.fingerprint}) == 3
     # The ground-truth P projects onto the 68-point ground truth: NME ~ 0 on the kept faces.
     err = ibug68_nme(join_params(crops.M, crops.p), crops)
     assert (err["NME"] < 0.1).all() and (err["yaw"] <= 60).all() and set(err["subset"]) <= {"Common", "Challenging"}
+
+
+def test_first_block_visualization_rendered_once_matches_per_face(model):
+    """Without a box P^0 is shared, so block 1's V is rendered once: same outputs as rendering per face."""
+    torch.manual_seed(0)
+    net = pifa.PIFA(model, **TINY).eval()
+    x = torch.rand(3, 3, 16, 16)
+    shared, vis_shared = net(x, return_visualizations=True)
+    each, vis_each = net(x, net.crop_box(3).clone(), return_visualizations=True)
+    torch.testing.assert_close(vis_shared[0], vis_each[0])
+    for a, b in zip(shared, each):
+        torch.testing.assert_close(a, b)
+
+
+def test_learned_change_of_first_conv_layers():
+    from falign.experiments.pifa import SCALES, initial_network, input_weights
+
+    cfg = SCALES["smoke"]
+    net, init = initial_network(cfg, seed=3), initial_network(cfg, seed=3)
+    start = input_weights(net, init)
+    assert (start["mean |dw|"] == 0).all() and (start["relative change"] == 0).all()
+    # PyTorch's default init: mean |w| = 0.5 / sqrt(fan_in) for every input type alike
+    assert start["init level"].between(0.8, 1.2).all()
+    with torch.no_grad():
+        net.blocks[1].features[0].weight[:, -1] += 0.1        # move block 2's V filters only
+    moved = input_weights(net, init).set_index(["block", "input"])
+    assert moved.loc[(2, "visualization"), "mean |dw|"] == pytest.approx(0.1, rel=1e-4)
+    assert moved.drop(index=(2, "visualization"))["mean |dw|"].eq(0).all()
+    assert "mean |dw|" not in input_weights(net).columns      # without an init: magnitudes only
+
+
+def test_noise_perturbs_one_block_by_its_level_and_measures_the_effect():
+    from falign.experiments.pifa import SCALES, build_network, load, noise_effect, perturb_fc
+
+    cfg = SCALES["smoke"]
+    torch.manual_seed(0)
+    net = build_network(cfg, model=tiny_model()).eval()
+    with torch.no_grad():
+        for block in net.blocks:                             # a non-trivial update in every block
+            block.regressor[-1].weight.normal_(0, 0.05)
+    noisy = perturb_fc(net, 2, 0.5, torch.Generator().manual_seed(0))
+    for i, (a, b) in enumerate(zip(net.blocks, noisy.blocks)):
+        same = all(torch.equal(x, y) for x, y in zip(a.regressor.parameters(), b.regressor.parameters()))
+        assert same == (i != 2)
+        assert torch.equal(a.features[0].weight, b.features[0].weight)   # conv layers untouched
+    w, w_noisy = net.blocks[2].regressor[1].weight, noisy.blocks[2].regressor[1].weight
+    assert ((w_noisy / w - 1).std().item()) == pytest.approx(0.5, rel=0.05)  # multiplicative, 50%
+    crops = load(cfg, "test", n=2)
+    table = noise_effect(net, crops, [0.0, 0.5])
+    quiet, loud = table[table["level"] == 0.0], table[table["level"] == 0.5]
+    assert (quiet["increase"].abs() < 1e-9).all() and (quiet["noise at the end (px)"] < 1e-6).all()
+    assert (loud["noise on the update (px)"] > 0).all() and (table["update (px)"] > 0).all()
+    assert table["noisy block"].tolist() == [1, 2, 3, 4, 5, 6] * 2
+
+
+def test_sdm_baseline_on_the_34_points():
+    from falign.experiments.pifa import SCALES, initial_landmarks, load, sdm_inits, sdm_nme, train_sdm
+
+    cfg = SCALES["smoke"]
+    train = load(cfg, "train", n=24)
+    init = initial_landmarks(cfg, train, len(train))
+    assert init.shape == (24, 34, 2) and torch.equal(init[0], init[-1])   # PIFA's f(P^0), same for all
+    inits = sdm_inits(init, train.landmarks, 3, seed=0)
+    assert inits.shape == (72, 34, 2) and torch.equal(inits[:24], init)
+    assert not torch.equal(inits[24:48], inits[48:]) and torch.equal(inits, sdm_inits(init, train.landmarks, 3, 0))
+    model = train_sdm(cfg, train, seed=0)
+    nme = sdm_nme(model, cfg, train, train)
+    assert nme.shape == (cfg.sdm_stages + 1, 24) and nme[-1].mean() < nme[0].mean()  # it fits its training set
+
+
+def test_same_seed_trains_the_same_weights():
+    from falign.experiments.pifa import SCALES, load, train
+
+    cfg = dataclasses.replace(SCALES["smoke"], size=16, fc_hidden=8)
+    crops = load(cfg, "train", n=cfg.batch)
+    runs = [train(cfg, crops, epochs=1, seed=5, progress=False, val_crops=crops)[0] for _ in range(2)]
+    for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_reasons_follow_the_verdicts():
+    from falign.experiments.pifa import reasons
+    from falign.ledger import Arm, Claim, ClaimsLedger
+
+    ledger = ClaimsLedger()
+    ledger.add(Claim("a", "A holds", "x"), [1.0, 1.1, 0.9], [5.0, 5.1, 4.9])
+    ledger.add(Claim("b", "B fails", "x"), [5.0, 5.1, 4.9], [1.0, 1.1, 0.9])
+    ledger.add(Claim("c", "C is unclear", "x"), [1.0, 2.0, 3.0], [1.5, 2.5, 3.5])
+    ledger.add(Claim("d", "D diverged", "x"), Arm("p", [1.0, 1.0, 1.1], converged=False), [2.0, 2.1, 2.2])
+    out = reasons(ledger.to_frame(), {"b": 0.03, "c": 0.5}, {"b": "Evidence for B."})
+    assert len(out) == 3 and not any("A holds" in s for s in out)
+    assert "failed" in out[0] and out[0].endswith("Evidence for B.") and "+0.03" in out[0]
+    assert "inconclusive" in out[1] and "+0.50" in out[1]
+    assert "no verdict" in out[2]

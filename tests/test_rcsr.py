@@ -94,15 +94,33 @@ def test_patch_is_centred_on_the_landmark():
 
 
 @pytest.mark.parametrize("cnn", [rcsr.SRCNN, rcsr.LeNet])
-def test_shared_first_layer_equals_the_cnn_on_each_patch(cnn):
+def test_dense_features_equal_the_cnn_on_each_patch(cnn):
+    """At whole-pixel positions the read-out of the dense response is the CNN applied to each patch
+    (no layer pads), near the image border too (both repeat the border pixels)."""
     torch.manual_seed(0)
     images, pts = faces(2)
-    pts = pts.clamp(14, SIZE - 15) + 0.37                                  # patches inside the image
+    pts = pts.round()
+    pts[0, 0] = torch.tensor([2.0, 45.0])                                 # a patch over the border
     features = rcsr.PatchCNN(cnn(), 68, 25)
-    assert features.shared
     patches = rcsr.sample_patches(images, pts, 25).reshape(2 * 68, 1, 25, 25)
     reference = features.cnn(patches).reshape(2, -1, *features.out_shape[1:])
     assert torch.allclose(features(features.prepare(images), pts), reference, atol=1e-5)
+
+
+def test_padded_layers_run_densely_with_the_per_patch_shapes():
+    """FAUC (padded convolutions, max- and quadrant pooling) and SRCNN's extra 3x3 layers run densely
+    too, with the per-patch network's output shapes (their values differ where the per-patch network
+    reads its zero padding)."""
+    images, pts = faces(1)
+    for cnn in (rcsr.FAUC(width=0.125), rcsr.SRCNN(depth=2, width=0.25)):
+        features = rcsr.PatchCNN(cnn, 68, 17)
+        assert features(features.prepare(images), pts).shape == (1, *features.out_shape)
+
+
+def test_dilated_max_is_max_pooling_at_stride_one():
+    x = torch.randn(2, 3, 11, 12)
+    for k, d in ((2, 1), (2, 3), (3, 2)):
+        assert torch.equal(rcsr._dilated_max(x, k, d), torch.nn.functional.max_pool2d(x, k, stride=1, dilation=d))
 
 
 def test_patches_are_differentiable_in_the_landmarks():
@@ -112,14 +130,18 @@ def test_patches_are_differentiable_in_the_landmarks():
     assert pts.grad.abs().sum() > 0
 
 
-def test_hog_mosaic_equals_hog_of_each_patch():
+def test_hog_equals_skimage_hog_of_each_patch():
+    """Pixel-aligned 16x16 patches (centres at half pixels): skimage's HOG of the patch, computed on
+    the patch with one cell of context on every side so that the gradients on its edge are real."""
     images, pts = faces(2, seed=3)
+    pts = pts.round() + 0.5
     feats = rcsr.HOGFeatures(68)
-    out = feats(images, pts)
+    out = feats(feats.prepare(images), pts)
     assert out.shape == (2, 68 * 128)
-    wide = rcsr.sample_patches(images, pts, 16, 16 + 8)[1, 5, 0].numpy()   # one cell each side
-    ref = hog(wide, orientations=8, pixels_per_cell=(4, 4), cells_per_block=(4, 4), feature_vector=False)
-    assert np.allclose(out[1].view(68, 128)[5].numpy(), ref[0, 1].ravel(), atol=1e-5)
+    for b, k in ((0, 3), (1, 5), (1, 60)):
+        wide = rcsr.sample_patches(images, pts, 16 + 8)[b, k, 0].numpy()
+        ref = hog(wide, orientations=8, pixels_per_cell=(4, 4), cells_per_block=(4, 4), feature_vector=False)
+        assert np.allclose(out[b].view(68, 128)[k].numpy(), ref[1, 1].ravel(), atol=1e-5)
 
 
 # --- initial shapes ---------------------------------------------------------------------------
@@ -160,22 +182,42 @@ def test_a_few_steps_reduce_the_loss():
 
 # --- stopping rule ----------------------------------------------------------------------------
 
-def test_stopping_rule_stops_when_the_increment_falls_below_gamma():
+def test_normalised_increment_is_the_mean_point_move_over_the_eye_distance():
+    prev = torch.zeros(1, 68, 2)
+    prev[:, 45, 0] = 100.0                                               # outer eye corners 100 px apart
+    new = prev.clone()
+    new[:, :, 1] += 3.0                                                  # every point 3 px down
+    assert rcsr.normalised_increment(prev, new, (36, 45)).item() == pytest.approx(0.03)
+    new = prev.clone()
+    new[:, 0, 1] += 68.0                                                 # one point 68 px: the same mean
+    assert rcsr.normalised_increment(prev, new, (36, 45)).item() == pytest.approx(0.01)
+
+
+def test_stopping_rule_fires_when_the_increment_falls_below_gamma():
     init = torch.zeros(2, 68, 2)
     init[:, 45, 0] = 100.0                                               # eye corners 100 px apart
-    face_steps = [[5.0, 2.0, 0.5, 0.05, 0.0], [5.0, 5.0, 5.0, 5.0, 5.0]]   # l2 increments, pixels
+    moves = [[5.0, 2.0, 0.5, 0.05, 0.0], [5.0, 5.0, 5.0, 5.0, 5.0]]      # every point, pixels per step
 
     def recurrence():
         shape = init.clone()
         for t in range(100):
-            move = torch.tensor([row[min(t, 4)] for row in face_steps])
-            shape = shape.clone()
-            shape[:, 0, 1] += move                                        # one point moves
+            shape = shape + torch.tensor([row[min(t, 4)] for row in moves])[:, None, None] * torch.tensor([0.0, 1.0])
             yield shape
 
     final, used = rcsr.adaptive_stop(recurrence(), init, (36, 45), gamma=0.01, max_steps=13)
     assert used.tolist() == [3, 13]                                       # 0.5 / 100 < 0.01 at t = 3
     assert final[0, 0, 1] == 7.5 and final[1, 0, 1] == 65.0
+
+
+def test_gamma_is_the_increment_at_the_lowest_error():
+    """Sec. 4.3's procedure on a toy sequence: the error falls, bottoms out at step 4 and rises again
+    while the increment keeps shrinking; gamma is the increment at step 4."""
+    errors = [9.0, 6.0, 5.0, 4.5, 4.6, 4.9]
+    increments = [0.30, 0.10, 0.04, 0.012, 0.008, 0.006]
+    assert rcsr.calibrate_gamma(errors, increments) == 0.012
+    assert rcsr.calibrate_gamma([3.0, 2.0, 2.0], [0.5, 0.2, 0.1]) == 0.2     # first of a tie
+    with pytest.raises(ValueError):
+        rcsr.calibrate_gamma([1.0, 2.0], [0.1])
 
 
 def test_model_stopping_rule_returns_steps_per_face():
@@ -231,12 +273,22 @@ def test_ridge_recovers_a_linear_map():
 
 def test_paper_tables_transcribed():
     t1 = paper.table("table1")
-    assert len(t1) == 18 and t1.set_index("method").loc["RCSR adaptive"].tolist() == [4.01, 8.58, 4.90]
+    subsets = ["common", "challenging", "full"]
+    assert len(t1) == 18 and t1.set_index("method").loc["RCSR adaptive", subsets].tolist() == [4.01, 8.58, 4.90]
     t4 = paper.table("table4")
     assert t4["kind"].tolist() == list(rcsr_table4.TABLE4)
     assert t4["method"].tolist() == [row for row, _ in rcsr_table4.TABLE4.values()]
-    assert t4.iloc[-1, 2:].tolist() == t1.iloc[-1, 1:].tolist()
-    assert paper.table("table2").shape == (10, 3) and paper.table("table3").shape == (10, 3)
+    assert t4.iloc[-1][subsets].tolist() == t1.iloc[-1][subsets].tolist()
+    assert paper.table("table2").shape == (10, 4) and paper.table("table3").shape == (10, 4)
+
+
+def test_every_published_row_names_its_normaliser():
+    """LBF, CFSS, ESR and SDM report inter-pupil errors in their sources; RCSR's own rows inter-ocular."""
+    for name in ("table1", "table2", "table3"):
+        t = paper.table(name).set_index("method")["normaliser"]
+        assert t.notna().all() and set(t) <= {"inter-ocular", "inter-pupil", "not stated"}
+        assert t["RCSR adaptive"] == "inter-ocular" and t["CFSS [5]"] == "inter-pupil" and t["SDM [3]"] == "inter-pupil"
+    assert paper.table("table1").set_index("method").loc["LBF [10]", "normaliser"] == "inter-pupil"
     assert set(paper.META) == set(paper.TABLES)
     with pytest.raises(KeyError):
         paper.table("table9")
@@ -270,7 +322,7 @@ def test_cnn_models_ignore_brightness_and_contrast():
 
 
 def test_trained_models_reload_from_their_checkpoints(tmp_path):
-    crops = crops_of(8)
+    crops = {"train": crops_of(8), "validation": crops_of(4, seed=2).replace(fingerprint="held-out")}
     for kind in ("convgru-srcnn", "sdm"):
         first, _ = experiments.trained(CFG, crops, tmp_path, kind, kind=kind, epochs=1, progress=False)
         again, _ = experiments.trained(CFG, crops, tmp_path, kind, kind=kind, epochs=1, progress=False)
@@ -281,12 +333,14 @@ def test_trained_models_reload_from_their_checkpoints(tmp_path):
     assert len(list(tmp_path.glob("convgru-srcnn-*/checkpoint.pt"))) == 1
     experiments.trained(dataclasses.replace(CFG, hidden=4), crops, tmp_path, "convgru-srcnn", epochs=1, progress=False)
     assert len(list(tmp_path.glob("convgru-srcnn-*/checkpoint.pt"))) == 2      # a new config, a new run
+    _, history = experiments.trained(CFG, crops, tmp_path, "convgru-srcnn", epochs=1, progress=False)
+    assert history.validation is not None and len(history.validation) == 1    # the held-out error per epoch
 
 
 def test_a_cached_model_is_not_reused_after_its_training_data_changes(tmp_path):
     """Same recipe, other training faces (another data root, say): a fresh run, never the stale model."""
-    crops = crops_of(8)
-    other = crops_of(8, seed=1).replace(fingerprint="other-data")
+    crops = {"train": crops_of(8)}
+    other = {"train": crops_of(8, seed=1).replace(fingerprint="other-data")}
     first, _ = experiments.trained(CFG, crops, tmp_path, "main", epochs=1, progress=False)
     second, _ = experiments.trained(CFG, other, tmp_path, "main", epochs=1, progress=False)
     assert len(list(tmp_path.glob("main-*/checkpoint.pt"))) == 2
@@ -340,3 +394,56 @@ def test_patch_gradient_switch_changes_gradients_not_predictions():
         outputs.append(model(images, init).detach())
     assert torch.equal(outputs[0], outputs[1])
     assert not torch.allclose(grads[0], grads[1])
+
+
+def test_traditional_gru_has_the_convgru_parameter_count():
+    """Table 4's GRU rows: as many parameters (recurrent unit and fc head) as the ConvGRU's."""
+    for channels, patch in ((32, 17), (64, 25)):
+        conv = rcsr.RCSR(patch_size=patch, hidden=channels)
+        units = rcsr.gru_units(channels, patch)
+        gru = rcsr.RCSR(patch_size=patch, unit="gru", hidden=units)
+        size = lambda m: rcsr._count(m.gru) + rcsr._count(m.head)
+        per_unit = size(rcsr.RCSR(patch_size=patch, unit="gru", hidden=units + 1)) - size(gru)
+        assert abs(size(gru) - size(conv)) <= per_unit / 2
+    assert rcsr.RCSR(unit="gru").config["hidden"] == rcsr.gru_units(64, 25)
+
+
+def test_held_out_faces_are_training_faces_never_fitted():
+    cfg = experiments.SCALES["smoke"]
+    crops = experiments.datasets(cfg)
+    train, held = crops["train"], crops["validation"]
+    assert len(train) == 2 * cfg.replicates * cfg.n_train and len(held) == 2 * cfg.n_val
+    assert train.fingerprint != held.fingerprint
+    fitted = {tuple(np.round(x, 3)) for x in train.ground_truth()[:, 30].numpy()}   # nose tips, image coordinates
+    assert not fitted & {tuple(np.round(x, 3)) for x in held.ground_truth()[:, 30].numpy()}
+
+
+def test_small_test_sets_have_the_300w_ratio():
+    n = experiments.SCALES["small"].n_test
+    assert n["challenging"] / (n["common"] + n["challenging"]) == pytest.approx(135 / 689, abs=0.01)
+
+
+def test_same_seed_same_model(tmp_path):
+    crops = {"train": crops_of(8)}
+    a, _ = experiments.trained(CFG, crops, tmp_path / "a", "m", epochs=1, seed=3, progress=False)
+    b, _ = experiments.trained(CFG, crops, tmp_path / "b", "m", epochs=1, seed=3, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_ledger_arms_and_explanations():
+    rows = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "subset": "full", "seed": [2, 0, 1] * 2,
+                         "NME (%, inter-ocular)": [3.0, 1.0, 2.0, 5.0, 5.5, 6.0],
+                         "converged": [True, True, True, True, False, True]})
+    a = experiments.ledger_arm(rows, "a", method="a", subset="full")
+    assert a.values == (1.0, 2.0, 3.0) and a.converged
+    assert not experiments.ledger_arm(rows, "b", method="b").converged
+    summary = experiments.mean_sd(rows, ["method"], ["NME (%, inter-ocular)"]).set_index("method")
+    assert summary.loc["a", "NME (%, inter-ocular) sd"] == pytest.approx(1.0) and summary.loc["a", "seeds"] == 3
+    evidence = lambda name, first, last, loss: pd.Series({"method": name, "converged": 1.0, "parameters": 10,
+                                                          "validation, epoch 1": first, "validation, last": last,
+                                                          "training loss, last": loss})
+    assert "learns more slowly" in experiments.reason(evidence("A", 9.0, 7.0, 2.0), evidence("B", 8.0, 6.5, 1.0))
+    assert "overfits" in experiments.reason(evidence("A", 8.0, 7.0, 0.5), evidence("B", 9.0, 6.5, 1.0))
+    assert "closed form" in experiments.reason(evidence("A", 9.0, 7.0, 2.0), evidence("SDM", np.nan, np.nan, np.nan))
+    claim = pd.Series({"claim": "A beats B", "verdict": "fails", "margin": -1.0, "pooled sd": 0.2})
+    assert experiments.explain(claim, "why.").startswith("“A beats B” fails (margin -1 against 2 pooled sd = 0.4)")

@@ -29,7 +29,7 @@ def test_rcsr_chapter_runs_on_300w(tmp_path, monkeypatch):
 def test_pifa_chapter_runs_on_aflw_pifa(tmp_path, monkeypatch):
     monkeypatch.delenv("FALIGN_DATA", raising=False)
     folder = tmp_path / "aflw-pifa"
-    n = pifa.SCALES["smoke"].batch                        # one training batch
+    n = pifa.SCALES["smoke"].batch + pifa.SCALES["smoke"].n_val   # one training batch and the held-out faces
     variables, *_ = aflw_variables(n=n)
     for i in range(n):
         write_image(folder / "flickr" / "0" / f"img{i}.jpg", seed=i)
@@ -38,7 +38,8 @@ def test_pifa_chapter_runs_on_aflw_pifa(tmp_path, monkeypatch):
     cfg = pifa.SCALES["smoke"]
     crops = pifa.datasets(cfg, data="aflw-pifa", root=str(tmp_path))
     train = crops["train"]
-    assert len(train) == n * cfg.variations and train.M is not None and train.p is not None  # M, p fitted
+    assert len(train) == (n - cfg.n_val) * cfg.variations and len(crops["val"]) == cfg.n_val
+    assert train.M is not None and train.p is not None                                        # M, p fitted
     assert train.M.shape == (len(train), 2, 4) and torch.isfinite(train.p).all()
     net, _ = pifa.train(cfg, train, epochs=1, progress=False)
     nme = pifa.nme_per_block(net, crops["test"], pifa.block_params(net, crops["test"]))

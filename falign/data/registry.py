@@ -108,10 +108,15 @@ def get_dataset(
                           skipped=skipped, counts=counts)
     log.info("%s/%s: %d faces from %s (%s)", name, split, len(dataset), folder,
              ", ".join(f"{k} {v}" for k, v in counts.items()))
+    # A partial copy runs, but says so where the user sees it (a warning reaches the terminal, a log line
+    # stays in the notebook): fewer faces than asked for, or a full split of non-standard size.
     standard = spec.sizes.get(split)
-    if standard is not None and limit is None and len(dataset) != standard:
-        log.warning("%s/%s: found %d faces, the standard split has %d; numbers will not be "
-                    "comparable with published ones", name, split, len(dataset), standard)
+    wanted = standard if limit is None else limit if standard is None else min(limit, standard)
+    if wanted is not None and (len(dataset) < wanted or (limit is None and len(dataset) != standard)):
+        short = f"the standard split has {standard}" if limit is None else \
+            f"fewer than the {wanted} expected" + (f" (the standard split has {standard})" if standard else "")
+        warnings.warn(f"{folder}: {len(dataset)} faces in {name}/{split}, {short}; numbers will not be comparable "
+                      "with published ones", stacklevel=2)
     if skipped:
         warnings.warn(f"{name}/{split}: skipped {len(skipped)} invalid item(s), kept {len(samples)} "
                       f"(first: {skipped[0][1]}); the list is in dataset.skipped", stacklevel=2)
@@ -130,6 +135,8 @@ def _dataset_folder(name: str, spec: DatasetSpec, root: str | os.PathLike | None
     if base.exists() and not base.is_dir():
         raise DataError(f"the data root is a file, not a folder (DATA_ROOT / FALIGN_DATA must name the folder "
                         f"that holds the datasets). {expected}", base)
+    if not base.exists():
+        raise DataError(f"the data root does not exist (DATA_ROOT / FALIGN_DATA). {expected}", base)
     folder = base / spec.folder
     if not folder.is_dir():
         raise DataError(f"dataset folder not found (data root {base}). {expected}", folder)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any, overload
 
@@ -50,10 +51,19 @@ class Sample:
     extra: dict = dataclasses.field(default_factory=dict)
 
 
+_reported_deep = False   # one warning per process: a dataset of 16-bit images would repeat it per face
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to RGB uint8 (H, W, 3); grey, 16-bit, palette and RGBA files are converted."""
+    """Decode an image file to RGB uint8 (H, W, 3); grey, 16-bit, palette and RGBA files are converted.
+    The first 16-bit (or 32-bit) image is reported with a warning: its pixels lose precision."""
+    global _reported_deep
     try:
         with Image.open(path) as img:
+            if not _reported_deep and (img.mode.startswith("I") or img.mode == "F"):
+                _reported_deep = True
+                warnings.warn(f"{path}: a high-bit-depth image (mode {img.mode}), scaled to 8 bits per pixel "
+                              "(later ones are scaled without a warning)", stacklevel=2)
             return rgb8(img)
     except FileNotFoundError:
         raise DataError("image file not found", path) from None
@@ -103,6 +113,18 @@ def check_image(path: str | os.PathLike) -> tuple[int, int]:
         raise DataError("image file not found", path) from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         raise DataError(f"unreadable or corrupt image ({err})", path) from None
+
+
+def box_problem(box) -> str | None:
+    """What is wrong with an x1, y1, x2, y2 box, in words, or None: every loader says it the same way."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not np.isfinite([x1, y1, x2, y2]).all():
+        return "is not finite"
+    if x2 < x1 or y2 < y1:
+        return "is inverted (x2 < x1 or y2 < y1)"
+    if x2 == x1 or y2 == y1:
+        return "has zero width or height"
+    return None
 
 
 def tight_box(landmarks: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
@@ -210,7 +232,7 @@ def make_sample(
     The number of points comes from the scheme (:func:`falign.landmarks.get_scheme`).
     Raises :class:`DataError` naming ``where`` (the annotation file, default ``source``) and
     ``line`` for a wrong number of points, non-finite coordinates of a visible point, no visible
-    point, or a box of zero area.
+    point, or a box that is not finite, inverted or of zero width or height.
     """
     where = source if where is None else where
     n_points = get_scheme(scheme).n_points
@@ -227,9 +249,9 @@ def make_sample(
     if not vis.any():
         raise DataError("no visible landmark", where, line)
     box = tight_box(pts, vis) if box is None else np.asarray(box, dtype=np.float32).reshape(-1)
-    if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-        raise DataError(f"bounding box {box.tolist()} (x1, y1, x2, y2) has zero area or is not finite",
-                        where, line)
+    problem = "is not 4 numbers" if box.shape != (4,) else box_problem(box)
+    if problem:
+        raise DataError(f"bounding box {box.tolist()} (x1, y1, x2, y2) {problem}", where, line)
     return Sample(
         image=image, landmarks=pts, visible=vis, box=box, scheme=scheme, source=str(source),
         pose=None if pose is None else np.asarray(pose, dtype=np.float32), extra=dict(extra or {}),

@@ -205,7 +205,8 @@ class VisualizationBlock(nn.Module):
 
     Decision [pifa.fc-input]: ``fc_grid`` = None feeds the full feature map to the first FC layer as
     the paper implies (no pooling is mentioned; that is ~40-104M weights per block); an int
-    adaptively average-pools to fc_grid x fc_grid first, for CPU-sized runs."""
+    adaptively average-pools to fc_grid x fc_grid first, for CPU-sized runs (small: the 32x32 maps
+    of blocks 2-6 pooled to 8x8; a 4x4 grid discarded most of the spatial detail V adds)."""
 
     def __init__(self, in_channels: int, convs: Sequence[tuple[int, int]], pool_first: bool, hw: int,
                  n_out: int, fc_hidden: int = 800, dropout: float = 0.5, fc_grid: int | None = None):
@@ -222,7 +223,10 @@ class VisualizationBlock(nn.Module):
         g = hw if fc_grid is None else fc_grid
         self.regressor = nn.Sequential(nn.Flatten(), nn.Linear(c * g * g, fc_hidden), nn.ReLU(inplace=True),
                                        nn.Dropout(dropout), nn.Linear(fc_hidden, n_out))
-        # Start every block near the identity update so that P^0 passes through at initialisation.
+        # Decision [pifa.last-fc-init]: the paper trains from scratch and gives no initialisation; the
+        # last FC layer starts near zero (weights N(0, 1e-3^2), bias 0), so every block's first update
+        # dP^i is about 0 and P^0 passes through all blocks at initialisation (the residual path
+        # P^i = P^{i-1} + dP^i starts as the identity). Every other layer keeps PyTorch's default init.
         nn.init.normal_(self.regressor[-1].weight, std=1e-3)
         nn.init.zeros_(self.regressor[-1].bias)
 
@@ -359,7 +363,11 @@ class PIFA(nn.Module):
             if i > 0 and "F" in self.inputs:
                 parts.append(feats)
             if self.visualize:
-                V = self.visualization(*split_params(P), size, size / self.size)
+                # Without a box, P^0 is the same for every face: block 1's V is rendered once (the
+                # same pixels as rendering each face, without B - 1 identical renderings).
+                same = i == 0 and box is None
+                V = self.visualization(*split_params(P[:1] if same else P), size, size / self.size)
+                V = V.expand(B, -1, -1, -1) if same else V
                 parts.append(V.to(img.dtype))
                 vis.append(V)
             feats, dP = block(torch.cat(parts, 1))
@@ -421,6 +429,11 @@ def block_losses(net: PIFA, params: Sequence[torch.Tensor], target: dict[str, to
     Blocks 1..param_blocks (default n_blocks // 2, i.e. 1-3 of 6) use Eq. 6 on P^i - P_bar (the
     update's error dP^i - dP_bar^i with dP_bar^i = P_bar - P^{i-1}); later blocks use Eq. 7 on all N
     landmarks (Eq. 7 has no visibility term; ground truth gives invisible points too).
+
+    Decision [pifa.table8-losses]: Sec. 4 gives the loss split (Eq. 6 on blocks 1-3, Eq. 7 on 4-6) and
+    the block weights 1..6 for the six-block network only. Table 8's networks keep the same rule: the
+    first half of the blocks use Eq. 6 and the second half Eq. 7 (4 blocks: 2 + 2; 3 blocks: 1 + 2),
+    and block i is weighted by i (:func:`pifa_loss`).
 
     Decision [pifa.loss-convention]: Caffe's EuclideanLoss convention (1/2, summed over entries);
     gradients flow through P^{i-1} as well, so every loss reaches all earlier blocks (end-to-end,

@@ -24,11 +24,13 @@ TABLE4: dict[str, tuple[str, dict | None]] = {
     "convgru-srcnn": ("Convolutional GRU + SRCNN", dict(unit="convgru", extractor="srcnn")),
 }
 
+KINDS = {"rcsr": "convgru-srcnn", "rcfa": "gru-srcnn"}   # the paper's names for two rows
+
 
 def build_model(kind: str, **cfg) -> nn.Module:
     """One Table 4 architecture by ``kind`` (see :data:`TABLE4`; "rcsr" = "convgru-srcnn", "rcfa" =
     "gru-srcnn"); ``cfg`` goes to :class:`SDM` or :class:`RCSR` (scheme, steps, patch_size, ...)."""
-    kind = {"rcsr": "convgru-srcnn", "rcfa": "gru-srcnn"}.get(kind, kind)
+    kind = KINDS.get(kind, kind)
     if kind not in TABLE4:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(TABLE4)}, rcsr, rcfa")
     base = TABLE4[kind][1]

@@ -55,7 +55,7 @@ class SDM(nn.Module):
         self.register_buffer("mean_shape", torch.zeros(self.n_points, 2))
 
     def _hog(self, images: torch.Tensor, shapes: torch.Tensor, chunk: int) -> torch.Tensor:
-        return torch.cat([self.features(images[i:i + chunk], shapes[i:i + chunk])
+        return torch.cat([self.features(self.features.prepare(images[i:i + chunk]), shapes[i:i + chunk])
                           for i in range(0, len(images), chunk)])
 
     @torch.no_grad()
@@ -75,9 +75,9 @@ class SDM(nn.Module):
         return errors
 
     def forward(self, images: torch.Tensor, init: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        out = [init]
+        out, cells = [init], self.features.prepare(images)
         for t in range(self.steps if steps is None else min(steps, self.steps)):
-            phi = self.features(images, out[-1])
+            phi = self.features(cells, out[-1])
             out.append(out[-1] + (phi @ self.R[t] + self.b[t]).view_as(init))
         return torch.stack(out)
 

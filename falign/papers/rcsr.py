@@ -27,12 +27,31 @@ CITATION = ("W. Wang, S. Tulyakov, N. Sebe. Recurrent Convolutional Shape Regres
             "IEEE Trans. Pattern Analysis and Machine Intelligence, 2018.")
 
 NME_IOD = "NME (%, normalised by the outer-eye-corner distance)"
+NME_ROWS = "NME (%); each row's normaliser in its 'normaliser' column"
 NA = np.nan
+
+# The normaliser behind each published row. RCSR states only its own metric (Sec. 4: outer eye corners);
+# its tables copy the other methods' numbers from their papers. LBF [10] and CFSS [5] report inter-pupil
+# errors (CFDRNN's Table 5 lists exactly these numbers under "inter-pupil normalization"), and ESR [49]
+# and SDM [3] reach the table through them with the same normaliser. For the other copied rows the paper
+# gives no normaliser and none is asserted here.
+OCULAR, PUPIL, NOT_STATED = "inter-ocular", "inter-pupil", "not stated"
+_SOURCE_NORMALISER = {
+    "ESR [49]": PUPIL, "SDM [3]": PUPIL, "LBF [10]": PUPIL, "LBF fast [10]": PUPIL, "CFSS [5]": PUPIL,
+    "CFSS Practical [5]": PUPIL, "RCFA [20]": OCULAR, "RCSR 5 recurrences": OCULAR,
+    "RCSR 10 recurrences": OCULAR, "RCSR adaptive": OCULAR,
+}
+
+
+def _with_normaliser(df: pd.DataFrame) -> pd.DataFrame:
+    """Label every row with the normaliser its number was computed with (:data:`_SOURCE_NORMALISER`)."""
+    return df.assign(normaliser=df["method"].map(_SOURCE_NORMALISER).fillna(NOT_STATED))
 
 
 def table1() -> pd.DataFrame:
     """Table 1: landmark localization results on the 300-W dataset (68 points). "RCSR adaptive" uses
-    the stopping rule of Sec. 4.3; RCFA [20] is the authors' earlier traditional-GRU model."""
+    the stopping rule of Sec. 4.3; RCFA [20] is the authors' earlier traditional-GRU model. The
+    ``normaliser`` column says what each row's error is divided by (not printed in the table)."""
     rows = [
         ("Zhu et al. [43]", 8.22, 18.33, 10.20),
         ("DFMF [48]", 6.65, 19.79, 9.22),
@@ -53,12 +72,12 @@ def table1() -> pd.DataFrame:
         ("RCSR 10 recurrences", 4.10, 8.79, 5.02),
         ("RCSR adaptive", 4.01, 8.58, 4.90),
     ]
-    return pd.DataFrame(rows, columns=["method", "common", "challenging", "full"])
+    return _with_normaliser(pd.DataFrame(rows, columns=["method", "common", "challenging", "full"]))
 
 
 def table2() -> pd.DataFrame:
     """Table 2: landmark localization results on the HELEN dataset (330 test images), 68 and 49
-    points."""
+    points; ``normaliser`` as in :func:`table1`."""
     rows = [
         ("Zhu et al. [43]", 8.16, 7.43),
         ("DFMF [48]", 6.70, NA),
@@ -71,12 +90,12 @@ def table2() -> pd.DataFrame:
         ("RCFA [20]", 4.65, 3.45),
         ("RCSR adaptive", 4.16, 3.13),
     ]
-    return pd.DataFrame(rows, columns=["method", "68 landmarks", "49 landmarks"])
+    return _with_normaliser(pd.DataFrame(rows, columns=["method", "68 landmarks", "49 landmarks"]))
 
 
 def table3() -> pd.DataFrame:
     """Table 3: landmark localization results on the LFPW dataset (224 test images available in
-    300-W, Sec. 4 says 244), 68 and 49 points."""
+    300-W, Sec. 4 says 244), 68 and 49 points; ``normaliser`` as in :func:`table1`."""
     rows = [
         ("Zhu et al. [43]", 8.29, 7.78),
         ("DFMF [48]", 6.57, NA),
@@ -89,7 +108,7 @@ def table3() -> pd.DataFrame:
         ("RCFA [20]", 4.74, 3.69),
         ("RCSR adaptive", 3.93, 3.57),
     ]
-    return pd.DataFrame(rows, columns=["method", "68 landmarks", "49 landmarks"])
+    return _with_normaliser(pd.DataFrame(rows, columns=["method", "68 landmarks", "49 landmarks"]))
 
 
 def table4() -> pd.DataFrame:
@@ -186,6 +205,17 @@ def notes() -> list[str]:
         "224); the 300-W common set is 554 = 224 + 330 images.",
         "The patch size, the ConvGRU kernel and memory size, and how the per-landmark maps are stacked "
         "are not given; see falign.models.rcsr.DECISIONS.",
+        "0.44 s is given twice: for depth-0-fc-1 (Sec. 4.2, Fig. 5, against 5.22 s for depth-10-fc-1) and for "
+        "the traditional GRU (Sec. 5.1, against 0.50 s for the convolutional GRU). The paper's model is "
+        "depth-0-fc-1 with a convolutional GRU, so the two 0.44 s cannot both be its time.",
+        "The update gate's prose (Sec. 3.1) assigns forgetting the previous memory to the term z_t and "
+        "accepting the new features to 1 - z_t; Eq. 7, H_t = (1 - z_t) . H_{t-1} + z_t . c_t, multiplies the "
+        "memory by 1 - z_t and the new candidate by z_t. The paragraph's limiting cases (z_t near 0 keeps "
+        "the memory) agree with Eq. 7, which the code follows.",
+        "Tables 1-3 mix normalisers: RCSR's rows are divided by the outer-eye-corner distance (Sec. 4), "
+        "while the LBF, CFSS, ESR and SDM rows are copied from sources that divide by the inter-pupil "
+        "distance (CFDRNN's Table 5 lists the LBF and CFSS numbers under inter-pupil); see each table's "
+        "'normaliser' column.",
     ]
 
 
@@ -195,11 +225,11 @@ TABLES: dict[str, Callable[[], pd.DataFrame]] = {
 }
 
 META: dict[str, dict[str, str]] = {
-    "table1": {"caption": "Landmark localization results on the 300-W dataset", "metric": NME_IOD,
+    "table1": {"caption": "Landmark localization results on the 300-W dataset", "metric": NME_ROWS,
                "dataset": "300-W (68 points): common / challenging / full"},
-    "table2": {"caption": "Landmark localization results on the HELEN dataset", "metric": NME_IOD,
+    "table2": {"caption": "Landmark localization results on the HELEN dataset", "metric": NME_ROWS,
                "dataset": "HELEN test (330 images), 68 and 49 points"},
-    "table3": {"caption": "Landmark localization results on the LFPW dataset", "metric": NME_IOD,
+    "table3": {"caption": "Landmark localization results on the LFPW dataset", "metric": NME_ROWS,
                "dataset": "LFPW test, 68 and 49 points"},
     "table4": {"caption": "Effect of various recurrent-convolutional architectures", "metric": NME_IOD,
                "dataset": "300-W (68 points): common / challenging / full"},

@@ -53,7 +53,9 @@ pd.Series(vars(cfg), name=SCALE).to_frame().T
 # move the centre, width and height each by up to `box_noise` of the box size, uniformly (a
 # Decision in `falign/experiments/pifa.py`), and the scale configuration sets the number of
 # variations (20 at full scale). Variation 0 is the unperturbed box. Test faces are cropped from the
-# given box only. The ground truth `M` follows every crop: an image affine `A` maps `M` to
+# given box only. A few faces of the training split are held out as *validation* faces (their given box
+# only): the book reads each training's convergence from its NME on them ({doc}`03_train`); the test set
+# is never used for that. The ground truth `M` follows every crop: an image affine `A` maps `M` to
 # `A[:, :2] M + [0 | A[:, 2]]`, so `M [S_p; 1]` lands on the cropped landmarks.
 
 # %%

@@ -137,7 +137,9 @@ run.table(pd.DataFrame(mask_stats), "masks", caption="Mask values over the 3DMM 
 #
 # The table puts the paper's Table 1 beside our implementation of it with parameter counts (the paper
 # gives none). The first FC layer dominates: fed with the full 57×57 feature maps, as the paper
-# implies, it has 40-104 million weights per block. The CPU scales average-pool the feature maps to a
+# implies, it has tens of millions of weights per block (the table). Every block's last FC layer starts
+# near zero, so at initialisation each block passes `P` on unchanged (the paper gives no initialisation;
+# a `Decision`). The CPU scales average-pool the feature maps to a
 # small grid before the FC layers and use fewer hidden units (see `fc_grid`, `fc_hidden` in
 # `experiments.SCALES`); their blocks' conv layers are Table 1's.
 
@@ -175,7 +177,9 @@ run.table(table1, "table1", caption="Table 1: conv filters per visualization blo
 #   (all landmarks, since the 3D ground truth defines the hidden ones too).
 #
 # The blocks are trained jointly from scratch; the loss of block `i` is weighted by `i` (1, 2, ..., 6),
-# so the later, landmark-level blocks dominate while their gradients still reach the first block. Below:
+# so the later, landmark-level blocks dominate while their gradients still reach the first block. For
+# Table 8's networks with 4 and 3 blocks the paper gives no split; ours use Eq. 6 on the first half of
+# the blocks and Eq. 7 on the rest, block `i` again weighted by `i` (a `Decision`). Below:
 # the per-block losses of the untrained network on a few training faces of this scale (the two loss
 # types have different units, which is one reason for the weighting).
 

@@ -9,7 +9,7 @@
 #
 # A cascaded shape regressor (SDM, ESR, LBF) updates a face shape in stages, `ĥ_t = ĥ_{t-1} + R_t(F(I,
 # ĥ_{t-1}))`, and fits each stage on its own. RCSR (Sec. 3) turns the cascade into **one recurrent
-# network trained end to end** (Fig. 2):
+# network whose convolutional and recurrent modules are trained jointly, end to end** (Fig. 2):
 #
 # 1. **Patches** around the current landmarks ĥ_{t-1} (one bilinear `grid_sample` call for all faces
 #    and points).
@@ -53,7 +53,11 @@ run.dataset(test.name, test.fingerprint)
 #
 # `rcsr.sample_patches` cuts a P×P patch centred on every landmark, at 1-pixel spacing, bilinearly, so a
 # landmark between pixels gets a patch centred exactly on it. Below, the patches of a few landmarks of
-# one face, around the mean shape placed in its box (the first recurrence's input).
+# one face, around the mean shape placed in its box (the first recurrence's input). In the model, the
+# CNN does not run on these patches one by one at every recurrence: it runs once on the whole image and
+# each landmark's feature maps are read out of its response where the patch would be
+# (`rcsr.PatchCNN`), which for SRCNN gives exactly the maps of the patch at whole-pixel positions and
+# costs a fraction (a `Decision`).
 
 # %%
 model = experiments.build(cfg)
@@ -94,8 +98,9 @@ pd.concat({"paper-sized (full)": rcsr.layer_table(paper_model),
 #
 # Table 4 swaps the two halves of RCSR: the regressor (SDM's linear cascade on HOG, a traditional GRU
 # on flattened features, the ConvGRU) and the features (HOG, LeNet, FAUC, SRCNN). The traditional GRU
-# with SRCNN is the authors' earlier RCFA. Parameter counts at the paper's sizes and at this scale (SDM's
-# are its regression matrices, one per stage).
+# with SRCNN is the authors' earlier RCFA; its units are chosen so that it has as many parameters as the
+# ConvGRU with its fc head (`rcsr.gru_units`), and GRU + HOG uses the same units. Parameter counts at the
+# paper's sizes and at this scale (SDM's are its regression matrices, one per stage).
 
 # %%
 sizes = pd.DataFrame([{
@@ -143,12 +148,15 @@ pd.DataFrame({f"T={T}": pd.Series(rcsr.loss_weights(T).numpy().round(3), index=n
 # %% [markdown]
 # ## The stopping rule (Sec. 4.3)
 #
-# After recurrence t the increment Δĥ_t = ĥ_t − ĥ_{t−1} is measured by its l2 norm (over all 2N
-# coordinates) divided by the distance between the outer eye corners of the current estimate (no ground
-# truth exists at test time). A face stops after the first step where this falls below γ = 0.01 and
-# keeps ĥ_t; a face that never gets there stops after 13 steps. `rcsr.adaptive_stop` does this for a
-# batch: faces that have stopped keep their shape while the others recur. Fig. 6 in {doc}`03_train`
-# shows the increment of the trained model.
+# After recurrence t the increment Δĥ_t = ĥ_t − ĥ_{t−1} is measured as the mean displacement of the
+# points divided by the distance between the outer eye corners of the current estimate (no ground truth
+# exists at test time): the units of the error itself. The paper's sentence ("the l2 norm of the shape
+# increment") could also mean the norm of the whole 2N-vector, about √N ≈ 8 times larger for the same
+# move; the choice is a `Decision`. A face stops after the first step where the increment falls below γ
+# and keeps ĥ_t; a face that never gets there stops after 13 steps. `rcsr.adaptive_stop` does this for a
+# batch: faces that have stopped keep their shape while the others recur. The paper sets γ = 0.01 by a
+# procedure, the increment at the step of the lowest error (`rcsr.calibrate_gamma`); {doc}`03_train` runs
+# it on held-out training faces and shows in Fig. 6 where the rule stops.
 
 # %%
 eyes = model.scheme.outer_eye_corners

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from falign.data.formats.matlab import cell_items, load_mat, variable
-from falign.data.sample import DataError, Sample, check_image, inside_fraction, make_sample
+from falign.data.sample import DataError, Sample, box_problem, check_image, inside_fraction, make_sample
 from falign.landmarks import get_scheme
 
 log = logging.getLogger("falign.data")
@@ -132,9 +132,7 @@ def read_ibug_boxes(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             raise DataError(f"entry {index} is not a struct with imgName, bb_detector and "
                             f"bb_ground_truth as 4 numbers ({err})", path) from None
         for kind, box in (("bb_detector", det), ("bb_ground_truth", gt)):
-            problem = ("is not finite" if not np.isfinite(box).all() else
-                       "is inverted (x2 < x1 or y2 < y1)" if box[2] < box[0] or box[3] < box[1] else
-                       "has zero width or height" if box[2] == box[0] or box[3] == box[1] else None)
+            problem = box_problem(box)
             if problem:
                 raise DataError(f"entry {index} ({name}): {kind} {(box + 1).tolist()} {problem}", path)
         boxes[name] = (det, gt)

@@ -22,7 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 import scipy.io
-from scipy.io.matlab import MatReadError, mat_struct
+from scipy.io.matlab import mat_struct
 
 from falign.data.sample import DataError
 
@@ -36,8 +36,10 @@ def load_mat(path: str | os.PathLike) -> dict[str, Any]:
             with h5py.File(path, "r") as f:
                 return {name: _from_h5(f, f[name]) for name in f if not name.startswith("#")}
         raw = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=False, chars_as_strings=True)
-    except (OSError, ValueError, MatReadError, NotImplementedError, KeyError, TypeError) as err:
-        raise DataError(f"cannot read MATLAB file ({err})", path) from None
+    except Exception as err:  # scipy's and h5py's parsers fail on damaged bytes in many ways (IndexError, ...)
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"cannot read MATLAB file: not a MAT-file, or a truncated or corrupt one ({why})",
+                        path) from None
     return {name: _from_scipy(v) for name, v in raw.items() if not name.startswith("__")}
 
 

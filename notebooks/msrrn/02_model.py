@@ -1,0 +1,149 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+# ---
+
+# %% [markdown]
+# # MSRRN 2: the model, reconstructed from the prose
+#
+# A cascaded shape regressor refines a face shape S (68 points) from an initial shape S⁰ in stages,
+# Sᵗ = Sᵗ⁻¹ + fᵗ(I, Sᵗ⁻¹), and usually learns a different fᵗ for every stage. MSRRN makes three changes:
+#
+# 1. **Shape-indexed patches and a CNN regressor.** Each stage cuts a patch around every current
+#    landmark and a network of convolution, max-pooling and ReLU layers, then fully connected layers,
+#    turns the patches into the shape residual.
+# 2. **Recurrence.** One set of regression weights serves every stage; in training the unrolled
+#    network's gradients are averaged over the stages.
+# 3. **Multiscale input.** Stage t reads the face at its own scale, coarse to fine: 50, 100 and 200
+#    pixels for T = 3.
+#
+# A separate CNN predicts S⁰ (the mean shape is the baseline), and the objective is Σₜ ‖S* − Sᵗ‖² +
+# λ‖W‖² with coordinates normalised to [0, 1].
+#
+# **What the text does not give.** The available text of the paper lost its equations 1-6, the
+# network figure (Fig. 2), both tables and the CED figures. The model below is therefore a
+# reconstruction from the prose: every size, the way the 68 patches are combined, the initial-shape
+# CNN, λ, the optimiser and how "averaging the gradients of different stages" is realised are our
+# choices, each a `Decision` in `falign/models/msrrn.py` with its entry in the deviations ledger
+# ({doc}`04_analysis`).
+
+# %% tags=["parameters"]
+SCALE = "smoke"      # smoke | small | full
+DATA = "synthetic"   # synthetic | 300w
+DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
+DEVICE = "cpu"       # cpu | cuda
+SEED = 0
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from falign import deviations
+from falign.experiments import msrrn as experiments
+from falign.experiments import setup
+from falign.models import msrrn
+from falign.papers import msrrn as paper
+
+run, cfg, crops = setup("msrrn", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
+full = experiments.SCALES["full"]
+
+# %% [markdown]
+# ## What the available text has lost
+#
+# The paper refers to these items, which the extraction did not keep; the last column says what this
+# book does in their place.
+
+# %%
+paper.absent()
+
+# %% [markdown]
+# ## Patches at every stage's scale
+#
+# `MSRRN.patches` cuts a P × P patch around every landmark from the face at the stage's side (one
+# bilinear `grid_sample` call for all faces and points). P is the same number of pixels at every scale,
+# so one set of convolutions reads all of them, and a patch covers a large part of the face at the
+# coarse scale (context for a coarse shape) and a small part at the fine scale (detail for a nearly
+# right shape). Below, the patches of a few landmarks of one face around its true shape, per stage.
+
+# %%
+model = experiments.build(cfg)
+model.mean_shape.copy_(experiments.mean_shape(crops["train"]))
+face = crops["common"]
+levels = msrrn.pyramid(msrrn.standardise(face.float_images(slice(0, 1))), model.sides)
+truth = experiments.targets(face)[:1]
+points = [36, 45, 30, 48, 8]                       # eye corners, nose tip, a mouth corner, chin
+fig, axes = plt.subplots(len(model.sides), len(points) + 1, figsize=(1.6 * (len(points) + 1), 1.7 * len(model.sides)))
+for t, side in enumerate(model.sides):
+    image = levels[side]
+    axes[t, 0].imshow(image[0, 0], cmap="gray")
+    axes[t, 0].scatter(*msrrn.to_pixels(truth[0, points], side).T, s=8, c="red")
+    axes[t, 0].set_title(f"stage {t + 1}: {side} px", fontsize=8)
+    patches = model.patches(image, truth)[0, points, 0]
+    for ax, k, patch in zip(axes[t, 1:], points, patches):
+        ax.imshow(patch, cmap="gray")
+        ax.set_title(f"point {k + 1}", fontsize=7)
+for ax in axes.ravel():
+    ax.axis("off")
+fig.tight_layout()
+run.figure(fig, "patches_per_scale")
+
+# %% [markdown]
+# ## The network, layer by layer
+#
+# The regression network f (one patch through the convolutions, then all patches of a face through
+# the fully connected layers) and the initial-shape CNN, at the paper's sizes (`full`: a 200-pixel face
+# and 16-pixel patches) and at this run's scale.
+
+# %%
+pd.concat({"paper-sized (full)": msrrn.layer_table(experiments.build(full)),
+           f"this run ({SCALE})": msrrn.layer_table(model)}, names=["model", "#"]).reset_index(level=0)
+
+# %% [markdown]
+# ## Shared weights: the parameter count does not grow with T
+#
+# MSRRN's regression weights are shared across the stages, so a deeper unrolling adds no parameters;
+# the ablation with separate weights per stage grows linearly with T. The initial-shape CNN is counted
+# apart. (`tests/test_msrrn.py` checks both, and that the shared weights' update is the mean of the
+# stages' gradients.)
+
+# %%
+def regression_parameters(T, shared):
+    return msrrn.parameter_counts(msrrn.MSRRN(**{**model.config, "stages": T, "shared": shared}))["regression"]
+
+
+counts = pd.DataFrame([{"T": T, "shared weights": regression_parameters(T, True),
+                        "separate weights per stage": regression_parameters(T, False)} for T in (1, 2, 3, 4)])
+counts["initial-shape CNN"] = msrrn.parameter_counts(model)["initial-shape CNN"]
+run.table(counts, "parameters_vs_stages", caption=f"Parameters against the number of stages T ({SCALE} sizes)")
+
+# %% [markdown]
+# ## One forward pass
+#
+# `model(faces)` returns every shape S⁰ … S^T in [0, 1] crop units, shape `(T+1, B, N, 2)`: the loss
+# needs all of them. The output layers start at zero, so an untrained model leaves the mean shape in
+# place; training moves it.
+
+# %%
+with torch.no_grad():
+    shapes = model(face.float_images(slice(0, 4)))
+print(f"faces {tuple(face.images[:4].shape)} -> shapes {tuple(shapes.shape)} (T = {model.steps}, sides {model.sides})")
+print(f"untrained: largest move from the mean shape {float((shapes - model.mean_shape).abs().max()):.2e}")
+
+# %% [markdown]
+# ## Choices the text leaves open
+#
+# Every `Decision` of the model file, as the code states it; {doc}`04_analysis` shows the whole
+# deviations ledger with the paper's side of each.
+
+# %%
+pd.DataFrame(list(deviations.decisions_in(msrrn.__file__).items()), columns=["id", "decision"])
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(counts.to_string(index=False))
+
+# %%
+run.log(**{k.replace(" ", "_").replace("-", "_"): v for k, v in msrrn.parameter_counts(model).items()})
+run.finish();

@@ -1,0 +1,239 @@
+"""The comparison chapter: the peer wrapper, the sweep generator, the metric presets, and that the
+leaderboard takes every registered aligner with shipped weights without naming it."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from falign import aligner, conventions, detect, metrics, paths, peers
+from falign.data.synthface import SynthFaceConfig, synthface_arrays
+from falign.experiments import compare
+
+
+def _faces(n=3, size=192, **changes):
+    overrides = {**compare.NEUTRAL, **changes}
+    return synthface_arrays("300w-like", "common", n, size=size, seed=3, cache=False, **overrides)
+
+
+# --- the peer -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rendered():
+    """Frontal, neutral SynthFace faces large enough for dlib's detector, and its boxes."""
+    faces = _faces(yaw=(10.0, 10.0))
+    boxes = np.stack([detect.detect_faces(im)[0] for im in faces["images"]])
+    return faces, boxes
+
+
+def test_the_peer_returns_68_points_near_the_truth(rendered):
+    faces, boxes = rendered
+    peer = peers.dlib_ert(68)
+    points = peer.predict(faces["images"], boxes)
+    assert points.shape == (len(boxes), 68, 2) and points.dtype == torch.float32
+    assert peer.kind == "dlib-ert" and aligner.KINDS["dlib-ert"] is peers.DlibERT and peer.n_points == 68
+    nme = metrics.nme(points, faces["landmarks68"], "inter-ocular")
+    assert nme.max() < 0.10, nme                 # dlib's ERT lands on a rendered face, with its own boxes
+    # and it reads the photo, not the box: a box-only guess (the truth's mean shape) is clearly worse
+    spread = np.linalg.norm(faces["landmarks68"] - faces["landmarks68"].mean(1, keepdims=True), axis=-1).mean()
+    assert np.linalg.norm(points.numpy() - faces["landmarks68"], axis=-1).mean() < 0.3 * spread
+
+
+def test_the_five_point_model_sits_on_its_ibug_points(rendered):
+    faces, boxes = rendered
+    points = peers.dlib_ert(5).predict(faces["images"], boxes).numpy()
+    assert points.shape == (len(boxes), 5, 2)
+    truth = faces["landmarks68"]
+    iod = np.linalg.norm(truth[:, 36] - truth[:, 45], axis=-1)[:, None, None]
+    distance = (np.linalg.norm(points[:, :, None] - truth[:, None], axis=-1) / iod).mean(0)   # (5, 68)
+    for k, on in enumerate(peers.FIVE_ON_IBUG68):
+        # its iBUG point, within a tenth of the eye-corner distance; an eye's outer corner and the eyelid
+        # point beside it can swap places as the nearest, so the second nearest is allowed
+        assert distance[k, on] < 0.1 and on in np.argsort(distance[k])[:2], (k, on, np.argsort(distance[k])[:3])
+
+
+def test_the_peer_reads_a_detector_box_as_dlib_does(rendered):
+    """falign boxes run over pixel edges (detect.py adds half a pixel to dlib's rectangles): the peer
+    undoes that exactly, so it predicts from dlib's own rectangle."""
+    import dlib
+
+    faces, _ = rendered
+    photo = faces["images"][0]
+    rect = dlib.get_frontal_face_detector()(photo, 1)[0]
+    direct = peers._predictor(str(peers.model_path(68)))(photo, rect)
+    expected = np.array([[p.x, p.y] for p in direct.parts()], np.float32)
+    assert np.array_equal(peers.dlib_ert(68).predict(photo, detect.detect_faces(photo)[:1])[0].numpy(), expected)
+
+
+# --- the sweep generator --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("factor", list(compare.FACTORS))
+def test_a_sweep_changes_only_its_own_fields(factor):
+    f = compare.FACTORS[factor]
+    for value in (*f.values, *f.edges[:1]):
+        o = compare.overrides(factor, value, 128)
+        changed = {k for k in o if o[k] != compare.NEUTRAL.get(k)}
+        assert changed <= set(f.fields), (factor, value, changed)
+        assert set(o) <= {x.name for x in dataclasses.fields(SynthFaceConfig)}
+
+
+def test_sweep_points_render_the_same_faces_with_one_factor_changed():
+    """Same identities, expressions and the other angles at every yaw; only yaw moves."""
+    a, b = (_faces(n=2, size=64, **{k: v for k, v in compare.overrides("yaw", y, 64).items()}) for y in (0, 60))
+    assert np.array_equal(a["p"], b["p"])                       # identity and expression coefficients
+    assert np.allclose(a["pose"][:, 1:], b["pose"][:, 1:])      # pitch and roll
+    assert np.allclose(a["pose"][:, 0], 0) and np.allclose(b["pose"][:, 0], 60)
+    c = _faces(n=2, size=64, **compare.overrides("noise", 0.1, 64))
+    assert np.array_equal(a["p"], c["p"]) and np.allclose(a["pose"], c["pose"])
+    assert np.allclose(a["landmarks68"], c["landmarks68"])      # noise moves pixels, not the face
+
+
+def test_sweep_values_keep_the_ends():
+    cfg = dataclasses.replace(compare.SCALES["smoke"], sweep_points=2)
+    assert compare.sweep_values("yaw", cfg) == (0, 90)
+    assert compare.sweep_values("yaw", dataclasses.replace(cfg, sweep_points=None)) == compare.FACTORS["yaw"].values
+
+
+def test_coverage_counts_landmarks_hidden_by_the_occluder():
+    bare = compare.Faces.from_arrays(_faces(n=4, size=64, **compare.overrides("occlusion", 0.0, 64)))
+    occluded = compare.Faces.from_arrays(_faces(n=4, size=64, **compare.overrides("occlusion", 1.0, 64)))
+    share = compare.coverage(bare, occluded)
+    assert share.shape == (4,) and (share >= 0).all() and (share <= 1).all() and share.max() > 0
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    values = np.random.default_rng(0).normal(1.0, 0.1, 50)
+    lo, hi = compare.bootstrap_interval(values, 500, seed=1)
+    assert lo < values.mean() < hi and hi - lo < 0.1
+    assert compare.bootstrap_interval(values, 500, seed=1) == (lo, hi)
+
+
+# --- metric presets against hand computations -------------------------------------------------------
+
+# Three faces, two points each, already normalised; face 2 sits exactly on 0.08.
+POINT_ERRORS = np.array([[0.02, 0.04],      # face mean 0.03
+                         [0.06, 0.10],      # face mean 0.08
+                         [0.10, 0.30]])     # face mean 0.20
+VISIBLE = np.array([[True, True], [True, False], [False, True]])
+
+
+def test_falign_preset_by_hand():
+    out = conventions.score(POINT_ERRORS, VISIBLE, "falign")
+    assert out["NME (%)"] == pytest.approx(100 * (0.03 + 0.08 + 0.20) / 3)
+    # exact AUC@0.08 = mean(max(0, 1 - e / 0.08)) = (0.625 + 0 + 0) / 3
+    assert out["AUC@0.08"] == pytest.approx(0.625 / 3)
+    assert out["failure@0.08 (%)"] == pytest.approx(100 * 2 / 3)     # 0.08 >= 0.08 fails
+
+
+def test_dan_preset_by_hand():
+    out = conventions.score(POINT_ERRORS, VISIBLE, "DAN")
+    assert out["NME (%)"] == pytest.approx(100 * 0.31 / 3)
+    assert out["failure@0.08 (%)"] == pytest.approx(100 / 3)          # only 0.20 > 0.08
+    # Simpson on the 1e-4 grid of the step CED: within a grid step of the exact 0.625 / 3
+    assert out["AUC@0.08"] == pytest.approx(0.625 / 3, abs=2e-3)
+
+
+def test_hrnet_preset_by_hand():
+    out = conventions.score(POINT_ERRORS, VISIBLE, "HRNet")
+    assert set(out) == {"NME (%)", "failure@0.08 (%)", "failure@0.1 (%)"}  # no AUC
+    assert out["failure@0.08 (%)"] == pytest.approx(100 / 3) and out["failure@0.1 (%)"] == pytest.approx(100 / 3)
+
+
+def test_star_preset_by_hand():
+    out = conventions.score(POINT_ERRORS, VISIBLE, "STAR")
+    # AUC@0.05: only face 1 (0.03) counts, 1 - 0.03 / 0.05 = 0.4, over three faces
+    assert out["AUC@0.05"] == pytest.approx(0.4 / 3, abs=3e-3)
+    assert out["failure@0.05 (%)"] == pytest.approx(100 * 2 / 3)
+
+
+def test_mmpose_preset_by_hand():
+    out = conventions.score(POINT_ERRORS, VISIBLE, "mmpose")
+    # pooled over the four visible points: (0.02 + 0.04 + 0.06 + 0.30) / 4
+    assert out == {"NME (%)": pytest.approx(100 * 0.42 / 4)}
+    with pytest.raises(ValueError, match="visible"):
+        conventions.score(POINT_ERRORS, None, "mmpose")
+
+
+def test_simpson_auc_matches_a_hand_simpson_on_a_coarse_grid():
+    errors = np.array([0.01, 0.03])
+    # grid 0, 0.02, 0.04 (step 0.02, a = 0.04): CED = 0, 0.5, 1; Simpson = 0.02 / 3 * (0 + 4 * 0.5 + 1) = 0.02
+    assert conventions.simpson_auc(errors, 0.04, step=0.02) == pytest.approx(0.02 / 0.04)
+
+
+def test_every_preset_has_a_hand_test():
+    assert set(conventions.PRESETS) == {"falign", "DAN", "HRNet", "STAR", "mmpose"}
+
+
+# --- the leaderboard iterates over the registered aligners ------------------------------------------
+
+class _Toy(nn.Module):
+    def __init__(self, size: int = 16):
+        super().__init__()
+        self.size, self.scheme = size, "ibug68"
+        self.offset = nn.Parameter(torch.zeros(68, 2))
+
+
+@pytest.fixture
+def toy_kind():
+    class ToyAligner(aligner.Aligner):
+        """Every point at the box centre: a registered kind no chapter knows."""
+
+        @classmethod
+        def build(cls, model_args):
+            return _Toy(**model_args)
+
+        @classmethod
+        def describe(cls, model):
+            return {"size": model.size}
+
+        @classmethod
+        def default_preprocess(cls, model):
+            return {"size": model.size, "margin": 0.0, "grey": False, "padding": "zeros"}
+
+        def forward_crops(self, crops, boxes):
+            centre = (boxes[:, None, :2] + boxes[:, None, 2:]) / 2
+            return centre.expand(-1, 68, 2) + self.model.offset, None
+
+    aligner.register("toy-compare", ToyAligner)
+    yield "toy-compare"
+    aligner.KINDS.pop("toy-compare", None)
+
+
+def test_a_new_aligner_appears_in_the_leaderboard(tmp_path, monkeypatch, toy_kind):
+    aligner.save(tmp_path / "results" / "toy" / aligner.FILENAME, _Toy(), toy_kind)
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
+    assert aligner.available() == ["toy"]
+    cfg = compare.SCALES["smoke"]
+    tests = {s: compare.Faces.from_arrays(synthface_arrays("300w-like", s, 2, size=64, seed=0, cache=False), name=s)
+             for s in compare.TEST_SUBSETS}
+    methods, _ = compare.methods(cfg, tmp_path / "work")
+    names = [m.name for m in methods]
+    assert names[0] == "TOY" and {"dlib ERT", "SDM + HOG", "mean shape"} <= set(names)
+    preds = compare.predict(methods, tests, cache=tmp_path / "work")
+    accuracy, curves = compare.accuracy(methods, preds, tests)
+    cost = compare.costs(methods, tests["common"].images[0], tests["common"].detector_boxes[0],
+                         dataclasses.replace(cfg, repeats=1, batch=2))
+    board = compare.leaderboard(accuracy, cost)
+    toy = board.set_index("method").loc["TOY"]
+    assert toy["points"] == compare.IBUG68.label and toy["parameters"] == 136
+    assert np.isfinite(toy["full NME (%, inter-ocular)"]) and "TOY" in curves
+    assert "TOY → dlib5" in set(board["method"])     # and on the peer's five points
+    # the cache returns the same predictions
+    again = compare.predict(methods, tests, cache=tmp_path / "work")
+    assert all(np.array_equal(again[m][s], preds[m][s]) for m in preds for s in tests)
+
+
+def test_pareto_front():
+    x, y = np.array([1.0, 2.0, 3.0, 2.5]), np.array([5.0, 3.0, 1.0, 4.0])
+    assert compare.pareto_front(x, y).tolist() == [True, True, True, False]
+
+
+def test_points_share_the_68_point_truth():
+    truth = np.random.default_rng(0).uniform(0, 100, (2, 68, 2))
+    assert np.array_equal(compare.DLIB5.of(truth), truth[:, list(peers.FIVE_ON_IBUG68)])
+    five = compare.points_of_scheme("five")
+    assert five.of(truth).shape == (2, 5, 2) and compare.points_of_scheme("cofw29") is None
+    errors = compare.point_errors(truth + 1.0, compare.IBUG68, truth)
+    assert np.allclose(errors.mean(1), metrics.nme(truth + 1.0, truth, "inter-ocular"))

@@ -1,0 +1,222 @@
+"""MSRRN: shared weights, the scale each stage reads, shape-indexed patches, the augmentation, the dlib
+box fallback, the rebuilt Table 1 and the aligner (fast, CPU)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import falign
+from falign import aligner, detect
+from falign.experiments import msrrn as experiments
+from falign.landmarks import get_scheme
+from falign.models import msrrn
+from falign.papers import cfdrnn, rcsr
+from falign.papers import msrrn as paper
+from steps import losses_over_steps
+
+torch.set_num_threads(1)
+SIZE, P = 32, 5
+
+
+def tiny(**kw) -> msrrn.MSRRN:
+    torch.manual_seed(0)
+    args = dict(size=SIZE, patch=P, channels=(2, 4), hidden=8, init_channels=(2, 2, 2), init_hidden=8)
+    return msrrn.MSRRN(**{**args, **kw})
+
+
+def smooth_images(n: int, size: int = SIZE, seed: int = 0, cells: int = 8) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(n, 1, cells, cells, generator=g)
+    return F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+
+
+# --- recurrence: one set of regression weights ----------------------------------------------------
+
+def test_shared_weights_do_not_grow_with_the_stages():
+    counts = [msrrn.parameter_counts(tiny(stages=T))["regression"] for T in (1, 2, 3, 4)]
+    assert len(set(counts)) == 1 and counts[0] > 0
+    model = tiny(stages=3)
+    assert len(model.regressors) == 1 and all(model.regressor(t) is model.regressors[0] for t in range(3))
+
+
+def test_separate_weights_grow_with_the_stages():
+    one = msrrn.parameter_counts(tiny(stages=1, shared=False))["regression"]
+    for T in (2, 3, 4):
+        model = tiny(stages=T, shared=False)
+        assert msrrn.parameter_counts(model)["regression"] == T * one
+        assert len({id(model.regressor(t)) for t in range(T)}) == T
+
+
+def test_shared_gradient_is_the_mean_over_stages():
+    """Eq. 6: the shared weights move by the stages' gradients averaged; a separate-weights copy with
+    the same weights in every stage has the per-stage gradients themselves."""
+    T = 3
+    shared, separate = tiny(stages=T), tiny(stages=T, shared=False)
+    state = {k: v for k, v in shared.state_dict().items() if not k.startswith("regressors")}
+    separate.load_state_dict(state, strict=False)
+    for t in range(T):
+        separate.regressors[t].load_state_dict(shared.regressors[0].state_dict())
+    # non-zero output layers, so every stage moves the shape and the stages interact
+    for net in [shared.regressors[0], *separate.regressors]:
+        torch.manual_seed(1)
+        torch.nn.init.normal_(net.head[-1].weight, std=1e-2)
+    batch = {"image": smooth_images(2), "target": torch.rand(2, 68, 2)}
+    assert torch.allclose(shared(batch["image"]), separate(batch["image"]), atol=1e-6)
+    for model in (shared, separate):
+        msrrn.loss_fn(model, batch).backward()
+    for name, p in shared.regressors[0].named_parameters():
+        total = sum(dict(separate.regressors[t].named_parameters())[name].grad for t in range(T))
+        assert torch.allclose(p.grad, total / T, rtol=1e-4, atol=1e-7), name
+
+
+# --- multiscale: each stage reads its own scale ----------------------------------------------------
+
+def _read_images(model, images):
+    seen = []
+    original = model.patches
+
+    def spy(image, shapes):
+        seen.append(image.detach().clone())
+        return original(image, shapes)
+
+    model.patches = spy
+    model(images)
+    return seen
+
+
+def test_each_stage_reads_its_own_scale_coarse_to_fine():
+    model = tiny(stages=3)
+    images = smooth_images(2)
+    seen = _read_images(model, images)
+    assert [s.shape[-1] for s in seen] == [8, 16, 32] == list(model.sides)
+    x = msrrn.standardise(images)
+    for image in seen:            # the face at that scale: the area-averaged input, nothing else
+        assert torch.allclose(image, F.avg_pool2d(x, SIZE // image.shape[-1]), atol=1e-5)
+    assert msrrn.stage_sides(200, 3) == (50, 100, 200)
+
+
+def test_single_scale_reads_the_full_face_at_every_stage():
+    seen = _read_images(tiny(stages=3, multiscale=False), smooth_images(1))
+    assert [s.shape[-1] for s in seen] == [SIZE] * 3
+
+
+# --- patches ----------------------------------------------------------------------------------------
+
+def test_patches_at_a_known_shape_return_the_pixels_there():
+    model = tiny()
+    images = torch.rand(2, 1, SIZE, SIZE)
+    pixels = torch.randint(3, SIZE - 3, (2, 68, 2)).float()
+    patches = model.patches(images, msrrn.to_unit(pixels, SIZE))
+    assert patches.shape == (2, 68, 1, P, P)
+    centre = patches[:, :, 0, P // 2, P // 2]
+    expected = images[torch.arange(2)[:, None], 0, pixels[..., 1].long(), pixels[..., 0].long()]
+    assert torch.allclose(centre, expected, atol=1e-6)
+    # one pixel to the right in the image is one column to the right in the patch
+    assert torch.allclose(patches[:, :, 0, P // 2, P // 2 + 1],
+                          images[torch.arange(2)[:, None], 0, pixels[..., 1].long(), pixels[..., 0].long() + 1],
+                          atol=1e-6)
+
+
+def test_unit_coordinates_agree_across_scales():
+    """The same [0, 1] point is the same place in the face at every side (pixel centre i at (i+0.5)/s)."""
+    u = torch.tensor([[0.3, 0.7]])
+    for s in (25, 50, 100):
+        assert torch.allclose(msrrn.to_unit(msrrn.to_pixels(u, s), s), u)
+    assert torch.allclose(msrrn.to_pixels(u, 50) * 2 + 0.5, msrrn.to_pixels(u, 100))
+
+
+# --- the untrained model, the initial shape and the loss ---------------------------------------------
+
+@pytest.mark.parametrize("init", ["cnn", "mean"])
+def test_untrained_model_starts_and_stays_at_the_mean_shape(init):
+    model = tiny(init=init)
+    model.mean_shape.copy_(torch.rand(68, 2))
+    out = model.predict(smooth_images(3))
+    assert out.shape == (4, 3, 68, 2)
+    assert torch.allclose(out, model.mean_shape.expand_as(out), atol=1e-6)
+    assert (model.initial is None) == (init == "mean")
+
+
+def test_loss_goes_down():
+    model = tiny()
+    batch = {"image": smooth_images(4), "target": (0.3 + 0.4 * torch.rand(68, 2)).expand(4, -1, -1)}
+    losses = losses_over_steps(model, msrrn.loss_fn, batch, steps=20, lr=1e-2)
+    assert losses[-1] < 0.3 * losses[0]
+
+
+# --- the augmentation keeps every landmark on its pixels ----------------------------------------------
+
+def test_augmentation_moves_pixels_and_landmarks_together():
+    cfg = experiments.SCALES["smoke"]
+    cfg = type(cfg)(**{**cfg.__dict__, "noise": 0.0})
+    images = (smooth_images(8, 48, cells=6) * 255).round().to(torch.uint8)
+    target = msrrn.to_unit(10 + 28 * torch.rand(8, 68, 2), 48)
+    torch.manual_seed(0)
+    x, moved = experiments.augment(images, target, cfg)
+
+    def values(img, unit):
+        return msrrn.sample_patches(img.float(), msrrn.to_pixels(unit, 48), 1)[:, :, 0, 0, 0]
+
+    before, after = values(images.float() / 255, target), values(x, moved)
+    perm = torch.tensor(get_scheme("ibug68").flip_perm)
+    same = (after - before).abs().amax(1) < 0.03
+    mirrored = (after - before[:, perm]).abs().amax(1) < 0.03
+    assert (same | mirrored).all() and mirrored.any() and same.any()
+
+
+# --- dlib boxes and the fallback ----------------------------------------------------------------------
+
+def test_calibrated_boxes_reproduce_a_consistent_detector():
+    g = np.random.default_rng(0)
+    given = np.concatenate([xy := g.uniform(0, 50, (20, 2)), xy + g.uniform(40, 80, (20, 2))], 1).astype(np.float32)
+    size = given[:, 2:] - given[:, :2]
+    centre = (given[:, :2] + given[:, 2:]) / 2 + np.array([0.02, -0.12]) * size
+    det = np.concatenate([centre - 0.55 * size, centre + 0.55 * size], 1)
+    cal = experiments.box_calibration(given, det)
+    assert np.allclose(cal, [0.02, -0.12, 1.1, 1.1], atol=1e-5)
+    assert np.allclose(experiments.calibrated(given, cal), det, atol=1e-3)
+    assert np.allclose(detect.iou(det, det), 1) and detect.iou(det[:1], det[:1] + 1000)[0] == 0
+
+
+def test_a_missed_face_falls_back_to_the_calibrated_box(tmp_path, monkeypatch):
+    monkeypatch.setenv("FALIGN_WORK", str(tmp_path))
+    faces = {"images": np.zeros((2, 64, 64, 3), np.uint8), "fingerprint": "blank-test",
+             "detector_boxes": np.array([[10, 10, 40, 40], [5, 8, 50, 60]], np.float32)}
+    boxes, found = experiments.face_boxes(faces, np.array([0, 0.1, 1.2, 1.2], np.float32))
+    assert not found.any()                                    # a blank image has no face
+    assert np.allclose(boxes, experiments.calibrated(faces["detector_boxes"], np.array([0, 0.1, 1.2, 1.2])))
+
+
+# --- the rebuilt Table 1 ----------------------------------------------------------------------------------
+
+def test_rebuilt_table1_reads_the_sources_and_labels_every_row():
+    t = paper.rebuilt_table1()
+    assert set(t["method"]) == {"ESR", "RCPR", "SDM", "LBF", "CFSS", "ERT", "GN-DPM", "CFAN", "TCDCN"}
+    assert t[["source", "table", "normaliser"]].notna().all().all()
+    r1, c5 = rcsr.table1().set_index("method"), cfdrnn.table5().set_index(["normaliser", "method"])
+    for _, row in t.iterrows():
+        if row["source"].startswith("RCSR"):
+            src = r1.loc[row["as printed"]]
+        else:
+            src = c5.loc[(row["normaliser"], row["as printed"])]
+        assert np.allclose(src[["common", "challenging", "full"]].astype(float),
+                           row[["common", "challenging", "full"]].astype(float), equal_nan=True)
+    assert not t["as printed"].str.contains("fast|Practical").any()
+
+
+# --- the aligner ----------------------------------------------------------------------------------------
+
+def test_aligner_round_trip(tmp_path):
+    model = tiny().eval()
+    model.mean_shape.copy_(0.3 + 0.4 * torch.rand(68, 2))
+    path = aligner.save(tmp_path / "msrrn.pt", model, "msrrn")
+    photo = (np.random.default_rng(0).random((80, 90, 3)) * 255).astype(np.uint8)
+    box = [[20.0, 15.0, 60.0, 55.0]]
+    a, b = aligner.make(model, "msrrn"), falign.load(str(path))
+    assert b.preprocess == {"size": SIZE, "margin": 0.2, "grey": True, "padding": "border"}
+    points = b.predict(photo, box)
+    assert points.shape == (1, 68, 2) and torch.equal(points, a.predict(photo, box))
+    # untrained: the mean shape, in the square of side 1.4 x 40 centred on the box
+    expected = torch.tensor([40.0, 35.0]) + (model.mean_shape - 0.5) * 40 * 1.4
+    assert torch.allclose(points[0], expected, atol=1e-3)
