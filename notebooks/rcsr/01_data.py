@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import plots, protocol300w, report
+from falign import plots, protocol300w
 from falign.data.crops import load_faces
 from falign.experiments import rcsr as experiments
 from falign.experiments import setup

@@ -37,7 +37,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import report
 from falign.experiments import rcsr as experiments
 from falign.experiments import setup
 from falign.models import rcsr, rcsr_table4

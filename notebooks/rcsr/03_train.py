@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import aligner, plots, protocol300w, report
+from falign import aligner, protocol300w, report
 from falign.experiments import rcsr as experiments
 from falign.experiments import setup
 from falign.papers import rcsr as paper
@@ -205,14 +205,16 @@ stops = experiments.stopping_steps(model, tests, gamma[SEED], device=run.device)
 stops = pd.concat([stops, stops.assign(subset="full")], ignore_index=True)
 fig, axes = plt.subplots(3, 3, figsize=(12, 8))
 for col, (subset, curve) in enumerate(conv.groupby("subset", sort=False)):
+    steps = stops.loc[stops["subset"] == subset, "step"]
     axes[0, col].plot(curve["step"], curve[NME], marker="o", ms=3)
-    axes[0, col].axvline(cfg.steps, c="gray", lw=0.7, ls=":")
+    axes[0, col].axvline(cfg.steps, c="gray", lw=0.7, ls=":", label=f"T = {cfg.steps}")
+    axes[0, col].axvline(steps.mean(), c="C2", lw=0.8, label="mean stop of the rule")
     axes[0, col].set(title=subset, xlabel="recurrent step")
+    axes[0, col].legend(fontsize=7)
     axes[1, col].plot(curve["step"], curve["normalised increment"], marker="o", ms=3, c="C1")
     axes[1, col].axhline(gamma[SEED], c="C3", lw=0.8, ls="--", label=f"gamma (ours) {gamma[SEED]:.3g}")
     axes[1, col].axhline(experiments.PAPER_GAMMA, c="k", lw=0.7, ls="--", label="gamma (paper)")
     axes[1, col].set(xlabel="recurrent step", yscale="log")
-    steps = stops.loc[stops["subset"] == subset, "step"]
     axes[2, col].hist(steps, bins=np.arange(0.5, experiments.MAX_STEPS + 1.5), color="C2")
     axes[2, col].axvline(steps.mean(), c="k", lw=0.8, label=f"mean {steps.mean():.1f}")
     axes[2, col].set(xlabel="step at which the rule stopped", ylabel="faces")

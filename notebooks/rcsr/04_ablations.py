@@ -33,7 +33,7 @@ import pandas as pd
 from falign import deviations, protocol300w
 from falign.experiments import rcsr as experiments
 from falign.experiments import setup
-from falign.ledger import Arm, Claim, ClaimsLedger, summary
+from falign.ledger import Claim, ClaimsLedger, summary
 from falign.models import rcsr_table4
 from falign.papers import rcsr as paper
 
@@ -174,9 +174,10 @@ run.figure(fig, "fig5_time_vs_error")
 # step run.
 
 # %%
+fig7_variants = experiments.fig7_variants(cfg)
 fig7 = {name: experiments.trained_seeds(cfg, crops, run.work, f"fig7-{name}", variant=variant, device=run.device,
                                         base_seed=SEED)
-        for name, variant in experiments.fig7_variants(cfg).items()}
+        for name, variant in fig7_variants.items()}
 fig7_curves = pd.concat([experiments.curves(m, tests, cfg.eval_steps, device=run.device)
                          .query("subset == 'full'").assign(model=name, seed=s, converged=experiments.converged(h))
                          for name, by_seed in fig7.items() for s, (m, h) in by_seed.items()], ignore_index=True)
@@ -216,7 +217,8 @@ main_rows = experiments.table1_per_seed(main, crops, dict(zip(rule.loc[rule["kin
 main_rows["converged"] = main_rows["seed"].map({s: experiments.converged(h) for s, (_, h) in main.items()})
 adaptive, ten, five = "RCSR adaptive", "RCSR 10 recurrences", "RCSR 5 recurrences"
 rule_arm = lambda kind, name=None: experiments.ledger_arm(rule, name or LABEL[kind], kind=kind, subset="full")
-T_small, T_large = min(fig7), max(fig7, key=lambda n: int(n[4:]))
+by_T = sorted(fig7, key=lambda name: fig7_variants[name]["steps"])
+T_small, T_large = by_T[0], by_T[-1]      # fewest and most trained recurrences
 fig7_arm = lambda name: experiments.ledger_arm(last7.assign(method=name), name, model=name)
 ledger = ClaimsLedger()
 ledger.add(Claim("t1-stop-10", "the stopping rule beats 10 recurrences", "Sec. 4.3, Table 1"),
