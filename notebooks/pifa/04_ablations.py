@@ -442,6 +442,8 @@ i_change = later.get("image", np.nan)
 d_high = diagnosis[diagnosis["level"] == high].set_index("noisy block")
 used = "did learn from V" if v_change >= i_change else "learned less from V than from the image"
 updates = ", ".join(f"{d_low.loc[b, 'update (px)']:.2f}" for b in range(2, last + 1))
+ref_curves = curves[curves["arm"] == "reference"].pivot(index="epoch", columns="seed", values="validation NME")
+last_drop = float((1 - ref_curves.iloc[-1] / ref_curves.iloc[-2]).mean())
 evidence = {
     "t3-blocks": f"Most likely: the later blocks have little left to correct; their own updates move the "
                  f"landmarks by {updates} px (blocks 2-{last}, noise diagnosis), so their gains are within the "
@@ -470,8 +472,9 @@ evidence = {
                   "block's own update, large in block 1 and small in the last), and after the later blocks "
                   "block 1's noise still moves the final landmarks by "
                   f"{d_high.loc[1, 'noise at the end (px)']:.2f} px.",
-    "sdm": f"SDM reached {np.mean(sdm_final):.2f}% against PIFA's {np.mean(pifa_final):.2f}% on the same crops; "
-           "most likely PIFA is undertrained at this budget for a task a linear cascade on HOG handles.",
+    "sdm": f"SDM reached {np.mean(sdm_final):.2f}% against PIFA's {np.mean(pifa_final):.2f}% on the same crops. "
+           f"Most likely PIFA is undertrained at this budget: its validation NME still fell by {last_drop:.1%} in "
+           "its last epoch (mean over seeds), while SDM is fit in closed form.",
 }
 for sentence in experiments.reasons(claims, paper_margins, evidence):
     print(f"- {sentence}")
