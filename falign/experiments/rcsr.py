@@ -195,7 +195,11 @@ def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int =
     # training its validation curve (its convergence label) and the stopping rule its threshold
     # (rcsr.gamma); the test sets are used for nothing but the tables.
     faces, given = _faces(cfg, "train", data, root, seed)
-    fit, held = range(cfg.n_train), range(cfg.n_train, cfg.n_train + cfg.n_val)
+    n_val = cfg.n_val
+    if len(given) < cfg.n_train + cfg.n_val:   # a partial copy of a real dataset (warned when loaded): same share held out
+        n_val = max(1, round(len(given) * cfg.n_val / (cfg.n_train + cfg.n_val)))
+    n_fit = min(cfg.n_train, len(given) - n_val)
+    fit, held = range(n_fit), range(n_fit, n_fit + n_val)
     out = {"train": _augmented(cfg, faces, given, fit, seed, 0, "fit"),
            "validation": _augmented(cfg, faces, given, held, seed, 2, "validation")}
     if cfg.finetune_epochs:
