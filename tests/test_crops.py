@@ -80,3 +80,14 @@ def test_grey_is_rounded_once_from_the_float_crop():
 def test_given_boxes_of_the_wrong_shape_are_refused(boxes):
     with pytest.raises(ValueError, match=r"toy.*\(k \* 2, 4\)"):
         crop_faces(_arrays(n=2), 16, boxes=boxes)
+
+
+def test_light_measures_brightness_contrast_and_sharpness():
+    flat = torch.full((2, 3, 8, 8), 51, dtype=torch.uint8)
+    stripes = flat.clone()
+    stripes[..., ::2] = 255                                        # vertical stripes: sharp and contrasty
+    crops = crop_faces(_arrays(n=2), 8)
+    dark, sharp = crops.replace(images=flat).light(), crops.replace(images=stripes).light()
+    assert dark["faces"] == 2 and abs(dark["brightness"] - 0.2) < 1e-6
+    assert dark["contrast"] == dark["sharpness"] == 0
+    assert sharp["sharpness"] > 0.7 and sharp["contrast"] > 0.3 and sharp["brightness"] > dark["brightness"]

@@ -74,6 +74,14 @@ class Crops:
         """The landmarks in original image coordinates (the metrics' reference)."""
         return self.to_image(self.landmarks)
 
+    def light(self) -> dict[str, float]:
+        """How bright, contrasty and sharp the crops are, to compare splits that differ in their light
+        (SynthFace's indoor and outdoor): mean grey level, mean per-crop standard deviation of the grey
+        levels and mean absolute difference of horizontally neighbouring pixels, all on [0, 1]."""
+        grey = self.images.float().mean(1) / 255
+        return {"faces": len(self), "brightness": grey.mean().item(), "contrast": grey.std((1, 2)).mean().item(),
+                "sharpness": (grey[:, :, 1:] - grey[:, :, :-1]).abs().mean().item()}
+
 
 def concat(parts: list[Crops], name: str | None = None) -> Crops:
     """Crops of one scheme stacked in order (e.g. replicates and their mirrored copies); a ground-truth

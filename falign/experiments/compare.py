@@ -485,33 +485,18 @@ def pareto_figure(board: pd.DataFrame, error: str, latency: str = "CPU latency (
 # --------------------------------------------------------------------------------------------------
 # Calibration: the peer on SynthFace with our boxes and with dlib's own detector
 # --------------------------------------------------------------------------------------------------
-def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """IoU of each of (K, 4) boxes with one box."""
-    lo, hi = np.maximum(boxes[:, :2], box[:2]), np.minimum(boxes[:, 2:], box[2:])
-    inter = np.clip(hi - lo, 0, None).prod(1)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / (area(boxes) + area(box) - inter)
-
-
 MIN_IOU = 0.3
 
 
 def hog_boxes(faces: Faces, upsample: int = 1) -> np.ndarray:
     """dlib's HOG detector on every photo: the detection that overlaps the face's landmark box most,
-    (n, 4), NaN where it finds the face nowhere.
+    (n, 4), NaN where it finds the face nowhere (:func:`falign.detect.detect_matching`).
 
     Decision [compare.found]: a face counts as found when a detection overlaps its 68-point box with an
     IoU of at least 0.3 (dlib's boxes sit higher than the landmark box: forehead in, chin partly out);
     one upsampling, as :func:`falign.detect.detect_faces` does by default, so faces of about 40 pixels
     can be found."""
-    out = np.full((len(faces), 4), np.nan, np.float32)
-    for i, (photo, truth) in enumerate(zip(faces.images, faces.boxes)):
-        found = detect.detect_faces(photo, upsample=upsample)
-        if len(found):
-            iou = box_iou(found, truth)
-            if iou.max() >= MIN_IOU:
-                out[i] = found[iou.argmax()]
-    return out
+    return detect.detect_matching(faces.images, faces.boxes, upsample=upsample, min_iou=MIN_IOU)
 
 
 def published_ert(subset: str) -> float:
