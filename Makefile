@@ -5,7 +5,7 @@ PAPER     ?= all
 SCALE     ?= small
 DATA      ?= synthetic
 DATA_ROOT ?= $(FALIGN_DATA)
-DEVICE    ?= cpu
+DEVICE    ?= $(if $(filter gpu,$(SCALE)),cuda,cpu)
 SEED      ?= 0
 
 PYTHON    ?= $(shell command -v python3.11 || command -v python3)
@@ -13,7 +13,7 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 CHAPTERS  := $(patsubst notebooks/%/,%,$(wildcard notebooks/*/))
-SCALES    := smoke small full
+SCALES    := smoke small gpu full
 DATASETS  := synthetic 300w aflw-pifa afw lfpw5 helen cofw menpo
 NBVAL_DIR := build/nbval
 
@@ -28,7 +28,7 @@ help:  ## list targets and variables
 	@echo ""
 	@echo "Variables (reproduce):"
 	@echo "  PAPER=$(PAPER)      one of: $(CHAPTERS) all"
-	@echo "  SCALE=$(SCALE)    smoke (CI, seconds) | small (CPU, minutes) | full (paper protocol, GPU)"
+	@echo "  SCALE=$(SCALE)    smoke (CI, seconds) | small (2 CPU cores, minutes) | gpu (one GPU, DEVICE=cuda) | full (paper protocol)"
 	@echo "  DATA=$(DATA)  $(DATASETS)"
 	@echo "  DATA_ROOT=...     root of real datasets (or env FALIGN_DATA); see the book's 'Reproduce on real data'"
 	@echo "  DEVICE=$(DEVICE)       cpu | cuda"
@@ -48,6 +48,9 @@ ifneq ($(filter reproduce,$(MAKECMDGOALS)),)
   endif
   ifeq ($(filter $(DEVICE),cpu cuda),)
     $(error unknown DEVICE=$(DEVICE); valid: cpu cuda)
+  endif
+  ifeq ($(SCALE)-$(DEVICE),gpu-cpu)
+    $(error SCALE=gpu is sized for one GPU; run it with DEVICE=cuda)
   endif
   ifneq ($(shell printf '%s' '$(SEED)' | grep -Eqx '[0-9]{1,10}' && [ '$(SEED)' -le 4294967295 ] && echo ok),ok)
     $(error SEED=$(SEED) must be a non-negative integer (0 to 4294967295))

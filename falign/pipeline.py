@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from falign import atomic, paths
+from falign.report import DEVICES, SCALES
 
 # Book order and part titles. A chapter appears only when its notebooks exist.
 CHAPTERS = {
@@ -39,7 +41,6 @@ CHAPTERS = {
     "compare": "Every method on one protocol",
     "aligner": "Use it on your own photo",
 }
-SCALES = ("smoke", "small", "full")
 KERNEL = "falign"
 
 
@@ -98,6 +99,41 @@ def chapters_for(paper: str, data: str, notebooks_dir: Path = paths.NOTEBOOKS_DI
     if not usable:
         raise SystemExit(f"no chapter uses DATA={data}")
     return usable
+
+
+def check_device(params: Params) -> None:
+    """Refuse, in one line and before anything runs, a device this run cannot use: ``SCALE=gpu`` is
+    sized for one GPU (minutes there, days on a CPU), and ``DEVICE=cuda`` needs a CUDA device."""
+    if params.scale == "gpu" and params.device != "cuda":
+        raise SystemExit(f"SCALE=gpu is sized for one GPU; run it with DEVICE=cuda (not DEVICE={params.device})")
+    if params.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("DEVICE=cuda was asked for but torch sees no CUDA device here; "
+                             "use DEVICE=cpu with SCALE=smoke or small")
+
+
+def kept_scale(results: Path) -> str | None:
+    """The scale of the run a results folder holds (its ``run.json``), or None without one."""
+    try:
+        scale = json.loads((results / "run.json").read_text()).get("scale")
+    except (OSError, ValueError):
+        return None
+    return scale if scale in SCALES else None
+
+
+def destination(chapter: str, scale: str, results_dir: Path, book_dir: Path, side_root: Path) -> tuple[Path, Path]:
+    """Where a finished run goes: ``results/<chapter>`` and ``book/<chapter>``, unless they hold a
+    larger scale's run (``results/`` keeps the largest scale actually run, so a smoke or small run
+    never replaces a gpu or full one); then ``<side_root>/<scale>/``, and the run says so."""
+    kept = kept_scale(results_dir / chapter)
+    if kept is None or SCALES.index(kept) <= SCALES.index(scale):
+        return results_dir / chapter, book_dir / chapter
+    side = side_root / scale
+    print(f"[{chapter}] results/{chapter} holds a larger run (SCALE={kept}), which stays; this SCALE={scale} "
+          f"run goes to {side}/results/{chapter} and {side}/book/{chapter}")
+    return side / "results" / chapter, side / "book" / chapter
 
 
 def _seed(text: str) -> int:
@@ -250,8 +286,9 @@ def reproduce_chapter(
         print(f"[{chapter}] {py.stem} done in {time.time() - t0:.0f} s", flush=True)
     # A chapter without tables (none written) still gets an empty results folder with no run.json.
     (staged_results / chapter).mkdir(parents=True, exist_ok=True)
+    results, book = destination(chapter, params.scale, results_dir, book_dir, side_root=stage_root.parent / "runs")
     try:
-        _promote([(staged_results / chapter, results_dir / chapter), (staged_book, book_dir / chapter)])
+        _promote([(staged_results / chapter, results), (staged_book, book)])
     except OSError as err:
         print(f"[{chapter}] could not promote the run ({err}); results/{chapter} and book/{chapter} are as "
               f"they were, the new outputs stay in {stage}", file=sys.stderr)
@@ -320,10 +357,11 @@ def reproduce(
     the exit status (the folders are parameters so that the fault tests run it on tiny trees)."""
     folders = dict(notebooks_dir=notebooks_dir, results_dir=results_dir, book_dir=book_dir, stage_root=stage_root)
     try:
+        check_device(params)
         for chapter in chapters_for(paper, params.data, notebooks_dir):
             if not reproduce_chapter(chapter, params, **folders):
                 return 1
-    except SystemExit as refused:  # PAPER x DATA refused before anything ran: its one line, as Python prints it
+    except SystemExit as refused:  # DEVICE, or PAPER x DATA, refused before anything ran: its one line
         print(refused.code, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -343,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--scale", default="small", choices=SCALES)
     rep.add_argument("--data", default="synthetic")
     rep.add_argument("--data-root", default="")
-    rep.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    rep.add_argument("--device", default="cpu", choices=DEVICES)
     rep.add_argument("--seed", type=_seed, default=0)
     sub.add_parser("toc", help="write book/_toc.yml from the executed chapters")
     sub.add_parser("chapters", help="print the chapters that exist")

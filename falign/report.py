@@ -25,7 +25,9 @@ import pandas as pd
 
 from falign import atomic, paths
 
-SCALES = ("smoke", "small", "full")
+# Smallest to largest. smoke: CI, seconds; small: 2 CPU cores, minutes; gpu: one GPU, minutes per
+# chapter; full: the paper's protocol.
+SCALES = ("smoke", "small", "gpu", "full")
 DATASETS = ("synthetic", "300w", "aflw-pifa", "afw", "lfpw5", "helen", "cofw", "menpo")
 DEVICES = ("cpu", "cuda")
 

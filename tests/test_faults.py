@@ -70,6 +70,7 @@ class Fault:
     data: str = "300w"
     data_root: str = ""
     notebooks: Path | None = None              # the chapters (default: the tiny one under tmp_path)
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,13 @@ def make(variable: str) -> Callable:
     return lambda tmp, mp: Fault(names=variable.split("=")[0] + "=", make=(variable,))
 
 
+def _without_cuda(mp: pytest.MonkeyPatch) -> Fault:
+    import torch
+
+    mp.setattr(torch.cuda, "is_available", lambda: False)   # as on this CPU machine, also on a GPU one
+    return Fault(names="DEVICE=cuda", device="cuda", data="synthetic")
+
+
 def pair(paper: str, data: str) -> Callable:
     return lambda tmp, mp: Fault(names=f"DATA={data}", paper=paper, data=data, notebooks=paths.NOTEBOOKS_DIR)
 
@@ -383,8 +391,10 @@ CASES = [
     # make variables: checked while make reads the Makefile, before anything is installed or run
     Case("`make reproduce PAPER=nope`", make("PAPER=nope"), 2, r"\*\*\* unknown PAPER=nope; valid: .* all\.",
          "make stops before anything runs, listing the chapters"),
-    Case("`SCALE=huge`", make("SCALE=huge"), 2, r"unknown SCALE=huge; valid: smoke small full",
+    Case("`SCALE=huge`", make("SCALE=huge"), 2, r"unknown SCALE=huge; valid: smoke small gpu full",
          "make stops, listing the scales"),
+    Case("`SCALE=gpu DEVICE=cpu`", lambda tmp, mp: Fault(names="SCALE=gpu", make=("SCALE=gpu", "DEVICE=cpu")), 2,
+         r"SCALE=gpu is sized for one GPU; run it with DEVICE=cuda", "make stops: the gpu scale needs a GPU"),
     Case("`DATA=imagenet`", make("DATA=imagenet"), 2, r"unknown DATA=imagenet; valid: synthetic 300w",
          "make stops, listing the datasets"),
     Case("`DEVICE=tpu`", make("DEVICE=tpu"), 2, r"unknown DEVICE=tpu; valid: cpu cuda",
@@ -394,6 +404,9 @@ CASES = [
     Case("`SEED=4294967296` (beyond numpy's seeds)", make("SEED=4294967296"), 2,
          r"SEED=4294967296 must be a non-negative integer \(0 to 4294967295\)", "make stops, giving the range"),
     # PAPER x DATA: checked by the pipeline before any notebook runs
+    Case("`DEVICE=cuda` on a machine without CUDA", lambda tmp, mp: _without_cuda(mp), 1,
+         r"^DEVICE=cuda was asked for but torch sees no CUDA device here; use DEVICE=cpu",
+         "refused before anything runs"),
     Case("`PAPER=rcsr DATA=cofw` (no such splits)", pair("rcsr", "cofw"), 1,
          r"^PAPER=rcsr does not use DATA=cofw; it supports: synthetic \S", "refused before anything runs, with the "
          "datasets the chapter supports"),
@@ -590,7 +603,7 @@ def _tiny_uses_every_dataset(monkeypatch) -> None:
 
 def _reproduce(tmp: Path, fault: Fault) -> int:
     """The pipeline's ``reproduce`` on ``tmp``'s folders, Ctrl-C raising KeyboardInterrupt as in a terminal."""
-    params = pipeline.Params("smoke", fault.data, fault.data_root, "cpu", 0)
+    params = pipeline.Params("smoke", fault.data, fault.data_root, fault.device, 0)
     handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return pipeline.reproduce(fault.paper, params, notebooks_dir=fault.notebooks or tmp / "notebooks",

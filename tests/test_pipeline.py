@@ -146,3 +146,34 @@ def test_the_scorecard_page_lists_every_ledger_claim_with_a_link(tmp_path):
     (tmp_path / "book" / "tiny" / "04_ablations.ipynb").write_text('{"source": "ledger = ClaimsLedger()"}')
     page = pipeline.write_scorecard(tmp_path / "book", tmp_path / "results").read_text()
     assert "| {doc}`tiny/04_ablations` | A beats B | Table 1 | holds | +1 ± 0.1 | 3 / 3 | small |" in page
+
+
+def test_a_smaller_scale_never_replaces_a_larger_run(tmp_path):
+    notebooks = _chapter(tmp_path, {"01_a": ""})
+    assert _run(tmp_path, notebooks, pipeline.Params(scale="gpu", device="cpu"))   # the device check is reproduce's
+    kept = (tmp_path / "results" / "tiny" / "01_a.csv").read_bytes()
+    assert _run(tmp_path, notebooks, pipeline.Params(scale="small", seed=3))
+    assert (tmp_path / "results" / "tiny" / "01_a.csv").read_bytes() == kept
+    side = tmp_path / "runs" / "small"
+    assert (side / "results" / "tiny" / "01_a.csv").read_text().splitlines() == ["scale,seed", "small,3"]
+    assert (side / "book" / "tiny" / "01_a.ipynb").exists()
+    assert _run(tmp_path, notebooks, pipeline.Params(scale="full"))              # a larger run replaces it
+    assert pipeline.kept_scale(tmp_path / "results" / "tiny") == "full"
+
+
+def test_gpu_scale_without_cuda_is_refused_before_anything_runs(tmp_path, capsys):
+    notebooks = _chapter(tmp_path, {"01_a": ""})
+    status = pipeline.reproduce("tiny", pipeline.Params(scale="gpu", device="cpu"), notebooks_dir=notebooks,
+                                results_dir=tmp_path / "results", book_dir=tmp_path / "book",
+                                stage_root=tmp_path / "stage")
+    assert status == 1 and not (tmp_path / "results").exists() and not (tmp_path / "stage").exists()
+    assert capsys.readouterr().err.strip() == "SCALE=gpu is sized for one GPU; run it with DEVICE=cuda (not DEVICE=cpu)"
+
+
+@pytest.mark.parametrize("chapter", ["foundations", "ccnn", "cfdrnn", "msrrn", "pifa", "rcsr", "compare"])
+def test_every_chapter_configures_every_scale(chapter):
+    import importlib
+
+    from falign import report
+
+    assert tuple(importlib.import_module(f"falign.experiments.{chapter}").SCALES) == report.SCALES

@@ -84,6 +84,14 @@ SCALES = {
                                                     "outdoor": 150},
                    image=96, size=64, margin=0.15, width=0.25, epochs=22, batch=16, lr=1e-3, lr_steps=(15, 19),
                    seeds=(0, 1, 2)),
+    # One GPU (never run yet: no GPU has been lent to this project). 128x128 input (32x32 heat-maps),
+    # every layer at half of Tables 2-4's channels, 3,000 training faces, small's optimiser for 20 epochs
+    # at batch 32: 94 steps an epoch, 2 arms x 3 seeds, about 11,000 steps. Sized by estimate, not
+    # measured (book/intro.md, "Scales"): at about 30 ms a step the trainings take about 6 minutes.
+    "gpu": Scale(n_train=3000, n_val=300, n_test={"common": 554, "challenging": 135, "indoor": 300,
+                                                   "outdoor": 300},
+                 image=192, size=128, margin=0.15, width=0.5, epochs=20, batch=32, lr=1e-3, lr_steps=(14, 18),
+                 seeds=(0, 1, 2)),
     "full": Scale(n_train=8507, n_val=2500, n_test={"common": 554, "challenging": 135, "indoor": 300,
                                                     "outdoor": 300},
                   image=384, size=256, margin=0.15, width=1.0, epochs=1000, batch=2, lr=1e-5, lr_steps=(30, 35),

@@ -75,6 +75,9 @@ SCALES = {
     # the neutral one shared): probes put every method together at about 0.15 s per face on 2 cores.
     "small": Scale(n_test={"common": 300, "challenging": 150}, image=128, sdm="small", sweep_faces=30,
                    bootstrap=1000, repeats=10, batch=16, sweep_points=5),
+    # Nothing here trains: on a GPU machine the comparison runs at the real 300-W test sizes.
+    "gpu": Scale(n_test={"common": 554, "challenging": 135}, image=128, sdm="gpu", sweep_faces=200,
+                 bootstrap=2000, repeats=50, batch=64),
     # The real 300-W test sizes.
     "full": Scale(n_test={"common": 554, "challenging": 135}, image=128, sdm="full", sweep_faces=200,
                   bootstrap=2000, repeats=50, batch=64),

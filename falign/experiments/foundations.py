@@ -19,6 +19,7 @@ from falign.data.crops import Crops, crop_faces, load_faces
 SCALES = {
     "smoke": dict(n_train=256, n_test=64, image=96, crop=48, epochs=3, batch=32, lr=2e-3),
     "small": dict(n_train=4000, n_test=500, image=128, crop=64, epochs=12, batch=64, lr=2e-3),
+    "gpu": dict(n_train=20000, n_test=2000, image=128, crop=64, epochs=30, batch=128, lr=2e-3),
     "full": dict(n_train=20000, n_test=2000, image=128, crop=64, epochs=30, batch=128, lr=2e-3),
 }
 PRESET = "lfpw5-like"

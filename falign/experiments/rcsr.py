@@ -108,6 +108,19 @@ SCALES = {
                    box_noise=0.05, init_noise=0.03, epochs=8, finetune_epochs=0, batch=16, lr=1e-3,
                    grad_clip=1.0, decay_every=3, sdm_stages=5, sdm_alpha=0.1, seeds=(0, 1, 2), figure_seeds=(0,),
                    fig5=((0, 1), (0, 2), (5, 1)), fig7=(5, 10), eval_steps=20, bf16=True),
+    # One GPU (never run yet: no GPU has been lent to this project). The full training split and crop
+    # (128 pixels, 25-pixel patches), SRCNN at the paper's width, LeNet at half, FAUC at a quarter; every
+    # recurrent model 10 epochs at batch 64 (89 steps an epoch: mirrors, one start, one replicate), the
+    # rate halved every 4; Fig. 5 at depths 0, 5, 10 and Fig. 7 at 5, 10, 20 recurrences: 24 trainings,
+    # about 21,000 steps. Sized by estimate, not measured (book/intro.md, "Scales"): at about 20 ms a
+    # step (five recurrences of small convolutions and grid sampling, launch-bound) the trainings take
+    # about 7 minutes.
+    "gpu": Scale(n_train=2848, n_val=300, n_test={"common": 554, "challenging": 135}, image=256, size=128,
+                 margin=0.1, patch=25, hog_patch=32, hidden=64, fc_width=512,
+                 widths={"srcnn": 1.0, "lenet": 0.5, "fauc": 0.25}, steps=5, replicates=1, inits=1,
+                 box_noise=0.05, init_noise=0.03, epochs=10, finetune_epochs=0, batch=64, lr=1e-3,
+                 grad_clip=1.0, decay_every=4, sdm_stages=5, sdm_alpha=0.1, seeds=(0, 1, 2), figure_seeds=(0,),
+                 fig5=((0, 1), (5, 1), (10, 1)), fig7=(5, 10, 20), eval_steps=40, bf16=True),
     # The paper's protocol (GPU): Sec. 4.1's augmentation (mirrors, 3 box-noise replicates, then the
     # fine-tuning round on 3 new replicates), batch 204, 200 + 200 epochs, learning rate halved every 10
     # epochs; Fig. 5's whole grid and Fig. 7's four models. 300 of the 3,148 training faces are held out.

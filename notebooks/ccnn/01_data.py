@@ -25,7 +25,7 @@
 # augmented versions of a face, and what the error means.
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # synthetic | lfpw5
 DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
 DEVICE = "cpu"       # cpu | cuda

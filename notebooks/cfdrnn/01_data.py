@@ -28,7 +28,7 @@
 # grid (s = 4) puts on any method that reads landmarks off it.
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # synthetic | 300w
 DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
 DEVICE = "cpu"       # cpu | cuda

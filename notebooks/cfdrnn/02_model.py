@@ -33,7 +33,7 @@
 # `Decision` comment; {doc}`04_analysis` lists them all.
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # synthetic | 300w
 DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
 DEVICE = "cpu"       # cpu | cuda

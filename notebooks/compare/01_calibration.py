@@ -29,7 +29,7 @@
 # `dlib-ert`): a photo and face boxes in, landmarks in the photo's pixels out.
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # the comparison runs on SynthFace only
 DATA_ROOT = ""       # unused
 DEVICE = "cpu"       # the chapter runs on the CPU (dlib has no GPU path)

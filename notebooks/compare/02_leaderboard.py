@@ -40,7 +40,7 @@
 # depend on the machine; compare them as ratios (the column "latency / the peer's" is one).
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # the comparison runs on SynthFace only
 DATA_ROOT = ""       # unused
 DEVICE = "cpu"       # the chapter runs on the CPU (dlib has no GPU path)

@@ -26,7 +26,7 @@
 # point is in each panel's title, or under each point where it varies.
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # the comparison runs on SynthFace only
 DATA_ROOT = ""       # unused
 DEVICE = "cpu"       # the chapter runs on the CPU (dlib has no GPU path)

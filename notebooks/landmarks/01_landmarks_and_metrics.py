@@ -22,7 +22,7 @@
 # `SCALE` only changes the number of toy faces.
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # synthetic | 300w | aflw-pifa | afw | lfpw5 | helen | cofw | menpo
 DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
 DEVICE = "cpu"       # cpu | cuda
@@ -41,7 +41,7 @@ from falign import landmarks, metrics, morphable, render, report
 
 run = report.start("landmarks", "01_landmarks_and_metrics", SCALE=SCALE, DATA=DATA,
                    DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-N_FACES = {"smoke": 200, "small": 2000, "full": 10000}[SCALE]
+N_FACES = {"smoke": 200, "small": 2000, "gpu": 10000, "full": 10000}[SCALE]
 
 # %% [markdown]
 # ## What a landmark scheme is

@@ -24,7 +24,7 @@
 # `DATA_ROOT`, and `M, p` come from fitting falign's 3DMM to the landmarks (`falign.morphable.fit`).
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # synthetic | aflw-pifa
 DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
 DEVICE = "cpu"       # cpu | cuda

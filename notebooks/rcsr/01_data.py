@@ -25,7 +25,7 @@
 # the mirrored copies and box noise of Sec. 4.1, and the mean shape placed in the box.
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # synthetic | 300w
 DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
 DEVICE = "cpu"       # cpu | cuda

@@ -25,7 +25,7 @@
 # to be read beside the paper's Sec. 3; the Table 4 baselines are in `falign/models/rcsr_table4.py`.
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # synthetic | 300w
 DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
 DEVICE = "cpu"       # cpu | cuda

@@ -19,7 +19,7 @@
 # 300-W**. The ConvGRU + SRCNN models are those of {doc}`03_train` (reloaded from their checkpoints).
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # synthetic | 300w
 DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
 DEVICE = "cpu"       # cpu | cuda

@@ -24,7 +24,7 @@
 # results on synthetic faces can and cannot tell us about real ones.
 
 # %% tags=["parameters"]
-SCALE = "smoke"      # smoke | small | full
+SCALE = "smoke"      # smoke | small | gpu | full
 DATA = "synthetic"   # synthetic | 300w | aflw-pifa | afw | lfpw5 | helen | cofw | menpo
 DATA_ROOT = ""       # real datasets root ("" -> env DATA_ROOT / FALIGN_DATA)
 DEVICE = "cpu"       # cpu | cuda
@@ -42,7 +42,7 @@ run = report.start("synthface", "01_synthface", SCALE=SCALE, DATA=DATA, DATA_ROO
                    DEVICE=DEVICE, SEED=SEED)
 # Faces per split for the statistics below: at smoke the numbers are rough, the figures still show
 # every ingredient. This chapter is about the synthetic data, so DATA does not change it.
-FACES = {"smoke": 64, "small": 2000, "full": 2000}[SCALE]
+FACES = {"smoke": 64, "small": 2000, "gpu": 2000, "full": 2000}[SCALE]
 
 # %% [markdown]
 # ## Presets
