@@ -39,6 +39,10 @@ from falign.data import transforms
 
 FORMAT, FORMAT_VERSION = "falign-aligner", 1
 FILENAME = "aligner.pt"                       # results/<name>/aligner.pt: a chapter's shipped weights
+# Models that ship inside an installed package instead of results/<name>/aligner.pt: name -> (module,
+# function, keyword arguments) that builds the aligner, imported only when the name is asked for.
+PACKAGED = {"dlib-ert-68": ("falign.peers", "dlib_ert", {"points": 68}),
+            "dlib-ert-5": ("falign.peers", "dlib_ert", {"points": 5})}
 _LUMA = torch.tensor([0.299, 0.587, 0.114])   # ITU-R BT.601, as falign.data.crops makes grey crops
 
 
@@ -443,7 +447,8 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
     path = Path(paths.RESULTS_DIR) / text / FILENAME
     if not path.is_file():
         names = available()
-        have = f"available: {', '.join(names)}" if names else "no chapter has shipped weights yet"
+        have = f"shipped: {', '.join(names)}" if names else "no chapter has shipped weights yet"
+        have += f"; packaged: {', '.join(PACKAGED)}"
         paper = text if (paths.NOTEBOOKS_DIR / text).is_dir() else "<name>"
         raise UnknownModelError(f"no aligner named {text!r} ({have}); make one with "
                                 f"`make reproduce PAPER={paper}`, or pass a checkpoint path")
@@ -451,7 +456,14 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
 
 
 def load(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> Aligner:
-    """A ready aligner from a name (shipped weights, see :func:`available`) or a checkpoint path."""
+    """A ready aligner from a name (shipped weights, see :func:`available`, or a :data:`PACKAGED`
+    model) or a checkpoint path."""
+    if isinstance(path_or_name, str) and path_or_name in PACKAGED:
+        module, function, kwargs = PACKAGED[path_or_name]
+        try:
+            return getattr(importlib.import_module(module), function)(**kwargs).to(device)
+        except ValueError as err:
+            raise CheckpointError(f"{path_or_name}: {_first_line(err)}") from None
     path = resolve(path_or_name)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (anything Pillow reads)")
     align.add_argument("--model", default=None,
                        help=f"a model name with shipped weights (results/<name>/aligner.pt; default "
-                            f"{DEFAULT_MODEL}, else the first available) or a checkpoint path")
+                            f"{DEFAULT_MODEL}, else the first available), a packaged model (dlib's ERT: "
+                            "dlib-ert-68, research use only, or dlib-ert-5), or a checkpoint path")
     align.add_argument("--box", type=_box, action="append", metavar="x1,y1,x2,y2",
                        help="face box in 0-based pixels (repeat for several faces); default: detect faces")
     align.add_argument("--out", default="aligned", help="output folder (default: aligned/)")

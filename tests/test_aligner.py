@@ -156,7 +156,7 @@ def test_names_map_to_shipped_weights(tmp_path, monkeypatch, photo):
     assert aligner.available() == ["tinyrcsr"]
     with pytest.raises(aligner.UnknownModelError) as err:
         falign.load("nonexistent")
-    assert "'nonexistent'" in str(err.value) and "available: tinyrcsr" in str(err.value)
+    assert "'nonexistent'" in str(err.value) and "shipped: tinyrcsr" in str(err.value)
     assert "make reproduce PAPER=" in str(err.value)
     assert torch.equal(falign.load("tinyrcsr").predict(photo, [PHOTO_BOX]), tiny.predict(photo, [PHOTO_BOX]))
 

@@ -91,11 +91,24 @@ def test_unknown_model_lists_the_available_ones(tmp_path, monkeypatch, astronaut
     monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path)
     make("rcsr").save(tmp_path / "tiny" / aligner.FILENAME)
     code, err = run(capsys, "align", astronaut, "--model", "nope", "--out", tmp_path / "out")
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "available: tiny" in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "shipped: tiny" in err
     code, err = run(capsys, "align", astronaut, "--model", tmp_path / "nope.pt", "--out", tmp_path / "out")
     assert code == 2 and "nope.pt" in err
     code, err = run(capsys, "align", astronaut, "--box", "170,70,270,170", "--out", tmp_path / "out", "--quiet")
     assert code == 0, err    # the default model falls back to the only one shipped
+
+
+def test_the_packaged_peer_aligns_a_photo(astronaut, tmp_path, capsys):
+    """dlib's ERT ships inside face-recognition-models: `--model dlib-ert-68` needs no results/ file."""
+    import json
+
+    code, err = run(capsys, "align", astronaut, "--model", "dlib-ert-68", "--out", tmp_path, "--quiet")
+    assert code == 0, err
+    record = json.loads((tmp_path / "astronaut_face0.json").read_text())
+    assert record["kind"] == "dlib-ert" and len(record["landmarks"]) == 68
+    assert record["provenance"]["file"] == "shape_predictor_68_face_landmarks.dat"
+    code, err = run(capsys, "align", astronaut, "--model", "dlib-ert-5", "--device", "cuda", "--out", tmp_path)
+    assert code == 2 and err.strip() == "falign align: dlib-ert-5: dlib's ERT (dlib-bin) runs on the CPU only"
 
 
 def test_help_and_bad_box(capsys):

@@ -19,7 +19,9 @@
 #
 # From the shell, `falign align photo.jpg --model rcsr --out aligned/` finds the faces with dlib's
 # HOG face detector (or takes `--box x1,y1,x2,y2`) and writes, per face, a 300-W `.pts` file, a JSON file
-# and an overlay PNG; `falign align --help` shows an example.
+# and an overlay PNG; `falign align --help` shows an example. `--model dlib-ert-68` (or
+# `falign.load("dlib-ert-68")`) runs dlib's ERT, a model trained on real faces (iBUG 300-W, research use
+# only), through the same interface: the comparison chapter's peer.
 #
 # **What to expect.** These weights were trained on SynthFace, the book's rendered faces, at the scale
 # named in each provenance line below (a CPU-sized run), not on real photographs. A real face differs from
