@@ -234,6 +234,8 @@ REGISTRY: dict[str, Deviation] = {
                     "initial-shape CNN is trained is not said."),
     # ---- MSRRN: falign/experiments/msrrn.py -------------------------------------------------------------
     "msrrn.budget": D("training", "10,000 iterations of SGD in 10 h on a GTX 1080; batch size not given."),
+    "msrrn.validation": D("training", "No validation set: a fixed 10,000 iterations on all 3,148 training "
+                          "images."),
     "msrrn.detector": D("data", "'we detected the face bounding box by the DLIB image processing library' for "
                         "each face to be evaluated; which detector and what is done when it misses are not said."),
     "msrrn.missed-faces": D("data", "Not addressed: dlib's frontal detector misses faces in 300-W (profiles, "

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from falign.data import Sample, FaceDataset
-from falign.data.crops import crop_faces
+from falign.data.crops import crop_faces, split_validation
 
 
 def _arrays(n=3, size=64, seed=0):
@@ -91,3 +91,14 @@ def test_light_measures_brightness_contrast_and_sharpness():
     assert dark["faces"] == 2 and abs(dark["brightness"] - 0.2) < 1e-6
     assert dark["contrast"] == dark["sharpness"] == 0
     assert sharp["sharpness"] > 0.7 and sharp["contrast"] > 0.3 and sharp["brightness"] > dark["brightness"]
+
+
+def test_validation_is_held_out_of_the_training_split():
+    crops = crop_faces(_arrays(n=20), 32, margin=0.2)
+    train, val = split_validation(crops, 4, seed=1)
+    assert (len(train), len(val)) == (16, 4)
+    rows = {tuple(x.flatten().tolist()) for part in (train, val) for x in part.landmarks}
+    assert len(rows) == 20                                    # disjoint and together every face
+    assert train.name.endswith(":train") and val.name.endswith(":validation") and train.fingerprint != val.fingerprint
+    assert torch.equal(split_validation(crops, 4, seed=1)[1].landmarks, val.landmarks)   # the seed fixes the draw
+    assert len(split_validation(crops, 15, seed=1)[1]) == 4   # a small set gives up at most a fifth

@@ -8,6 +8,7 @@ original image (:meth:`Crops.to_image`) where the metrics are computed, as the p
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,8 +56,12 @@ class Crops:
         return dataclasses.replace(self, **changes)
 
     def subset(self, index) -> "Crops":
+        """The faces at ``index`` (positions or a boolean mask). Its fingerprint derives from this set's
+        and the positions, so caches keyed by it tell two subsets of one set apart."""
         index = torch.as_tensor(index)
-        return self.replace(**{k: v[index] for k, v in self._per_face().items()})
+        positions = (index.nonzero().flatten() if index.dtype == torch.bool else index.flatten()).to(torch.int64)
+        digest = hashlib.sha1(self.fingerprint.encode() + positions.numpy().tobytes()).hexdigest()[:20]
+        return self.replace(fingerprint=digest, **{k: v[index] for k, v in self._per_face().items()})
 
     def float_images(self, index=slice(None)) -> torch.Tensor:
         return self.images[index].float() / 255.0
@@ -92,6 +97,17 @@ def concat(parts: list[Crops], name: str | None = None) -> Crops:
     per_face = {k: None if any(getattr(c, k) is None for c in parts) else torch.cat([getattr(c, k) for c in parts])
                 for k in fields}
     return first.replace(**per_face, name=name or first.name)
+
+
+def split_validation(crops: Crops, n_val: int, seed: int) -> tuple[Crops, Crops]:
+    """(train, validation): ``n_val`` faces drawn at random with ``seed`` from a training split and held
+    out for the validation curve (never test faces). A set too small for ``n_val`` (a partial copy of a
+    real dataset) gives up at most a fifth of its faces."""
+    n_val = min(n_val, max(1, len(crops) // 5))
+    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed))
+    val, train = order[:n_val].sort().values, order[n_val:].sort().values
+    return (crops.subset(train).replace(name=crops.name + ":train"),
+            crops.subset(val).replace(name=crops.name + ":validation"))
 
 
 def camera_in_crop(M: torch.Tensor, affines: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from falign import batching, ledger, metrics, protocol300w, report, timing
 from falign import train as trainer
 from falign.data import transforms
-from falign.data.crops import Crops, crop_faces, load_faces
+from falign.data.crops import Crops, crop_faces, load_faces, split_validation
 from falign.data.sample import FaceDataset
 from falign.models import cfdrnn
 from falign.papers import cfdrnn as paper
@@ -121,17 +121,6 @@ def crop(cfg: Scale, faces) -> Crops:
     return crop_faces(faces, cfg.size, cfg.margin, padding_mode="border")
 
 
-def split_validation(crops: Crops, n_val: int, seed: int) -> tuple[Crops, Crops]:
-    """Sec. 5.2: "for validation we use a random subset of 2500 images from the training set"; the
-    rest trains. Returns (train, validation); the subset is drawn with ``seed``. A training set too
-    small for ``n_val`` (a partial copy of a real set) gives up at most a fifth of its faces."""
-    n_val = min(n_val, max(1, len(crops) // 5))
-    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed))
-    val, train = order[:n_val].sort().values, order[n_val:].sort().values
-    return (crops.subset(train).replace(name=crops.name + ":train"),
-            crops.subset(val).replace(name=crops.name + ":validation"))
-
-
 def source_parts(faces) -> dict[str, torch.Tensor]:
     """Real 300-W common faces by source folder (``sample.extra["subset"]``): LFPW and Helen test
     (Table 6, Figs. 8-9). SynthFace has no such parts: {}."""
@@ -146,6 +135,7 @@ def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int =
     """The training and validation crops and one test set per subset of :data:`TEST_SUBSETS`; on real
     300-W also "LFPW" and "Helen" (the two parts of common)."""
     train = crop(cfg, _faces(cfg, "train", cfg.n_train + cfg.n_val, data=data, root=root, seed=seed))
+    # Sec. 5.2: "for validation we use a random subset of 2500 images from the training set"; the rest trains.
     out = dict(zip(("train", "validation"), split_validation(train, cfg.n_val, seed)))
     for subset in TEST_SUBSETS:
         faces = _faces(cfg, subset, cfg.n_test[subset], data=data, root=root, seed=seed)

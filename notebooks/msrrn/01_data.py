@@ -55,13 +55,13 @@ tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
 # %%
 n = paper.number
 pd.DataFrame({
-    "item": ["training faces", "common test faces", "challenging test faces", "full test faces",
+    "item": ["training faces", "validation faces (held out of the training split)", "common test faces", "challenging test faces", "full test faces",
              "face sides per stage (px)", "landmarks"],
-    "paper": [int(n("text_numbers/train-images")),
+    "paper": [int(n("text_numbers/train-images")), 0,
               int(n("text_numbers/lfpw-test") + n("text_numbers/helen-test")), int(n("text_numbers/ibug")),
               int(n("text_numbers/lfpw-test") + n("text_numbers/helen-test") + n("text_numbers/ibug")),
               paper.training_protocol()["face_sizes"][::-1], int(n("text_numbers/landmarks"))],
-    f"ours ({SCALE})": [len(crops["train"]), len(tests["common"]), len(tests["challenging"]),
+    f"ours ({SCALE})": [len(crops["train"]), len(crops["validation"]), len(tests["common"]), len(tests["challenging"]),
                        len(tests["common"]) + len(tests["challenging"]),
                        list(msrrn.stage_sides(cfg.size, cfg.stages)), crops["train"].landmarks.shape[1]],
 }).astype(str)
@@ -191,6 +191,6 @@ print(list(detection.columns))
 print(f"mean-shape NME, common, inter-pupil: {initial['NME (%, inter-pupil)'].iloc[0]:.3f}%")
 
 # %%
-run.log(train_crops=len(train), common=len(tests["common"]), challenging=len(tests["challenging"]),
+run.log(train_crops=len(train), validation_crops=len(crops["validation"]), common=len(tests["common"]), challenging=len(tests["challenging"]),
         missed={r["split"]: r["missed (calibrated dataset box)"] for r in detection.to_dict("records")})
 run.finish();

@@ -64,39 +64,50 @@ protocol = paper.training_protocol()
 iterations = cfg.epochs * (len(train) // cfg.batch)
 pd.DataFrame([
     {"": "paper", "optimiser": "SGD", "learning rate": "not given", "batch": "not given", "lambda": "not given",
-     "iterations": protocol["iterations"], "training faces": protocol["train_images"], "seeds": "not given"},
+     "iterations": protocol["iterations"], "training faces": protocol["train_images"], "seeds": "not given",
+     "validation faces": "none"},
     {"": f"ours ({SCALE})", "optimiser": f"SGD, momentum {cfg.momentum}", "learning rate": cfg.lr, "batch": cfg.batch,
-     "lambda": cfg.lam, "iterations": iterations, "training faces": len(train), "seeds": len(seeds)},
+     "lambda": cfg.lam, "iterations": iterations, "training faces": len(train), "seeds": len(seeds),
+     "validation faces": len(crops["validation"])},
 ]).astype(str)
 
 # %%
-models = experiments.trained(cfg, train, experiments.ARMS, run.work, base_seed=SEED, device=run.device)
+models = experiments.trained(cfg, train, experiments.ARMS, run.work, val_crops=crops["validation"], base_seed=SEED,
+                             device=run.device)
 sdm_model, sdm_errors = experiments.train_sdm(cfg, train, run.work, seed=SEED)
 
 # %% [markdown]
 # ## Training curves and convergence
 #
-# The mean training loss of every epoch (Eq. 5's data term, on augmented batches), per arm and seed.
-# The book reads an arm as converged when every seed's last epoch moved its loss by less than 5%
-# (`History.plateaued`); the claims ledger draws no verdict from an arm that did not converge.
+# Top: the mean training loss of every epoch (Eq. 5's data term, on augmented batches), per arm and
+# seed. Bottom: the validation curve, the last stage's inter-ocular NME on the faces held out of the
+# training split (never test faces) after every epoch. The book reads an arm as converged when every
+# seed's last epoch improved its validation NME by less than 5% (`History.plateaued`); the claims ledger
+# draws no verdict from an arm that did not converge.
 
 # %%
-fig, axes = plt.subplots(1, len(experiments.ARMS), figsize=(3.4 * len(experiments.ARMS), 3), sharey=True)
-for ax, arm in zip(np.atleast_1d(axes), experiments.ARMS):
+fig, axes = plt.subplots(2, len(experiments.ARMS), figsize=(3.4 * len(experiments.ARMS), 5.6), sharey="row",
+                         squeeze=False)
+for (top, bottom), arm in zip(axes.T, experiments.ARMS):
     for s in seeds:
-        plots.loss_curve(ax, models[(arm, s)][1], label=f"seed {s}", ylabel="training loss (Eq. 5)",
+        history = models[(arm, s)][1]
+        plots.loss_curve(top, history.losses, label=f"seed {s}", ylabel="training loss (Eq. 5)",
                          title=experiments.VARIANTS[arm].label)
-    ax.title.set_fontsize(8)
+        plots.loss_curve(bottom, history.validation, label=f"seed {s}", ylabel="validation NME (%, inter-ocular)",
+                         log=False)
+    top.title.set_fontsize(8)
 fig.tight_layout()
 run.figure(fig, "loss_curves")
 
 status = pd.DataFrame([{"arm": arm, "seed": s, "epochs": len(h.epochs), "iterations": iterations,
-                        "final loss": h.losses[-1], "plateaued": h.plateaued(),
+                        "final loss": h.losses[-1], "final validation NME (%)": h.validation[-1],
+                        "plateaued": h.plateaued(),
                         "minutes": sum(e["seconds"] for e in h.epochs) / 60,
                         "regression parameters": msrrn.parameter_counts(m)["regression"],
                         "initial-shape CNN parameters": msrrn.parameter_counts(m)["initial-shape CNN"]}
                        for (arm, s), (m, h) in models.items()])
-run.table(status, "training", caption="Every training: final loss, convergence and time", precision=4)
+run.table(status, "training", caption="Every training: final loss and validation error, convergence and time",
+          precision=4)
 
 # %%
 for arm in experiments.ARMS:

@@ -50,7 +50,8 @@ if SCALE == "smoke":
           "meaningless.")
 
 # %%
-models = experiments.trained(cfg, crops["train"], experiments.ARMS, run.work, base_seed=SEED, device=run.device)
+models = experiments.trained(cfg, crops["train"], experiments.ARMS, run.work, val_crops=crops["validation"],
+                             base_seed=SEED, device=run.device)
 sdm_model, _ = experiments.train_sdm(cfg, crops["train"], run.work, seed=SEED)
 results, errors = experiments.evaluate({**models, ("sdm", SEED): (sdm_model, None)}, tests, device=run.device,
                                        batch=cfg.eval_batch)
