@@ -213,6 +213,13 @@ class _Row:
     verdict: Verdict
 
 
+# Every ledger table's caption states the rule; the scorecard finds the notebook that shows a chapter's
+# ledger by this phrase, whatever the chapter calls its variables.
+RULE_MARK = "inconclusive otherwise or with one seed"
+RULE = (f"holds: margin > {K_SD:g} pooled SD in the paper's direction; fails: the same the other way; "
+        f"{RULE_MARK}; none from an unconverged run")
+
+
 class ClaimsLedger:
     """The chapter's claims, each with its arms and computed verdict, in the order added."""
 
@@ -248,9 +255,7 @@ class ClaimsLedger:
 
     def write(self, run, caption: str = "The paper's claims, checked on this run"):
         """``claims.csv`` through ``run.table`` (:class:`falign.report.Run`); returns the styled table."""
-        rule = (f"holds: margin > {K_SD:g} pooled SD in the paper's direction; fails: the same the "
-                "other way; inconclusive otherwise or with one seed; none from an unconverged run")
-        return run.table(self.to_frame(), "claims", caption=f"{caption} ({rule})", precision=3)
+        return run.table(self.to_frame(), "claims", caption=f"{caption} ({RULE})", precision=3)
 
 
 def summary(df: pd.DataFrame) -> str:

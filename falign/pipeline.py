@@ -316,7 +316,7 @@ def write_scorecard(book_dir: Path = paths.BOOK_DIR, results_dir: Path = paths.R
         for row in card.to_dict("records"):
             chapter = row["chapter"]
             where = next((f"{{doc}}`{chapter}/{nb.stem}`" for nb in sorted((book_dir / chapter).glob("*.ipynb"))
-                          if "ClaimsLedger" in nb.read_text(encoding="utf-8")), chapter)
+                          if ledger.RULE_MARK in nb.read_text(encoding="utf-8")), chapter)
             cells = [where, *(row[k] for k in ("claim", "source", "verdict", "margin ± spread", "seeds", "scale"))]
             lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
     path = book_dir / "scorecard.md"

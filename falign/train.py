@@ -55,13 +55,18 @@ class History:
         """The book's convergence label. With a validation curve: the last epoch improved the
         validation error by less than ``tolerance`` (relative), or made it worse. Without one: the
         last epoch's mean training loss moved by less than ``tolerance`` (the optimiser stopped
-        improving). One epoch gives no evidence, so False."""
-        curve = self.validation or self.losses
+        improving). A single epoch is read as its two halves (``loss_halves``: the mean loss of its
+        first and second half of iterations), so a one-pass training is judged on the same kind of
+        evidence; without them one epoch gives none, so False."""
+        if self.validation:
+            if len(self.validation) < 2:
+                return False
+            last, before = self.validation[-1], self.validation[-2]
+            return last >= before - tolerance * abs(before)
+        curve = self.losses if len(self.epochs) != 1 else self.epochs[0].get("loss_halves", [])
         if len(curve) < 2:
             return False
         last, before = curve[-1], curve[-2]
-        if self.validation:
-            return last >= before - tolerance * abs(before)
         return abs(before - last) <= tolerance * abs(before)
 
 
@@ -221,6 +226,7 @@ def fit(
             sampler.generator.manual_seed(seed * 100_003 + epoch)
         net.train()
         total, count, t0 = 0.0, 0, time.perf_counter()
+        half, first_half = len(loader) // 2, 0.0
         bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress or rank != 0,
                    leave=False, dynamic_ncols=True)
         for batch in bar:
@@ -236,6 +242,8 @@ def fit(
             opt.step()
             total += loss.item()
             count += 1
+            if count == half:
+                first_half = total
             seen = count * batch_size
             bar.set_postfix(loss=f"{total / count:.4g}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         if sched is not None:
@@ -245,6 +253,8 @@ def fit(
             "epoch": epoch + 1, "loss": total / count, "lr": opt.param_groups[0]["lr"],
             "seconds": seconds, "samples_per_s": count * batch_size / seconds,
         })
+        if half:
+            history.epochs[-1]["loss_halves"] = [first_half / half, (total - first_half) / (count - half)]
         if validate is not None:
             model.eval()
             with torch.no_grad():

@@ -135,7 +135,7 @@ def test_relative_data_root_is_read_from_where_make_runs(tmp_path, monkeypatch):
 
 
 def test_the_scorecard_page_lists_every_ledger_claim_with_a_link(tmp_path):
-    from falign.ledger import Arm, Claim, ClaimsLedger
+    from falign.ledger import RULE, Arm, Claim, ClaimsLedger
 
     ledger = ClaimsLedger()
     ledger.add(Claim("a", "A beats B", "Table 1"), Arm("A", [1.0, 1.1, 0.9]), Arm("B", [2.0, 2.1, 1.9]))
@@ -143,7 +143,8 @@ def test_the_scorecard_page_lists_every_ledger_claim_with_a_link(tmp_path):
     ledger.to_frame().to_csv(tmp_path / "results" / "tiny" / "claims.csv", index=False)
     (tmp_path / "results" / "tiny" / "run.json").write_text(json.dumps({"scale": "small"}))
     (tmp_path / "book" / "tiny").mkdir(parents=True)
-    (tmp_path / "book" / "tiny" / "04_ablations.ipynb").write_text('{"source": "ledger = ClaimsLedger()"}')
+    (tmp_path / "book" / "tiny" / "01_data.ipynb").write_text('{"source": "ClaimsLedger is imported here"}')
+    (tmp_path / "book" / "tiny" / "04_ablations.ipynb").write_text(json.dumps({"outputs": f"claims ({RULE})"}))
     page = pipeline.write_scorecard(tmp_path / "book", tmp_path / "results").read_text()
     assert "| {doc}`tiny/04_ablations` | A beats B | Table 1 | holds | +1 ± 0.1 | 3 / 3 | small |" in page
 

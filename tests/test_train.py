@@ -125,8 +125,17 @@ def test_cache_dir_changes_with_recipe_data_and_code(tmp_path):
 
 def test_plateau_needs_two_epochs_and_a_flat_last_one():
     history = train.History([{"epoch": 1, "loss": 1.0}])
-    assert not history.plateaued()
+    assert not history.plateaued()                                   # one epoch, no halves: no evidence
     history.epochs.append({"epoch": 2, "loss": 0.5})
     assert not history.plateaued()                                   # still falling fast
     history.epochs.append({"epoch": 3, "loss": 0.49})
     assert history.plateaued() and not history.plateaued(tolerance=0.01)
+
+
+def test_a_single_epoch_is_judged_on_its_two_halves():
+    history = _fit(_model(), 1)
+    first, second = history.epochs[0]["loss_halves"]
+    assert second < first                                            # recorded by fit, and still falling
+    assert not history.plateaued()
+    assert train.History([{"loss": 0.8, "loss_halves": [0.82, 0.80]}]).plateaued()
+    assert not train.History([{"loss": 0.8, "loss_halves": [1.2, 0.80]}]).plateaued()

@@ -92,10 +92,13 @@ class Scale:
 # samples (2,000 faces x 6) for 7 epochs (2,625 iterations, final rate 6% of the start): a 4-epoch run
 # (6896ff2) ended with every arm's training loss still falling 5-15% per epoch, i.e. not converged by
 # falign.train.History.plateaued, so no claim could get a verdict. full is the paper's data, 60,000
-# samples for 1 epoch (1,875 iterations, final rate 15%), sized so that the whole chapter (6 arms x 3
-# seeds) trains in about half an hour on 2 CPU cores (estimated from measured per-sample times;
-# 04_ablations prints the estimate from each run); one epoch cannot show a plateau, so full draws no
-# verdicts until it trains longer.
+# samples for 1 epoch (1,875 iterations, final rate 15%), sized by an estimate from small's per-sample
+# times (04_ablations prints it) of about half an hour for the whole chapter (6 arms x 3 seeds) on 2 CPU
+# cores. Measured at eea0dd0 on a slower 2-core machine (AMD EPYC), the estimate did not hold: each
+# lightweight stage took 1.5-1.9 min, but one seed of ResNet18 took 8 min and of ResNet34 16 min, so the
+# two ResNet arms alone need about 72 min and the run was stopped; full is not yet committed. A single epoch is judged on its two halves of 937
+# iterations (falign.train.History.plateaued), each longer than a whole small-scale epoch, so full's
+# "converged" asks at least as much as small's.
 SCALES = {
     "smoke": Scale(n_train=48, n_test=24, image=96, size=78, margin=0.5, batch=32, epochs=1, seeds=(0,),
                    eval_batch=256, timing_repeats=5),
