@@ -246,6 +246,8 @@ def fit(
                 first_half = total
             seen = count * batch_size
             bar.set_postfix(loss=f"{total / count:.4g}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        if not all(torch.isfinite(p).all() for p in model.parameters()):  # the last step can diverge unseen
+            raise FloatingPointError(f"{desc}: weights became non-finite in epoch {epoch + 1}")
         if sched is not None:
             sched.step()
         seconds = time.perf_counter() - t0

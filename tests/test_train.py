@@ -139,3 +139,9 @@ def test_a_single_epoch_is_judged_on_its_two_halves():
     assert not history.plateaued()
     assert train.History([{"loss": 0.8, "loss_halves": [0.82, 0.80]}]).plateaued()
     assert not train.History([{"loss": 0.8, "loss_halves": [1.2, 0.80]}]).plateaued()
+
+
+def test_weights_that_diverge_on_the_last_step_are_an_error():
+    with pytest.raises(FloatingPointError, match="weights became non-finite in epoch 1"):
+        train.fit(_model(), _loss, _problem(), epochs=1, batch_size=64, optimizer=train.sgd(float("inf")),
+                  progress=False)  # one step: its loss is finite, the weights it leaves are not
