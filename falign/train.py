@@ -55,15 +55,17 @@ class History:
         """The book's convergence label. With a validation curve: the last epoch improved the
         validation error by less than ``tolerance`` (relative), or made it worse. Without one: the
         last epoch's mean training loss moved by less than ``tolerance`` (the optimiser stopped
-        improving). A single epoch is read as its two halves (``loss_halves``: the mean loss of its
-        first and second half of iterations), so a one-pass training is judged on the same kind of
-        evidence; without them one epoch gives none, so False."""
+        improving). A single epoch is read as its fifths (``loss_fifths``: the mean loss of each fifth
+        of its iterations) and judged on the last two, so a one-pass training is judged, like a longer
+        one, on two equal stretches at its end; its halves would not do: the first half holds the
+        fall from the initial weights, so it never looked flat. Without fifths one epoch gives no
+        evidence, so False."""
         if self.validation:
             if len(self.validation) < 2:
                 return False
             last, before = self.validation[-1], self.validation[-2]
             return last >= before - tolerance * abs(before)
-        curve = self.losses if len(self.epochs) != 1 else self.epochs[0].get("loss_halves", [])
+        curve = self.losses if len(self.epochs) != 1 else self.epochs[0].get("loss_fifths", [])
         if len(curve) < 2:
             return False
         last, before = curve[-1], curve[-2]
@@ -225,8 +227,7 @@ def fit(
         else:
             sampler.generator.manual_seed(seed * 100_003 + epoch)
         net.train()
-        total, count, t0 = 0.0, 0, time.perf_counter()
-        half, first_half = len(loader) // 2, 0.0
+        steps, t0 = [], time.perf_counter()                     # every iteration's loss
         bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress or rank != 0,
                    leave=False, dynamic_ncols=True)
         for batch in bar:
@@ -240,23 +241,20 @@ def fit(
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
-            total += loss.item()
-            count += 1
-            if count == half:
-                first_half = total
-            seen = count * batch_size
-            bar.set_postfix(loss=f"{total / count:.4g}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+            steps.append(loss.item())
+            seen = len(steps) * batch_size
+            bar.set_postfix(loss=f"{sum(steps) / len(steps):.4g}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         if not all(torch.isfinite(p).all() for p in model.parameters()):  # the last step can diverge unseen
             raise FloatingPointError(f"{desc}: weights became non-finite in epoch {epoch + 1}")
         if sched is not None:
             sched.step()
         seconds = time.perf_counter() - t0
         history.epochs.append({
-            "epoch": epoch + 1, "loss": total / count, "lr": opt.param_groups[0]["lr"],
-            "seconds": seconds, "samples_per_s": count * batch_size / seconds,
+            "epoch": epoch + 1, "loss": sum(steps) / len(steps), "lr": opt.param_groups[0]["lr"],
+            "seconds": seconds, "samples_per_s": len(steps) * batch_size / seconds,
         })
-        if half:
-            history.epochs[-1]["loss_halves"] = [first_half / half, (total - first_half) / (count - half)]
+        if len(steps) >= 5:
+            history.epochs[-1]["loss_fifths"] = [float(part.mean()) for part in torch.tensor(steps).tensor_split(5)]
         if validate is not None:
             model.eval()
             with torch.no_grad():

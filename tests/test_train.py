@@ -125,20 +125,21 @@ def test_cache_dir_changes_with_recipe_data_and_code(tmp_path):
 
 def test_plateau_needs_two_epochs_and_a_flat_last_one():
     history = train.History([{"epoch": 1, "loss": 1.0}])
-    assert not history.plateaued()                                   # one epoch, no halves: no evidence
+    assert not history.plateaued()                                   # one epoch, no fifths: no evidence
     history.epochs.append({"epoch": 2, "loss": 0.5})
     assert not history.plateaued()                                   # still falling fast
     history.epochs.append({"epoch": 3, "loss": 0.49})
     assert history.plateaued() and not history.plateaued(tolerance=0.01)
 
 
-def test_a_single_epoch_is_judged_on_its_two_halves():
+def test_a_single_epoch_is_judged_on_its_last_two_fifths():
     history = _fit(_model(), 1)
-    first, second = history.epochs[0]["loss_halves"]
-    assert second < first                                            # recorded by fit, and still falling
-    assert not history.plateaued()
-    assert train.History([{"loss": 0.8, "loss_halves": [0.82, 0.80]}]).plateaued()
-    assert not train.History([{"loss": 0.8, "loss_halves": [1.2, 0.80]}]).plateaued()
+    fifths = history.epochs[0]["loss_fifths"]
+    assert len(fifths) == 5 and fifths[-1] < fifths[0]              # recorded by fit, and it fell
+    assert history.epochs[0]["loss"] == pytest.approx(sum(fifths) / 5, rel=0.05)
+    flat_end = [3.0, 1.5, 0.9, 0.82, 0.80]                            # a steep start no longer counts
+    assert train.History([{"loss": 1.4, "loss_fifths": flat_end}]).plateaued()
+    assert not train.History([{"loss": 1.4, "loss_fifths": [3.0, 1.5, 1.2, 1.0, 0.80]}]).plateaued()
 
 
 def test_weights_that_diverge_on_the_last_step_are_an_error():

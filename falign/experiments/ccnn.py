@@ -94,11 +94,14 @@ class Scale:
 # falign.train.History.plateaued, so no claim could get a verdict. full is the paper's data, 60,000
 # samples for 1 epoch (1,875 iterations, final rate 15%), sized by an estimate from small's per-sample
 # times (04_ablations prints it) of about half an hour for the whole chapter (6 arms x 3 seeds) on 2 CPU
-# cores. Measured at eea0dd0 on a slower 2-core machine (AMD EPYC), the estimate did not hold: each
-# lightweight stage took 1.5-1.9 min, but one seed of ResNet18 took 8 min and of ResNet34 16 min, so the
-# two ResNet arms alone need about 72 min and the run was stopped; full is not yet committed. A single epoch is judged on its two halves of 937
-# iterations (falign.train.History.plateaued), each longer than a whole small-scale epoch, so full's
-# "converged" asks at least as much as small's.
+# cores. Measured from fresh clones on 2-core AMD EPYC machines: at eea0dd0 one seed of ResNet18 took
+# 8 min and of ResNet34 16 min (the run was stopped at an estimated 72 min for the ResNets alone); at
+# 2019e22, on a faster machine of the same kind, the whole chapter took 53 min (ResNet18 3.6 min and
+# ResNet34 6.7 min per seed, a lightweight stage 0.4-1 min). Machines of one kind differ about 2x, so
+# 60 minutes holds on the faster ones only. The ResNets' bf16 autocast and channels-last are the
+# fastest of the four combinations measured, and torch.compile made a ResNet18 step slower. A single
+# epoch is judged on the last two fifths of its iterations (falign.train.History.plateaued): 375
+# iterations each, exactly one small-scale epoch, so full's "converged" asks what small's does.
 SCALES = {
     "smoke": Scale(n_train=48, n_test=24, image=96, size=78, margin=0.5, batch=32, epochs=1, seeds=(0,),
                    eval_batch=256, timing_repeats=5),

@@ -224,8 +224,8 @@ run.table(trade, "stage_trade", caption="Error drop (% of box width) and added t
 # "CCNN's error is lower"; *inconclusive* there means the two are indistinguishable at these seeds,
 # which is what "as accurate" claims, and *fails* that the ResNet is clearly better. No verdict is drawn
 # from an arm whose training did not end on a plateau (every stage's last epoch within 5% of the one
-# before, or, for a one-epoch training, its second half within 5% of its first:
-# `falign.train.History.plateaued`): such rows say "not converged".
+# before, or, for a one-epoch training, the mean loss of its last fifth of iterations within 5% of the
+# fifth before: `falign.train.History.plateaued`): such rows say "not converged".
 
 # %%
 def values(arm, stage=None):
