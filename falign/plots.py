@@ -103,11 +103,15 @@ def ced(ax, errors_by_method: Mapping[str, Sequence[float]], normaliser: str, ma
 
 
 def _losses(history) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(epochs, training losses, validation losses or None) from a History, records, frame or list."""
+    """(epochs, training losses, validation losses or None) from a History, records, frame or list;
+    a single epoch is drawn as the mean loss of each fifth of it (what ``History.plateaued`` reads)."""
     epochs = getattr(history, "epochs", history)  # falign.train.History -> its list of dicts
     if isinstance(epochs, pd.DataFrame):
         epochs = epochs.to_dict("records")
     epochs = list(epochs)
+    if len(epochs) == 1 and isinstance(epochs[0], Mapping) and "loss_fifths" in epochs[0]:
+        fifths = np.array(epochs[0]["loss_fifths"], float)     # a one-epoch training: its fifths, at 0.2 .. 1
+        return np.arange(1, len(fifths) + 1) / len(fifths), fifths, None
     if epochs and isinstance(epochs[0], Mapping):
         loss = np.array([e["loss"] for e in epochs], float)
         x = np.array([e.get("epoch", i + 1) for i, e in enumerate(epochs)], float)

@@ -99,6 +99,11 @@ def test_loss_curve_from_history_and_lists(ax):
     plt.close(fig)
 
 
+def test_a_one_epoch_loss_curve_draws_its_fifths(ax):
+    plots.loss_curve(ax, History([{"epoch": 1, "loss": 2.0, "loss_fifths": [5.0, 2.0, 1.0, 0.6, 0.5]}]))
+    np.testing.assert_allclose(ax.lines[0].get_xydata(), [[0.2, 5], [0.4, 2], [0.6, 1], [0.8, 0.6], [1, 0.5]])
+
+
 def test_loss_curve_reads_validation_from_records(ax):
     records = pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.0], "validation": [2.5, 1.5]})
     plots.loss_curve(ax, records)
