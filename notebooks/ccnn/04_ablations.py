@@ -265,6 +265,15 @@ claims = ledger.to_frame()
 ledger.write(run, caption="CCNN's claims, checked on this run (test error in % of the box width)")
 
 # %% [markdown]
+# Which trainings ended on a plateau, per arm and stage (a stage shared by two arms counts under both);
+# a claim gets a verdict only where every seed of every stage it compares did:
+
+# %%
+pd.DataFrame([{"arm": a, "stage": k, "on a plateau": h.plateaued()} for (a, _), (_, hs) in models.items()
+              for k, h in enumerate(hs, start=1)]
+             ).groupby(["arm", "stage"])["on a plateau"].agg(lambda p: f"{p.sum()} of {len(p)}").to_frame("seeds on a plateau")
+
+# %% [markdown]
 # ## Training time, and the `full` scale
 #
 # Measured training time of every arm and stage of this run (a stage shared by two arms is trained once;
@@ -364,6 +373,11 @@ sentences = [
     f"CCNN's parameters and {ms['resnet18'] / ms['ccnn-3']:.1f} and {ms['resnet34'] / ms['ccnn-3']:.1f} times "
     "its time per face here.",
 ]
+unjudged = claims[claims["verdict"] == "not converged"]
+if len(unjudged):
+    sentences.append(f"{len(unjudged)} of {len(claims)} claims get no verdict: an arm they compare was still "
+                     "improving by more than 5% at the end of its training (the plateau table above). Their "
+                     "margins are this run's, at this budget; they do not test the claim.")
 if SCALE == "smoke":
     sentences.append("At smoke scale none of this means anything: the networks trained for a few iterations.")
 print("\n".join(sentences))
