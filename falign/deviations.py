@@ -110,7 +110,6 @@ REGISTRY: dict[str, Deviation] = {
     "pifa.budget": D("training", "Every network, the ablations of Tables 6-8 included, trains 33 epochs on the 20 "
                      "box variations of every training image (Sec. 4); one run each, no seeds reported."),
     "pifa.validation": D("training", "No validation set: a fixed schedule of 33 epochs (Sec. 4)."),
-    "pifa.bf16": D("training", "Caffe on a GPU, float32 (Sec. 4)."),
     "pifa.sdm-baseline": D("evaluation", "Baselines are quoted from their papers (Tables 2, 4, 5; SDM [41] in "
                            "Table 5 on 300-W); none is run on the paper's protocol."),
     "pifa.fig7-weights": D("evaluation", "Fig. 7 plots 'the average of the filter weights' per input type; "
@@ -162,7 +161,6 @@ REGISTRY: dict[str, Deviation] = {
     "rcsr.validation": D("data", "No validation set: all 3,148 training images are used for training (Sec. 4.1)."),
     "rcsr.gamma": D("evaluation", "Sec. 4.3 sets gamma to 0.01, 'the normalized shape increment when the minimum "
                     "error is achieved', read off the common, challenging and full test sets."),
-    "rcsr.bf16": D("training", "Caffe on a GPU (Sec. 4.5: Tesla K40); the precision is not stated."),
     "rcsr.baseline-width": D("model", "LeNet and FAUC keep their published widths (Sec. 5.2)."),
     "rcsr.fig7-weights": D("training", "Sec. 4.4 trains RCSR5/10/20/30 with weights 10^w, w evenly spaced in "
                            "[-2, 2], and says they follow Sec. 3.1.1 (10^(t/T))."),
@@ -204,8 +202,6 @@ REGISTRY: dict[str, Deviation] = {
                           "rate decays to 90% of the original'."),
     "ccnn.momentum": D("training", "Sec. 3.3, Eq. 7: SGD, W_{t+1} = W_t - lambda dE/dW_t (no momentum term)."),
     "ccnn.eta": D("training", "Eq. 6: (1/2) eta ||W||^2 on 'the weight matrix W'; eta is not given."),
-    "ccnn.bf16": D("training", "The paper trains in PyTorch on two RTX 2080 Ti GPUs (Sec. 4); the precision is "
-                   "not stated."),
     "ccnn.windows-arm": D("evaluation", "Fig. 5: 'windows-' uses absolute positioning, 'windows+' relative "
                           "positioning, in the first stage; what windows- reads and predicts in is not described."),
     "ccnn.baseline": D("evaluation", "Fig. 7 compares with Sun et al. [22] and Chen Rui [13] as published; their "
@@ -293,6 +289,10 @@ REGISTRY: dict[str, Deviation] = {
     "cfdrnn.comparator": D("evaluation", "The abstract's ratios (-45% failure, +11.5% AUC0.08 on the private set, "
                            "13% lower challenging NME) are against DAN-Menpo [20], a different published method."),
     "cfdrnn.claim-subset": D("evaluation", "The paper reports no ablation of its design."),
+    # ---- shared: falign/precision.py ----------------------------------------------------------------
+    "precision.per-machine": D("training", "Every paper trains on GPUs (Caffe, MatConvNet or PyTorch); PIFA "
+                               "says float32 (Sec. 4), the others do not state the precision.",
+                               chapters=("pifa", "rcsr", "ccnn", "msrrn", "cfdrnn")),
     # ---- shared: falign/protocol300w.py -------------------------------------------------------------
     "protocol300w.full-set": D("evaluation", "300-W's full set is common + challenging (689 images); the papers "
                                "report its mean without saying whether faces are pooled or subset means "

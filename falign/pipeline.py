@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from falign import atomic, paths
+from falign import atomic, paths, progress
 from falign.report import DEVICES, SCALES
 
 # Book order and part titles. A chapter appears only when its notebooks exist.
@@ -187,8 +187,8 @@ def execute(py: Path, out: Path, params: Params, env: dict[str, str], prepare_on
                 os.environ[k] = v
 
 
-# Progress bars and per-epoch training lines (both on stderr) are for the person watching a run, not
-# for the book: the chapters show the loss curve instead.
+# Progress bars (a notebook run by hand) and the trainings' live lines (falign.progress, printed by the
+# pipeline) are for the person watching a run, not for the book: the chapters show the loss curve instead.
 _PROGRESS = re.compile(r"\d+%\|.*\||\d+/\d+ \[|IProgress not found|import tqdm as notebook_tqdm|epoch \d+/\d+: loss ")
 
 
@@ -269,14 +269,16 @@ def reproduce_chapter(
     _clean_stages(stage_root, chapter)
     stage = Path(tempfile.mkdtemp(prefix=f"{chapter}-{time.strftime('%Y%m%d-%H%M%S')}-", dir=stage_root))
     staged_results, staged_book = stage / "results", stage / "book" / chapter
-    env = {"FALIGN_RESULTS": str(staged_results)}
+    live = stage / "progress.jsonl"           # the trainings' progress lines, printed here as they come
+    env = {"FALIGN_RESULTS": str(staged_results), progress.ENV: str(live)}
     for py in notebooks(notebooks_dir / chapter):
         out = staged_book / f"{py.stem}.ipynb"
         print(f"[{chapter}] {py.stem} (SCALE={params.scale}, DATA={params.data}, DEVICE={params.device}, "
               f"SEED={params.seed})", flush=True)
         t0 = time.time()
         try:
-            execute(py, out, params, env)
+            with progress.Tail(live, f"[{chapter}] {py.stem}"):
+                execute(py, out, params, env)
             for warning in strip_progress(out):
                 print(f"[{chapter}] {py.stem}: {_one_line(warning)}", file=sys.stderr)
         except PapermillExecutionError as err:

@@ -193,11 +193,9 @@ def test_private_set_loader_on_a_real_format_tree(tmp_path, monkeypatch):
 def test_chapter_runs_on_real_300w_fixtures(tmp_path, monkeypatch):
     monkeypatch.delenv("FALIGN_DATA", raising=False)
     make_300w(tmp_path / "300w", subsets=SUBSETS)
-    # Batch 2 with bf16 autocast *and* channels-last made a convolution's backward return NaN on this
-    # fixture (AMD EPYC without AMX, torch 2.13; alone, fp32 channels-last and bf16 contiguous both trained), and
-    # falign.train.fit now refuses such weights; the test checks the real-format plumbing, so it trains fp32
-    # and contiguous. Recorded in issue 16's closing note.
-    cfg = dataclasses.replace(chapter.SCALES["smoke"], batch=2, epochs=1, cpu_amp=False, channels_last=False)
+    # float32 (the smoke scale's): batch 2 with bf16 autocast *and* channels-last made a convolution's
+    # backward return NaN on this fixture (AMD EPYC without AMX, torch 2.13), which train.fit refuses.
+    cfg = dataclasses.replace(chapter.SCALES["smoke"], batch=2, epochs=1)
     crops = chapter.datasets(cfg, data="300w", root=str(tmp_path))
     assert [len(crops[k]) for k in ("train", "validation", "common", "challenging", "indoor", "outdoor",
                                     "LFPW", "Helen")] == [5, 1, 4, 2, 2, 2, 2, 2]

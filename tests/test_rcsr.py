@@ -330,9 +330,9 @@ def test_trained_models_reload_from_their_checkpoints(tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
         assert b["mean_shape"].abs().sum() > 0
     assert len(list(tmp_path.glob("sdm-*/sdm.pt"))) == 1
-    assert len(list(tmp_path.glob("convgru-srcnn-*/checkpoint.pt"))) == 1
+    assert len(list(tmp_path.glob("convgru-srcnn-*/*/checkpoint.pt"))) == 1
     experiments.trained(dataclasses.replace(CFG, hidden=4), crops, tmp_path, "convgru-srcnn", epochs=1, progress=False)
-    assert len(list(tmp_path.glob("convgru-srcnn-*/checkpoint.pt"))) == 2      # a new config, a new run
+    assert len(list(tmp_path.glob("convgru-srcnn-*/*/checkpoint.pt"))) == 2      # a new config, a new run
     _, history = experiments.trained(CFG, crops, tmp_path, "convgru-srcnn", epochs=1, progress=False)
     assert history.validation is not None and len(history.validation) == 1    # the held-out error per epoch
 
@@ -343,7 +343,7 @@ def test_a_cached_model_is_not_reused_after_its_training_data_changes(tmp_path):
     other = {"train": crops_of(8, seed=1).replace(fingerprint="other-data")}
     first, _ = experiments.trained(CFG, crops, tmp_path, "main", epochs=1, progress=False)
     second, _ = experiments.trained(CFG, other, tmp_path, "main", epochs=1, progress=False)
-    assert len(list(tmp_path.glob("main-*/checkpoint.pt"))) == 2
+    assert len(list(tmp_path.glob("main-*/*/checkpoint.pt"))) == 2
     assert not torch.equal(first.mean_shape, second.mean_shape)
 
 

@@ -1,5 +1,7 @@
 """The training loop: learning happens, resume is exact, DDP ranks agree, checkpoints are safe."""
 
+import io
+import json
 import os
 import socket
 
@@ -8,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import TensorDataset
 
-from falign import train
+from falign import precision, progress, train
 
 
 def _problem(seed=0):
@@ -41,15 +43,86 @@ def test_loss_decreases():
     assert [e["epoch"] for e in history.epochs] == [1, 2, 3, 4, 5]
 
 
-@pytest.mark.parametrize("cpu_amp", [False, True])
-def test_cpu_amp_runs_the_forward_in_bf16_and_keeps_fp32_weights(cpu_amp):
+@pytest.mark.parametrize("request_", ["fp32", "bf16"])
+def test_precision_runs_the_forward_in_bf16_only_when_asked_and_keeps_fp32_weights(request_):
+    if request_ == "bf16" and not precision.native_bf16():
+        pytest.skip("this CPU has no native bf16 (fit refuses bf16 here; see the test below)")
     dtypes = []
     model = _model()
     model[0].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
-    history = _fit(model, 3, cpu_amp=cpu_amp)
-    assert set(dtypes) == {torch.bfloat16 if cpu_amp else torch.float32}
+    history = _fit(model, 3, precision=request_)
+    assert set(dtypes) == {torch.bfloat16 if request_ == "bf16" else torch.float32}
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert history.losses[-1] < history.losses[0]
+    assert history.precision["precision"] == ("bfloat16" if request_ == "bf16" else "float32")
+
+
+def _never(candidate):
+    raise AssertionError("no probe was expected")
+
+
+def test_auto_is_float32_without_probing_where_bf16_would_be_emulated(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    setting, speeds = precision.choose("auto", conv, torch.device("cpu"), _never)
+    assert (setting.autocast, setting.channels_last, speeds) == (None, False, {})
+    with pytest.raises(ValueError, match="no native bf16"):
+        precision.choose("bf16", conv, torch.device("cpu"), _never)
+
+
+@pytest.mark.parametrize("bf16_speedup, chosen", [(1.05, "fp32"), (1.5, "bf16-cl")])
+def test_auto_keeps_bf16_only_where_the_probe_measures_it_clearly_faster(monkeypatch, bf16_speedup, chosen):
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    speed = {"fp32": 100.0, "fp32-cl": 98.0, "bf16": 90.0, "bf16-cl": 100.0 * bf16_speedup}
+    setting, speeds = precision.choose("auto", torch.nn.Conv2d(3, 4, 3), torch.device("cpu"),
+                                       lambda c: speed[c.tag])
+    assert setting.tag == chosen and speeds == speed
+    assert "probe" in setting.why
+
+
+def test_an_auto_decision_is_kept_per_machine_and_keys_the_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "probe", lambda *a, **k: lambda c: {"fp32": 10.0, "bf16": 20.0}[c.tag])
+    first = _fit(_model(), 2, tmp_path, precision="auto")
+    assert first.precision["precision"] == "bfloat16"
+    assert (tmp_path / "bf16" / train.CHECKPOINT).exists()
+    assert len(list(tmp_path.glob("precision-*.json"))) == 1
+    monkeypatch.setattr(precision, "probe", lambda *a, **k: _never)   # resumed: the kept decision, no probe
+    again = _fit(_model(), 3, tmp_path, precision="auto")
+    assert again.precision["precision"] == "bfloat16" and len(again.epochs) == 3
+    assert train.TRAININGS[-1]["precision"] == "bfloat16" and train.TRAININGS[-1]["cpu_capability"]
+
+
+def test_the_probe_leaves_the_model_and_the_rng_as_they_were():
+    model = _model()
+    before = [p.clone() for p in model.parameters()]
+    rng = torch.get_rng_state()
+    step = precision.probe(model, _loss, _problem()[:8], 8, torch.device("cpu"), train.sgd(0.1))
+    assert step(precision.FP32) > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_a_step_cap_stops_every_epoch_after_that_many_steps():
+    with train.step_cap(2):
+        history = _fit(_model(), 2)
+    assert [e["samples_per_s"] > 0 for e in history.epochs] == [True, True]
+    assert all(len(e.get("loss_fifths", [])) == 0 for e in history.epochs)   # 2 steps: too few for fifths
+
+
+def test_progress_goes_to_the_progress_file_as_one_json_line_per_event(tmp_path, monkeypatch):
+    log = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(progress.ENV, str(log))
+    _fit(_model(), 2)
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["event"] for e in events if e["event"] != "step"] == ["epoch", "epoch", "done"]
+    assert events[-2]["epoch"] == 2 and events[-2]["eta_s"] == 0
+    out = io.StringIO()
+    with progress.Tail(log, "[toy]", out):
+        pass
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("[toy] train seed 0 · epoch 1/2 · loss ")
+    assert "samples/s" in lines[0] and lines[-1].startswith("[toy] train seed 0: trained in ")
 
 
 def test_validation_is_recorded_each_epoch_and_decides_the_plateau():
@@ -77,7 +150,7 @@ def test_resumed_run_matches_uninterrupted(tmp_path):
 
 def test_checkpoint_is_loadable_with_weights_only(tmp_path):
     _fit(_model(), 1, ckpt=tmp_path)
-    state = train.load_checkpoint(tmp_path / train.CHECKPOINT)
+    state = train.load_checkpoint(train.checkpoint_path(tmp_path))
     assert state["epoch"] == 1 and "model" in state
 
 

@@ -19,7 +19,6 @@ the face box *in the crop's pixels* (:func:`face_boxes`), exactly as it would re
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import sys
 from dataclasses import dataclass
@@ -72,7 +71,7 @@ class Scale:
     decay_every: int = 100       # ... every 100 iterations
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    bf16: bool = True            # bfloat16 autocast for training on the CPU
+    precision: str = "auto"      # falign.precision: bf16 only where native and measured faster
     eval_batch: int = 512
     timing_repeats: int = 50     # timed calls per speed measurement (median)
 
@@ -98,13 +97,14 @@ class Scale:
 # 8 min and of ResNet34 16 min (the run was stopped at an estimated 72 min for the ResNets alone); at
 # 2019e22, on a faster machine of the same kind, the whole chapter took 53 min (ResNet18 3.6 min and
 # ResNet34 6.7 min per seed, a lightweight stage 0.4-1 min). Machines of one kind differ about 2x, so
-# 60 minutes holds on the faster ones only. The ResNets' bf16 autocast and channels-last are the
-# fastest of the four combinations measured, and torch.compile made a ResNet18 step slower. A single
+# 60 minutes holds on the faster ones only. The ResNets' bf16 autocast and channels-last were the
+# fastest of the four combinations measured there (a CPU with native bf16; falign.precision now picks
+# the setting per machine and training), and torch.compile made a ResNet18 step slower. A single
 # epoch is judged on the last two fifths of its iterations (falign.train.History.plateaued): 375
 # iterations each, exactly one small-scale epoch, so full's "converged" asks what small's does.
 SCALES = {
     "smoke": Scale(n_train=48, n_test=24, image=96, size=78, margin=0.5, batch=32, epochs=1, seeds=(0,),
-                   eval_batch=256, timing_repeats=5),
+                   eval_batch=256, timing_repeats=5, precision="fp32"),
     "small": Scale(n_train=2000, n_test=1000, image=96, size=78, margin=0.5, batch=32, epochs=7, seeds=(0, 1, 2)),
     # One GPU (never run yet: no GPU has been lent to this project). The paper's data for 4 epochs at
     # batch 128: the same 1,875 iterations per stage as full (so Sec. 3.3's staircase ends at the same
@@ -361,21 +361,14 @@ def optimizer(cfg: Scale):
     return make
 
 
-def loss(model: torch.nn.Module, batch: dict, bf16: bool = False) -> torch.Tensor:
+def loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     """Eq. 6 (without its L2 term, the optimiser's weight decay) for one CCNN stage or one ResNet.
     The uint8 images become floats here (every network input is standardised, so their scale does not
-    matter).
-
-    Decision [ccnn.bf16]: with ``bf16`` (every scale's default) the forward pass runs under bfloat16
-    autocast on the CPU (``falign.train.fit`` autocasts only on CUDA): the grouped convolutions run
-    about twice as fast; the loss itself is computed in float32. Same seed, same CPU: same weights."""
+    matter). The precision is :func:`falign.train.fit`'s (``Scale.precision``)."""
     batch = {**batch, "image": batch["image"].float()}
-    inner = getattr(model, "module", model)
-    on_cpu = batch["image"].device.type == "cpu"
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and on_cpu):
-        if isinstance(inner, resnet.FaceBoxRegressor):
-            return resnet.loss_fn(model, batch)
-        return ccnn.loss_fn(model, batch)
+    if isinstance(getattr(model, "module", model), resnet.FaceBoxRegressor):
+        return resnet.loss_fn(model, batch)
+    return ccnn.loss_fn(model, batch)
 
 
 def code_version() -> str:
@@ -389,15 +382,6 @@ def _recipe(cfg: Scale) -> dict:
     for k in ("n_test", "seeds", "eval_batch", "timing_repeats"):
         out.pop(k)
     return out
-
-
-def _finished(folder, epochs: int):
-    """The finished training checkpoint in ``folder`` (all ``epochs`` done), or None."""
-    path = folder / trainer.CHECKPOINT
-    if not path.exists():
-        return None
-    state = trainer.load_checkpoint(path)
-    return state if state.get("epoch") == epochs else None
 
 
 @torch.no_grad()
@@ -433,7 +417,7 @@ def train(cfg: Scale, train_crops: Crops, variant: Variant | str = "ccnn", *, wo
             work, f"{variant.kind}-stage{k}", recipe=(_recipe(cfg), spec, seed, parent),
             data=train_crops.fingerprint, code=code_version())
         parent = None if folder is None else folder.name
-        done = None if folder is None else _finished(folder, cfg.epochs)
+        done = None if folder is None else trainer.finished(folder, cfg.epochs, cfg.precision)
         if done is not None:
             stage.load_state_dict(done["model"])
             histories.append(trainer.History(done["history"]))
@@ -442,9 +426,9 @@ def train(cfg: Scale, train_crops: Crops, variant: Variant | str = "ccnn", *, wo
         anchors = None if k == 1 else training_anchors(model, k, train_crops, frame, device, cfg.eval_batch)
         torch.manual_seed(seed * 1000 + k)        # dropout and shake: the same whether earlier stages were cached
         histories.append(trainer.fit(
-            stage, functools.partial(loss, bf16=cfg.bf16), StageData(train_crops, frame, anchors),
-            epochs=cfg.epochs, batch_size=cfg.batch, optimizer=optimizer(cfg), device=device,
-            seed=seed * 1000 + k, checkpoint_dir=folder, desc=f"ccnn {variant.kind} stage {k}", progress=progress))
+            stage, loss, StageData(train_crops, frame, anchors), epochs=cfg.epochs, batch_size=cfg.batch,
+            optimizer=optimizer(cfg), device=device, seed=seed * 1000 + k, checkpoint_dir=folder,
+            desc=f"ccnn {variant.kind} stage {k}", progress=progress, precision=cfg.precision))
     return model.to(device).eval(), histories
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign import batching, ledger, metrics, protocol300w, report, timing
+from falign import batching, ledger, metrics, precision, protocol300w, report, timing
 from falign import train as trainer
 from falign.data import transforms
 from falign.data.crops import Crops, crop_faces, load_faces, split_validation
@@ -60,8 +60,7 @@ class Scale:
     rescale: float = 0.1         # max relative enlargement / reduction
     shift: float = 0.05          # max shift, fraction of the crop
     colour: float = 0.2          # max relative change of each colour channel's gain
-    cpu_amp: bool = True         # bf16 autocast on the CPU
-    channels_last: bool = True
+    precision: str = "auto"      # falign.precision: bf16 only where native and measured faster
     eval_batch: int = 64
 
 
@@ -71,18 +70,19 @@ class Scale:
 # to a tenth after 19 (the paper's 1 : 1/2 : 1/10), on 1,000 SynthFace faces with 150 more held out for
 # validation; two arms x 3 seeds. Timing probes (64 px, width 0.25, batch 16, one training step of
 # model, loss and Adam): fp32 15.0 ms/face on 1 thread, bf16 autocast 10.6, channels-last 12.2, both
-# 9.0 (1.66x faster than fp32); on 2 threads 10.3 (fp32) and 6.5 ms/face (both), so both are kept. At
+# 9.0 (1.66x faster than fp32); on 2 threads 10.3 (fp32) and 6.5 ms/face (both), on a CPU with native
+# bf16 (falign.precision now picks the setting per machine, float32 where bf16 is emulated). At
 # 6.5 ms/face one training is about 2.4 min on 2 threads and the six about 15 min, the chapter about
 # 20. A 1,000-face probe at 1e-3 still improved the validation NME by 5-10% per epoch at epoch 7, so
 # the budget goes to epochs rather than faces. full is the paper's network (256, width 1, batch 2,
 # 1,000 epochs, the Sec. 5.1 rates 1e-5 / 5e-6 / 1e-6): a GPU job, not run here.
 SCALES = {
-    # CI: numbers mean nothing, every notebook in seconds. fp32 and contiguous: with bf16 autocast plus
-    # channels-last, this tiny network's convolution backward returned NaN (torch 2.13, a 2-core AMD EPYC
-    # without AMX), which train.fit refuses.
+    # CI: numbers mean nothing, every notebook in seconds. float32: with bf16 autocast plus channels-last,
+    # this tiny network's convolution backward returned NaN (torch 2.13, a 2-core AMD EPYC without AMX),
+    # which train.fit refuses.
     "smoke": Scale(n_train=32, n_val=8, n_test={s: 8 for s in TEST_SUBSETS}, image=64, size=32, margin=0.15,
                    width=0.125, epochs=2, batch=8, lr=1e-3, lr_steps=(1, 2), seeds=(0,), eval_batch=32,
-                   cpu_amp=False, channels_last=False),
+                   precision="fp32"),
     "small": Scale(n_train=1000, n_val=150, n_test={"common": 300, "challenging": 135, "indoor": 150,
                                                     "outdoor": 150},
                    image=96, size=64, margin=0.15, width=0.25, epochs=22, batch=16, lr=1e-3, lr_steps=(15, 19),
@@ -98,7 +98,7 @@ SCALES = {
     "full": Scale(n_train=8507, n_val=2500, n_test={"common": 554, "challenging": 135, "indoor": 300,
                                                     "outdoor": 300},
                   image=384, size=256, margin=0.15, width=1.0, epochs=1000, batch=2, lr=1e-5, lr_steps=(30, 35),
-                  seeds=(0, 1, 2), cpu_amp=False, channels_last=False),
+                  seeds=(0, 1, 2), precision="fp32"),
 }
 
 ARMS = {
@@ -198,8 +198,7 @@ def loss_fn(cfg: Scale):
 
     def fn(model: torch.nn.Module, batch: dict) -> torch.Tensor:
         images, points = augment(batch["image"], batch["landmarks"], cfg)
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = precision.same_format(images, batch["image"])
         net = getattr(model, "module", model)     # unwrap DDP for the sizes, call the wrapper
         return cfdrnn.loss(net, images, points, out=model(images))
 
@@ -272,12 +271,10 @@ def trained(cfg: Scale, crops: dict[str, Crops], work, arm: str = "cfdrnn", *, s
                                data=(train.fingerprint, len(train), val.fingerprint, len(val)), code=code_version())
     torch.manual_seed(seed)
     model = build(cfg, arm)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     history = trainer.fit(model, loss_fn(cfg), TrainSet(train), epochs=cfg.epochs, batch_size=cfg.batch,
                           optimizer=optimizer(cfg), scheduler=schedule(cfg), device=device, seed=seed,
                           checkpoint_dir=folder, desc=f"cfdrnn {arm} seed {seed}", progress=progress,
-                          cpu_amp=cfg.cpu_amp, validate=validation_nme(val, device, cfg.eval_batch))
+                          precision=cfg.precision, validate=validation_nme(val, device, cfg.eval_batch))
     return model.eval(), history
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign import atomic, batching, detect, paths, protocol300w, timing
+from falign import atomic, batching, detect, paths, precision, protocol300w, timing
 from falign import train as trainer
 from falign.data import transforms
 from falign.data.crops import Crops, crop_faces, load_faces, split_validation
@@ -66,8 +66,7 @@ class Scale:
     rotation: float = 15.0             # in-plane rotation, uniform in +-rotation degrees
     flip: bool = True
     upsample: int = 1                  # dlib: image doublings before detecting
-    cpu_amp: bool = True               # bf16 autocast for training on the CPU
-    channels_last: bool = True
+    precision: str = "auto"            # falign.precision: bf16 only where native and measured faster
     sdm_stages: int = 5
     sdm_inits: int = 2                 # jittered starts per training face for SDM (Monte Carlo)
     hog_patch: int = 32                # SDM's HOG patch side (pixels of the finest crop)
@@ -84,7 +83,8 @@ class Scale:
 # 8-pixel patches, 40 epochs of 25 batches (1,000 iterations per arm). Timing probes (1 thread, batch
 # 32, this CPU): a training step of MSRRN at small took 3.9 ms per sample in fp32, 3.0 with bf16
 # autocast, 2.8 with channels-last and 2.05 with both (1.9x faster than fp32); the other arms 1.8-2.4
-# ms with both, which are on at every scale. One epoch of MSRRN took 2.3 s on one thread (augmentation
+# ms with both (on a CPU with native bf16; falign.precision now picks the setting per machine). One
+# epoch of MSRRN took 2.3 s on one thread (augmentation
 # and data loading included), so the 12 trainings take about 18 minutes at one thread's speed, less
 # on two. In 30-epoch probes (seed 0) every arm ended on a training-loss plateau after the learning
 # rate's drop; every arm's validation curve (150 held-out faces) decides its convergence label.
@@ -93,7 +93,8 @@ class Scale:
 SCALES = {
     "smoke": Scale(n_train=48, n_val=8, n_test={"common": 12, "challenging": 6}, image=96, size=48, patch=8,
                    channels=(4, 8), hidden=32, init_channels=(4, 8, 8), epochs=2, batch=16, lr=1e-2,
-                   seeds=(0,), sdm_stages=2, sdm_inits=1, hog_patch=16, eval_batch=64, timing_repeats=3),
+                   seeds=(0,), sdm_stages=2, sdm_inits=1, hog_patch=16, eval_batch=64, timing_repeats=3,
+                   precision="fp32"),
     "small": Scale(n_train=800, n_val=150, n_test={"common": 150, "challenging": 75}, image=128, size=100,
                    patch=8, channels=(16, 32), hidden=256, init_channels=(16, 32, 64), epochs=40, batch=32, lr=1e-2,
                    seeds=(0, 1, 2)),
@@ -287,8 +288,7 @@ def augment(images: torch.Tensor, target: torch.Tensor, cfg: Scale) -> tuple[tor
 def loss(model: torch.nn.Module, batch: dict, cfg: Scale) -> torch.Tensor:
     """:func:`falign.models.msrrn.loss_fn` on an augmented batch."""
     image, target = augment(batch["image"], batch["target"], cfg)
-    if cfg.channels_last:
-        image = image.contiguous(memory_format=torch.channels_last)
+    image = precision.same_format(image, batch["image"])
     return msrrn.loss_fn(model, {"image": image, "target": target})
 
 
@@ -388,8 +388,6 @@ def train(cfg: Scale, train_crops: Crops, variant: str = "msrrn", *, val_crops: 
     torch.manual_seed(seed)
     model = build(cfg, variant)
     model.mean_shape.copy_(mean_shape(train_crops))
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     folder = None if work is None else trainer.cache_dir(
         work, variant, recipe=(_recipe(cfg), VARIANTS[variant], seed),
         data=(train_crops.fingerprint, None if val_crops is None else val_crops.fingerprint),
@@ -397,7 +395,7 @@ def train(cfg: Scale, train_crops: Crops, variant: str = "msrrn", *, val_crops: 
     history = trainer.fit(model, functools.partial(loss, cfg=cfg), TrainSet(train_crops), epochs=cfg.epochs,
                           batch_size=cfg.batch, optimizer=optimizer(cfg), scheduler=schedule(cfg), device=device,
                           seed=seed, checkpoint_dir=folder, desc=f"msrrn {variant}", progress=progress,
-                          cpu_amp=cfg.cpu_amp,
+                          precision=cfg.precision,
                           validate=None if val_crops is None else validation_nme(val_crops, device, cfg.eval_batch))
     return model.eval(), history
 

@@ -75,8 +75,7 @@ class Scale:
     box_noise: float        # box jitter, fraction of the box size
     seeds: tuple[int, ...] = (0,)   # training seeds of every arm (added to the notebook's SEED)
     weight_decay: float = 0.0
-    bf16: bool = True               # bfloat16 autocast for training on the CPU (see pifa.bf16)
-    channels_last: bool = True
+    precision: str = "auto"         # falign.precision: bf16 only where native and measured faster
     # The noise study: the paper's 5% and a level whose effect is measurable. On a small-scale network
     # (9,000 training samples) 5% moved the final NME by at most 0.006 points, 50% by up to 0.18 and
     # 100% by up to 0.57 (a seed's networks differ by about 0.2).
@@ -105,11 +104,13 @@ class Scale:
 # sample, together 6.8x the paper's network. Small (batch 16, about 7.5 ms per sample of the paper's
 # network): 8 arms x 3 seeds x 7,200 samples train in about 18 minutes; validation, evaluation, the
 # noise study, SDM and data add about 4, so the whole chapter takes about 22 minutes on 2 cores.
+# (Measured under bf16 autocast on a CPU with native bf16; falign.precision now picks the setting per
+# machine, float32 where bf16 would be emulated: ``make bench`` measures both.)
 SCALES = {
     # CI: numbers mean nothing, every notebook in seconds.
     "smoke": Scale(n_train=32, n_val=8, n_test=24, n_afw=16, variations=1, image=96, size=32, fc_grid=2,
                    fc_hidden=64, epochs=2, batch=16, lr=1e-3, milestones=(), lr_factors=(), box_noise=0.05,
-                   seeds=(0, 1), sdm_stages=2, sdm_inits=2),
+                   seeds=(0, 1), sdm_stages=2, sdm_inits=2, precision="fp32"),
     # CPU-sized: the whole chapter (8 arms x 3 seeds at one budget) in about 22 minutes on 2 cores (the
     # comment above). 64x64 crops (V at 32x32 in blocks 2-6), the FC input average-pooled to 8x8 (4x4
     # pooling; the first small run's 8x8 pooling to a 4x4 grid discarded most of the spatial detail V
@@ -135,7 +136,7 @@ SCALES = {
     # validation), 20 variations, 114x114, Table 1, 33 epochs.
     "full": Scale(n_train=3701, n_val=200, n_test=1299, n_afw=468, variations=20, image=192, size=114,
                   fc_grid=None, fc_hidden=800, epochs=33, batch=64, lr=1e-5, milestones=(20, 29),
-                  lr_factors=(0.5, 0.2), box_noise=0.05, seeds=(0, 1, 2), bf16=False, channels_last=False),
+                  lr_factors=(0.5, 0.2), box_noise=0.05, seeds=(0, 1, 2), precision="fp32"),
 }
 
 # The paper's network and the Sec. 4.3 ablations, as keyword arguments of falign.models.pifa.PIFA.
@@ -300,23 +301,18 @@ def train(cfg: Scale, train_crops: Crops, *, variant: dict | None = None, epochs
     variant = variant or {}
     net = initial_network(cfg, variant, seed)
     net.calibrate(train_crops.M)
-    if cfg.channels_last:
-        net = net.to(memory_format=torch.channels_last)
     epochs = epochs or cfg.epochs
     folder = None if work is None else trainer.cache_dir(
         work, name or slug(variant), recipe=(_recipe(cfg), {**REFERENCE, **variant}, epochs, seed),
         data=[train_crops.fingerprint, None if val_crops is None else val_crops.fingerprint], code=code_version())
     validate = None if val_crops is None else lambda m: validation_nme(m, val_crops, device)
-    # Decision [pifa.bf16]: the paper trains in float32 (Caffe). At the CPU scales the forward pass runs
-    # under bfloat16 autocast with channels-last convolutions (``Scale.bf16``, ``channels_last``): with
-    # the first block's V rendered once, 1.4x faster per sample on 2 threads, 1.6x on one (SCALES).
-    # Eq. 3's landmarks, the visualization layer's geometry, the losses and the weights stay float32.
-    # Same seed, same CPU: same weights.
+    # Eq. 3's landmarks, the visualization layer's geometry, the losses and the weights stay float32
+    # whatever precision falign.precision picks for the rest. Same seed, same CPU: same weights.
     history = trainer.fit(
         net, pifa.pifa_loss, TrainSet(train_crops), epochs=epochs, batch_size=cfg.batch,
         optimizer=trainer.adam(cfg.lr, weight_decay=cfg.weight_decay), scheduler=_scheduler(cfg),
         device=device, seed=seed, checkpoint_dir=folder, desc=f"pifa {name or slug(variant)}",
-        cpu_amp=cfg.bf16, validate=validate, progress=progress)
+        precision=cfg.precision, validate=validate, progress=progress)
     return net.eval(), history
 
 

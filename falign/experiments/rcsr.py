@@ -77,7 +77,7 @@ class Scale:
     fig5: tuple                   # (depth, fc layers) pairs
     fig7: tuple                   # recurrence counts
     eval_steps: int               # recurrences run for Fig. 6 / Fig. 7
-    bf16: bool                    # train under bfloat16 autocast on the CPU (falign.train.fit cpu_amp)
+    precision: str                # falign.precision: "auto" (bf16 only where native and faster) or "fp32"
 
 
 SCALES = {
@@ -87,7 +87,7 @@ SCALES = {
                    widths={"srcnn": 0.25, "lenet": 0.25, "fauc": 0.125}, steps=3, replicates=1, inits=1,
                    box_noise=0.05, init_noise=0.03, epochs=2, finetune_epochs=0, batch=8, lr=1e-3, grad_clip=1.0,
                    decay_every=10, sdm_stages=3, sdm_alpha=0.1, seeds=(0,), figure_seeds=(0,),
-                   fig5=((0, 1), (5, 1)), fig7=(2, 3), eval_steps=6, bf16=True),
+                   fig5=((0, 1), (5, 1)), fig7=(2, 3), eval_steps=6, precision="fp32"),
     # CPU-sized, for 2 cores: every compared model x 3 seeds. 800 training faces (3,200 samples an epoch:
     # mirrors x 2 jittered starts) and 150 held-out ones; the test sets have 300-W's sizes (554 + 135).
     # 48x48 crops, 17x17 patches; SRCNN at half width, LeNet at a quarter, FAUC at an eighth. Every
@@ -97,7 +97,7 @@ SCALES = {
     # Speed, measured as CPU time per training sample on 1 thread (ConvGRU + SRCNN, batch 16): 15.6 ms
     # before this scale's speed work; about 2.2 ms with the dense features (rcsr.dense-features, 7x);
     # 1.6 ms with bf16 autocast and channels-last as well (1.35x more; this AMD CPU has avx512-bf16 but
-    # no AMX); fused Adam makes the optimiser step 12x faster for a 23M-parameter GRU. The other models:
+    # no AMX; falign.precision now picks bf16 only where native and measured faster); fused Adam makes the optimiser step 12x faster for a 23M-parameter GRU. The other models:
     # GRU + SRCNN 1.0 ms, GRU + HOG 0.9 ms, ConvGRU + LeNet 2.8 ms, ConvGRU + FAUC 8.5 ms, depth-5 SRCNN
     # 5.2 ms, RCSR10 3.1 ms; inference 0.08-0.2 ms per face and recurrence. Summed over the chapter's 23
     # trainings (25,600 samples each) with evaluation and data, about 2,000 s of single-thread CPU time:
@@ -107,7 +107,7 @@ SCALES = {
                    widths={"srcnn": 0.5, "lenet": 0.25, "fauc": 0.125}, steps=5, replicates=1, inits=2,
                    box_noise=0.05, init_noise=0.03, epochs=8, finetune_epochs=0, batch=16, lr=1e-3,
                    grad_clip=1.0, decay_every=3, sdm_stages=5, sdm_alpha=0.1, seeds=(0, 1, 2), figure_seeds=(0,),
-                   fig5=((0, 1), (0, 2), (5, 1)), fig7=(5, 10), eval_steps=20, bf16=True),
+                   fig5=((0, 1), (0, 2), (5, 1)), fig7=(5, 10), eval_steps=20, precision="auto"),
     # One GPU (never run yet: no GPU has been lent to this project). The full training split and crop
     # (128 pixels, 25-pixel patches), SRCNN at the paper's width, LeNet at half, FAUC at a quarter; every
     # recurrent model 10 epochs at batch 64 (89 steps an epoch: mirrors, one start, one replicate), the
@@ -120,7 +120,7 @@ SCALES = {
                  widths={"srcnn": 1.0, "lenet": 0.5, "fauc": 0.25}, steps=5, replicates=1, inits=1,
                  box_noise=0.05, init_noise=0.03, epochs=10, finetune_epochs=0, batch=64, lr=1e-3,
                  grad_clip=1.0, decay_every=4, sdm_stages=5, sdm_alpha=0.1, seeds=(0, 1, 2), figure_seeds=(0,),
-                 fig5=((0, 1), (5, 1), (10, 1)), fig7=(5, 10, 20), eval_steps=40, bf16=True),
+                 fig5=((0, 1), (5, 1), (10, 1)), fig7=(5, 10, 20), eval_steps=40, precision="auto"),
     # The paper's protocol (GPU): Sec. 4.1's augmentation (mirrors, 3 box-noise replicates, then the
     # fine-tuning round on 3 new replicates), batch 204, 200 + 200 epochs, learning rate halved every 10
     # epochs; Fig. 5's whole grid and Fig. 7's four models. 300 of the 3,148 training faces are held out.
@@ -130,7 +130,7 @@ SCALES = {
                   box_noise=0.05, init_noise=0.03, epochs=200, finetune_epochs=200, batch=204, lr=3e-4,
                   grad_clip=1.0, decay_every=10, sdm_stages=5, sdm_alpha=0.1, seeds=(0, 1, 2), figure_seeds=(0,),
                   fig5=tuple((d, f) for d in (0, 5, 10, 15, 20) for f in (1, 2, 3)), fig7=(5, 10, 20, 30),
-                  eval_steps=40, bf16=False),
+                  eval_steps=40, precision="fp32"),
 }
 # Decision [rcsr.budget]: every recurrent model of the chapter (the six Table 4 rows, Fig. 5's and Fig. 7's
 # variants) trains the same ``epochs`` on the same samples with the same schedule, and every model a claim
@@ -302,16 +302,14 @@ def train(cfg: Scale, crops: dict[str, Crops], *, kind: str = "convgru-srcnn", v
         rounds.append((TrainSet(crops["finetune"], mean, cfg.inits, cfg.init_noise, seed + 1), cfg.finetune_epochs,
                        seed + 1, None if checkpoint_dir is None else f"{checkpoint_dir}/finetune", " fine-tune"))
     history = trainer.History()
-    # Decision [rcsr.bf16]: with ``bf16`` (the CPU scales) the forward pass runs under bfloat16 autocast on the
-    # CPU (weights, optimiser and the loss's reduction stay float32), 1.2x faster per sample here; on a GPU
-    # falign.train.fit's bfloat16 autocast applies at every scale.
     for round_data, n, round_seed, folder, label in rounds:
         decay = trainer.step_decay(list(range(cfg.decay_every, n, cfg.decay_every)), 0.5)
-        history.epochs += trainer.fit(model, rcsr.loss_fn, round_data, epochs=n, batch_size=cfg.batch,
-                                      optimizer=fused_adam(cfg.lr), scheduler=decay, device=device,
-                                      seed=round_seed, checkpoint_dir=folder, desc=f"rcsr {kind}{label}",
-                                      progress=progress, grad_clip=cfg.grad_clip, cpu_amp=cfg.bf16,
-                                      validate=validate).epochs
+        part = trainer.fit(model, rcsr.loss_fn, round_data, epochs=n, batch_size=cfg.batch,
+                           optimizer=fused_adam(cfg.lr), scheduler=decay, device=device, seed=round_seed,
+                           checkpoint_dir=folder, desc=f"rcsr {kind}{label}", progress=progress,
+                           grad_clip=cfg.grad_clip, precision=cfg.precision, validate=validate)
+        history.epochs += part.epochs
+        history.precision = part.precision
     return model.eval(), history
 
 

@@ -312,7 +312,8 @@ estimate
 # **Training**
 # * Batch 32, momentum 0.9 (Eq. 7 prints none), η = 5e-4 on the weights only, and a budget of
 #   `epochs` per stage shared by every arm; the ×0.9 / 100 iterations schedule applied per iteration.
-#   bfloat16 autocast on the CPU.
+#   Float32, or bfloat16 autocast where this CPU computes bf16 natively and it measured faster
+#   (`falign.precision`; `run.json` says which each training used).
 # * Shake ~ N(0, 1e-4) read as a variance in box units; Fig. 6's "first stage" shake applied to stage 1's
 #   inputs for that arm only.
 #

@@ -264,8 +264,8 @@ ledger.write(run, caption="The paper's comparative claims, checked on this run (
 # * The box noise (Sec. 4.1) is a uniform shift and scaling of the box by up to `box_noise`; the initial
 #   shapes are jittered by a random similarity (`init_noise`, `inits` starts per crop).
 # * Optimiser: Adam with global-norm gradient clipping instead of SGD at 0.01 (which diverged under our
-#   loss scaling); the learning rate is halved every `decay_every` epochs. The CPU scales train under
-#   bfloat16 autocast.
+#   loss scaling); the learning rate is halved every `decay_every` epochs. The CPU scales train in float32,
+#   or under bfloat16 autocast where this CPU computes it natively and it measured faster.
 # * The CNNs are thinned at the CPU scales (`widths`): SRCNN least, FAUC most.
 #
 # **Model** (`falign/models/rcsr.py`)
