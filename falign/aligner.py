@@ -11,10 +11,18 @@ Preprocessing (crop margin, crop size, grey or RGB, border handling) belongs to 
 the caller: it is stored in the checkpoint beside the weights and applied exactly as in training
 (crops are rounded to uint8 like the training crops of :mod:`falign.data.crops`).
 
+Inputs are checked, never guessed (:mod:`falign.inputs`): photos are converted to RGB uint8 only where
+that is unambiguous (``bgr=True`` for OpenCV arrays, ``value_range=255`` for 0-255 floats), boxes must be
+4 numbers per face, at least 1 px wide and at least half inside the photo, and landmarks that cannot be
+a face (non-finite, far outside the box) raise :class:`falign.inputs.PredictionError`.
+
 A checkpoint describes itself (:func:`save`): the model kind and constructor arguments, the
-preprocessing, the landmark scheme and the provenance of the run that trained it. It is read with
-``torch.load(weights_only=True)`` (tensors and plain containers, never code), and every way a file can
-fail to be one of ours gives a :class:`CheckpointError` whose one-line message starts with the file.
+preprocessing, the landmark scheme and the provenance of the run that trained it, plus a content hash
+(:func:`content_hash`) over all of it and the weights. It is read with ``torch.load(weights_only=True)``
+(tensors and plain containers, never code) and verified: a changed file (hash mismatch), non-finite
+weights, a scheme whose point count is not the model's, or invalid preprocessing are refused. Every
+way a file can fail to be a usable one of ours gives a :class:`CheckpointError` whose one-line message
+starts with the file.
 
 A new model kind subclasses :class:`Aligner` (``build``, ``forward_crops``; optionally ``describe``
 and ``default_preprocess``) and registers it with :func:`register`.
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -34,10 +43,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from falign import atomic, paths
+from falign import atomic, inputs, paths
 from falign.data import transforms
 
-FORMAT, FORMAT_VERSION = "falign-aligner", 1
+FORMAT, FORMAT_VERSION = "falign-aligner", 2     # 2: a content hash is required
 FILENAME = "aligner.pt"                       # results/<name>/aligner.pt: a chapter's shipped weights
 # Models that ship inside an installed package instead of results/<name>/aligner.pt: name -> (module,
 # function, keyword arguments) that builds the aligner, imported only when the name is asked for.
@@ -70,9 +79,10 @@ class Predictor(Protocol):
 class Aligner:
     """A trained network with the preprocessing it was trained with.
 
-    ``images``: one photo shared by all boxes (an (H, W, 3) or (H, W) array, or a PIL image), or one
-    photo per box (a list, or a (B, H, W, C) array). uint8 RGB is the norm; grey is replicated and
-    float images are read as [0, 1]. ``boxes``: (B, 4) x1, y1, x2, y2 in the photo's 0-based pixels.
+    ``images``: one photo shared by all boxes (a path, PIL image, array or tensor), or one photo per box
+    (a list, or a (B, H, W, C) array); each is read by :func:`falign.inputs.as_rgb8` (RGB order; pass
+    ``bgr=True`` for OpenCV arrays, ``value_range`` for floats that are not [0, 1]). ``boxes``: (4,) or
+    (B, 4) x1, y1, x2, y2 in the photo's 0-based pixels (:func:`falign.inputs.check_boxes`).
     """
 
     kind: str = ""
@@ -86,10 +96,7 @@ class Aligner:
         self.preprocess = {**self.default_preprocess(model), **preprocess}
         self.provenance = dict(provenance or {})
         self.source = source                # the file it was loaded from, for messages and outputs
-        if not self.preprocess.get("size"):
-            raise ValueError(f"{self.kind} aligner: preprocess needs 'size' (the crop side it was trained on)")
-        if self.preprocess.get("padding", "zeros") not in ("zeros", "border"):
-            raise ValueError(f"preprocess padding must be 'zeros' or 'border', got {self.preprocess['padding']!r}")
+        _check_preprocess(self.preprocess, self.kind)
 
     # ---- what each kind provides ------------------------------------------------------------------
     @classmethod
@@ -116,16 +123,36 @@ class Aligner:
         raise NotImplementedError
 
     # ---- the protocol -------------------------------------------------------------------------------
-    def predict(self, images, boxes) -> torch.Tensor:
+    def predict(self, images, boxes, *, bgr: bool = False, value_range: float | None = None) -> torch.Tensor:
         """Landmarks (B, N, 2) float32 in the photo's 0-based pixel coordinates."""
-        return self.align(images, boxes)[0]
+        return self.align(images, boxes, bgr=bgr, value_range=value_range)[0]
+
+    def align(self, images, boxes, *, bgr: bool = False,
+              value_range: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Landmarks (B, N, 2) in photo pixels and visibility (B, N) bool, or None where the model
+        does not estimate it. Raises :class:`falign.inputs.PredictionError` naming the faces whose
+        landmarks are non-finite or far outside their box (it carries the batch and an ok mask)."""
+        photos, boxes = self.prepare(images, boxes, bgr=bgr, value_range=value_range)
+        crops, affines = self._crops(photos, boxes)
+        points, visible = self._forward(crops, affines, boxes)
+        problems = inputs.landmark_problems(points, boxes)
+        if problems:
+            listed = "; ".join(list(problems.values())[:3]) + (f"; {len(problems) - 3} more" if len(problems) > 3 else "")
+            ok = np.ones(len(boxes), bool)
+            ok[list(problems)] = False
+            raise inputs.PredictionError(f"{self.source or f'{self.kind} aligner'}: {listed}", points, visible, ok)
+        return points, visible
+
+    def prepare(self, images, boxes, *, bgr: bool = False,
+                value_range: float | None = None) -> tuple[list[np.ndarray], torch.Tensor]:
+        """The photos, one RGB uint8 array per box, and the boxes (B, 4), checked against their photo."""
+        boxes = inputs.check_boxes(boxes)
+        photos = _photos(images, len(boxes), bgr=bgr, value_range=value_range)
+        return photos, torch.from_numpy(inputs.check_boxes(boxes, [p.shape[1::-1] for p in photos]))
 
     @torch.no_grad()
-    def align(self, images, boxes) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Landmarks (B, N, 2) in photo pixels and visibility (B, N) bool, or None where the model
-        does not estimate it."""
-        boxes = _check_boxes(boxes)
-        crops, affines = self.crops(images, boxes)
+    def _forward(self, crops: torch.Tensor, affines: torch.Tensor, boxes: torch.Tensor):
+        """The network on crops in chunks of :attr:`batch_size`: landmarks in photo pixels, visibility."""
         in_crop = transforms.apply_affine(boxes.view(-1, 2, 2), affines).reshape(-1, 4)
         device = self.device
         points, visible = [], []
@@ -137,13 +164,15 @@ class Aligner:
         points = transforms.uncrop_points(torch.cat(points), affines)
         return points, None if visible[0] is None else torch.cat(visible)
 
-    def crops(self, images, boxes) -> tuple[torch.Tensor, torch.Tensor]:
+    def crops(self, images, boxes, *, bgr: bool = False, value_range: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The network's input (B, C, S, S) in [0, 1], rounded to uint8 levels as in training, and the
         affines (B, 2, 3) from photo to crop pixels."""
+        return self._crops(*self.prepare(images, boxes, bgr=bgr, value_range=value_range))
+
+    def _crops(self, photos: list[np.ndarray], boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`crops` of photos and boxes already checked by :meth:`prepare`."""
         pre = self.preprocess
         size, margin = int(pre["size"]), float(pre.get("margin", 0.0))
-        boxes = _check_boxes(boxes)
-        photos = _photos(images, len(boxes))
         affines = transforms.crop_to_box(boxes, size, margin)
         out = []
         for photo, affine in zip(photos, affines):
@@ -162,7 +191,7 @@ class Aligner:
         return (tensor if tensor is not None else next(self.model.buffers(), torch.empty(0))).device
 
     def to(self, device) -> "Aligner":
-        self.model.to(device)
+        self.model.to(usable_device(device))
         return self
 
     @property
@@ -175,18 +204,35 @@ class Aligner:
         where = f", from {self.source}" if self.source else ""
         return f"{type(self).__name__}(kind={self.kind!r}, scheme={self.scheme!r}, preprocess={self.preprocess}{where})"
 
+    def check(self) -> None:
+        """Refuse (ValueError) a network that can only predict garbage: non-finite weights, or a scheme
+        whose point count is not what the network returns (one forward pass on a blank crop)."""
+        problem = _nonfinite(self.model.state_dict())
+        if problem:
+            raise ValueError(problem)
+        size = int(self.preprocess["size"])
+        box = torch.tensor([[0.0, 0.0, size, size]])
+        affines = transforms.crop_to_box(box, size, float(self.preprocess.get("margin", 0.0)))
+        blank = torch.zeros(1, 1 if self.preprocess.get("grey") else 3, size, size)
+        returned = self._forward(blank, affines, box)[0].shape[1]
+        if returned != self.n_points:
+            raise ValueError(f"scheme {self.scheme!r} has {self.n_points} points, but the network returns {returned}")
+
     def checkpoint(self) -> dict[str, Any]:
-        """Everything :func:`load` needs, in types ``torch.load(weights_only=True)`` accepts."""
-        return {
+        """Everything :func:`load` needs, in types ``torch.load(weights_only=True)`` accepts, with its
+        :func:`content_hash`."""
+        ckpt = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
             "model_args": _plain(self.model_args, "model_args"), "preprocess": _plain(self.preprocess, "preprocess"),
             "scheme": self.scheme, "provenance": _plain(self.provenance, "provenance"),
             "code_version": code_version(type(self)), "falign_version": _falign_version(),
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         }
+        return {**ckpt, "content_hash": content_hash(ckpt)}
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the checkpoint atomically (a reader never sees half a file)."""
+        """:meth:`check`, then write the checkpoint atomically (a reader never sees half a file)."""
+        self.check()
         path = Path(path)
         with atomic.atomic_path(path) as tmp:
             torch.save(self.checkpoint(), tmp)
@@ -208,6 +254,37 @@ def register(kind: str, cls: type[Aligner] | None = None):
         return cls
 
     return add if cls is None else add(cls)
+
+
+def content_hash(ckpt: dict) -> str:
+    """sha256 over what decides a checkpoint's predictions: kind, model_args, preprocess, scheme and
+    provenance (as sorted JSON) and every weight tensor (name, dtype, shape, bytes; sorted by name).
+    :func:`load` recomputes it, so a file changed after export (flipped bytes, an edited scheme) is
+    refused instead of predicting garbage."""
+    digest = hashlib.sha256()
+    described = {k: ckpt.get(k) for k in ("kind", "model_args", "preprocess", "scheme", "provenance")}
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
+    for name in sorted(ckpt["state_dict"]):
+        tensor = ckpt["state_dict"][name].detach().cpu().contiguous()
+        digest.update(f"\n{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def usable_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device this torch build and machine can run on, else a one-line ValueError."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r}: not a torch device ({inputs.first_line(err)}); use 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        build = "this torch build has no CUDA" if not torch.backends.cuda.is_built() else "no CUDA GPU is visible"
+        raise ValueError(f"device {device!r}: CUDA is not available ({build}; torch {torch.__version__}); use device='cpu'")
+    try:
+        torch.empty(1, device=dev)
+    except Exception as err:  # an index past the last GPU, a backend this build lacks (mps, xpu, ...)
+        raise ValueError(f"device {device!r}: not usable here ({inputs.first_line(err)}); use device='cpu'") from None
+    return dev
 
 
 def code_version(cls: type[Aligner]) -> str:
@@ -439,6 +516,19 @@ def available() -> list[str]:
     return sorted(p.parent.name for p in root.glob(f"*/{FILENAME}") if p.is_file())
 
 
+def shipped(device: str | torch.device = "cpu") -> tuple[dict[str, "Aligner"], dict[str, str]]:
+    """Every shipped aligner that loads under :func:`load`'s checks, and for each one refused its
+    one-line reason (e.g. non-finite weights): the book, the comparison and the benchmarks show those
+    instead of stopping or, worse, scoring NaN."""
+    loaded, refused = {}, {}
+    for name in available():
+        try:
+            loaded[name] = load(name, device=device)
+        except CheckpointError as err:
+            refused[name] = str(err)
+    return loaded, refused
+
+
 def resolve(path_or_name: str | os.PathLike) -> Path:
     """A checkpoint path: given as such (a separator or a .pt suffix), or a name's shipped weights."""
     text = os.fspath(path_or_name)
@@ -457,42 +547,64 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
 
 def load(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> Aligner:
     """A ready aligner from a name (shipped weights, see :func:`available`, or a :data:`PACKAGED`
-    model) or a checkpoint path."""
+    model) or a checkpoint path, on ``device``.
+
+    The file is verified before it is used: its content hash (a file changed after export), finite
+    weights, the format version, weights that fit the model its arguments build, valid preprocessing,
+    and a scheme with as many points as the network returns. Any failure is one
+    :class:`CheckpointError` line starting with the file; an unusable device is one line naming it.
+    """
     if isinstance(path_or_name, str) and path_or_name in PACKAGED:
         module, function, kwargs = PACKAGED[path_or_name]
         try:
             return getattr(importlib.import_module(module), function)(**kwargs).to(device)
         except ValueError as err:
-            raise CheckpointError(f"{path_or_name}: {_first_line(err)}") from None
+            raise CheckpointError(f"{path_or_name}: {inputs.first_line(err)}") from None
+    try:
+        device = usable_device(device)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
     path = resolve(path_or_name)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, corrupt, not a torch file, or pickled code
-        raise CheckpointError(f"{path}: cannot read it as a torch checkpoint ({_first_line(err)}); "
+        raise CheckpointError(f"{path}: cannot read it as a torch checkpoint ({inputs.first_line(err)}); "
                               "the file is truncated, corrupt or not a weights-only .pt file") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a falign aligner checkpoint: it holds {_describe(ckpt)}; "
                               "export one with falign.aligner.save")
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: aligner format version {ckpt.get('format_version')!r}, but this falign "
-                              f"reads version {FORMAT_VERSION}; re-export it with this code")
-    kind = ckpt.get("kind")
-    if kind not in KINDS:
-        raise CheckpointError(f"{path}: unknown aligner kind {kind!r}; this falign knows {', '.join(sorted(KINDS))}")
     missing = [k for k in ("model_args", "preprocess", "scheme", "state_dict") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: incomplete aligner checkpoint, no {', '.join(missing)}")
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: its state_dict is not a dict of tensors")
+    stored = ckpt.get("content_hash")
+    if stored is not None and stored != content_hash(ckpt):
+        raise CheckpointError(f"{path}: content hash mismatch: the file was changed after export "
+                              "(corrupted, or edited by hand); export it again with falign.aligner.save")
+    problem = _nonfinite(state)     # before the version: an old file with NaN weights is told why
+    if problem:
+        raise CheckpointError(f"{path}: {problem}; it cannot predict landmarks (retrain it)")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: aligner format version {ckpt.get('format_version')!r}, but this falign "
+                              f"reads version {FORMAT_VERSION}; re-export it with this code")
+    if stored is None:
+        raise CheckpointError(f"{path}: no content hash, so a change after export could not be detected; "
+                              "re-export it with falign.aligner.save")
+    kind = ckpt.get("kind")
+    if kind not in KINDS:
+        raise CheckpointError(f"{path}: unknown aligner kind {kind!r}; this falign knows {', '.join(sorted(KINDS))}")
     cls = KINDS[kind]
     saved_code, this_code = ckpt.get("code_version", "unknown"), code_version(cls)
     try:
         model = cls.build(dict(ckpt["model_args"]))
     except Exception as err:
-        raise CheckpointError(f"{path}: cannot build a {kind!r} model from its stored arguments ({_first_line(err)}); "
+        raise CheckpointError(f"{path}: cannot build a {kind!r} model from its stored arguments ({inputs.first_line(err)}); "
                               f"saved with model code {saved_code}, this is {this_code}") from None
-    state = ckpt["state_dict"]
-    problems = _misfit(model.state_dict(), state) if isinstance(state, dict) else "no state_dict"
+    problems = _misfit(model.state_dict(), state)
     if problems:
         raise CheckpointError(f"{path}: its weights do not fit a {kind!r} model built from its stored arguments "
                               f"({problems}); saved with model code {saved_code}, this is {this_code}")
@@ -500,49 +612,55 @@ def load(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") ->
     try:
         aligner = cls(model, model_args=ckpt["model_args"], preprocess=ckpt["preprocess"], scheme=ckpt["scheme"],
                       provenance=ckpt.get("provenance"), source=str(path))
+        aligner.check()
     except ValueError as err:
-        raise CheckpointError(f"{path}: {_first_line(err)}") from None
+        raise CheckpointError(f"{path}: {inputs.first_line(err)}") from None
     return aligner.to(device)
 
 
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
-def _check_boxes(boxes) -> torch.Tensor:
-    b = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
-    if len(b) == 0:
-        raise ValueError("no face boxes given")
-    if not torch.isfinite(b).all() or ((b[:, 2:] - b[:, :2]) <= 0).any():
-        raise ValueError(f"boxes must be finite x1, y1, x2, y2 with x2 > x1 and y2 > y1, got {b.tolist()}")
-    return b
+def _check_preprocess(pre: dict, kind: str) -> None:
+    """Refuse preprocessing that cannot reproduce the training crops (one-line ValueError)."""
+    size, margin = pre.get("size"), pre.get("margin", 0.0)
+    if not (inputs.finite_number(size) and size >= 1 and size == int(size)):
+        raise ValueError(f"{kind} aligner: preprocess 'size' must be the crop side it was trained on "
+                         f"(a whole number of pixels >= 1), got {size!r}")
+    if not (inputs.finite_number(margin) and margin >= 0):
+        raise ValueError(f"{kind} aligner: preprocess 'margin' must be a finite number >= 0, got {margin!r}")
+    if not isinstance(pre.get("grey", False), bool):
+        raise ValueError(f"{kind} aligner: preprocess 'grey' must be True or False, got {pre['grey']!r}")
+    if pre.get("padding", "zeros") not in ("zeros", "border"):
+        raise ValueError(f"{kind} aligner: preprocess 'padding' must be 'zeros' or 'border', got {pre['padding']!r}")
 
 
-def _as_rgb8(image) -> np.ndarray:
-    """One photo as (H, W, 3) uint8: grey replicated, alpha dropped, float read as [0, 1]."""
-    if hasattr(image, "convert") and hasattr(image, "mode"):   # a PIL image
-        image = np.asarray(image.convert("RGB"))
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise ValueError(f"an image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {a.shape}")
-    if a.dtype != np.uint8:
-        a = (np.clip(a.astype(np.float64), 0, 1) * 255).round().astype(np.uint8)
-    a = a[..., :3]
-    return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a
+def _nonfinite(state: dict) -> str:
+    """'' when every floating-point weight is finite, else how many are not and in which tensors."""
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in state.items() if v.is_floating_point() or v.is_complex()}
+    bad = {k: n for k, n in sorted(bad.items(), key=lambda kv: -kv[1]) if n}
+    if not bad:
+        return ""
+    where = ", ".join(f"{n:,} in {k!r}" for k, n in list(bad.items())[:3]) + (", ..." if len(bad) > 3 else "")
+    return f"{sum(bad.values()):,} non-finite (NaN or infinite) weights in {len(bad)} tensor(s) ({where})"
 
 
-def _photos(images, n: int) -> list[np.ndarray]:
-    """One photo per box: a single photo is shared by all ``n`` boxes."""
-    if isinstance(images, (list, tuple)):
-        if len(images) != n:
-            raise ValueError(f"{len(images)} images for {n} boxes: give one image per box, or one for all")
-        return [_as_rgb8(im) for im in images]
-    if isinstance(images, torch.Tensor):
-        images = images.cpu().numpy()
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        return _photos(list(images), n)
-    return [_as_rgb8(images)] * n
+def _photos(images, n: int, **convert) -> list[np.ndarray]:
+    """One RGB uint8 photo per box (:func:`falign.inputs.as_rgb8` with ``convert``): a single photo is
+    shared by all ``n`` boxes."""
+    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
+        images = list(images)
+    if not isinstance(images, (list, tuple)):
+        return [inputs.as_rgb8(images, **convert)] * n
+    if len(images) != n:
+        raise inputs.InputError(f"images: {len(images)} images for {n} boxes; give one image per box, or one for all")
+    photos = []
+    for i, image in enumerate(images):
+        try:
+            photos.append(inputs.as_rgb8(image, **convert))
+        except inputs.InputError as err:
+            raise inputs.InputError(f"images[{i}]: {str(err).removeprefix('image: ')}") from None
+    return photos
 
 
 def _edge_pad(image: np.ndarray, affine: torch.Tensor, size: int) -> tuple[np.ndarray, torch.Tensor]:
@@ -561,9 +679,7 @@ def _edge_pad(image: np.ndarray, affine: torch.Tensor, size: int) -> tuple[np.nd
 
 
 def _misfit(expected: dict, state: dict) -> str:
-    """'' when ``state`` fits a model whose state_dict is ``expected``, else what does not fit."""
-    if not all(isinstance(v, torch.Tensor) for v in state.values()):
-        return "the state_dict holds values that are not tensors"
+    """'' when ``state`` (tensors) fits a model whose state_dict is ``expected``, else what does not fit."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [f"{k} {tuple(state[k].shape)} in the file vs {tuple(expected[k].shape)} here"
@@ -587,12 +703,6 @@ def _describe(obj: Any) -> str:
             return f"a bare state_dict of {len(keys)} tensors (e.g. {keys[0]!r}) with no description"
         return f"a dict with keys {keys[:6]}" if keys else "an empty dict"
     return f"a {type(obj).__name__}"
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    line = text[0] if text else type(err).__name__
-    return line if len(line) <= 160 else line[:157] + "..."
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -622,5 +732,5 @@ def _falign_version() -> str:
 
 
 __all__: Sequence[str] = ("Aligner", "CCNNAligner", "CFDRNNAligner", "CheckpointError", "KINDS", "MSRRNAligner", "PIFAAligner", "Predictor", "RCSRAligner",
-                          "UnknownModelError", "available", "code_version", "load", "make", "register", "resolve",
-                          "run_provenance", "save")
+                          "UnknownModelError", "available", "code_version", "content_hash", "load", "make", "register",
+                          "resolve", "run_provenance", "save", "usable_device")

@@ -5,15 +5,25 @@ dlib's HOG + linear SVM detector (Dalal-Triggs features, trained on frontal face
 compiled into the ``dlib-bin`` wheel, so nothing is downloaded at run time and the result depends only
 on the installed version. It finds near-frontal faces (roughly |yaw| < 30 degrees) of at least about
 40 pixels (80 without upsampling); profile faces need a ``--box``.
+
+Memory: dlib needs about 12 bytes per pixel it scans, and upsampling doubles each side, so a 12,000 px
+photo upsampled once costs 7 GB and minutes. ``max_side`` bounds that: the detector scans a copy whose
+longest side is at most ``max_side`` (``falign align`` uses :data:`DETECT_SIDE`, 2,048 px), upsampled
+after, and the boxes are mapped back to the full-resolution photo. With :data:`UPSAMPLE` at most 2 the
+scan stays under (2,048 * 4)^2 pixels, about 0.8 GB.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
 DETECTOR = "dlib frontal_face_detector (HOG)"
+DETECT_SIDE = 2048                 # falign align: the longest side the detector scans, before upsampling
+UPSAMPLE = range(3)                # doublings: 2 finds faces of about 20 px; 3 would scan 4x its pixels
+MIN_SCORE = -1.0                   # below it, false alarms (the astronaut photo: 7 boxes at -1, 556 at -5)
 
 
 @functools.lru_cache(maxsize=1)
@@ -25,7 +35,23 @@ def _detector():
     return dlib.get_frontal_face_detector()
 
 
-def detect_faces(image: np.ndarray, *, upsample: int = 1, min_score: float = 0.0,
+def check_upsample(upsample) -> int:
+    """``upsample`` if it is one of :data:`UPSAMPLE`, else a ValueError stating the range and why."""
+    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or upsample not in UPSAMPLE:
+        raise ValueError(f"upsample must be an integer from {UPSAMPLE.start} to {UPSAMPLE.stop - 1} (each "
+                         f"doubles the photo's sides and quadruples the detector's memory), got {upsample!r}")
+    return int(upsample)
+
+
+def check_min_score(min_score) -> float:
+    """``min_score`` if it is finite and at least :data:`MIN_SCORE`, else a ValueError saying why."""
+    if not (math.isfinite(min_score) and min_score >= MIN_SCORE):
+        raise ValueError(f"min_score must be a finite number >= {MIN_SCORE:g} (dlib's SVM margin: 0 keeps "
+                         f"what dlib keeps, negative adds weaker detections, mostly false alarms), got {min_score!r}")
+    return float(min_score)
+
+
+def detect_faces(image: np.ndarray, *, upsample: int = 1, min_score: float = 0.0, max_side: int | None = None,
                  return_scores: bool = False):
     """Face boxes (K, 4) float32 x1, y1, x2, y2 in 0-based pixels, most confident first.
 
@@ -33,17 +59,43 @@ def detect_faces(image: np.ndarray, *, upsample: int = 1, min_score: float = 0.0
     inside the face, so the box runs from their outer edges (left - 1/2 to right + 1/2), the
     convention of :func:`falign.data.transforms.crop_to_box`. ``upsample`` doubles the image that many
     times first (finds smaller faces, slower); ``min_score`` is the SVM margin to keep a detection.
-    With ``return_scores`` also the (K,) scores.
+    ``max_side``: scan a copy downscaled to this longest side (bounds memory, see the module); None
+    scans the image as given (the experiments' cached detections were made so). With
+    ``return_scores`` also the (K,) scores.
     """
     image = np.ascontiguousarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
         raise ValueError(f"detect_faces wants (H, W, 3) or (H, W) uint8, got {image.dtype} {image.shape}")
-    rects, scores, _ = _detector().run(image, upsample, min_score)
-    boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32).reshape(-1, 4)
-    boxes += np.array([-0.5, -0.5, 0.5, 0.5], np.float32)
+    scanned = downscale(image, max_side) if max_side else image
+    rects, scores, _ = _detector().run(scanned, check_upsample(upsample), check_min_score(min_score))
+    edges = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], np.float32).reshape(-1, 4)
+    boxes = rescale(edges - 0.5, np.divide(image.shape[1::-1], scanned.shape[1::-1]))   # to the full photo
     scores = np.asarray(scores, np.float32)
     order = np.argsort(-scores, kind="stable")
     return (boxes[order], scores[order]) if return_scores else boxes[order]
+
+
+def downscale(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` (H, W[, 3]) uint8 shrunk (antialiased) so its longest side is at most ``max_side``;
+    unchanged if it already is. Reads the photo in place (torch, channels last): no full-size copy."""
+    import torch
+
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    f = max_side / max(h, w)
+    size = (max(1, round(h * f)), max(1, round(w * f)))
+    x = torch.from_numpy(image[..., None] if image.ndim == 2 else image).permute(2, 0, 1)[None]
+    small = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
+    return np.ascontiguousarray(small[0].permute(1, 2, 0).numpy().reshape(*size, *image.shape[2:]))
+
+
+def rescale(coords, scale) -> np.ndarray:
+    """Pixel coordinates (..., 2k), x and y alternating (points, or boxes x1, y1, x2, y2), on an image
+    resized by ``scale`` (x, y): pixel i spans i - 1/2 .. i + 1/2 at either size, so the image's edge
+    (-1/2) stays where it is."""
+    coords = np.asarray(coords, np.float32)
+    return (coords + 0.5) * np.tile(np.asarray(scale, np.float32), coords.shape[-1] // 2) - 0.5
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

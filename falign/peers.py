@@ -145,12 +145,11 @@ class DlibERT(aligner.Aligner):
             raise ValueError("dlib's ERT (dlib-bin) runs on the CPU only")
         return self
 
-    def align(self, images, boxes) -> tuple[torch.Tensor, None]:
+    def align(self, images, boxes, *, bgr: bool = False, value_range: float | None = None) -> tuple[torch.Tensor, None]:
         import dlib
 
-        boxes = aligner._check_boxes(boxes).numpy()
-        photos = aligner._photos(images, len(boxes))
-        first_last = np.rint(boxes + np.array([0.5, 0.5, -0.5, -0.5])).astype(int)
+        photos, boxes = self.prepare(images, boxes, bgr=bgr, value_range=value_range)
+        first_last = np.rint(boxes.numpy() + np.array([0.5, 0.5, -0.5, -0.5])).astype(int)
         predictor, out = self.model.predictor, np.empty((len(boxes), self.n_points, 2), np.float32)
         for i, (photo, (x1, y1, x2, y2)) in enumerate(zip(photos, first_last)):
             rectangle = dlib.rectangle(int(x1), int(y1), int(max(x2, x1)), int(max(y2, y1)))

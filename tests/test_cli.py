@@ -1,17 +1,22 @@
 """``falign align`` run in-process on a real photo with tiny random checkpoints."""
 
+import errno
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from PIL import Image
 
-from falign import aligner, cli, paths
+from falign import aligner, cli, detect, inputs, paths
 from falign.data.formats.ibug import read_pts
 from test_aligner import make
 
 FACE = (175, 76, 265, 166)   # dlib's HOG box of the astronaut's face (left, top, right, bottom)
+FACE_BOX = "170,70,270,170"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +38,7 @@ def run(capsys, *argv):
 
 
 def test_given_box(models, astronaut, tmp_path, capsys):
-    code, err = run(capsys, "align", astronaut, "--model", models["rcsr"], "--box", "170,70,270,170",
+    code, err = run(capsys, "align", astronaut, "--model", models["rcsr"], "--box", FACE_BOX,
                     "--out", tmp_path)
     assert code == 0, err
     record = json.loads((tmp_path / "astronaut_face0.json").read_text())
@@ -98,37 +103,195 @@ def test_unknown_model_lists_the_available_ones(tmp_path, monkeypatch, astronaut
     assert code == 0, err    # the default model falls back to the only one shipped
 
 
-def test_the_packaged_peer_aligns_a_photo(astronaut, tmp_path, capsys):
+def test_the_packaged_peer_aligns_a_photo(astronaut, tmp_path, capsys, monkeypatch):
     """dlib's ERT ships inside face-recognition-models: `--model dlib-ert-68` needs no results/ file."""
-    import json
-
     code, err = run(capsys, "align", astronaut, "--model", "dlib-ert-68", "--out", tmp_path, "--quiet")
     assert code == 0, err
     record = json.loads((tmp_path / "astronaut_face0.json").read_text())
     assert record["kind"] == "dlib-ert" and len(record["landmarks"]) == 68
     assert record["provenance"]["file"] == "shape_predictor_68_face_landmarks.dat"
+    monkeypatch.setattr(aligner, "usable_device", torch.device)     # as on a machine with a GPU
     code, err = run(capsys, "align", astronaut, "--model", "dlib-ert-5", "--device", "cuda", "--out", tmp_path)
-    assert code == 2 and err.strip() == "falign align: dlib-ert-5: dlib's ERT (dlib-bin) runs on the CPU only"
+    assert code == 2 and err.strip() == ("falign align: error: argument --model: dlib-ert-5: dlib's ERT (dlib-bin) "
+                                         "runs on the CPU only")
 
 
 def test_help_and_bad_box(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["align", "--help"])
-    assert exit_.value.code == 0 and "falign align astronaut.png" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["align", "x.png", "--box", "1,2,3"])
-    assert exit_.value.code == 2
+    assert cli.main(["align", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "falign align astronaut.png" in help_text and "replaces each photo's earlier" in help_text
+    code, err = run(capsys, "align", "x.png", "--box", "1,2,3")
+    assert code == 2
+    assert err == "falign align: error: argument --box: expected x1,y1,x2,y2 (four numbers), got '1,2,3'\n"
 
 
 def test_16_bit_and_palette_images_convert(tmp_path):
+    """What the command reads (:func:`falign.inputs.read_photo`): 16-bit grey scaled, palettes expanded."""
     ramp = np.tile(np.linspace(0, 65535, 256), (4, 1)).round().astype(np.uint16)
     path16 = tmp_path / "deep.png"
     Image.fromarray(ramp).save(path16)
-    grey = cli.read_photo(path16)
+    grey = inputs.read_photo(path16)
     assert grey.dtype == np.uint8 and grey.shape == (4, 256, 3)
     assert abs(int(grey[1, 128, 0]) - 128) <= 2 and grey.max() == 255 and grey.min() == 0   # not saturated
     rgb = skimage.data.astronaut()[::8, ::8]
     palette = Image.fromarray(rgb).quantize(64)
     path_p = tmp_path / "palette.png"
     palette.save(path_p)
-    assert np.array_equal(cli.read_photo(path_p), np.asarray(palette.convert("RGB")))
+    assert np.array_equal(inputs.read_photo(path_p), np.asarray(palette.convert("RGB")))
+
+
+# --------------------------------------------------------------------------------------------------
+# Arguments, outputs, interrupts and large photos (the fault table, tests/test_faults.py, has the rest)
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("form", [["--box", "-20,60,200,280"], ["--box=-20,60,200,280"]])
+def test_a_box_may_start_at_negative_coordinates(form, models, astronaut, tmp_path, capsys):
+    code, err = run(capsys, "align", astronaut, "--model", models["rcsr"], *form, "--out", tmp_path, "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "astronaut_face0.json").read_text())["box"] == [-20, 60, 200, 280]
+
+
+def test_only_a_box_value_is_joined_to_box():
+    assert cli._box_values_attached(["a.png", "--box", "-1,2,30,40", "--box", "--out", "-x"]) == [
+        "a.png", "--box=-1,2,30,40", "--box", "--out", "-x"]
+
+
+def test_a_second_run_replaces_a_photos_outputs(models, astronaut, tmp_path, capsys):
+    """Another model, fewer faces: the photo's outputs are all the new run's; other photos' stay."""
+    others = [tmp_path / "astronaut_face0_face0.pts", tmp_path / "other_face3.json", tmp_path / "notes.txt"]
+    for path in others:
+        path.write_text("not ours\n")
+    code, err = run(capsys, "align", astronaut, "--model", models["rcsr"], "--box", FACE_BOX, "--box", "0,0,100,100",
+                    "--out", tmp_path)
+    assert code == 0 and err.strip().endswith(f"2 face(s) from 1 of 1 photo(s) -> {tmp_path}/"), err
+    code, err = run(capsys, "align", astronaut, "--model", models["pifa"], "--box", FACE_BOX, "--out", tmp_path)
+    assert code == 0 and err.strip().endswith(f"1 face(s) from 1 of 1 photo(s) -> {tmp_path}/"), err
+    assert sorted(p.name for p in tmp_path.glob("astronaut_face?.*")) == [f"astronaut_face0.{s}" for s in
+                                                                        ("json", "png", "pts")]
+    assert json.loads((tmp_path / "astronaut_face0.json").read_text())["kind"] == "pifa"
+    assert all(p.read_text() == "not ours\n" for p in others)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_stem_with_dots_keeps_its_name(models, astronaut, tmp_path, capsys):
+    photo = tmp_path / "my.photo.v2.png"
+    photo.write_bytes(astronaut.read_bytes())
+    code, err = run(capsys, "align", photo, "--model", models["rcsr"], "--box", FACE_BOX, "--out", tmp_path / "out")
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == [f"my.photo.v2_face0.{s}" for s in ("json", "png", "pts")]
+
+
+def test_refused_landmarks_are_not_written_and_the_json_is_strict(models, astronaut, tmp_path, capsys, monkeypatch):
+    """Face 1's landmarks are NaN: one line naming the photo and face 1; face 0 is written, JSON without NaN
+    (Python's json would read a bare NaN; strict readers, e.g. JavaScript's, refuse it)."""
+    align = aligner.Aligner.align
+
+    def nan_for_face_1(self, images, boxes, **kw):
+        points, visible = align(self, images, boxes, **kw)
+        points[1] = float("nan")
+        return points, visible
+
+    monkeypatch.setattr(aligner.Aligner, "align", nan_for_face_1)
+    code, err = run(capsys, "align", astronaut, "--model", models["rcsr"], "--box", FACE_BOX, "--box", "0,0,100,100",
+                    "--out", tmp_path)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 2, err
+    assert lines[0].startswith(f"{astronaut}: face 1 (")
+    assert lines[0].endswith("non-finite (NaN or infinite) landmarks; not written")
+    assert lines[1].endswith(f"1 face(s) from 1 of 1 photo(s) -> {tmp_path}/; 1 with errors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"astronaut_face0.{s}" for s in ("json", "png", "pts")]
+    strict = json.loads((tmp_path / "astronaut_face0.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert np.isfinite(strict["landmarks"]).all()
+
+
+def test_an_aligner_that_refuses_some_faces_keeps_the_others(models, astronaut, tmp_path, capsys, monkeypatch):
+    """An aligner that checks its own output raises PredictionError with the batch: the good faces are written."""
+    align = aligner.Aligner.align
+
+    def refuse_face_0(self, images, boxes, **kw):
+        points, visible = align(self, images, boxes, **kw)
+        points[0] = float("inf")
+        raise inputs.PredictionError("face 0 refused", points, visible, np.array([False, True]))
+
+    monkeypatch.setattr(aligner.Aligner, "align", refuse_face_0)
+    code, err = run(capsys, "align", astronaut, "--model", models["rcsr"], "--box", FACE_BOX, "--box", "0,0,100,100",
+                    "--out", tmp_path, "--quiet")
+    assert code == 1 and err.startswith(f"{astronaut}: face 0 (") and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"astronaut_face1.{s}" for s in ("json", "png", "pts")]
+
+
+def test_a_full_disk_stops_the_run_keeping_every_face_whole(models, astronaut, tmp_path, capsys, monkeypatch):
+    """The first photo is written; the disk fills while the second one's overlay is written: one line, the first
+    photo's files whole, no file of the second (its earlier outputs untouched), no temporary file left."""
+    second = tmp_path / "second.png"
+    second.write_bytes(astronaut.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "second_face0.pts").write_text("earlier\n")
+    save = Image.Image.save
+
+    def full_disk(self, fp, *args, **kwargs):
+        if "second" in str(fp):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    code, err = run(capsys, "align", astronaut, second, "--model", models["rcsr"], "--box", FACE_BOX, "--out", out,
+                    "--quiet")
+    assert code == 1 and err == (f"falign align: {out}/second_face0.png: cannot write it (No space left on device); "
+                                 f"stopped, 1 face(s) written to {out}/\n")
+    assert sorted(p.name for p in out.iterdir()) == [*(f"astronaut_face0.{s}" for s in ("json", "png", "pts")),
+                                                     "second_face0.pts"]
+    assert (out / "second_face0.pts").read_text() == "earlier\n"
+    json.loads((out / "astronaut_face0.json").read_text())
+
+
+def test_ctrl_c_stops_with_one_line(models, astronaut, tmp_path, capsys, monkeypatch):
+    second = tmp_path / "second.png"
+    second.write_bytes(astronaut.read_bytes())
+    align, calls = aligner.Aligner.align, []
+
+    def interrupted_on_the_second(self, images, boxes, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return align(self, images, boxes, **kw)
+
+    monkeypatch.setattr(aligner.Aligner, "align", interrupted_on_the_second)
+    out = tmp_path / "out"
+    code, err = run(capsys, "align", astronaut, second, "--model", models["rcsr"], "--box", FACE_BOX, "--out", out)
+    assert code == 130 and err.strip().splitlines()[-1] == f"falign align: interrupted; 1 face(s) written to {out}/"
+    assert sorted(p.name for p in out.iterdir()) == [f"astronaut_face0.{s}" for s in ("json", "png", "pts")]
+
+
+def test_ctrl_c_waits_while_a_photos_outputs_are_renamed(tmp_path):
+    """SIGINT during the renames is held until they are done, then raised."""
+    with pytest.raises(KeyboardInterrupt):
+        with cli._ctrl_c_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            (tmp_path / "done").write_text("")     # still runs: the interrupt waits
+    assert (tmp_path / "done").exists()
+
+
+def test_a_large_photo_is_detected_on_a_shrunk_copy(astronaut):
+    """The astronaut at 5x (2560 px): detection scans a 512 px copy, the box comes back in full-size pixels."""
+    big = np.kron(skimage.data.astronaut(), np.ones((5, 5, 1), np.uint8))
+    boxes = detect.detect_faces(big, max_side=512, min_score=0.5)
+    expected = (np.add(FACE, [-0.5, -0.5, 0.5, 0.5]) + 0.5) * 5 - 0.5
+    assert boxes.shape == (1, 4) and np.abs(boxes[0] - expected).max() <= 5 * 2, boxes
+    assert np.array_equal(detect.detect_faces(skimage.data.astronaut(), max_side=512),
+                          detect.detect_faces(skimage.data.astronaut()))        # small photos are scanned as they are
+
+
+def test_rescaling_keeps_the_image_edge():
+    assert np.allclose(detect.rescale([[-0.5, -0.5], [99.5, 49.5], [10, 20]], (0.5, 2.0)),
+                       [[-0.5, -0.5], [49.5, 99.5], [4.75, 40.5]])
+    assert np.allclose(detect.rescale([-0.5, -0.5, 9.5, 19.5], (3, 3)), [-0.5, -0.5, 29.5, 59.5])
+
+
+def test_the_overlay_of_a_large_photo_is_shrunk():
+    image = np.zeros((100, 4096, 3), np.uint8)
+    canvas = cli.overlay(image, [1000, 10, 1100, 90], np.array([[1050.0, 50.0]]))
+    assert canvas.size == (2048, 50)
+    drawn = np.argwhere(np.asarray(canvas)[..., 1] == 230)        # the visible point, green, at half the coordinates
+    assert np.allclose(drawn.mean(0), [24.75, 524.75], atol=1)

@@ -7,6 +7,10 @@ reproduce`` for the Makefile's checks (they stop make while it reads the Makefil
 the exit status; one line on stderr, without colour codes, naming the file (or the variable) and the
 fault; and, after a failure, ``results/`` and ``book/`` unchanged byte for byte.
 
+The ``falign align`` cases run the command in this process (``--quiet``: no summary line) on a small
+photo with a tiny aligner, into an ``aligned/`` folder holding an earlier run's outputs of that photo;
+after a failure those must be unchanged too.
+
 A kernel start costs seconds, so most notebooks run in this process (:func:`_in_process` stands in for
 papermill's kernel and raises papermill's own error for a failing cell). The cases marked ``kernel`` run
 in a real Jupyter kernel: those whose path goes through it (a warning printed in the notebook reaching
@@ -18,6 +22,7 @@ with ``.venv/bin/python tests/test_faults.py``.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -33,8 +38,9 @@ import scipy.io
 import torch
 from PIL import Image
 
-from falign import paths, pipeline, train
+from falign import aligner, cli, paths, pipeline, train
 from falign.data.crops import load_faces
+from test_aligner import make as tiny_aligner
 from test_data_formats import aflw_variables, cell, face68, make_300w, pts_text, write_image, write_mat73
 from test_pipeline import _chapter as tiny_chapter
 
@@ -71,6 +77,7 @@ class Fault:
     data_root: str = ""
     notebooks: Path | None = None              # the chapters (default: the tiny one under tmp_path)
     device: str = "cpu"
+    align: tuple[str, ...] = ()                # run ``falign align`` with these arguments instead
 
 
 @dataclass(frozen=True)
@@ -189,8 +196,9 @@ def _checkpoint(tmp: Path) -> Path:
     faces = load_faces("300w", SPLITS["300w"], preset="300w-like", n=N, size=32, root=str(_data(tmp)))
     folder = train.cache_dir(paths.work_dir(), "tiny", recipe=RECIPE, data=faces.fingerprint,
                              code=train.code_version(train))
-    folder.mkdir(parents=True)
-    return folder / train.CHECKPOINT
+    path = train.checkpoint_path(folder)
+    path.parent.mkdir(parents=True)
+    return path
 
 
 # Damage: each returns the file the message must name ----------------------------------------------------
@@ -245,7 +253,7 @@ def another_model(path: Path) -> Path:
     """A real ``fit`` checkpoint, of a model other than the chapter's."""
     data = torch.utils.data.TensorDataset(torch.zeros(4, 3), torch.zeros(4, 1))
     train.fit(torch.nn.Linear(3, 1), lambda m, b: m(b[0]).pow(2).mean(), data, epochs=1, batch_size=2,
-              optimizer=train.sgd(0.1), checkpoint_dir=path.parent, progress=False)
+              optimizer=train.sgd(0.1), checkpoint_dir=path.parent.parent, progress=False)
     return path
 
 
@@ -382,6 +390,85 @@ def _afw_image_missing(tmp: Path) -> Path:
 def _helen_image_missing(tmp: Path) -> Path:
     delete(_helen(tmp) / "helen_1" / "100_1.jpg")
     return _data(tmp) / "helen" / "testnames.txt"
+
+
+# falign align: a small photo, a tiny aligner, aligned/ holding an earlier run ----------------------------------
+
+FACE = "85,35,135,85"                                     # the astronaut's face box in the half-size photo
+
+
+def _photo(tmp: Path, name: str = "astronaut.png", frames: int = 1) -> Path:
+    """The astronaut at half size (256 px); a GIF of ``frames`` different frames for ``frames > 1``."""
+    import skimage.data
+
+    path = tmp / "photos" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(skimage.data.astronaut()).reduce(2)
+    others = [image.point(lambda v: v // (k + 2)) for k in range(frames - 1)]
+    image.save(path, save_all=frames > 1, append_images=others)
+    return path
+
+
+def align(*args: str, names: str = "{photo}", photo: Callable[[Path], Path] = _photo,
+          model: Callable[[Path], Path] | None = None, out: str = "aligned",
+          patch: Callable[[Path, pytest.MonkeyPatch], None] | None = None) -> Callable:
+    """``falign align PHOTO --model M --out OUT ARGS``: the tiny aligner (or ``model(tmp)``'s checkpoint)
+    on ``photo(tmp)``, into ``tmp/out``; ``patch`` stands in for the machine (no disk space, Ctrl-C).
+    ``names``: what the line names, ``{photo}``, ``{model}`` and ``{out}`` filled in."""
+    def build(tmp, mp):
+        where = {"photo": photo(tmp), "out": tmp / out,
+                 "model": (model or (lambda t: tiny_aligner("rcsr").save(t / "tiny.pt")))(tmp)}
+        if patch:
+            patch(tmp, mp)
+        return Fault(names=names.format(**where), align=(str(where["photo"]), "--model", str(where["model"]),
+                                                         "--out", str(where["out"]), *args))
+    return build
+
+
+def nan_weight(tmp: Path) -> Path:
+    """The tiny aligner with one NaN weight, its content hash recomputed (as an export of it would be)."""
+    path = tiny_aligner("rcsr").save(tmp / "tiny.pt")
+    ckpt = torch.load(path, weights_only=True)
+    next(v for v in ckpt["state_dict"].values() if v.is_floating_point()).view(-1)[0] = float("nan")
+    torch.save({**ckpt, "content_hash": aligner.content_hash(ckpt)}, path)
+    return path
+
+
+def read_only(tmp: Path, mp: pytest.MonkeyPatch) -> None:
+    """aligned/ not writable: opening a file in it for writing fails, as chmod 555 would (for root too)."""
+    folder, real = tmp / "aligned", os.open
+
+    def refused(path, flags, *more, **kw):
+        if folder in (Path(os.fsdecode(path)), Path(os.fsdecode(path)).parent) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+        return real(path, flags, *more, **kw)
+
+    mp.setattr(os, "open", refused)
+
+
+def disk_full(tmp: Path, mp: pytest.MonkeyPatch) -> None:
+    """The disk fills up while the overlay PNG is written."""
+    def save(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    mp.setattr(Image.Image, "save", save)
+
+
+def landmarks(value) -> Callable:
+    """A model whose landmarks are all ``value`` (NaN: it diverged), from an aligner that does not check them."""
+    def align(self, photo, boxes, **kw):
+        return torch.full((len(boxes), 68, 2), value), None
+
+    def patch(tmp, mp):
+        mp.setattr(aligner.Aligner, "align", align)
+    return patch
+
+
+def ctrl_c(tmp: Path, mp: pytest.MonkeyPatch) -> None:
+    def interrupted(self, images, boxes, **kw):
+        raise KeyboardInterrupt
+
+    mp.setattr(aligner.Aligner, "align", interrupted)
 
 
 # The table --------------------------------------------------------------------------------------------
@@ -563,6 +650,63 @@ CASES = [
     Case("a corrupt SynthFace cache", synthface_cache, 0,
          r"UserWarning: \S+\.npz: corrupt SynthFace cache \(checksum mismatch \(truncated or corrupt file\)\); "
          r"regenerating it", "rebuilt, with one warning", kernel=True),
+    # falign align: arguments, checked before any photo is read
+    Case("`falign align --model ''`", align("--model", "", names="--model"), 2,
+         r"^falign align: error: argument --model: empty; give a model name",
+         "refused (no longer the default model, silently)"),
+    Case("`falign align --model nope`", align("--model", "nope", names="--model"), 2,
+         r"argument --model: no aligner named 'nope' \(shipped: .*packaged: dlib-ert-68",
+         "refused, listing the models"),
+    Case("`falign align --model` a checkpoint with a NaN weight", align(model=nan_weight, names="{model}"), 2,
+         r"argument --model: \S+tiny\.pt: 1 non-finite \(NaN or infinite\) weights",
+         "refused before any photo is read"),
+    Case("`falign align --device cuda` without CUDA",
+         align("--device", "cuda", names="--device", patch=lambda tmp, mp: _without_cuda(mp)), 2,
+         r"argument --device: device 'cuda': CUDA is not available", "refused before any photo is read"),
+    Case("`falign align --upsample -1`", align("--upsample", "-1", names="--upsample"), 2,
+         r"argument --upsample: upsample must be an integer from 0 to 2 .*, got -1$", "refused, giving the range"),
+    Case("`falign align --upsample 10`", align("--upsample", "10", names="--upsample"), 2,
+         r"argument --upsample: upsample must be an integer from 0 to 2 \(each doubles the photo's sides and "
+         r"quadruples the detector's memory\)", "refused, giving the range (not out of memory)"),
+    Case("`falign align --min-score nan`", align("--min-score", "nan", names="--min-score"), 2,
+         r"argument --min-score: min_score must be a finite number >= -1 .*, got nan$", "refused: not finite"),
+    Case("`falign align --min-score -5`", align("--min-score", "-5", names="--min-score"), 2,
+         r"min_score must be a finite number >= -1 \(dlib's SVM margin: 0 keeps what dlib keeps, negative adds "
+         r"weaker detections, mostly false alarms\), got -5\.0$",
+         "refused, saying what negative means (not 556 faces)"),
+    Case("`falign align --box nan,60,200,280`", align("--box", "nan,60,200,280", names="--box"), 2,
+         r"argument --box: boxes: box 0 \(x1, y1, x2, y2 = nan, 60, 200, 280\) is not finite$", "refused: not finite"),
+    Case("`falign align --box` 0.0001 px wide", align("--box", "10,10,10.0001,20", names="--box"), 2,
+         r"box 0 \(x1, y1, x2, y2 = 10, 10, 10\.0001, 20\) is under 1 px wide or high", "refused: under 1 px"),
+    Case("`falign align --box 1,2,3`", align("--box", "1,2,3", names="--box"), 2,
+         r"argument --box: expected x1,y1,x2,y2 \(four numbers\), got '1,2,3'$", "refused: four numbers"),
+    Case("`falign align --out` an existing file", align(out="aligned/astronaut_face0.json", names="--out"), 2,
+         r"argument --out: \S+/astronaut_face0\.json is a file, not a folder$", "refused before any photo is read"),
+    Case("`falign align --out` a read-only folder", align(patch=read_only, names="--out"), 2,
+         r"argument --out: \S+/aligned: cannot write there \(Permission denied\)$", "refused before any photo is read"),
+    # falign align: photos and outputs
+    Case("`falign align --box -300,-300,-100,-100` (outside the photo)", align("--box", "-300,-300,-100,-100"), 1,
+         r"boxes: box 0 \(x1, y1, x2, y2 = -300, -300, -100, -100\) lies mostly outside the 256x256 image",
+         "error naming the photo; its earlier outputs kept"),
+    Case("`falign align` a file that is not an image", align(photo=lambda t: garbage(_photo(t))), 1,
+         r"not an image Pillow can read$", "error naming the photo"),
+    Case("`falign align` a multi-frame GIF", align("--box", FACE, photo=lambda t: _photo(t, "astronaut.gif", 3)), 0,
+         r"astronaut\.gif: 3 frames; frame 0 was read$", "frame 0 aligned, with one warning"),
+    Case("`falign align` a photo over `MAX_PIXELS` (200 megapixels)",
+         align("--box", FACE, patch=lambda tmp, mp: mp.setattr(cli, "MAX_PIXELS", 10_000)), 1,
+         r"cannot decode image \(Image size \(65536 pixels\) exceeds limit of 10000 pixels", "error naming the photo"),
+    Case("`falign align` with a model that predicts NaN", align("--box", FACE, patch=landmarks(float("nan"))), 1,
+         r"png: face 0 \(x1, y1, x2, y2 = 85, 35, 135, 85\): non-finite \(NaN or infinite\) landmarks; not written$",
+         "error naming the photo and face; no `nan` in a `.pts`, earlier outputs kept"),
+    Case("`falign align` with a model that predicts far outside the box",
+         align("--box", FACE, patch=landmarks(5000.0)), 1,
+         r"png: face 0 \(.*\): landmarks more than 1 box size\(s\) outside the box; not written$",
+         "error naming the photo and face"),
+    Case("Ctrl-C during `falign align`", align("--box", FACE, patch=ctrl_c, names="{out}"), 130,
+         r"^falign align: interrupted; 0 face\(s\) written to \S+/aligned/$", "one line; every written face whole"),
+    Case("disk full during `falign align`", align("--box", FACE, patch=disk_full, names="{out}/astronaut_face0.png"),
+         1, r"cannot write it \(No space left on device\); stopped, 0 face\(s\) written to",
+         "one line; the photo's earlier outputs kept whole"),
 ]
 
 
@@ -613,6 +757,8 @@ def _reproduce(tmp: Path, fault: Fault) -> int:
 
 
 def _run(case: Case, fault: Fault, tmp: Path, monkeypatch) -> int:
+    if fault.align:
+        return cli.main(["align", *fault.align, "--quiet"])
     if fault.make:   # the repository's Makefile, read in tmp (its notebooks/ the repository's): nothing can run
         (tmp / "notebooks").symlink_to(paths.NOTEBOOKS_DIR)
         return subprocess.run(["make", "-s", "-C", str(tmp), "-f", str(paths.ROOT / "Makefile"), "reproduce",
@@ -634,17 +780,18 @@ def _isolate(tmp: Path, monkeypatch) -> None:
 
 
 def _previous_run(tmp: Path) -> dict[str, bytes]:
-    """results/ and book/ as an earlier run left them; returns their contents."""
+    """results/, book/ and aligned/ (``falign align``'s) as an earlier run left them; returns their contents."""
     for name, text in {"results/tiny/01_x.csv": "faces,data\n2,before\n", "results/tiny/run.json": "{}\n",
                        "results/rcsr/table1.csv": "a\n1\n", "book/tiny/01_x.ipynb": "{}\n",
-                       "book/scorecard.md": "# Scorecard\n", "book/_toc.yml": "root: intro\n"}.items():
+                       "book/scorecard.md": "# Scorecard\n", "book/_toc.yml": "root: intro\n",
+                       **{f"aligned/astronaut_face0.{s}": f"earlier {s}\n" for s in cli.WRITERS}}.items():
         (tmp / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp / name).write_text(text)
     return _contents(tmp)
 
 
 def _contents(tmp: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(tmp)): p.read_bytes() for folder in ("results", "book")
+    return {str(p.relative_to(tmp)): p.read_bytes() for folder in ("results", "book", "aligned")
             for p in sorted((tmp / folder).rglob("*")) if p.is_file()}
 
 
@@ -665,7 +812,7 @@ def test_bad_input_gets_one_line_naming_the_file(case, tmp_path, monkeypatch, ca
     assert (status, len(lines)) == (case.status, 1), err
     assert "\x1b" not in err and fault.names in lines[0] and re.search(case.says, lines[0]), lines[0]
     if status:
-        assert _contents(tmp) == before, "results/ or book/ changed after a failure"
+        assert _contents(tmp) == before, "results/, book/ or aligned/ changed after a failure"
 
 
 def test_warm_and_clean_runs_agree_after_the_data_changes(tmp_path, monkeypatch):

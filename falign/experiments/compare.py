@@ -193,7 +193,6 @@ def pifa_ibug68(model: aligner.Aligner, images, boxes) -> torch.Tensor:
     from falign.models.pifa import split_params
     from falign.morphable import builtin_model, project
 
-    boxes = aligner._check_boxes(boxes)
     crops, affines = model.crops(images, boxes)
     with torch.no_grad():
         P = torch.cat([model.model(crops[i:i + model.batch_size].to(model.device))[-1].float().cpu()
@@ -238,8 +237,10 @@ def shipped() -> list[Method]:
     points where it has them (or a projection onto them), else on its own points. An aligner whose
     scheme is not derived from iBUG 68 cannot share points with the others and is left out, said aloud."""
     out = []
-    for name in aligner.available():
-        model = aligner.load(name, device=DEVICE)
+    loaded, refused = aligner.shipped(DEVICE)
+    for name, why in refused.items():
+        print(f"compare: {name} left out: {why}")
+    for name, model in loaded.items():
         params, mb = _weights(model.model)
         source = f"results/{name}/aligner.pt (scale {model.provenance.get('scale', '?')})"
         if model.kind in PROJECTIONS:

@@ -41,14 +41,16 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import skimage.data
 
-import falign
 from falign import aligner, detect, plots, report
 
 run = report.start("aligner", "01_your_own_photo", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
                    SEED=SEED)
-names = aligner.available()
-pd.DataFrame([{"aligner": name, **{k: falign.load(name).provenance.get(k) for k in ("scale", "data", "seed", "commit")}}
-              for name in names])
+models, refused = aligner.shipped(run.device)
+for name, why in refused.items():
+    print(f"{name} is not shown: {why.rsplit('/', 1)[-1]}")
+names = list(models)
+pd.DataFrame([{"aligner": name, **{k: model.provenance.get(k) for k in ("scale", "data", "seed", "commit")}}
+              for name, model in models.items()])
 
 # %% [markdown]
 # ## A real photograph
@@ -65,8 +67,7 @@ print(f"{len(boxes)} face(s) found; box {boxes[0].round(1).tolist()} (x1, y1, x2
 
 # %%
 fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4.3), squeeze=False)
-for ax, name in zip(axes[0], names):
-    model = falign.load(name, device=run.device)
+for ax, (name, model) in zip(axes[0], models.items()):
     points, visible = model.align(photo, boxes)
     plots.landmarks(ax, photo, points[0], None if visible is None else visible[0])
     x1, y1, x2, y2 = boxes[0]
