@@ -498,14 +498,16 @@ def save(path: str | os.PathLike, model: nn.Module, kind: str, *, model_args: di
 
 
 def run_provenance(run=None, **extra: Any) -> dict[str, Any]:
-    """The provenance to store with exported weights: commit, scale, data fingerprints, seed and
-    device of a :class:`falign.report.Run` (plus ``extra``, e.g. epochs)."""
-    from falign import report
+    """The provenance to store with exported weights: commit, scale, data fingerprints, seed, device,
+    machine (CPU capability, native bf16, threads) and each training's precision of a
+    :class:`falign.report.Run` (plus ``extra``, e.g. epochs)."""
+    from falign import precision, report
 
     record: dict[str, Any] = dict(report.git_state())
     if run is not None:
         record.update(paper=run.paper, scale=run.scale, data=run.data, seed=run.seed,
-                      datasets=dict(run.datasets), device=report.describe_device(run.device))
+                      datasets=dict(run.datasets), device=report.describe_device(run.device),
+                      machine=precision.machine(), trainings=run.trainings())
     record.update(torch=torch.__version__, **extra)
     return _plain(record, "provenance")
 

@@ -61,9 +61,13 @@ def seed_everything(seed: int) -> None:
 def describe_device(device: "torch.device") -> str:  # noqa: F821 - torch imported lazily
     import torch
 
+    from falign import precision
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    m = precision.machine()
+    return (f"cpu ({m['cpu']}, {m['cpu_capability']}, {'native bf16' if m['native_bf16'] else 'no native bf16'}, "
+            f"{m['threads']} threads)")
 
 
 def resolve_device(name: str) -> "torch.device":  # noqa: F821
@@ -81,6 +85,8 @@ class Run:
 
     def __init__(self, paper: str, notebook: str, params: dict[str, Any]):
         import torch
+
+        from falign import train
 
         scale, data, seed = params["SCALE"], params["DATA"], int(params["SEED"])
         if scale not in SCALES:
@@ -101,6 +107,7 @@ class Run:
         self._start = time.time()
         self._started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._torch_version = torch.__version__
+        self._first_training = len(train.TRAININGS)
         seed_everything(seed)
         if not staged:
             print(f"Run by hand: outputs go to {self.out} (the pipeline writes results/{paper}/).")
@@ -131,10 +138,22 @@ class Run:
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
         atomic.write_bytes(self.out / f"{name}.png", buf.getvalue())
 
+    def trainings(self) -> list[dict[str, Any]]:
+        """The trainings this notebook has run or reloaded so far, each with its precision and memory
+        format (:func:`falign.train.fit`); the machine is said once, in ``machine``."""
+        from falign import precision, train
+
+        machine = precision.machine()
+        return [{k: v for k, v in t.items() if k not in machine} for t in train.TRAININGS[self._first_training:]]
+
     def finish(self) -> dict[str, Any]:
         """Merge this notebook's provenance into ``run.json`` beside the tables."""
+        from falign import precision
+
         path = self.out / "run.json"
         record = json.loads(path.read_text()) if path.exists() else {}
+        machine = precision.machine()
+        trainings = self.trainings()
         record.update(
             paper=self.paper,
             **git_state(),
@@ -142,6 +161,7 @@ class Run:
             scale=self.scale,
             seed=self.seed,
             device=describe_device(self.device),
+            machine=machine,
             torch=self._torch_version,
             python=platform.python_version(),
         )
@@ -150,6 +170,7 @@ class Run:
             "started": self._started_at,
             "wall_s": round(time.time() - self._start, 2),
             **({"values": self.values} if self.values else {}),
+            **({"trainings": trainings} if trainings else {}),
         }
         atomic.write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
         return record
@@ -186,6 +207,31 @@ def paper_vs_ours(paper: pd.DataFrame, ours: pd.DataFrame, on: str | list[str], 
         diff = out[f"{values[0]} (ours)"] - out[f"{values[0]} (paper)"]
         out = out.assign(difference=diff, **{"within tolerance": diff.abs().le(tolerance).where(diff.notna())})
     return out
+
+
+SMOKE_REFERENCE = paths.ROOT / "tests" / "smoke_reference.json"
+
+
+def check_smoke_reference(run: Run, name: str, value: float) -> None:
+    """Compare one trained number of a chapter with the reference committed in ``tests/smoke_reference.json``,
+    at the setting CI runs every notebook in (SCALE=smoke, DATA=synthetic, SEED=0, on the CPU); elsewhere
+    nothing. nbval compares a notebook only with a second run of itself, so this is what catches a change
+    that moves every trained result. Raises AssertionError (one line) beyond the file's relative tolerance."""
+    if (run.scale, run.data, run.seed, run.device.type) != ("smoke", "synthetic", 0, "cpu"):
+        return
+    reference = json.loads(SMOKE_REFERENCE.read_text())
+    entry = reference["chapters"].get(run.paper, {})
+    if entry.get("name") != name:
+        raise AssertionError(f"{SMOKE_REFERENCE}: no smoke reference for {run.paper} {name!r} (this run: {value!r}; "
+                             f"the file holds {entry.get('name')!r}); record one as its 'about' says")
+    expected, tolerance = entry["value"], reference["tolerance"]
+    change = (value - expected) / abs(expected)
+    if not abs(change) <= tolerance:
+        raise AssertionError(f"{run.paper}/{run.notebook}: {name} at SCALE=smoke is {value:.6g}, {change:+.1%} from "
+                             f"the reference {expected:.6g} in {SMOKE_REFERENCE} (commit {entry['commit']}), beyond "
+                             f"±{tolerance:.0%}: a change moved the trained result; if it is meant to, rerun "
+                             f"`{entry['command']}` and update the reference")
+    print(f"smoke reference: {name} {value:.6g}, {change:+.2%} from {expected:.6g} (within ±{tolerance:.0%})")
 
 
 def _as_list(x: str | list[str]) -> list[str]:

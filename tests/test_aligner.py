@@ -222,11 +222,13 @@ def test_bad_boxes_and_images(photo):
 def test_run_provenance_records_the_run():
     from types import SimpleNamespace
 
+    trained = {"training": "rcsr main", "seed": 3, "precision": "float32", "memory_format": "contiguous"}
     run = SimpleNamespace(paper="rcsr", scale="smoke", data="synthetic", seed=3, datasets={"train": "abc123"},
-                          device=torch.device("cpu"))
+                          device=torch.device("cpu"), trainings=lambda: [trained])
     record = aligner.run_provenance(run, epochs=np.int64(2))
     assert {"commit", "dirty", "torch"} <= set(record) and record["epochs"] == 2 and type(record["epochs"]) is int
     assert record["scale"] == "smoke" and record["seed"] == 3 and record["datasets"] == {"train": "abc123"}
+    assert record["trainings"] == [trained] and {"cpu_capability", "native_bf16", "threads"} <= set(record["machine"])
     buffer = io.BytesIO()
     torch.save(record, buffer)         # torch.__version__ is a str subclass: stored as a plain str
     buffer.seek(0)

@@ -15,7 +15,7 @@ from PIL import Image
 from falign.data import (DATASETS, DataError, DatasetSpec, FaceDataset, get_dataset, read_pts,
                          register, write_pts)
 from falign.data.formats.matlab import load_mat
-from falign.data.sample import make_sample
+from falign.data.sample import OUTSIDE_MARGIN, make_sample, outside_image
 
 
 # Fixture writers ------------------------------------------------------------------------------------
@@ -425,3 +425,101 @@ def test_a_16_bit_png_is_scaled_not_saturated(tmp_path):
     image = read_image(path)
     assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
     assert (image == 255).mean() < 0.01 and abs(int(image[32, 0, 0]) - round(ramp[32, 0] / 65535 * 255)) <= 1
+
+
+# Landmarks outside the image ------------------------------------------------------------------------------
+
+def _moved_300w(root):
+    """The user's case: a whole 300-W .pts shifted by 5,000 px (its first point, line 4, is named)."""
+    make_300w(root / "300w", subsets=("ibug",))
+    pts = root / "300w" / "ibug" / "ibug_1.pts"
+    pts.write_text(pts_text(face68(1) + 5000))
+    return ("300w", "challenging"), f"{pts}:4: landmark 0 "
+
+
+def _moved_menpo(root):
+    folder = root / "menpo" / "train"
+    folder.mkdir(parents=True)
+    points = face68(0)
+    points[7, 1] += 5000
+    (folder / "frontal.pts").write_text(pts_text(points))
+    write_image(folder / "frontal.jpg")
+    return ("menpo", "train"), f"{folder / 'frontal.pts'}:11: landmark 7 "
+
+
+def _moved_aflw_pifa(root):
+    folder = root / "aflw-pifa"
+    variables, *_ = aflw_variables()
+    variables["phis"][1, 3] -= 5000                                  # x of point 3 of face 1
+    for i in range(2):
+        write_image(folder / "flickr" / "0" / f"img{i}.jpg", seed=i)
+    scipy.io.savemat(folder / "test.mat", variables)
+    return ("aflw-pifa", "test"), f"{folder / 'test.mat'}#1: landmark 3 "
+
+
+def _moved_afw(root):
+    folder = root / "afw"
+    folder.mkdir()
+    write_image(folder / "one.jpg")
+    points = np.array([[5, 6], [15, 6], [10, 10], [6, 14], [10, 15], [14, 14]], float)
+    points[2] += 5000
+    anno = cell("one.jpg", cell(np.array([[3.0, 4.0], [18.0, 19.0]]), shape=(1, 1)),
+                cell(np.array([[0.0, 0.0, 0.0]]), shape=(1, 1)), cell(points, shape=(1, 1)), shape=(1, 4))
+    write_mat73(folder / "anno.mat", {"anno": anno})
+    return ("afw", "test"), f"{folder / 'anno.mat'}#0.0: landmark 2 "
+
+
+def _moved_lfpw5(root):
+    folder = root / "lfpw5"
+    write_image(folder / "a.jpg")
+    (folder / "testImageList.txt").write_text(FINE + "\n" + FINE.replace(" 27 24", " 5027 24") + "\n")
+    return ("lfpw5", "test"), f"{folder / 'testImageList.txt'}:2: landmark 4 "
+
+
+def _moved_helen(root):
+    folder = root / "helen"
+    (folder / "annotation").mkdir(parents=True)
+    write_image(folder / "helen_1" / "100_1.jpg")
+    points = np.random.default_rng(2).uniform(2, 28, (194, 2)).round(3)
+    points[7, 0] = -5000
+    (folder / "annotation" / "1.txt").write_text("100_1\n" + "\n".join(f"{x} , {y}" for x, y in points) + "\n")
+    (folder / "testnames.txt").write_text("100_1\n")
+    return ("helen", "test"), f"{folder / 'annotation' / '1.txt'}:9: landmark 7 "
+
+
+def _moved_cofw(root):
+    folder = root / "cofw"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    xs, ys = rng.uniform(3, 18, (1, 29)), rng.uniform(3, 18, (1, 29))
+    ys[0, 5] += 5000
+    scipy.io.savemat(folder / "COFW_test.mat", {
+        "IsT": cell(rng.integers(0, 256, (30, 40), dtype=np.uint8)),
+        "phisT": np.concatenate([xs, ys, np.zeros((1, 29))], 1), "bboxesT": np.array([[2.0, 3.0, 20.0, 15.0]])})
+    return ("cofw", "test"), f"{folder / 'COFW_test.mat'}#0: landmark 5 "
+
+
+@pytest.mark.parametrize("write", [_moved_300w, _moved_menpo, _moved_aflw_pifa, _moved_afw, _moved_lfpw5,
+                                   _moved_helen, _moved_cofw], ids=lambda f: f.__name__[len("_moved_"):])
+def test_a_landmark_far_outside_the_image_is_refused(tmp_path, write):
+    """Every real-format loader refuses a face whose landmarks lie far outside its image (it would train and
+    score on blank crops), naming the file and the point's line (or the face, in MAT-files)."""
+    (name, split), where = write(tmp_path)
+    with pytest.raises(DataError, match="outside the 40x30 image") as err:
+        get_dataset(name, split, root=tmp_path)
+    assert str(err.value).startswith(where)
+    with pytest.warns(UserWarning, match="skipped 1 invalid item"):
+        assert get_dataset(name, split, root=tmp_path, skip_invalid=True).skipped[0][1] == str(err.value)
+
+
+def test_the_outside_margin():
+    """A landmark may lie outside the image by up to OUTSIDE_MARGIN of its width (x) or height (y), from the
+    image's edge half a pixel beyond the outer pixel centres: faces cut by the border keep their hidden points."""
+    width, height = 40, 30
+    limit_x, limit_y = OUTSIDE_MARGIN * width, OUTSIDE_MARGIN * height
+    inside = np.array([[-0.5 - limit_x, 0], [width - 0.5 + limit_x, 0], [0, height - 0.5 + limit_y], [np.nan, np.nan]])
+    assert outside_image(inside, width, height) is None
+    for k, moved in enumerate(([-0.6 - limit_x, 0], [0, height - 0.4 + limit_y])):
+        beyond = inside.copy()
+        beyond[k + 1] = moved
+        assert outside_image(beyond, width, height)[0] == k + 1

@@ -538,6 +538,9 @@ CASES = [
     # .pts files
     Case("`.pts`: fewer points than `n_points`", pts(_pts_lines({4: None}), 3), 1,
          r"header says n_points: 68 but 67 points are listed", LINE),
+    Case("`.pts`: every landmark shifted 5,000 px", pts(pts_text(face68(0) + 5000.0), 4), 1,
+         r"landmark 0 at x \d+\.\d, y \d+\.\d \(0-based\) lies outside the \d+x\d+ image",
+         "error naming the file and line"),
     Case("`.pts`: a NaN coordinate", pts(_pts_lines({5: "12.5 nan"}), 5), 1, r"non-finite coordinate in '12\.5 nan'",
          LINE),
     Case("`.pts`: an infinite coordinate", pts(_pts_lines({5: "inf 3"}), 5), 1, r"non-finite coordinate in 'inf 3'",

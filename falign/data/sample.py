@@ -98,6 +98,31 @@ def inside_fraction(box, width: int, height: int) -> float:
     return iw * ih / ((x2 - x1) * (y2 - y1))
 
 
+OUTSIDE_MARGIN = 0.25
+"""How far an annotated landmark may lie outside its image: a quarter of the image's width (for x) or height
+(for y). Real annotations of faces cut by the image border place hidden points (a chin, a jaw) a little
+outside; a file shifted, mis-scaled or written for another image puts them far outside, and its face would
+train and score on blank crops."""
+
+
+def outside_image(points: np.ndarray, width: int, height: int) -> tuple[int, str] | None:
+    """The first landmark (index, description) farther outside the width x height image than
+    :data:`OUTSIDE_MARGIN` allows, or None; NaN points (not annotated) are not checked.
+    The one rule every loader applies, through :func:`make_sample`."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    extent = np.array([width, height], dtype=np.float64)
+    # pixel centres run from 0 to size - 1; the image's edge is half a pixel beyond them
+    beyond = np.maximum(-0.5 - pts, pts - (extent - 0.5)) / extent
+    bad = np.flatnonzero(np.nan_to_num(beyond, nan=-np.inf).max(1) > OUTSIDE_MARGIN)
+    if not bad.size:
+        return None
+    i = int(bad[0])
+    x, y = pts[i]
+    return i, (f"landmark {i} at x {x:.1f}, y {y:.1f} (0-based) lies outside the {width}x{height} image by more "
+               f"than {OUTSIDE_MARGIN:.0%} of its width or height (a shifted or mis-scaled annotation, or one "
+               "for another image?)")
+
+
 def check_image(path: str | os.PathLike) -> tuple[int, int]:
     """Cheap integrity check at load time (header, and PNG checksums); returns (width, height).
 
@@ -224,6 +249,8 @@ def make_sample(
     image: np.ndarray | None = None,
     where: str | os.PathLike | None = None,
     line: int | None = None,
+    point_lines: Sequence[int] | None = None,
+    size: tuple[int, int] | None = None,
     pose: Any = None,
     extra: dict | None = None,
 ) -> Sample:
@@ -232,9 +259,16 @@ def make_sample(
     The number of points comes from the scheme (:func:`falign.landmarks.get_scheme`).
     Raises :class:`DataError` naming ``where`` (the annotation file, default ``source``) and
     ``line`` for a wrong number of points, non-finite coordinates of a visible point, no visible
-    point, or a box that is not finite, inverted or of zero width or height.
+    point, a box that is not finite, inverted or of zero width or height, or a landmark outside the
+    image (:func:`outside_image`; ``size`` is the image's (width, height), taken from ``image`` when
+    not given). ``point_lines``, for files with one point per line, gives each point's line, so an
+    error about one point names its own line.
     """
     where = source if where is None else where
+
+    def at(point: int) -> int | None:
+        return line if point_lines is None else int(point_lines[point])
+
     n_points = get_scheme(scheme).n_points
     pts = np.asarray(landmarks, dtype=np.float32)
     if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] != n_points:
@@ -245,9 +279,14 @@ def make_sample(
         raise DataError(f"expected {n_points} visibility flags, found {vis.size}", where, line)
     bad = np.flatnonzero(vis & ~np.isfinite(pts).all(1))
     if bad.size:
-        raise DataError(f"non-finite (NaN or infinite) coordinates for point(s) {bad.tolist()}", where, line)
+        raise DataError(f"non-finite (NaN or infinite) coordinates for point(s) {bad.tolist()}", where, at(bad[0]))
     if not vis.any():
         raise DataError("no visible landmark", where, line)
+    if size is None and image is not None:
+        size = (image.shape[1], image.shape[0])
+    outside = None if size is None else outside_image(pts, *size)
+    if outside:
+        raise DataError(outside[1], where, at(outside[0]))
     box = tight_box(pts, vis) if box is None else np.asarray(box, dtype=np.float32).reshape(-1)
     problem = "is not 4 numbers" if box.shape != (4,) else box_problem(box)
     if problem:

@@ -127,6 +127,11 @@ run.table(fig4, "fig4", caption="Fig. 4: test error (% of the face-box width) of
           "paper per-point values not recoverable (NaN)")
 
 # %%
+# The trained result checked against the committed smoke reference (only at SCALE=smoke, DATA=synthetic)
+report.check_smoke_reference(run, "test error after stage 3 (% of the box width)",
+                             float(summary.loc[summary["stage"] == 3, "Average"].mean()))
+
+# %%
 fig, ax = plt.subplots(figsize=(5.6, 3.4))
 labels = [*ccnn.POINTS, "Average"]
 for k, colour in zip((1, 2, 3), ("C0", "C3", "C2")):

@@ -251,3 +251,9 @@ L4 = res[(res["stage"] == "L4") & (res["norm"] == "inter-ocular")].set_index("su
 run.log(train_seconds=float(epochs["seconds"].sum()), plateaued=history.plateaued(),
         **{f"nme_io_{s}": float(v) for s, v in L4.items()})
 run.finish();
+
+# %%
+# The trained result checked against the committed smoke reference (only at SCALE=smoke, DATA=synthetic)
+from falign import report
+
+report.check_smoke_reference(run, "L4 NME on the full set (%, inter-ocular)", float(L4["full"]))

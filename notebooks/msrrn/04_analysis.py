@@ -295,3 +295,7 @@ print(list(table2.columns[:2]), len(table2))
 run.log(**{f"nme_full_inter_pupil_{arm.replace('-', '_')}": float(np.mean(value(arm))) for arm in experiments.ARMS},
         nme_full_inter_pupil_sdm=sdm_full, verdicts=dict(zip(claims["claim id"], claims["verdict"])))
 run.finish();
+
+# %%
+# The trained result checked against the committed smoke reference (only at SCALE=smoke, DATA=synthetic)
+report.check_smoke_reference(run, "final-stage NME on the full set (%, inter-pupil)", float(np.mean(value("msrrn"))))

@@ -72,6 +72,5 @@ def _face(root: Path, name: str, points, visible, box, where: str) -> Sample:
         image = root / "flickr" / relative
     if not image.is_file():
         raise DataError(f"image {relative!r} not found under {root} (or {root / 'flickr'})", where)
-    check_image(image)
     return make_sample(points, visible=visible, box=box, scheme="aflw-pifa34", source=image,
-                       where=where, extra={"annotation": where})
+                       where=where, size=check_image(image), extra={"annotation": where})

@@ -46,7 +46,7 @@ def _face(root: Path, name: str, boxes, poses, points, face: int, where: str) ->
     image = root / name
     if not image.is_file():
         raise DataError(f"image {name!r} not found beside anno.mat", where)
-    check_image(image)
+    size = check_image(image)
     try:
         box = np.asarray(boxes[face], np.float32).reshape(4) - 1
         pose = np.asarray(poses[face], np.float32).reshape(3)
@@ -56,4 +56,4 @@ def _face(root: Path, name: str, boxes, poses, points, face: int, where: str) ->
     missing = ~np.isfinite(raw).all(1) | (raw == -1).all(1)
     landmarks = np.where(missing[:, None], np.nan, raw - 1).astype(np.float32)
     return make_sample(landmarks, visible=~missing, box=box, pose=pose, scheme="afw6", source=image,
-                       where=where, extra={"annotation": where})
+                       where=where, size=size, extra={"annotation": where})

@@ -65,6 +65,6 @@ def _face(name: str, annotations: dict, images: dict, names_file: Path, number: 
             points.append((float(x), float(y)))
         except ValueError:
             raise DataError(f"expected 'x , y', found {row.strip()!r}", txt, line_no) from None
-    check_image(images[name])
     return make_sample(np.array(points), scheme="helen194", source=images[name], where=txt,
+                       point_lines=range(2, 2 + len(points)), size=check_image(images[name]),
                        extra={"annotation": str(txt)})

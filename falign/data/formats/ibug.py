@@ -35,6 +35,11 @@ IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
 
 def read_pts(path: str | os.PathLike) -> np.ndarray:
     """Read a ``.pts`` file to (N, 2) float32 0-based pixel coordinates (the file's minus 1)."""
+    return _parse_pts(path)[0]
+
+
+def _parse_pts(path: str | os.PathLike) -> tuple[np.ndarray, range]:
+    """:func:`read_pts`, with the line of each point in the file (for messages about one point)."""
     try:
         lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as err:
@@ -71,7 +76,8 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
     if len(rows) != n_points:
         raise DataError(f"header says n_points: {n_points} but {len(rows)} points are listed",
                         path, opening)
-    return (np.array(rows, dtype=np.float64).reshape(-1, 2) - 1.0).astype(np.float32)
+    points = (np.array(rows, dtype=np.float64).reshape(-1, 2) - 1.0).astype(np.float32)
+    return points, range(opening + 1, opening + 1 + len(rows))
 
 
 def write_pts(path: str | os.PathLike, points: np.ndarray) -> None:
@@ -159,7 +165,7 @@ def load_300w(root: Path, split: str) -> Iterator[Callable[[], Sample]]:
 
 
 def _ibug_face(pts: Path, scheme: str, boxes: dict, subset: str) -> Sample:
-    landmarks = read_pts(pts)
+    landmarks, lines = _parse_pts(pts)
     image = image_beside(pts)
     width, height = check_image(image)
     extra = {"subset": subset, "annotation": str(pts)}
@@ -170,7 +176,8 @@ def _ibug_face(pts: Path, scheme: str, boxes: dict, subset: str) -> Sample:
             raise DataError(f"{image.name}: bb_detector {(det + 1).tolist()} lies mostly outside the {width}x{height} "
                             "image (at least half of a face box must be inside)", box_file)
         extra.update(detector_box=det, gt_box=gt)
-    return make_sample(landmarks, scheme=scheme, source=image, box=det, where=pts, extra=extra)
+    return make_sample(landmarks, scheme=scheme, source=image, box=det, where=pts, point_lines=lines,
+                       size=(width, height), extra=extra)
 
 
 # Menpo ------------------------------------------------------------------------------------------
@@ -196,11 +203,11 @@ def load_menpo(root: Path, split: str) -> Iterator[Callable[[], Sample | None]]:
 
 
 def _menpo_face(pts: Path, scheme: str) -> Sample | None:
-    landmarks = read_pts(pts)
+    landmarks, lines = _parse_pts(pts)
     if len(landmarks) not in (68, 39):
         raise DataError(f"expected 68 (semi-frontal) or 39 (profile) points, found {len(landmarks)}", pts)
     if len(landmarks) != get_scheme(scheme).n_points:
         return None
     image = image_beside(pts)
-    check_image(image)
-    return make_sample(landmarks, scheme=scheme, source=image, where=pts, extra={"annotation": str(pts)})
+    return make_sample(landmarks, scheme=scheme, source=image, where=pts, point_lines=lines, size=check_image(image),
+                       extra={"annotation": str(pts)})

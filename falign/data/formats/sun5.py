@@ -51,6 +51,6 @@ def _face(root: Path, path: Path, number: int, line: str) -> Sample:
     image = root / fields[0].replace("\\", "/")
     if not image.is_file():
         raise DataError(f"image {fields[0]!r} not found under {root}", path, number)
-    check_image(image)
     return make_sample(values[4:].reshape(5, 2), box=[left, top, right, bottom], scheme="five",
-                       source=image, where=path, line=number, extra={"annotation": f"{path}:{number}"})
+                       source=image, where=path, line=number, size=check_image(image),
+                       extra={"annotation": f"{path}:{number}"})
