@@ -367,8 +367,7 @@ class RCSRAligner(Aligner):
     def forward_crops(self, crops, boxes):
         from falign.models.rcsr import place_in_box
 
-        init = torch.from_numpy(place_in_box(self.model.mean_shape.cpu().numpy(), boxes.cpu().numpy()))
-        return self.model.predict(crops, init.to(crops.device))[-1], None
+        return self.model.predict(crops, place_in_box(self.model.mean_shape, boxes))[-1], None
 
 
 @register("ccnn")

@@ -509,8 +509,10 @@ def stage_loss(out: StageOutput, target: torch.Tensor, owners: torch.Tensor,
     and torch's SGD decays the biases too unless the chapter passes parameter groups."""
     d = to_window(target.float()[:, owners], out.windows)             # (B, P, 2) targets, window frame
     sq = (out.rel.float() - d).pow(2).sum(-1)                          # ||y - d||^2 per prediction
-    points_per_net = torch.bincount(net_of_pred).to(sq)
-    return (sq / (2 * points_per_net[net_of_pred])).sum(1).mean()
+    # N_n of each prediction's network, counted by comparison: bincount's output size depends on the
+    # values (a device-to-host sync on CUDA, and no kernel on the meta device the tests run models on).
+    points_per_net = (net_of_pred[:, None] == net_of_pred[None]).sum(1).to(sq)
+    return (sq / (2 * points_per_net)).sum(1).mean()
 
 
 def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:

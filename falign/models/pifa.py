@@ -23,6 +23,7 @@ holds what the paper says about each, and the chapter's Deviations section shows
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Sequence
 
@@ -139,7 +140,7 @@ class VisualizationLayer(nn.Module):
         """M, p in crop coordinates; ``scale`` < 1 renders at a coarser grid (x' = (x + 1/2) s - 1/2),
         e.g. 0.5 for the 57x57 maps of blocks 2-6."""
         dtype = torch.promote_types(M.dtype, torch.float32)
-        with torch.autocast(M.device.type, enabled=False):
+        with _float32_region(M.device):
             M, p = M.to(dtype), p.to(dtype)
             S = _shape(self, p)  # Eq. 1, (B,V,3)
             xy = (project(M, S) + 0.5) * scale - 0.5  # Eq. 3 on the output grid
@@ -167,6 +168,15 @@ class VisualizationLayer(nn.Module):
         w = torch.exp(-d2 / (2 * self.sigma**2)) * valid.view(B, size, size, k * k)  # Eq. 10
         num, den = (w * val).sum(-1), w.sum(-1)
         return torch.where(den > 0, num / den.clamp_min(1e-12), torch.zeros_like(num))[:, None]
+
+
+def _float32_region(device: torch.device):
+    """Leave any autocast region for geometry that bfloat16 would round. Devices without autocast
+    (``meta``, on which the tests run every model to catch tensors left on the host) have none to
+    leave, and ``torch.autocast`` refuses them."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _register_shape_buffers(module: nn.Module, mean: torch.Tensor, bases: torch.Tensor) -> None:
@@ -379,7 +389,7 @@ class PIFA(nn.Module):
     def landmarks(self, P: torch.Tensor) -> torch.Tensor:
         """Eq. 3: the 2D landmarks f(P) = M [S_p(:, b); 1], (B, N, 2) in crop pixels (float32 even
         under autocast: bfloat16 would round pixel coordinates by up to half a pixel)."""
-        with torch.autocast(P.device.type, enabled=False):
+        with _float32_region(P.device):
             M, p = split_params(P.float())
             return project(M, _shape(self, p))
 

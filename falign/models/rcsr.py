@@ -53,10 +53,17 @@ def mean_shape(landmarks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return ((landmarks - origin) / size).mean(0).astype(np.float32)
 
 
-def place_in_box(mean: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """(N,2) box-unit shape, (B,4) boxes x1,y1,x2,y2 -> (B,N,2) pixel shapes: the initial estimate."""
-    boxes = np.asarray(boxes, np.float32)
-    return (boxes[:, None, :2] + np.asarray(mean, np.float32) * (boxes[:, None, 2:] - boxes[:, None, :2]))
+def place_in_box(mean: np.ndarray | torch.Tensor, boxes: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """(N,2) box-unit shape, (B,4) boxes x1,y1,x2,y2 -> (B,N,2) pixel shapes: the initial estimate.
+
+    float32 numpy for numpy boxes; for tensor boxes a tensor on their device, so that a model's input
+    never makes a round trip through the host (``mean`` may be the model's ``mean_shape`` buffer)."""
+    if isinstance(boxes, torch.Tensor):
+        boxes = boxes.float()
+        mean = torch.as_tensor(mean, dtype=torch.float32, device=boxes.device)
+    else:
+        boxes, mean = np.asarray(boxes, np.float32), np.asarray(mean, np.float32)
+    return boxes[:, None, :2] + mean * (boxes[:, None, 2:] - boxes[:, None, :2])
 
 
 def jittered_initial_shapes(mean: np.ndarray, boxes: np.ndarray, n_init: int, *, shift: float = 0.05,
@@ -614,7 +621,7 @@ def adaptive_stop(shapes: Iterator[torch.Tensor], init: torch.Tensor, eyes: tupl
         used[stop] = t
         active &= ~stop
         prev = new
-        if not active.any():
+        if not active.any():          # one read of the device per recurrence, by design: stop once all have
             break
     return final, used
 

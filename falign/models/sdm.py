@@ -66,6 +66,8 @@ class SDM(nn.Module):
         of ``init_shapes`` with repeated images) play the Monte Carlo role of Sec. 3.3."""
         device = self.R.device
         images, shapes, targets = images.to(device), init_shapes.to(device), targets.to(device)
+        # The training error comes back as Python floats, one read of the device per stage, by design:
+        # the fit is closed form, a stage at a time, and the caller reports the curve.
         errors = [float((shapes - targets).norm(dim=-1).mean())]
         for t in range(self.steps):
             phi = self._hog(images, shapes, chunk)
