@@ -18,7 +18,7 @@ DATASETS  := synthetic 300w aflw-pifa afw lfpw5 helen cofw menpo
 NBVAL_DIR := build/nbval
 
 .DEFAULT_GOAL := help
-.PHONY: help reproduce book test unit nbval lab bench clean
+.PHONY: help reproduce book test unit nbval lab bench device-check clean
 
 help:  ## list targets and variables
 	@echo "falign — face alignment, reproduced"
@@ -93,6 +93,11 @@ lab: $(STAMP)  ## JupyterLab with jupytext pairing (edit notebooks/*/*.py as not
 
 bench: $(STAMP)  ## benchmarks -> results/bench.csv (CPU, and GPU when present)
 	$(PY) -m falign.bench
+
+device-check: $(STAMP)  ## one GPU check in <= 10 min: every chapter's SCALE=gpu training + notebooks on cuda, to OUT=dir
+	@test -n "$(OUT)" || { echo "device-check needs OUT=<folder> for its results and timings"; exit 2; }
+	$(PY) -m falign.devicecheck --out "$(OUT)" --device $(if $(filter command line,$(origin DEVICE)),$(DEVICE),cuda) \
+		--scale $(if $(filter command line,$(origin SCALE)),$(SCALE),gpu)
 
 clean:  ## remove the venv, caches, staged runs and the built book (results/ are kept)
 	rm -rf $(VENV) .cache build book/_build .pytest_cache

@@ -9,7 +9,12 @@ Measured on the CPU (all of its threads, one process) and, when torch sees one, 
 * every aligner with shipped weights (``falign.aligner.available()``), end to end from a photo and
   its face boxes: latency at batch 1 (ms per face) and throughput at a large batch (faces/s). No
   shipped weights, no rows;
-* the peer, dlib's ERT (68 and 5 points, :mod:`falign.peers`), timed the same way in the same run.
+* the peer, dlib's ERT (68 and 5 points, :mod:`falign.peers`), timed the same way in the same run;
+* each chapter's ``small`` training: samples/s with its configured precision and with float32, and
+  their ratio (:func:`bench_training`).
+
+Every row's ``device`` names the CPU, its SIMD level (``torch.backends.cpu.get_cpu_capability()``),
+whether it computes bf16 natively, and the thread count.
 
 Tests never assert on time; this is where speed claims come from. Each row is the median of
 ``repeats`` timed runs after a warm-up.
@@ -18,6 +23,7 @@ Tests never assert on time; this is where speed claims come from. Each row is th
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 
 import pandas as pd
@@ -139,6 +145,31 @@ def bench_cfdrnn(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
+def bench_training(device: torch.device, quick: bool) -> list[dict]:
+    """Each chapter's ``small`` training, its main model through the chapter's own code
+    (:mod:`falign.trainspeed`): samples/s with the configured precision (``auto``: what
+    :mod:`falign.precision` picks on this machine) and with float32, measured one after the other in
+    this run, and their ratio. The setting chosen is in the benchmark's name."""
+    from falign import trainspeed
+
+    rows = []
+    steps = 2 if quick else 20
+    for chapter in trainspeed.CHAPTERS:
+        fp32 = trainspeed.run(chapter, "small", steps=steps, precision="fp32", device=device)
+        configured = trainspeed.run(chapter, "small", steps=steps, device=device)
+        setting = configured[0].precision
+        tag = f"{setting['precision']}, {setting['memory_format']}"
+        size, batch = trainspeed.scale(chapter, "small").size, trainspeed.scale(chapter, "small").batch
+        a, b = trainspeed.samples_per_s(configured), trainspeed.samples_per_s(fp32)
+        rows += [dict(benchmark=f"{chapter} training (small, configured: {tag})", size=size, batch=batch, value=a,
+                      unit="samples/s"),
+                 dict(benchmark=f"{chapter} training (small, float32)", size=size, batch=batch, value=b,
+                      unit="samples/s"),
+                 dict(benchmark=f"{chapter} training (small) configured / float32", size=size, batch=batch,
+                      value=a / b, unit="ratio")]
+    return rows
+
+
 def aligner_speed(predict, photo, box, batch: int, device: torch.device | str = "cpu",
                   repeats: int = 5) -> tuple[float, float]:
     """(ms per face at batch 1, faces/s at ``batch``) of ``predict(photo, boxes)``, end to end: the
@@ -166,8 +197,10 @@ def bench_aligners(device: torch.device, quick: bool) -> list[dict]:
     from falign import aligner
 
     rows = []
-    for name in aligner.available():
-        model = aligner.load(name, device=device)
+    loaded, refused = aligner.shipped(device)
+    for name, why in refused.items():
+        print(f"  {name}: not timed: {why}", flush=True)
+    for name, model in loaded.items():
         rows += _aligner_rows(name, model, model.preprocess["size"], device, quick)
     return rows
 
@@ -183,8 +216,11 @@ def bench_peer(device: torch.device, quick: bool) -> list[dict]:
                                                                 device, quick)]
 
 
-BENCHMARKS = {"synthface": bench_synthface, "pifa": bench_pifa, "rcsr": bench_rcsr, "ccnn": bench_ccnn,
+BENCHMARKS = {"training": bench_training, "synthface": bench_synthface, "pifa": bench_pifa, "rcsr": bench_rcsr, "ccnn": bench_ccnn,
               "msrrn": bench_msrrn, "cfdrnn": bench_cfdrnn, "aligners": bench_aligners, "peer": bench_peer}
+
+
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
 def run(names: list[str], quick: bool = False) -> pd.DataFrame:
@@ -200,11 +236,14 @@ def run(names: list[str], quick: bool = False) -> pd.DataFrame:
                       f"{row['value']:.1f} {row['unit']}", flush=True)
     state = report.git_state()
     df = pd.DataFrame(rows, columns=["benchmark", "size", "batch", "value", "unit", "device"])
-    df["value"] = df["value"].round(1)
+    df["value"] = df["value"].round(3)
     df["torch"] = torch.__version__
     df["python"] = platform.python_version()
     df["commit"] = state["commit"][:12] + ("+dirty" if state["dirty"] else "")
     df["quick"] = quick
+    # An ISA cap set for the run (e.g. ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 to measure what an
+    # AVX2-only CPU gets on a newer one) is part of the label.
+    df["cpu_limits"] = " ".join(f"{k}={os.environ[k]}" for k in ISA_LIMITS if os.environ.get(k))
     return df
 
 

@@ -103,6 +103,19 @@ def test_the_probe_leaves_the_model_and_the_rng_as_they_were():
     assert torch.equal(rng, torch.get_rng_state())
 
 
+def test_a_setting_whose_probe_steps_go_non_finite_is_never_chosen(monkeypatch):
+    """CFDRNN's bf16 + channels-last convolution backward once returned NaN: the probe scores it 0."""
+    def loss(model, batch):
+        nan = torch.is_autocast_enabled("cpu")          # diverges under autocast only
+        return _loss(model, batch) * (float("nan") if nan else 1.0)
+
+    step = precision.probe(_model(), loss, _problem()[:8], 8, torch.device("cpu"), train.sgd(0.1))
+    assert step(precision.Precision("bfloat16")) == 0.0 and step(precision.FP32) > 0
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    setting, _ = precision.choose("auto", _model(), torch.device("cpu"), step)
+    assert setting.autocast is None
+
+
 def test_a_step_cap_stops_every_epoch_after_that_many_steps():
     with train.step_cap(2):
         history = _fit(_model(), 2)

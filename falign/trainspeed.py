@@ -1,0 +1,74 @@
+"""Every chapter's real training code at any scale, for a few optimiser steps on a few faces.
+
+Three users need it: ``make bench`` (training samples/s of each chapter's configuration against
+float32, measured in one run), the tests (every ``gpu`` and ``full`` configuration runs on the CPU, so a
+configuration error cannot wait for a GPU) and ``make device-check`` (the same on a lent GPU). Only the
+data sizes shrink (:data:`TINY`); model, loss, optimiser, batch and precision are the scale's own, and
+each training stops its epochs after ``steps`` steps (:func:`falign.train.step_cap`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import tempfile
+from typing import Any, Callable
+
+import torch
+
+from falign import train
+
+CHAPTERS = ("pifa", "rcsr", "ccnn", "msrrn", "cfdrnn")
+
+
+def _tests(cfg) -> dict[str, int]:
+    return {k: 2 for k in cfg.n_test}
+
+
+# The fields that only size a scale's data: enough training faces for two batches, a few others.
+TINY: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "pifa": lambda cfg: dict(n_train=2 * cfg.batch, n_val=2, n_test=2, n_afw=2, variations=1),
+    "rcsr": lambda cfg: dict(n_train=cfg.batch, n_val=2, n_test=_tests(cfg), replicates=1),
+    "ccnn": lambda cfg: dict(n_train=-(-2 * cfg.batch // 6), n_test=2),       # x6 augmentation
+    "msrrn": lambda cfg: dict(n_train=2 * cfg.batch, n_val=2, n_test=_tests(cfg)),
+    "cfdrnn": lambda cfg: dict(n_train=2 * cfg.batch, n_val=2, n_test=_tests(cfg)),
+}
+
+
+def _train(chapter: str, module, cfg, crops, device) -> list[train.History]:
+    """One training of the chapter's main model through its own entry point; its histories."""
+    if chapter == "pifa":
+        return [module.train(cfg, crops["train"], device=device, progress=False)[1]]
+    if chapter == "rcsr":
+        return [module.train(cfg, crops, device=device, progress=False)[1]]
+    if chapter == "ccnn":
+        return module.train(cfg, crops["train"], device=device, progress=False)[1]
+    if chapter == "msrrn":
+        return [module.train(cfg, crops["train"], device=device, progress=False)[1]]
+    with tempfile.TemporaryDirectory() as work:                      # cfdrnn always caches its trainings
+        return [module.trained(cfg, crops, work, device=device, progress=False)[1]]
+
+
+def scale(chapter: str, name: str, **changes: Any):
+    """The chapter's configuration ``name`` with its data shrunk to :data:`TINY` and ``changes``."""
+    cfg = importlib.import_module(f"falign.experiments.{chapter}").SCALES[name]
+    return dataclasses.replace(cfg, **{**TINY[chapter](cfg), **changes})
+
+
+def run(chapter: str, name: str, *, steps: int = 2, epochs: int = 2, precision: str | None = None,
+        device: str | torch.device = "cpu", **changes: Any) -> list[train.History]:
+    """Train the chapter's main model at scale ``name`` for ``epochs`` epochs of ``steps`` steps on tiny
+    data (the scale's precision unless ``precision`` is given, and any other field ``changes``); one
+    History per trained network."""
+    module = importlib.import_module(f"falign.experiments.{chapter}")
+    cfg = scale(chapter, name, epochs=epochs, **({"precision": precision} if precision else {}), **changes)
+    crops = module.datasets(cfg)
+    torch.manual_seed(0)
+    with train.step_cap(steps):
+        return _train(chapter, module, cfg, crops, device)
+
+
+def samples_per_s(histories: list[train.History]) -> float:
+    """Training throughput of the last epoch of every network together (the first epoch warms up)."""
+    last = [h.epochs[-1] for h in histories]
+    return sum(e["samples_per_s"] * e["seconds"] for e in last) / sum(e["seconds"] for e in last)
