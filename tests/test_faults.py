@@ -464,7 +464,7 @@ def landmarks(value) -> Callable:
     return patch
 
 
-def ctrl_c(tmp: Path, mp: pytest.MonkeyPatch) -> None:
+def ctrl_c_while_aligning(tmp: Path, mp: pytest.MonkeyPatch) -> None:
     def interrupted(self, images, boxes, **kw):
         raise KeyboardInterrupt
 
@@ -705,7 +705,7 @@ CASES = [
          align("--box", FACE, patch=landmarks(5000.0)), 1,
          r"png: face 0 \(.*\): landmarks more than 1 box size\(s\) outside the box; not written$",
          "error naming the photo and face"),
-    Case("Ctrl-C during `falign align`", align("--box", FACE, patch=ctrl_c, names="{out}"), 130,
+    Case("Ctrl-C during `falign align`", align("--box", FACE, patch=ctrl_c_while_aligning, names="{out}"), 130,
          r"^falign align: interrupted; 0 face\(s\) written to \S+/aligned/$", "one line; every written face whole"),
     Case("disk full during `falign align`", align("--box", FACE, patch=disk_full, names="{out}/astronaut_face0.png"),
          1, r"cannot write it \(No space left on device\); stopped, 0 face\(s\) written to",
