@@ -109,6 +109,7 @@ class Tail:
 
     def __enter__(self) -> "Tail":
         self.path.touch()
+        self._offset = self.path.stat().st_size          # only what is written from now on
         self._thread.start()
         return self
 

@@ -133,6 +133,9 @@ def test_progress_goes_to_the_progress_file_as_one_json_line_per_event(tmp_path,
     out = io.StringIO()
     with progress.Tail(log, "[toy]", out):
         pass
+    assert out.getvalue() == ""                       # a Tail prints only what comes after it starts
+    with progress.Tail(log, "[toy]", out):
+        _fit(_model(), 2)
     lines = out.getvalue().splitlines()
     assert len(lines) == 3 and lines[0].startswith("[toy] train seed 0 · epoch 1/2 · loss ")
     assert "samples/s" in lines[0] and lines[-1].startswith("[toy] train seed 0: trained in ")

@@ -275,7 +275,7 @@ def trained(cfg: Scale, crops: dict[str, Crops], work, arm: str = "cfdrnn", *, s
     model = build(cfg, arm)
     history = trainer.fit(model, loss_fn(cfg), TrainSet(train), epochs=cfg.epochs, batch_size=cfg.batch,
                           optimizer=optimizer(cfg), scheduler=schedule(cfg), device=device, seed=seed,
-                          checkpoint_dir=folder, desc=f"cfdrnn {arm} seed {seed}", progress=progress,
+                          checkpoint_dir=folder, desc=f"cfdrnn {arm}", progress=progress,
                           precision=cfg.precision, validate=validation_nme(val, device, cfg.eval_batch))
     return model.eval(), history
 
