@@ -480,11 +480,6 @@ def test_an_unusable_device_is_one_line(saved):
 def test_shipped_weights_load_verified(name):
     path = paths.RESULTS_DIR / name / aligner.FILENAME
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    if name == "cfdrnn":             # trained to NaN; its retraining is another issue: refused, with the count
-        with pytest.raises(aligner.CheckpointError) as err:
-            aligner.load(name)
-        assert "341,328 non-finite (NaN or infinite) weights" in _one_line_naming(err, path)
-        return
     assert raw["format_version"] == aligner.FORMAT_VERSION and raw["content_hash"] == aligner.content_hash(raw)
     model = aligner.load(name)
     assert model.source == str(path) and model.n_points == {"pifa": 34, "ccnn": 5}.get(name, 68)
