@@ -198,6 +198,8 @@ def strip_progress(notebook: Path) -> list[str]:
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
+    for key in ("input_path", "output_path"):          # the staging folder's paths: not for the book
+        nb.metadata.get("papermill", {}).pop(key, None)
     warned = []
     for cell in nb.cells:
         kept = []

@@ -95,10 +95,11 @@ run.table(times, "training_time", caption=f"Training time per stage and seed on 
 # `falign align --model ccnn photo.jpg` use it; see {doc}`../aligner/01_your_own_photo`.
 
 # %%
+# (the trailing ';' keeps the returned staging path out of the book)
 aligner.save(run.out / aligner.FILENAME, model.cpu(), "ccnn",
              preprocess={"size": cfg.size, "margin": cfg.margin, "padding": "border"},
              provenance=aligner.run_provenance(run, seed_of_weights=seeds[0], epochs=cfg.epochs,
-                                               iterations_per_stage=experiments.iterations(cfg, n)))
+                                               iterations_per_stage=experiments.iterations(cfg, n)));
 
 # %% [markdown]
 # ## Fig. 4: the test error of each point after each stage

@@ -85,8 +85,9 @@ print(f"{len(crops['train'])} training faces, {len(epochs)} epochs, {epochs['sec
 # `falign align --model cfdrnn photo.jpg` use it; see {doc}`../aligner/01_your_own_photo`.
 
 # %%
+# (the trailing ';' keeps the returned staging path out of the book)
 aligner.save(run.out / aligner.FILENAME, model.cpu(), "cfdrnn", preprocess={"size": cfg.size, "margin": cfg.margin},
-             provenance=aligner.run_provenance(run, epochs=cfg.epochs))
+             provenance=aligner.run_provenance(run, epochs=cfg.epochs));
 
 # %% [markdown]
 # ## Every stage of the network

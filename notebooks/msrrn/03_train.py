@@ -141,8 +141,9 @@ pd.DataFrame([{"": "paper", "device": "NVIDIA GTX 1080", "s per iteration": hour
 
 # %%
 main = models[("msrrn", seeds[0])][0]
+# (the trailing ';' keeps the returned staging path out of the book)
 aligner.save(run.out / aligner.FILENAME, main.cpu(), "msrrn", preprocess={"size": cfg.size, "margin": cfg.margin},
-             provenance=aligner.run_provenance(run, epochs=cfg.epochs, seed=seeds[0]))
+             provenance=aligner.run_provenance(run, epochs=cfg.epochs, seed=seeds[0]));
 
 # %%
 # NBVAL_CHECK_OUTPUT

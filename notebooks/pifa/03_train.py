@@ -86,7 +86,8 @@ print(f"{len(crops['train'])} training crops, {len(epochs)} epochs, {train_secon
 # `falign align --model pifa photo.jpg` use it; see {doc}`../aligner/01_your_own_photo`.
 
 # %%
-aligner.save(run.out / aligner.FILENAME, net.cpu(), "pifa", provenance=aligner.run_provenance(run, epochs=cfg.epochs))
+# (the trailing ';' keeps the returned staging path out of the book)
+aligner.save(run.out / aligner.FILENAME, net.cpu(), "pifa", provenance=aligner.run_provenance(run, epochs=cfg.epochs));
 
 # %% [markdown]
 # ## Accuracy after each block (Table 3) and on AFLW (Table 2)

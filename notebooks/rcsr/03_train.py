@@ -97,8 +97,9 @@ run.table(training, "training", caption="Training per seed: a run is converged w
 # {doc}`../aligner/01_your_own_photo`.
 
 # %%
+# (the trailing ';' keeps the returned staging path out of the book)
 aligner.save(run.out / aligner.FILENAME, model.cpu(), "rcsr", preprocess={"size": cfg.size, "margin": cfg.margin},
-             provenance=aligner.run_provenance(run, epochs=cfg.epochs))
+             provenance=aligner.run_provenance(run, epochs=cfg.epochs));
 
 # %% [markdown]
 # ## The stopping rule's threshold (Sec. 4.3)
