@@ -69,11 +69,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 reproduce: $(STAMP)  ## run chapters: train, evaluate, write results/ and book/
-	$(PY) -m falign.pipeline reproduce --paper $(PAPER) --scale $(SCALE) --data $(DATA) \
+	$(PY) -m falign.kit.pipeline reproduce --paper $(PAPER) --scale $(SCALE) --data $(DATA) \
 		--data-root "$(DATA_ROOT)" --device $(DEVICE) --seed $(SEED)
 
 book: $(STAMP)  ## build the HTML book from the executed notebooks (warnings are errors)
-	$(PY) -m falign.pipeline toc >/dev/null
+	$(PY) -m falign.kit.pipeline toc >/dev/null
 	$(VENV)/bin/jupyter-book build book --warningiserror --keep-going --quiet
 	@echo "Open book/_build/html/index.html"
 
@@ -84,19 +84,19 @@ unit: $(STAMP)
 	$(PY) -m pytest tests -n 2
 
 nbval: $(STAMP)
-	$(PY) -m falign.pipeline nbval-prepare --out $(NBVAL_DIR)
+	$(PY) -m falign.kit.pipeline nbval-prepare --out $(NBVAL_DIR)
 	FALIGN_RESULTS=$(CURDIR)/$(NBVAL_DIR)/_results_nbval FALIGN_WORK=$(CURDIR)/$(NBVAL_DIR)/_work_nbval \
 		$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(NBVAL_DIR)
 
 lab: $(STAMP)  ## JupyterLab with jupytext pairing (edit notebooks/*/*.py as notebooks)
-	$(PY) -m falign.lab
+	$(PY) -m falign.tools.lab
 
 bench: $(STAMP)  ## benchmarks -> results/bench.csv (CPU, and GPU when present)
-	$(PY) -m falign.bench
+	$(PY) -m falign.tools.bench
 
 device-check: $(STAMP)  ## one GPU check in <= 10 min: every chapter's SCALE=gpu training + notebooks on cuda, to OUT=dir
 	@test -n "$(OUT)" || { echo "device-check needs OUT=<folder> for its results and timings"; exit 2; }
-	$(PY) -m falign.devicecheck --out "$(OUT)" --device $(if $(filter command line,$(origin DEVICE)),$(DEVICE),cuda) \
+	$(PY) -m falign.tools.devicecheck --out "$(OUT)" --device $(if $(filter command line,$(origin DEVICE)),$(DEVICE),cuda) \
 		--scale $(if $(filter command line,$(origin SCALE)),$(SCALE),gpu)
 
 clean:  ## remove the venv, caches, staged runs and the built book (results/ are kept)

@@ -10,8 +10,8 @@ __version__ = "0.1.0"
 def load(path_or_name, device="cpu"):
     """A ready aligner: ``falign.load("rcsr").predict(photo, boxes)`` -> (B, N, 2) landmarks.
 
-    A thin wrapper so ``import falign`` stays cheap (torch loads only here); see :mod:`falign.aligner`.
+    A thin wrapper so ``import falign`` stays cheap (torch loads only here); see :mod:`falign.kit.aligner`.
     """
-    from falign.aligner import load as _load
+    from falign.kit.aligner import load as _load
 
     return _load(path_or_name, device=device)

@@ -1,5 +1,5 @@
 """The aligner protocol, self-describing checkpoints and ``falign.load`` on tiny random models; the
-input checks of :mod:`falign.inputs` (nothing silently wrong: issue 24)."""
+input checks of :mod:`falign.kit.inputs` (nothing silently wrong: issue 24)."""
 
 import io
 import math
@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 import falign
-from falign import aligner, inputs, paths
-from falign.models import rcsr_table4
-from falign.models.pifa import PIFA
-from falign.morphable import builtin_model
+from falign.kit import aligner, inputs, paths
+from falign.papers.rcsr import table4 as rcsr_table4
+from falign.papers.pifa.model import PIFA
+from falign.synthface.morphable import builtin_model
 
 PHOTO_BOX = [40.0, 30.0, 100.0, 96.0]
 

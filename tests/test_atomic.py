@@ -2,7 +2,7 @@
 
 import os
 
-from falign import atomic
+from falign.kit import atomic_files as atomic
 
 
 def test_written_files_follow_the_umask(tmp_path):

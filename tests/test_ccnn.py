@@ -1,4 +1,4 @@
-"""CCNN model (falign.models.ccnn) and the paper's transcribed numbers (fast, CPU)."""
+"""CCNN model (falign.papers.ccnn.model) and the paper's transcribed numbers (fast, CPU)."""
 
 import math
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from falign.models import ccnn
-from falign.papers import ccnn as paper
+from falign.papers.ccnn import model as ccnn
+from falign.papers.ccnn import published as paper
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""The CCNN chapter module (falign.experiments.ccnn), its aligner kind and the ResNet baselines (fast, CPU)."""
+"""The CCNN chapter module (falign.papers.ccnn.experiment), its aligner kind and the ResNet baselines (fast, CPU)."""
 
 import dataclasses
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from falign import aligner, precision
+from falign.kit import aligner, precision
 from falign.data.crops import crop_faces
-from falign.experiments import ccnn as chapter
-from falign.landmarks import get_scheme
-from falign.models import ccnn, resnet
+from falign.papers.ccnn import experiment as chapter
+from falign.measure.landmarks import get_scheme
+from falign.papers.ccnn import model as ccnn, resnet
 
 torch.set_num_threads(1)
 
@@ -140,7 +140,7 @@ def test_stages_train_on_training_anchors_only(tiny, monkeypatch, tmp_path):
 @pytest.mark.parametrize("request_", ["fp32", "bf16"])
 def test_same_seed_same_weights_at_each_precision(tiny, request_):
     if request_ == "bf16" and not precision.native_bf16():
-        pytest.skip("this CPU has no native bf16: falign.precision never trains in bf16 here")
+        pytest.skip("this CPU has no native bf16: falign.kit.precision never trains in bf16 here")
     cfg = dataclasses.replace(TINY, precision=request_)
     a, _ = chapter.train(cfg, tiny["train"], "ccnn", seed=3, progress=False)
     b, _ = chapter.train(cfg, tiny["train"], "ccnn", seed=3, progress=False)

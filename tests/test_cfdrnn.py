@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from falign.data.crops import load_faces
-from falign.experiments import cfdrnn as chapter
-from falign.models import cfdrnn
-from falign.papers import cfdrnn as paper
+from falign.papers.cfdrnn import experiment as chapter
+from falign.papers.cfdrnn import model as cfdrnn
+from falign.papers.cfdrnn import published as paper
 from test_data_formats import make_300w  # the real-format fixture
 
 torch.set_num_threads(1)
@@ -210,7 +210,7 @@ def test_chapter_runs_on_real_300w_fixtures(tmp_path, monkeypatch):
 
 
 def test_aligner_round_trip(tmp_path):
-    from falign import aligner
+    from falign.kit import aligner
 
     net = tiny(live=True)
     path = aligner.save(tmp_path / "aligner.pt", net, "cfdrnn", preprocess={"size": 32, "margin": 0.15})

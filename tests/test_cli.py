@@ -11,7 +11,9 @@ import skimage.data
 import torch
 from PIL import Image
 
-from falign import aligner, cli, detect, inputs, paths
+from falign.kit import aligner, inputs, paths
+from falign.tools import cli
+from falign.data import detect
 from falign.data.formats.ibug import read_pts
 from test_aligner import make
 
@@ -126,7 +128,7 @@ def test_help_and_bad_box(capsys):
 
 
 def test_16_bit_and_palette_images_convert(tmp_path):
-    """What the command reads (:func:`falign.inputs.read_photo`): 16-bit grey scaled, palettes expanded."""
+    """What the command reads (:func:`falign.kit.inputs.read_photo`): 16-bit grey scaled, palettes expanded."""
     ramp = np.tile(np.linspace(0, 65535, 256), (4, 1)).round().astype(np.uint16)
     path16 = tmp_path / "deep.png"
     Image.fromarray(ramp).save(path16)

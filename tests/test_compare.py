@@ -8,9 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from falign import aligner, conventions, detect, metrics, paths, peers
-from falign.data.synthface import SynthFaceConfig, synthface_arrays
-from falign.experiments import compare
+from falign.kit import aligner, paths
+from falign.measure import conventions, metrics
+from falign.data import detect
+from falign.baselines import dlib_ert as peers
+from falign.synthface.dataset import SynthFaceConfig, synthface_arrays
+from falign.chapters import compare
 
 
 def _faces(n=3, size=192, **changes):

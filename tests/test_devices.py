@@ -10,8 +10,8 @@ backward there. :func:`arms` is reused by ``test_scales`` for the ``gpu`` and ``
 Not run on meta, each for a reason (meta has shapes but no values, so code that reads values cannot
 run on it):
 
-* the batch augmentations of CFDRNN and MSRRN (:func:`falign.experiments.cfdrnn.augment`,
-  :func:`falign.experiments.msrrn.augment`): ``falign.data.transforms.transform_landmarks`` reads
+* the batch augmentations of CFDRNN and MSRRN (:func:`falign.papers.cfdrnn.experiment.augment`,
+  :func:`falign.papers.msrrn.experiment.augment`): ``falign.data.transforms.transform_landmarks`` reads
   whether any affine mirrors. Their affines are made on the host on purpose (a few numbers per face)
   and moved by ``warp_images``/``apply_affine``; the model part of each loss is tested here;
 * SDM's closed-form fit (it returns each stage's training error as a Python float) and RCSR's adaptive
@@ -30,15 +30,18 @@ import numpy as np
 import pytest
 import torch
 
-from falign import aligner
-from falign.experiments import ccnn as ccnn_chapter
-from falign.experiments import cfdrnn as cfdrnn_chapter
-from falign.experiments import msrrn as msrrn_chapter
-from falign.experiments import pifa as pifa_chapter
-from falign.experiments import rcsr as rcsr_chapter
-from falign.landmarks import get_scheme
-from falign.models import cfdrnn, msrrn, pifa, rcsr, rcsr_table4
-from falign.morphable import builtin_model
+from falign.kit import aligner
+from falign.papers.ccnn import experiment as ccnn_chapter
+from falign.papers.cfdrnn import experiment as cfdrnn_chapter
+from falign.papers.msrrn import experiment as msrrn_chapter
+from falign.papers.pifa import experiment as pifa_chapter
+from falign.papers.rcsr import experiment as rcsr_chapter
+from falign.measure.landmarks import get_scheme
+from falign.papers.cfdrnn import model as cfdrnn
+from falign.papers.msrrn import model as msrrn
+from falign.papers.pifa import model as pifa
+from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
+from falign.synthface.morphable import builtin_model
 
 META = torch.device("meta")
 B = 2                                   # faces per batch
@@ -161,12 +164,12 @@ ALIGNED = {
 }
 
 
-# dlib's ERT (falign.peers) runs inside dlib, on the CPU: it has no torch device to mix up.
+# dlib's ERT (falign.baselines.dlib_ert) runs inside dlib, on the CPU: it has no torch device to mix up.
 HOST_ONLY = {"dlib-ert"}
 
 
 def test_every_aligner_kind_is_covered():
-    import falign.peers  # noqa: F401 - registers the peer's kind, as falign.load("dlib-ert-68") would
+    import falign.baselines.dlib_ert  # noqa: F401 - registers the peer's kind, as falign.load("dlib-ert-68") would
 
     assert set(ALIGNED) == set(aligner.KINDS) - HOST_ONLY
 

@@ -7,7 +7,7 @@ import sys
 import tomllib
 from importlib.metadata import packages_distributions
 
-from falign import paths
+from falign.kit import paths
 
 
 def _project() -> dict:

@@ -38,7 +38,8 @@ import scipy.io
 import torch
 from PIL import Image
 
-from falign import aligner, cli, paths, pipeline, train
+from falign.kit import aligner, paths, pipeline, train
+from falign.tools import cli
 from falign.data.crops import load_faces
 from test_aligner import make as tiny_aligner
 from test_data_formats import aflw_variables, cell, face68, make_300w, pts_text, write_image, write_mat73
@@ -54,7 +55,7 @@ run.table(pd.DataFrame({{"faces": [len(crops)], "data": [crops.fingerprint]}}), 
 RECIPE = {"model": "linear", "epochs": 2, "lr": 0.01}
 TRAIN = LOAD + f"""
 import torch
-from falign import paths, train
+from falign.kit import paths, train
 torch.manual_seed(SEED)
 model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2 * crops.landmarks.shape[1]))
 pairs = torch.utils.data.TensorDataset(crops.float_images(), crops.landmarks.flatten(1) / 16)

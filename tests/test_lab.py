@@ -21,7 +21,8 @@ import urllib.request
 
 import pytest
 
-from falign import lab, paths
+from falign.tools import lab
+from falign.kit import paths
 
 START_TIMEOUT_S = 25
 
@@ -74,7 +75,7 @@ def server(tmp_path_factory):
     token, port = secrets.token_hex(16), _free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
            "JUPYTER_DATA_DIR": str(tmp / "data"), "JUPYTER_PLATFORM_DIRS": "1"}
-    lab.ensure_default_viewer()  # what `python -m falign.lab` does before it starts JupyterLab
+    lab.ensure_default_viewer()  # what `python -m falign.tools.lab` does before it starts JupyterLab
     cmd = lab.command(extra=["--no-browser", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
                              f"--IdentityProvider.token={token}"])
     log = open(tmp / "lab.log", "w+", encoding="utf-8")
@@ -113,9 +114,9 @@ def test_lab_command_adds_allow_root_exactly_as_root(monkeypatch):
 
 
 def test_make_lab_runs_falign_lab():
-    """One source of truth: the Makefile's lab recipe is `python -m falign.lab`, no flags of its own."""
+    """One source of truth: the Makefile's lab recipe is `python -m falign.tools.lab`, no flags of its own."""
     recipe = re.search(r"^lab:.*\n((?:\t.*\n)+)", (paths.ROOT / "Makefile").read_text(), re.M)
-    assert recipe and recipe.group(1).strip() == "$(PY) -m falign.lab", recipe and recipe.group(1)
+    assert recipe and recipe.group(1).strip() == "$(PY) -m falign.tools.lab", recipe and recipe.group(1)
 
 
 def test_notebooks_pair_py_percent_with_ipynb():

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from falign.landmarks import (SCHEME_NAMES, Scheme, convert, convert_visibility, flip_points,
-                              get_scheme)
+from falign.measure.landmarks import SCHEME_NAMES, Scheme, convert, convert_visibility, flip_points, get_scheme
 
 EXPECTED_COUNTS = {"ibug68": 68, "ibug51": 51, "ibug49": 49, "five": 5, "afw6": 6,
                    "aflw-pifa34": 34, "helen194": 194, "cofw29": 29, "menpo39": 39,

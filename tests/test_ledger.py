@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from falign import deviations, ledger
-from falign.ledger import Arm, Claim, ClaimsLedger
+from falign.kit import decisions as deviations, ledger
+from falign.kit.ledger import Arm, Claim, ClaimsLedger
 
 LOWER = Claim("c1", "A beats B", "Sec. 1, Table 1", better="lower")
 HIGHER = Claim("c2", "A has the higher AUC", "Sec. 2", better="higher")
@@ -118,7 +118,7 @@ def test_frame_columns_and_rows():
 
 
 def test_write_through_a_run(tmp_path, monkeypatch):
-    from falign import report
+    from falign.kit import report
 
     monkeypatch.setenv("FALIGN_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("FALIGN_WORK", str(tmp_path / "work"))
@@ -222,7 +222,7 @@ def test_chapter_ledger_joins_registry_and_code():
     df = deviations.deviations("pifa")
     assert list(df.columns) == list(deviations.COLUMNS)
     row = df.set_index("id").loc["pifa.vis-sigma"]
-    assert row["topic"] == "model" and row["where"].startswith("falign/models/pifa.py:")
+    assert row["topic"] == "model" and row["where"].startswith("falign/papers/pifa/model.py:")
     assert "sigma" in row["our decision"] and "not given" in row["the paper"]
     assert df["topic"].map(deviations.TOPICS.index).is_monotonic_increasing
     shared = deviations.deviations("rcsr").set_index("id")
@@ -230,7 +230,7 @@ def test_chapter_ledger_joins_registry_and_code():
 
 
 def test_rcsr_decisions_come_from_the_code():
-    from falign.models import rcsr
+    from falign.papers.rcsr import model as rcsr
 
     assert "rcsr.stacking" in rcsr.DECISIONS and "channels" in rcsr.DECISIONS["rcsr.stacking"]
 

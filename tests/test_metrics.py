@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from falign.metrics import (ExcludedFacesWarning, auc, ced, failure_rate, landmark_boxes, mape,
-                            mean_error, nme, normaliser, per_landmark_errors, summary)
+from falign.measure.metrics import ExcludedFacesWarning, auc, ced, failure_rate, landmark_boxes, mape, mean_error, nme, normaliser, per_landmark_errors, summary
 
 TOL = dict(rtol=1e-6, atol=1e-9)
 
@@ -246,7 +245,7 @@ def test_landmark_boxes_and_normaliser():
 
 
 def test_normaliser_spellings_are_aliases():
-    from falign import metrics
+    from falign.measure import metrics
 
     rng = np.random.default_rng(3)
     gt = rng.uniform(0, 100, (4, 68, 2))

@@ -1,4 +1,4 @@
-"""falign.morphable: the built-in procedural 3DMM, camera, normals, fitting and the BFM loaders."""
+"""falign.synthface.morphable: the built-in procedural 3DMM, camera, normals, fitting and the BFM loaders."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import scipy.io
 import torch
 
-from falign import facemesh
-from falign import morphable as mm
+from falign.synthface import mesh as facemesh
+from falign.synthface import morphable as mm
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_shape_is_linear_and_batched(model):
 
 
 def test_derived_scheme_landmarks_follow_convert(model):
-    from falign.landmarks import convert
+    from falign.measure.landmarks import convert
     p = torch.randn(2, model.n_params) * model.sigma
     five = model.landmarks(p, "five")
     assert five.shape == (2, 5, 3)

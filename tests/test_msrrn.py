@@ -7,12 +7,14 @@ import torch
 import torch.nn.functional as F
 
 import falign
-from falign import aligner, detect
-from falign.experiments import msrrn as experiments
-from falign.landmarks import get_scheme
-from falign.models import msrrn
-from falign.papers import cfdrnn, rcsr
-from falign.papers import msrrn as paper
+from falign.kit import aligner
+from falign.data import detect
+from falign.papers.msrrn import experiment as experiments
+from falign.measure.landmarks import get_scheme
+from falign.papers.msrrn import model as msrrn
+from falign.papers.cfdrnn import published as cfdrnn
+from falign.papers.rcsr import published as rcsr
+from falign.papers.msrrn import published as paper
 from steps import losses_over_steps
 
 torch.set_num_threads(1)

@@ -3,7 +3,7 @@
 import jupytext
 import pytest
 
-from falign import pipeline
+from falign.kit import pipeline
 
 NOTEBOOKS = [py for chapter in pipeline.chapters() for py in pipeline.notebooks(pipeline.paths.NOTEBOOKS_DIR / chapter)]
 

@@ -5,7 +5,8 @@ import math
 import pytest
 
 from falign import papers
-from falign.papers import pifa, rcsr
+from falign.papers.pifa import published as pifa
+from falign.papers.rcsr import published as rcsr
 
 
 @pytest.mark.parametrize("paper", papers.PAPERS)

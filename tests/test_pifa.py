@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from falign.landmarks import convert
-from falign.models import pifa
-from falign.morphable import MorphableModel, project
-from falign.papers import pifa as paper
+from falign.measure.landmarks import convert
+from falign.papers.pifa import model as pifa
+from falign.synthface.morphable import MorphableModel, project
+from falign.papers.pifa import published as paper
 from steps import losses_over_steps
 
 # iBUG-68 targets on the tiny sphere face as (longitude, latitude) in degrees: jaw, brows, nose,
@@ -225,7 +225,7 @@ def test_crop_camera_moves_projection_like_pixels(model):
 
 
 def test_paper_vs_ours_keeps_the_paper_row_order():
-    from falign.report import paper_vs_ours
+    from falign.kit.report import paper_vs_ours
 
     ours = pd.DataFrame({"N_v": [3, 4, 6], "N_c": [4, 3, 2], "NME": [9.0, 8.0, 7.0]})
     out = paper_vs_ours(paper.table8(), ours, on=["N_v", "N_c"], values="NME", tolerance=1.0)
@@ -237,7 +237,7 @@ def test_paper_vs_ours_keeps_the_paper_row_order():
 
 
 def test_architecture_counts_the_paper_network_on_meta():
-    from falign.experiments.pifa import architecture
+    from falign.papers.pifa.experiment import architecture
 
     table = architecture()  # the full Table 1 network: ~500M parameters, never allocated
     assert table["conv layers"][0] == "12 (5x5), 16 (5x5)"
@@ -246,7 +246,7 @@ def test_architecture_counts_the_paper_network_on_meta():
 
 
 def test_input_weights_and_dense_vertices():
-    from falign.experiments.pifa import SCALES, build_network, dense_vertices, input_weights
+    from falign.papers.pifa.experiment import SCALES, build_network, dense_vertices, input_weights
 
     torch.manual_seed(0)
     small = tiny_model()
@@ -264,8 +264,8 @@ def test_input_weights_and_dense_vertices():
 
 
 def test_ibug68_nme_and_validation_split():
-    from falign.experiments.pifa import SCALES, ibug68_nme, load, split_faces
-    from falign.models.pifa import join_params
+    from falign.papers.pifa.experiment import SCALES, ibug68_nme, load, split_faces
+    from falign.papers.pifa.model import join_params
 
     cfg = dataclasses.replace(SCALES["smoke"], variations=2)
     crops = load(cfg, "test", n=6, variations=2)
@@ -292,7 +292,7 @@ def test_first_block_visualization_rendered_once_matches_per_face(model):
 
 
 def test_learned_change_of_first_conv_layers():
-    from falign.experiments.pifa import SCALES, initial_network, input_weights
+    from falign.papers.pifa.experiment import SCALES, initial_network, input_weights
 
     cfg = SCALES["smoke"]
     net, init = initial_network(cfg, seed=3), initial_network(cfg, seed=3)
@@ -309,7 +309,7 @@ def test_learned_change_of_first_conv_layers():
 
 
 def test_noise_perturbs_one_block_by_its_level_and_measures_the_effect():
-    from falign.experiments.pifa import SCALES, build_network, load, noise_effect, perturb_fc
+    from falign.papers.pifa.experiment import SCALES, build_network, load, noise_effect, perturb_fc
 
     cfg = SCALES["smoke"]
     torch.manual_seed(0)
@@ -333,7 +333,7 @@ def test_noise_perturbs_one_block_by_its_level_and_measures_the_effect():
 
 
 def test_sdm_baseline_on_the_34_points():
-    from falign.experiments.pifa import SCALES, initial_landmarks, load, sdm_inits, sdm_nme, train_sdm
+    from falign.papers.pifa.experiment import SCALES, initial_landmarks, load, sdm_inits, sdm_nme, train_sdm
 
     cfg = SCALES["smoke"]
     train = load(cfg, "train", n=24)
@@ -348,7 +348,7 @@ def test_sdm_baseline_on_the_34_points():
 
 
 def test_same_seed_trains_the_same_weights():
-    from falign.experiments.pifa import SCALES, load, train
+    from falign.papers.pifa.experiment import SCALES, load, train
 
     cfg = dataclasses.replace(SCALES["smoke"], size=16, fc_hidden=8)
     crops = load(cfg, "train", n=cfg.batch)
@@ -358,8 +358,8 @@ def test_same_seed_trains_the_same_weights():
 
 
 def test_reasons_follow_the_verdicts():
-    from falign.experiments.pifa import reasons
-    from falign.ledger import Arm, Claim, ClaimsLedger
+    from falign.papers.pifa.experiment import reasons
+    from falign.kit.ledger import Arm, Claim, ClaimsLedger
 
     ledger = ClaimsLedger()
     ledger.add(Claim("a", "A holds", "x"), [1.0, 1.1, 0.9], [5.0, 5.1, 4.9])

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from falign import pipeline
+from falign.kit import pipeline
 
 NOTEBOOK = '''# %% [markdown]
 # # A tiny chapter
@@ -18,7 +18,7 @@ SEED = 0
 
 # %%
 import pandas as pd
-from falign import report
+from falign.kit import report
 run = report.start("tiny", "{stem}", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 {body}
 run.table(pd.DataFrame({{"scale": [SCALE], "seed": [SEED]}}), "{stem}")
@@ -135,7 +135,7 @@ def test_relative_data_root_is_read_from_where_make_runs(tmp_path, monkeypatch):
 
 
 def test_the_scorecard_page_lists_every_ledger_claim_with_a_link(tmp_path):
-    from falign.ledger import RULE, Arm, Claim, ClaimsLedger
+    from falign.kit.ledger import RULE, Arm, Claim, ClaimsLedger
 
     ledger = ClaimsLedger()
     ledger.add(Claim("a", "A beats B", "Table 1"), Arm("A", [1.0, 1.1, 0.9]), Arm("B", [2.0, 2.1, 1.9]))
@@ -175,6 +175,6 @@ def test_gpu_scale_without_cuda_is_refused_before_anything_runs(tmp_path, capsys
 def test_every_chapter_configures_every_scale(chapter):
     import importlib
 
-    from falign import report
+    from falign.kit import report
 
-    assert tuple(importlib.import_module(f"falign.experiments.{chapter}").SCALES) == report.SCALES
+    assert tuple(importlib.import_module(f"falign.kit.chapter.{chapter}").SCALES) == report.SCALES

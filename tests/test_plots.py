@@ -11,8 +11,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from falign import metrics, plots  # noqa: E402
-from falign.train import History  # noqa: E402
+from falign.measure import metrics  # noqa: E402
+from falign.kit import plots
+from falign.kit.train import History  # noqa: E402
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ import pytest
 import torch
 from skimage.feature import hog
 
-from falign import protocol300w
-from falign.experiments import rcsr as experiments
-from falign.models import rcsr, rcsr_table4, sdm
-from falign.papers import rcsr as paper
+from falign.measure import protocol300w
+from falign.papers.rcsr import experiment as experiments
+from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
+from falign.baselines import sdm
+from falign.papers.rcsr import published as paper
 from steps import losses_over_steps
 
 torch.set_num_threads(1)
@@ -294,7 +295,7 @@ def test_every_published_row_names_its_normaliser():
         paper.table("table9")
 
 
-# --- chapter plumbing (falign.experiments.rcsr) -----------------------------------------------
+# --- chapter plumbing (falign.papers.rcsr.experiment) -----------------------------------------------
 
 def crops_of(n: int, seed: int = 0):
     """A Crops of blob faces (identity affines, box = the landmarks' box) for the experiment helpers."""

@@ -16,7 +16,8 @@ from PIL import Image
 
 from falign.data import synthface_arrays, write_pts
 from falign.data.formats.ibug import SPLITS_300W
-from falign.experiments import pifa, rcsr
+from falign.papers.pifa import experiment as pifa
+from falign.papers.rcsr import experiment as rcsr
 from test_data_formats import cell, make_300w  # the real-format fixtures
 
 torch.set_num_threads(1)

@@ -1,11 +1,11 @@
-"""Tests of falign.render: coverage rules, z-buffer, interpolation, visibility, image helpers."""
+"""Tests of falign.synthface.render: coverage rules, z-buffer, interpolation, visibility, image helpers."""
 
 import math
 
 import pytest
 import torch
 
-from falign import render
+from falign.synthface import render
 
 
 @pytest.fixture(autouse=True, scope="module")

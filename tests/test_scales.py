@@ -6,18 +6,18 @@ Two checks per chapter and configuration:
 * every arm the chapter trains is built at the configuration's size on the meta device and runs the
   chapter's loss forward and backward there (shapes only, nothing allocated: PIFA's paper network has
   500M weights; see ``test_devices`` for what meta cannot run);
-* the chapter's main network (:func:`falign.trainspeed.train_main`), and its closed-form baseline where
+* the chapter's main network (:func:`falign.tools.trainspeed.train_main`), and its closed-form baseline where
   it has one, is trained through the chapter's own entry point with the configuration's data recipe
   (render and crop sizes, box noise, variations, replicates, augmentation), network, optimiser,
   schedule, loss and batch, on the CPU, for one epoch of two optimiser steps
-  (:func:`falign.train.step_cap`).
+  (:func:`falign.kit.train.step_cap`).
 
 What differs from the configuration, and why (the point is to run the configured code, not to train):
 
-* the data: :data:`falign.trainspeed.TINY`'s face counts (two training batches, a few others);
+* the data: :data:`falign.tools.trainspeed.TINY`'s face counts (two training batches, a few others);
   SDM fits 8 of the training faces (its cost grows with faces, not batches);
 * epochs: one (``epochs``, and RCSR's fine-tuning round, replaced; e.g. CFDRNN's full has 1,000);
-* precision: float32, without the probe of ``"auto"`` (``falign.precision.native_bf16`` reads False):
+* precision: float32, without the probe of ``"auto"`` (``falign.kit.precision.native_bf16`` reads False):
   the probe would time 16 more steps of each network on a CPU with native bf16; a GPU needs none;
 * PIFA's fully connected layers read each block's features average-pooled to 8x8 (``fc_grid=8``, as at
   ``small``): the paper's FC layers hold 500M weights, for which a training step took 16 GB and 15-20 s
@@ -31,9 +31,13 @@ import math
 import pytest
 import torch
 
-from falign import precision, trainspeed
-from falign import train as trainer
-from falign.experiments import foundations, msrrn, pifa, rcsr
+from falign.kit import precision
+from falign.tools import trainspeed
+from falign.kit import train as trainer
+from falign.chapters import foundations
+from falign.papers.msrrn import experiment as msrrn
+from falign.papers.pifa import experiment as pifa
+from falign.papers.rcsr import experiment as rcsr
 from test_devices import arms, step_on_meta
 
 SCALES = ("gpu", "full")
@@ -83,7 +87,7 @@ PAPERS = (*trainspeed.CHAPTERS, "foundations")
 
 @pytest.fixture
 def fits(monkeypatch) -> list:
-    """Every ``falign.train.fit`` of the test: (the weights before, the model, its History)."""
+    """Every ``falign.kit.train.fit`` of the test: (the weights before, the model, its History)."""
     calls, real = [], trainer.fit
 
     def fit(model, *args, **kwargs):

@@ -2,7 +2,7 @@
 
 The chapters' notebooks write both; nothing else read them back. These tests do: every shipped aligner
 loads and beats the mean shape on fixed SynthFace faces of its chapter, and every committed verdict is
-the one :mod:`falign.ledger` computes from the per-seed results committed beside it.
+the one :mod:`falign.kit.ledger` computes from the per-seed results committed beside it.
 """
 
 import importlib
@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from falign import aligner, ledger, metrics, paths
+from falign.kit import aligner, ledger, paths
+from falign.measure import metrics
 from falign.data.crops import load_faces
-from falign.models.rcsr import mean_shape, place_in_box
+from falign.papers.rcsr.model import mean_shape, place_in_box
 
 torch.set_num_threads(1)
 
@@ -29,7 +30,7 @@ FACES = 24
 
 def _faces(name: str, model: aligner.Aligner) -> dict:
     """The first FACES test faces of the chapter's SynthFace preset, rendered at its scale's image size."""
-    chapter = importlib.import_module(f"falign.experiments.{name}")
+    chapter = importlib.import_module(f"falign.kit.chapter.{name}")
     image = chapter.SCALES[model.provenance["scale"]].image
     return load_faces("synthetic", SCORING[name][0], preset=chapter.PRESET, n=FACES, size=image, seed=0)
 
@@ -69,7 +70,7 @@ def _ccnn():
     """CCNN's arms (04_ablations): box-width error per seed (errors_per_seed.csv) and each stage's error drop
     per ms (stage_trade.csv). Which trainings ended on a plateau is shown in the notebook but not written to a
     CSV (see PLATEAUS_UNRECORDED)."""
-    from falign.experiments.ccnn import per_seed
+    from falign.papers.ccnn.experiment import per_seed
 
     errors, trade = _read("ccnn", "errors_per_seed"), _read("ccnn", "stage_trade")
     ccnn = lambda stage: per_seed(errors, "ccnn", stage)  # noqa: E731
@@ -93,9 +94,9 @@ class _Plateau:
 
 
 def _cfdrnn():
-    """CFDRNN's ledger is built by falign.experiments.cfdrnn.claims from results_per_seed.csv and each
+    """CFDRNN's ledger is built by falign.papers.cfdrnn.experiment.claims from results_per_seed.csv and each
     training's plateau flag (training.csv)."""
-    from falign.experiments.cfdrnn import claims
+    from falign.papers.cfdrnn.experiment import claims
 
     training = _read("cfdrnn", "training")
     models = {(r.arm, r.seed): (None, _Plateau(r.plateau)) for r in training.itertuples()}
@@ -106,7 +107,7 @@ def _cfdrnn():
 def _msrrn():
     """MSRRN's arms (04_analysis): final-stage inter-pupil NME on the full set per seed (errors_per_seed.csv),
     each arm's plateau flags (training.csv); SDM + HOG is one fixed number."""
-    from falign.experiments.msrrn import per_seed
+    from falign.papers.msrrn.experiment import per_seed
 
     errors, training = _read("msrrn", "errors_per_seed"), _read("msrrn", "training")
     ok = training.groupby("arm")["plateaued"].all()
@@ -122,7 +123,7 @@ def _msrrn():
 def _pifa():
     """PIFA's arms (04_ablations): final-block NME per seed with each seed's plateau flag (nme_per_seed.csv).
     The noise study and SDM are committed as mean and std over the seeds (noise_study.csv, baseline_sdm.csv)."""
-    from falign.experiments.pifa import per_seed
+    from falign.papers.pifa.experiment import per_seed
 
     results, noise, sdm = _read("pifa", "nme_per_seed"), _read("pifa", "noise_study"), _read("pifa", "baseline_sdm")
     ok = results.groupby("arm")["plateaued"].all()
@@ -151,7 +152,7 @@ def _rcsr():
     (table1_per_seed.csv; the main model is Table 4's ConvGRU + SRCNN, whose convergence table4_per_seed.csv
     records) and of Table 4's models with the stopping rule (table4_per_seed.csv). Fig. 7's per-seed errors
     after the last step are not committed (fig7.csv holds their means), so fig7-stable is not judged here."""
-    from falign.experiments.rcsr import ledger_arm
+    from falign.papers.rcsr.experiment import ledger_arm
 
     table4 = _read("rcsr", "table4_per_seed")
     rule = table4[table4["scoring"] == "stopping rule"]
@@ -181,7 +182,7 @@ COMMITTED = [(chapter, row) for chapter in ARMS
 
 @pytest.mark.parametrize("chapter, row", COMMITTED, ids=[f"{c}-{r['claim id']}" for c, r in COMMITTED])
 def test_committed_verdict_is_the_ledgers(chapter, row):
-    """A committed claims.csv row says what falign.ledger computes from the committed per-seed results: its
+    """A committed claims.csv row says what falign.kit.ledger computes from the committed per-seed results: its
     margin, pooled SD and verdict (a hand edit, or per-seed results rewritten without the ledger, fail)."""
     arms = ARMS[chapter]()
     if row["claim id"] not in arms:

@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 
-from falign import paths, report
+from falign.kit import paths, report
 
 CHAPTERS = ("ccnn", "cfdrnn", "msrrn", "pifa", "rcsr")
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from scipy.ndimage import binary_dilation
 
-from falign import morphable
+from falign.synthface import morphable
 from falign.data import get_dataset, synthface, synthface_arrays
-from falign.data.synthface import PRESETS
-from falign.landmarks import convert, convert_visibility, get_scheme
+from falign.synthface.dataset import PRESETS
+from falign.measure.landmarks import convert, convert_visibility, get_scheme
 
-sf = importlib.import_module("falign.data.synthface")  # the module (falign.data.synthface is the function)
+sf = importlib.import_module("falign.synthface.dataset")  # the module (falign.synthface.dataset is the function)
 SMALL = dict(size=48, cache=False)
 
 

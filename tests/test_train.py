@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import TensorDataset
 
-from falign import precision, progress, train
+from falign.kit import precision, progress, train
 
 
 def _problem(seed=0):
@@ -201,7 +201,7 @@ def test_ddp_two_cpu_ranks_end_with_identical_weights(tmp_path):
 
 
 def test_cache_dir_changes_with_recipe_data_and_code(tmp_path):
-    from falign import metrics
+    from falign.measure import metrics
 
     code = train.code_version(train)
     a = train.cache_dir(tmp_path, "main", recipe={"epochs": 12, "lr": 1e-3}, data=["fp-a"], code=code)

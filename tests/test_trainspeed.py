@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from falign import devicecheck, trainspeed
+from falign.tools import devicecheck, trainspeed
 
 
 @pytest.mark.parametrize("chapter", trainspeed.CHAPTERS)
 def test_tiny_data_keeps_everything_but_the_face_counts(chapter):
     cfg = trainspeed.scale(chapter, "small")
-    original = __import__(f"falign.experiments.{chapter}", fromlist=["SCALES"]).SCALES["small"]
+    original = __import__(f"falign.kit.chapter.{chapter}", fromlist=["SCALES"]).SCALES["small"]
     changed = {k for k in vars(cfg) if getattr(cfg, k) != getattr(original, k)}
     assert changed and changed <= {"n_train", "n_val", "n_test", "n_afw"}           # face counts only
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from falign.data import Sample
 from falign.data import transforms as T
-from falign.landmarks import flip_points, get_scheme
+from falign.measure.landmarks import flip_points, get_scheme
 
 IBUG = get_scheme("ibug68")
 FAST = settings(max_examples=40, deadline=None)

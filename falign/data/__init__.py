@@ -8,7 +8,7 @@ samples with one affine per sample, keeping pixels and landmarks consistent.
 from falign.data.formats.ibug import read_pts, write_pts
 from falign.data.registry import DATASETS, DatasetSpec, get_dataset, register
 from falign.data.sample import DataError, FaceDataset, Sample, read_image
-from falign.data.synthface import synthface, synthface_arrays  # registers "synthetic"
+from falign.synthface.dataset import synthface, synthface_arrays  # registers "synthetic"
 
 __all__ = [
     "DATASETS", "DataError", "DatasetSpec", "FaceDataset", "Sample", "get_dataset", "read_image",

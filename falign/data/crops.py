@@ -16,7 +16,7 @@ import torch
 
 from falign.data import transforms
 from falign.data.sample import FaceDataset
-from falign.landmarks import get_scheme
+from falign.measure.landmarks import get_scheme
 
 # ITU-R BT.601 luma, the usual RGB -> grey weights.
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -122,7 +122,7 @@ def load_faces(data: str, split: str, *, preset: str, n: int | None, size: int =
                root: str | None = None) -> dict | FaceDataset:
     """SynthFace arrays for ``data="synthetic"`` (``preset``), else the real dataset's split."""
     if data == "synthetic":
-        from falign.data.synthface import LIKE, PRESETS, synthface_arrays
+        from falign.synthface.dataset import LIKE, PRESETS, synthface_arrays
 
         preset = LIKE.get(preset, preset)
         arrays = synthface_arrays(preset, split, n, size=size, seed=seed)

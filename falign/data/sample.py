@@ -17,7 +17,7 @@ from typing import Any, overload
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from falign.landmarks import get_scheme
+from falign.measure.landmarks import get_scheme
 
 
 class DataError(ValueError):
@@ -256,7 +256,7 @@ def make_sample(
 ) -> Sample:
     """Validate one face's annotation and build its :class:`Sample`: the checks all formats share.
 
-    The number of points comes from the scheme (:func:`falign.landmarks.get_scheme`).
+    The number of points comes from the scheme (:func:`falign.measure.landmarks.get_scheme`).
     Raises :class:`DataError` naming ``where`` (the annotation file, default ``source``) and
     ``line`` for a wrong number of points, non-finite coordinates of a visible point, no visible
     point, a box that is not finite, inverted or of zero width or height, or a landmark outside the

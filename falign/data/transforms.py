@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from falign.landmarks import get_scheme
+from falign.measure.landmarks import get_scheme
 
 Tensor = torch.Tensor
 

@@ -1,6 +1,6 @@
 """Each paper's published numbers, transcribed once with their table and figure ids.
 
-A paper module (:mod:`falign.papers.pifa`, :mod:`falign.papers.rcsr`) holds its tables as functions
+A paper module (:mod:`falign.papers.pifa.published`, :mod:`falign.papers.rcsr.published`) holds its tables as functions
 returning DataFrames, listed in ``TABLES`` and described in ``META``, and the numbers of its running
 text in ``text_numbers()``. This package adds one id per published number, so a notebook or a claim
 never looks a number up by free text::

@@ -1,6 +1,6 @@
 """Where the field is now: state-of-the-art 300-W results as their authors published them.
 
-The comparison chapter (:mod:`falign.experiments.compare`) shows these rows *as reported*, in a block
+The comparison chapter (:mod:`falign.chapters.compare`) shows these rows *as reported*, in a block
 of their own, never beside our measured rows as if measured alike: they are real-photo numbers from
 models trained on the real 300-W training set (3,148 images), with each paper's own protocol code.
 Every number is the mean per-image NME in percent on the 300-W test sets (common 554 images,

@@ -41,7 +41,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import skimage.data
 
-from falign import aligner, detect, plots, report
+from falign.kit import aligner, plots, report
+from falign.data import detect
 
 run = report.start("aligner", "01_your_own_photo", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
                    SEED=SEED)

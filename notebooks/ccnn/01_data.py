@@ -12,7 +12,7 @@
 # face image and its face box. Sec. 4.1 trains on 10,000 faces and tests on 3,466, each with its five
 # points and its "initial face frame" (a face box). It calls the data LFPW, but 13,466 faces split
 # 10,000 / 3,466 is the training set of Sun et al. 2013 (LFW and web images; LFPW itself has about 1,400
-# faces; `falign.papers.ccnn.notes()`). Every training face is rotated "left 15 degrees and right 12
+# faces; `falign.papers.ccnn.published.notes()`). Every training face is rotated "left 15 degrees and right 12
 # degrees" about its centre and flipped horizontally, which turns 10,000 faces into 60,000 samples.
 #
 # Those lists need registration, so by default this chapter runs on **SynthFace's `lfpw5-like`
@@ -37,11 +37,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import metrics, papers, plots
-from falign.experiments import ccnn as experiments
-from falign.experiments import setup
-from falign.models import ccnn
-from falign.papers import ccnn as paper
+from falign.measure import metrics
+from falign import papers
+from falign.kit import plots
+from falign.papers.ccnn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.ccnn import model as ccnn
+from falign.papers.ccnn import published as paper
 
 run, cfg, crops = setup("ccnn", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 train, test = crops["train"], crops["test"]
@@ -51,7 +53,7 @@ if SCALE == "smoke":
 # %% [markdown]
 # ## The data at this scale and in the paper
 #
-# The paper's sizes come from `falign.papers.ccnn.dataset()`; ours are counted from the crops this run
+# The paper's sizes come from `falign.papers.ccnn.published.dataset()`; ours are counted from the crops this run
 # built. `full` uses the paper's sizes; `small` and `smoke` fewer faces, with the same augmentation.
 
 # %%

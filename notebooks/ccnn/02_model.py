@@ -23,7 +23,7 @@
 #
 # All CNNs of a stage are evaluated in one call: their convolutions are one grouped convolution and
 # their fully connected layers one batched product, which computes exactly what each CNN would alone
-# (`falign/models/ccnn.py`, tested in `tests/test_ccnn.py`). This notebook builds the model, counts its
+# (`falign/papers/ccnn/model.py`, tested in `tests/test_ccnn.py`). This notebook builds the model, counts its
 # parameters against Table 2 and Sec. 3.2.4, shows the windows and the shake, and the two ResNets of
 # Table 3. It trains nothing.
 
@@ -40,11 +40,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import papers, plots
-from falign.experiments import ccnn as experiments
-from falign.experiments import setup
-from falign.models import ccnn, resnet
-from falign.papers import ccnn as paper
+from falign import papers
+from falign.kit import plots
+from falign.papers.ccnn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.ccnn import model as ccnn, resnet
+from falign.papers.ccnn import published as paper
 
 run, cfg, crops = setup("ccnn", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 test = crops["test"]
@@ -177,7 +178,7 @@ print(f"images {tuple(test.images[:4].shape)} and boxes (4, 4) -> points {tuple(
 # Table 3 compares CCNN's size with ResNet18 and ResNet34 (He et al. 2016), whose 44.59 and 85.15 MB are
 # the ImageNet classifiers' (11.7 and 21.8 million float32 numbers; 85.15 looks like a slip for 83.15).
 # The paper gives no accuracy for them; to compare accuracy we train them as landmark regressors
-# (`falign/models/resnet.py`: the ImageNet stem, four stages of basic blocks, global pooling, a linear
+# (`falign/papers/ccnn/resnet.py`: the ImageNet stem, four stages of basic blocks, global pooling, a linear
 # layer to the 10 coordinates) on the same input as CCNN's F1, the face box resized to 39 × 39 and
 # standardised, with the same loss, optimiser, schedule and budget ({doc}`04_ablations`).
 
@@ -188,7 +189,7 @@ run.table(experiments.parameters_table(), "table3_parameters",
 # %% [markdown]
 # ## Choices the paper leaves open
 #
-# Each entry is a `Decision:` in `falign/models/ccnn.py`; {doc}`04_ablations` collects every deviation of
+# Each entry is a `Decision:` in `falign/papers/ccnn/model.py`; {doc}`04_ablations` collects every deviation of
 # the chapter, with what the paper says.
 
 # %%

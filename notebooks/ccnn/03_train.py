@@ -29,11 +29,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import aligner, papers, plots, report
-from falign.experiments import ccnn as experiments
-from falign.experiments import setup
-from falign.models import ccnn
-from falign.papers import ccnn as paper
+from falign.kit import aligner, plots, report
+from falign import papers
+from falign.papers.ccnn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.ccnn import model as ccnn
+from falign.papers.ccnn import published as paper
 
 run, cfg, crops = setup("ccnn", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 train, test = crops["train"], crops["test"]
@@ -109,7 +110,7 @@ aligner.save(run.out / aligner.FILENAME, model.cpu(), "ccnn",
 # averaged over the five; ours are means over the scale's seeds, with the standard deviation of the
 # average over seeds. The paper's averages are quoted in its text (2.21 → 1.37 → 1.03). Its per-point
 # values are printed on the chart, but the text extraction scrambled which label belongs to which point
-# and stage, so they are left empty (NaN) rather than guessed (`falign.papers.ccnn.legible_labels()`
+# and stage, so they are left empty (NaN) rather than guessed (`falign.papers.ccnn.published.legible_labels()`
 # keeps them unassigned). The last column is the inter-ocular NME (normalised by the eye-centre
 # distance), for comparison with other work.
 

@@ -30,12 +30,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import deviations, metrics, papers, plots, report
-from falign.experiments import ccnn as experiments
-from falign.experiments import setup
-from falign.ledger import Arm, Claim, ClaimsLedger, summary
-from falign.models import ccnn, resnet
-from falign.papers import ccnn as paper
+from falign.kit import decisions as deviations, plots, report
+from falign.measure import metrics
+from falign import papers
+from falign.papers.ccnn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.kit.ledger import Arm, Claim, ClaimsLedger, summary
+from falign.papers.ccnn import model as ccnn, resnet
+from falign.papers.ccnn import published as paper
 
 run, cfg, crops = setup("ccnn", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 train, test = crops["train"], crops["test"]
@@ -217,7 +219,7 @@ run.table(trade, "stage_trade", caption="Error drop (% of box width) and added t
 # ## Does our run reproduce the paper's claims?
 #
 # The claims ledger: each claim, the arms that test it (one value per seed), mean ± standard deviation
-# over seeds, and a verdict computed by one rule (`falign.ledger`): a claim *holds* when its margin in
+# over seeds, and a verdict computed by one rule (`falign.kit.ledger`): a claim *holds* when its margin in
 # the paper's direction exceeds twice the pooled standard deviation over seeds, *fails* when the margin
 # is that clearly the other way, and is *inconclusive* otherwise or with a single seed. For the ResNets
 # the paper's claim is that CCNN is as accurate with a fraction of the parameters: the ledger tests
@@ -225,7 +227,7 @@ run.table(trade, "stage_trade", caption="Error drop (% of box width) and added t
 # which is what "as accurate" claims, and *fails* that the ResNet is clearly better. No verdict is drawn
 # from an arm whose training did not end on a plateau (every stage's last epoch within 5% of the one
 # before, or, for a one-epoch training, the mean loss of its last fifth of iterations within 5% of the
-# fifth before: `falign.train.History.plateaued`): such rows say "not converged".
+# fifth before: `falign.kit.train.History.plateaued`): such rows say "not converged".
 
 # %%
 def values(arm, stage=None):
@@ -293,7 +295,7 @@ estimate
 # ## Deviations
 #
 # Every place where we departed from the paper or had to read it one way; each matches a
-# `Decision [ccnn.…]` in `falign/models/ccnn.py` or `falign/experiments/ccnn.py` (the table after this
+# `Decision [ccnn.…]` in `falign/papers/ccnn/model.py` or `falign/papers/ccnn/experiment.py` (the table after this
 # list).
 #
 # **Data**
@@ -313,7 +315,7 @@ estimate
 # * Batch 32, momentum 0.9 (Eq. 7 prints none), η = 5e-4 on the weights only, and a budget of
 #   `epochs` per stage shared by every arm; the ×0.9 / 100 iterations schedule applied per iteration.
 #   Float32, or bfloat16 autocast where this CPU computes bf16 natively and it measured faster
-#   (`falign.precision`; `run.json` says which each training used).
+#   (`falign.kit.precision`; `run.json` says which each training used).
 # * Shake ~ N(0, 1e-4) read as a variance in box units; Fig. 6's "first stage" shake applied to stage 1's
 #   inputs for that arm only.
 #
@@ -330,7 +332,7 @@ estimate
 deviations.write(run, "ccnn")
 
 # %% [markdown]
-# The paper also disagrees with itself, or leaves gaps, in places (`falign.papers.ccnn.notes()`):
+# The paper also disagrees with itself, or leaves gaps, in places (`falign.papers.ccnn.published.notes()`):
 
 # %%
 pd.DataFrame({"inconsistency or gap in the paper": paper.notes()})

@@ -40,12 +40,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import plots, protocol300w
-from falign.data.synthface import PRESETS
-from falign.experiments import cfdrnn as experiments
-from falign.experiments import setup
-from falign.models import cfdrnn
-from falign.papers import cfdrnn as paper
+from falign.kit import plots
+from falign.measure import protocol300w
+from falign.synthface.dataset import PRESETS
+from falign.papers.cfdrnn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.cfdrnn import model as cfdrnn
+from falign.papers.cfdrnn import published as paper
 
 run, cfg, crops = setup("cfdrnn", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
@@ -53,7 +54,7 @@ tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
 # %% [markdown]
 # ## The data at this scale and in the paper
 #
-# The paper's numbers come from `falign.papers.cfdrnn` (its Sec. 2, 5 and 6); ours are counted from the
+# The paper's numbers come from `falign.papers.cfdrnn.published` (its Sec. 2, 5 and 6); ours are counted from the
 # crops this run built. The paper's full set pools common and challenging; the private set pools indoor
 # and outdoor.
 

@@ -13,7 +13,7 @@
 # **landmark level** (LML) then adds to each coarse landmark a small residual ΔL, read by regression,
 # which recovers the resolution the grid lost. In front of both sits a *resizer* block that shrinks the
 # image by s and makes the first heat-maps; it is instantiated twice. The code is
-# `falign/models/cfdrnn.py`, written to be read beside Section 4 of the paper.
+# `falign/papers/cfdrnn/model.py`, written to be read beside Section 4 of the paper.
 #
 # 1. **Resizer** (Table 2): 3 × 3 convs and two 2 × 2 max-pools reduce the 256 × 256 image I0 to T0
 #    (64 × 64); a 1 × 1 conv of T0 gives the "reduced image" D0 (68 channels); 9 × 9 convs, 1 × 1 convs and
@@ -44,10 +44,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from falign import plots, report
-from falign.experiments import cfdrnn as experiments
-from falign.experiments import setup
-from falign.models import cfdrnn
+from falign.kit import plots, report
+from falign.papers.cfdrnn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.cfdrnn import model as cfdrnn
 
 run, cfg, crops = setup("cfdrnn", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED,
                         load_data=False)
@@ -60,7 +60,7 @@ ours = experiments.build(cfg)
 # ## Tables 2-4: the paper's layers beside ours
 #
 # Every conv row of the three tables (kernel k for [k × k], filters, stride), beside the same layer of
-# the paper-sized network built by `falign.models.cfdrnn.CFDRNN()` (256 × 256 input, width 1). The
+# the paper-sized network built by `falign.papers.cfdrnn.model.CFDRNN()` (256 × 256 input, width 1). The
 # ReLU, pool and dropout rows are in the code in the same places; the last column gives the input
 # channels, which the tables leave implicit (e.g. 272 = 4 × 68 for D0 ⊕ Hj ⊕ Dr ⊕ Hr, and 512 = 2 × 256
 # for Ej ⊕ Ej−1).

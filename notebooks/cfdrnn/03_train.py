@@ -32,11 +32,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import aligner, plots, protocol300w
-from falign.experiments import cfdrnn as experiments
-from falign.experiments import setup
-from falign.models import cfdrnn
-from falign.papers import cfdrnn as paper
+from falign.kit import aligner, plots
+from falign.measure import protocol300w
+from falign.papers.cfdrnn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.cfdrnn import model as cfdrnn
+from falign.papers.cfdrnn import published as paper
 
 run, cfg, crops = setup("cfdrnn", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = experiments.test_sets(crops)
@@ -255,6 +256,6 @@ run.finish();
 
 # %%
 # The trained result checked against the committed smoke reference (only at SCALE=smoke, DATA=synthetic)
-from falign import report
+from falign.kit import report
 
 report.check_smoke_reference(run, "L4 NME on the full set (%, inter-ocular)", float(L4["full"]))

@@ -38,11 +38,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import deviations
-from falign.experiments import cfdrnn as experiments
-from falign.experiments import setup
-from falign.ledger import summary
-from falign.papers import cfdrnn as paper
+from falign.kit import decisions as deviations
+from falign.papers.cfdrnn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.kit.ledger import summary
+from falign.papers.cfdrnn import published as paper
 
 run, cfg, crops = setup("cfdrnn", "04_analysis", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = experiments.test_sets(crops)
@@ -178,7 +178,7 @@ for _, row in verdicts.iterrows():
 # ## Deviations
 #
 # Every place where the paper is silent, ambiguous or self-contradictory and the code had to choose,
-# from the `Decision` comments in the code and the registry in `falign/deviations.py`:
+# from the `Decision` comments in the code and the registry in `falign/kit/decisions.py`:
 
 # %%
 deviations.write(run, "cfdrnn")
@@ -186,7 +186,7 @@ deviations.write(run, "cfdrnn")
 # %% [markdown]
 # ## Notes on the paper's text
 #
-# Where the printed text disagrees with itself or leaves a number unexplained (`falign.papers.cfdrnn.notes()`):
+# Where the printed text disagrees with itself or leaves a number unexplained (`falign.papers.cfdrnn.published.notes()`):
 
 # %%
 for note in paper.notes():

@@ -25,7 +25,7 @@
 # * `shape_predictor_5_face_landmarks.dat`, five points (two corners of each eye, the bottom of the
 #   nose), trained on dlib's own data set and released CC0 (public domain).
 #
-# In the code the peer is an aligner like ours (`falign.peers.dlib_ert(68)`, registered as the kind
+# In the code the peer is an aligner like ours (`falign.baselines.dlib_ert.dlib_ert(68)`, registered as the kind
 # `dlib-ert`): a photo and face boxes in, landmarks in the photo's pixels out.
 
 # %% tags=["parameters"]
@@ -39,7 +39,8 @@ SEED = 0
 import pandas as pd
 
 from falign import papers
-from falign.experiments import compare, setup
+from falign.chapters import compare
+from falign.kit.chapter import setup
 
 run, cfg, tests = setup("compare", "01_calibration", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
                         SEED=SEED)

@@ -13,7 +13,7 @@
 # the **same metrics**:
 #
 # * every aligner of the book with shipped weights (each chapter's committed run), found by
-#   `falign.aligner.available()`, so a chapter that lands joins this table without an edit here;
+#   `falign.kit.aligner.available()`, so a chapter that lands joins this table without an edit here;
 # * the peer, dlib's ERT (previous page), with its 68- and its 5-point model;
 # * two baselines: **SDM + HOG** (Xiong and De la Torre 2013, RCSR's Table 4 row 1), fit here in closed
 #   form in seconds with the RCSR chapter's recipe, and the **mean shape** placed in the box, the error a
@@ -24,7 +24,7 @@
 # or a chapter that trains on dlib's detector boxes) starts from an unfamiliar box here and pays for it;
 # the calibration page measures that cost for the peer.
 #
-# **Metrics** (`falign.metrics`): per face, the mean point-to-point distance divided by the outer-eye-corner
+# **Metrics** (`falign.measure.metrics`): per face, the mean point-to-point distance divided by the outer-eye-corner
 # distance (*inter-ocular*) or by the distance between the eye centres (*inter-pupil*), in %; then the mean
 # over faces; AUC@0.08 is the exact area under the CED up to 0.08, divided by 0.08; failure@0.08 is the
 # share of faces with an error of 0.08 or more. The normalisers always come from the 68-point ground truth.
@@ -50,8 +50,10 @@ SEED = 0
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from falign import deviations, plots, protocol300w
-from falign.experiments import compare, setup
+from falign.kit import decisions as deviations, plots
+from falign.measure import protocol300w
+from falign.chapters import compare
+from falign.kit.chapter import setup
 from falign.papers import sota
 
 run, cfg, tests = setup("compare", "02_leaderboard", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,

@@ -35,7 +35,8 @@ SEED = 0
 # %%
 import pandas as pd
 
-from falign.experiments import compare, setup
+from falign.chapters import compare
+from falign.kit.chapter import setup
 
 run, cfg, _ = setup("compare", "03_sweeps", load_data=False, SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT,
                     DEVICE=DEVICE, SEED=SEED)

@@ -8,7 +8,7 @@
 # # Metric conventions: how much of a difference is bookkeeping
 #
 # Two papers that both print "NME on 300-W" may not have computed the same thing. The Landmarks chapter
-# lists the choices a metric makes; this page makes them executable. `falign.conventions` holds one named
+# lists the choices a metric makes; this page makes them executable. `falign.measure.conventions` holds one named
 # preset per well-known code base, each a handful of explicit choices:
 #
 # * **pooling**: average each face's points and then the faces (300-W and most face-alignment code), or
@@ -37,8 +37,9 @@ import dataclasses
 
 import pandas as pd
 
-from falign import conventions
-from falign.experiments import compare, setup
+from falign.measure import conventions
+from falign.chapters import compare
+from falign.kit.chapter import setup
 
 run, cfg, tests = setup("compare", "04_conventions", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
                         SEED=SEED)

@@ -10,8 +10,8 @@
 # This chapter shows the ground every paper chapter stands on: the environment a run records, the
 # conventions shared by all chapters (coordinates, landmark schemes, metrics), and a tiny end-to-end
 # example that goes through the same path as every paper: SynthFace data, a model, the one training
-# loop `falign.train.fit`, evaluation with `falign.metrics`, and a table and a figure written through
-# `falign.report`.
+# loop `falign.kit.train.fit`, evaluation with `falign.measure.metrics`, and a table and a figure written through
+# `falign.kit.report`.
 
 # %% tags=["parameters"]
 SCALE = "smoke"      # smoke | small | gpu | full
@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import landmarks, metrics, report
-from falign.experiments import foundations as tiny
+from falign.measure import landmarks, metrics
+from falign.kit import report
+from falign.chapters import foundations as tiny
 
 run = report.start("foundations", "01_foundations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT,
                    DEVICE=DEVICE, SEED=SEED)
@@ -73,7 +74,7 @@ schemes
 # A small convolutional network regresses the five points (eye centres, nose tip, mouth corners) of
 # SynthFace faces. At `SCALE=smoke` it trains for a handful of steps, so its error means nothing: the
 # point is that data, model, training loop, metrics and report fit together. The configuration for each
-# scale lives in `falign.experiments.foundations`.
+# scale lives in `falign.chapters.foundations`.
 
 # %%
 cfg = tiny.SCALES[SCALE]

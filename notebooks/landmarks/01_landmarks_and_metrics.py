@@ -12,9 +12,9 @@
 # normalisers, a pixel error, CED curves, AUC and failure rates). This chapter explains the two small
 # modules that all chapters share:
 #
-# * `falign.landmarks`: named landmark *schemes*, how they are derived from one another, and the flip
+# * `falign.measure.landmarks`: named landmark *schemes*, how they are derived from one another, and the flip
 #   permutation and normaliser points each carries;
-# * `falign.metrics`: the per-image errors and the statistics over images, with the exact formula
+# * `falign.measure.metrics`: the per-image errors and the statistics over images, with the exact formula
 #   behind every number in the book, and where other toolkits make other choices.
 #
 # The faces here are the mean face of falign's built-in 3D morphable model, and the errors come from a
@@ -37,7 +37,9 @@ import pandas as pd
 import scipy.integrate
 import torch
 
-from falign import landmarks, metrics, morphable, render, report
+from falign.measure import landmarks, metrics
+from falign.synthface import morphable, render
+from falign.kit import report
 
 run = report.start("landmarks", "01_landmarks_and_metrics", SCALE=SCALE, DATA=DATA,
                    DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
@@ -99,7 +101,7 @@ scheme_table = pd.DataFrame([
     for s in map(landmarks.get_scheme, landmarks.SCHEME_NAMES)
 ])
 run.table(scheme_table, "schemes",
-          caption="Landmark schemes in falign.landmarks (box-based normalisers — box sqrt(wh), box "
+          caption="Landmark schemes in falign.measure.landmarks (box-based normalisers — box sqrt(wh), box "
                   "width, box diagonal — need a face box and work with every scheme)")
 
 # %% [markdown]

@@ -36,12 +36,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import plots, protocol300w
-from falign.experiments import msrrn as experiments
-from falign.experiments import setup
-from falign.landmarks import get_scheme
-from falign.models import msrrn
-from falign.papers import msrrn as paper
+from falign.kit import plots
+from falign.measure import protocol300w
+from falign.papers.msrrn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.measure.landmarks import get_scheme
+from falign.papers.msrrn import model as msrrn
+from falign.papers.msrrn import published as paper
 
 run, cfg, crops = setup("msrrn", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
@@ -49,7 +50,7 @@ tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
 # %% [markdown]
 # ## The data at this scale and in the paper
 #
-# The paper's numbers are read from `falign.papers.msrrn`; ours are counted from the crops this run
+# The paper's numbers are read from `falign.papers.msrrn.published`; ours are counted from the crops this run
 # built.
 
 # %%
@@ -70,7 +71,7 @@ pd.DataFrame({
 # ## Face boxes from dlib's detector
 #
 # The paper detects every face it evaluates with dlib. We run the real one, dlib's HOG + linear-SVM
-# frontal-face detector (`falign.detect`, from the `dlib-bin` wheel), on every photo, and keep the
+# frontal-face detector (`falign.data.detect`, from the `dlib-bin` wheel), on every photo, and keep the
 # detection that overlaps the data set's own box (IoU ≥ 0.3). It is a *frontal* detector: it misses
 # turned, occluded and small faces, and the paper does not say what it did with those. Here a missed
 # face is cropped with the data set's box, moved and scaled the way dlib's boxes sit relative to the
@@ -175,7 +176,7 @@ run.figure(fig, "augmentation")
 # The error of the training mean shape placed in each test crop, with the paper's normaliser (the
 # inter-pupil distance; 300-W annotates no pupils, so each pupil is the mean of its eye's six points)
 # and the 300-W challenge's (the outer eye corners), in % per face, averaged; computed in original image
-# coordinates by `falign.protocol300w`. This is the first row of Table 2 ({doc}`04_analysis`).
+# coordinates by `falign.measure.protocol300w`. This is the first row of Table 2 ({doc}`04_analysis`).
 
 # %%
 mean = experiments.mean_shape(train)

@@ -25,7 +25,7 @@
 # network figure (Fig. 2), both tables and the CED figures. The model below is therefore a
 # reconstruction from the prose: every size, the way the 68 patches are combined, the initial-shape
 # CNN, λ, the optimiser and how "averaging the gradients of different stages" is realised are our
-# choices, each a `Decision` in `falign/models/msrrn.py` with its entry in the deviations ledger
+# choices, each a `Decision` in `falign/papers/msrrn/model.py` with its entry in the deviations ledger
 # ({doc}`04_analysis`).
 
 # %% tags=["parameters"]
@@ -40,11 +40,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from falign import deviations
-from falign.experiments import msrrn as experiments
-from falign.experiments import setup
-from falign.models import msrrn
-from falign.papers import msrrn as paper
+from falign.kit import decisions as deviations
+from falign.papers.msrrn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.msrrn import model as msrrn
+from falign.papers.msrrn import published as paper
 
 run, cfg, crops = setup("msrrn", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 full = experiments.SCALES["full"]

@@ -19,7 +19,7 @@
 # * **single scale**: every stage reads the full-size face;
 # * **mean-shape start**: no initial-shape CNN, every face starts from the training mean shape;
 # * **SDM + HOG**: the hand-crafted cascade (Xiong and De la Torre 2013) that the CPU chapters share
-#   (`falign/models/sdm.py`), fit in closed form.
+#   (`falign/baselines/sdm.py`), fit in closed form.
 #
 # These ablations are the book's own test of the paper's design choices: the paper reports its stages
 # study (Table 2, lost in the available text) but no ablation of the shared weights, the multiscale
@@ -40,11 +40,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import aligner, plots, report
-from falign.experiments import msrrn as experiments
-from falign.experiments import setup
-from falign.models import msrrn
-from falign.papers import msrrn as paper
+from falign.kit import aligner, plots, report
+from falign.papers.msrrn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.msrrn import model as msrrn
+from falign.papers.msrrn import published as paper
 
 run, cfg, crops = setup("msrrn", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 train = crops["train"]

@@ -34,12 +34,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import deviations, plots, protocol300w, report
-from falign.experiments import msrrn as experiments
-from falign.experiments import setup
-from falign.ledger import FAILS, Arm, Claim, ClaimsLedger, summary
-from falign.models import msrrn
-from falign.papers import msrrn as paper
+from falign.kit import decisions as deviations, plots, report
+from falign.measure import protocol300w
+from falign.papers.msrrn import experiment as experiments
+from falign.kit.chapter import setup
+from falign.kit.ledger import FAILS, Arm, Claim, ClaimsLedger, summary
+from falign.papers.msrrn import model as msrrn
+from falign.papers.msrrn import published as paper
 
 run, cfg, crops = setup("msrrn", "04_analysis", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
@@ -66,7 +67,7 @@ T = cfg.stages
 # corners), so that the chapter lines up with RCSR and CFDRNN; and SDM + HOG, fit on the same data.
 # The paper's own MSRRN row is absent from the available text. The other methods' rows are the
 # published numbers that Table 1 "directly cropped from the original papers", rebuilt from RCSR's
-# Table 1 and CFDRNN's Table 5 (`falign.papers.msrrn.rebuilt_table1`): each row names its source, table
+# Table 1 and CFDRNN's Table 5 (`falign.papers.msrrn.published.rebuilt_table1`): each row names its source, table
 # and the normaliser that source states. They were measured on real 300-W; ours on this run's data.
 
 # %%
@@ -179,7 +180,7 @@ run.figure(fig, "fig5_examples")
 # (batch size not stated). Ours: the whole forward pass (pyramid, S⁰, T stages) on this run's CPU, at
 # batch 1 (latency) and batched (throughput), for the trained model at this scale and for the
 # paper-sized network (200-pixel faces, 16-pixel patches; speed does not depend on the weights).
-# `make bench` measures the same (`falign.bench.bench_msrrn`). Hardware differs, so the ratio to the
+# `make bench` measures the same (`falign.tools.bench.bench_msrrn`). Hardware differs, so the ratio to the
 # paper's CPU figure is the comparable number.
 
 # %%
@@ -259,7 +260,7 @@ print("Shared against separate weights: the ledger's rule tests 'better'; the pa
 deviations.write(run, "msrrn")
 
 # %% [markdown]
-# The paper's text also disagrees with itself and with its sources in places (`falign.papers.msrrn.notes()`):
+# The paper's text also disagrees with itself and with its sources in places (`falign.papers.msrrn.published.notes()`):
 
 # %%
 pd.DataFrame({"note": paper.notes()})

@@ -21,7 +21,7 @@
 # preset (34 points, yaw uniform in ±90°) stands in for AFLW and `afw-like` (6 points) for AFW. Rendered
 # faces come with their exact `M, p`. **SynthFace is not the paper's data**: numbers on it are not
 # comparable with the paper's. With `DATA="aflw-pifa"` the notebooks read the real data from
-# `DATA_ROOT`, and `M, p` come from fitting falign's 3DMM to the landmarks (`falign.morphable.fit`).
+# `DATA_ROOT`, and `M, p` come from fitting falign's 3DMM to the landmarks (`falign.synthface.morphable.fit`).
 
 # %% tags=["parameters"]
 SCALE = "smoke"      # smoke | small | gpu | full
@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import plots, report
-from falign.experiments import pifa as experiments
-from falign.experiments import setup
-from falign.models import pifa
+from falign.kit import plots, report
+from falign.papers.pifa import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.pifa import model as pifa
 
 run, cfg, crops = setup("pifa", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 pd.Series(vars(cfg), name=SCALE).to_frame().T
@@ -51,7 +51,7 @@ pd.Series(vars(cfg), name=SCALE).to_frame().T
 # see the configuration above). The training set is augmented with **20 variations** of every image,
 # made by adding noise to the box's location, width and height; the paper does not say how much. We
 # move the centre, width and height each by up to `box_noise` of the box size, uniformly (a
-# Decision in `falign/experiments/pifa.py`), and the scale configuration sets the number of
+# Decision in `falign/papers/pifa/experiment.py`), and the scale configuration sets the number of
 # variations (20 at full scale). Variation 0 is the unperturbed box. Test faces are cropped from the
 # given box only. A few faces of the training split are held out as *validation* faces (their given box
 # only): the book reads each training's convergence from its NME on them ({doc}`03_train`); the test set

@@ -7,7 +7,7 @@
 # %% [markdown]
 # # PIFA 2: the visualization layer, the network and the losses
 #
-# This notebook walks through Sec. 3 of the paper with the code of `falign/models/pifa.py`: the
+# This notebook walks through Sec. 3 of the paper with the code of `falign/papers/pifa/model.py`: the
 # visualization layer (Sec. 3.3, Eq. 8-11), the network of six visualization blocks (Sec. 3.2, Fig. 2-3,
 # Table 1) and the two losses (Eq. 6-7). Data are in {doc}`01_data`, training and results in
 # {doc}`03_train`.
@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import report
-from falign.experiments import pifa as experiments
-from falign.experiments import setup
-from falign.models import pifa
-from falign.morphable import builtin_model, centred_camera
-from falign.papers import pifa as paper
+from falign.kit import report
+from falign.papers.pifa import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.pifa import model as pifa
+from falign.synthface.morphable import builtin_model, centred_camera
+from falign.papers.pifa import published as paper
 
 run, cfg, _ = setup("pifa", "02_model", load_data=False, SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 model = builtin_model()

@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import aligner, metrics, plots, report
-from falign.experiments import pifa as experiments
-from falign.experiments import setup
-from falign.papers import pifa as paper
+from falign.kit import aligner, plots, report
+from falign.measure import metrics
+from falign.papers.pifa import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.pifa import published as paper
 
 run, cfg, crops = setup("pifa", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 
@@ -47,7 +48,7 @@ run, cfg, crops = setup("pifa", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DA
 # learning-rate schedule that cannot be right as printed (the table below quotes it: the rate
 # "decreases" to a larger number). With our parametrisation of `P` those rates diverged or crawled, so
 # every scale trains with Adam (the configuration below; a `Decision`, see the Deviations in
-# {doc}`04_ablations`). The precision is chosen per machine (`falign.precision`, also a `Decision`):
+# {doc}`04_ablations`). The precision is chosen per machine (`falign.kit.precision`, also a `Decision`):
 # float32, or bfloat16 autocast where this CPU computes bf16 natively and a probe measures it faster;
 # `run.json` records what each training used.
 #

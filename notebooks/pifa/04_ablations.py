@@ -31,11 +31,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import deviations, metrics, report
-from falign.experiments import pifa as experiments
-from falign.experiments import setup
-from falign.ledger import Arm, Claim, ClaimsLedger, summary
-from falign.papers import pifa as paper
+from falign.kit import decisions as deviations, report
+from falign.measure import metrics
+from falign.papers.pifa import experiment as experiments
+from falign.kit.chapter import setup
+from falign.kit.ledger import Arm, Claim, ClaimsLedger, summary
+from falign.papers.pifa import published as paper
 
 run, cfg, crops = setup("pifa", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 train, test = crops["train"], crops["test"]
@@ -77,7 +78,7 @@ run.table(arms, "arms", caption=f"Final-block {paper.NME_BOX}: mean and std over
 # ## Convergence
 #
 # The validation NME after every epoch, per arm (one line per seed). A training is on a plateau when its
-# last epoch improved the validation NME by less than 5% (`falign.train.History.plateaued`); an arm is
+# last epoch improved the validation NME by less than 5% (`falign.kit.train.History.plateaued`); an arm is
 # converged when every seed is. The claims ledger draws no verdict from an arm that is not.
 
 # %%
@@ -271,7 +272,7 @@ print(f"At {low:.0%}, the noise moves block {last}'s output by {d_low.loc[last, 
 # ## A baseline on the same protocol: SDM on the 34 points
 #
 # The paper quotes its baselines' numbers from their papers (Tables 2, 4, 5). To compare with a method
-# on *our* protocol, we fit the Supervised Descent Method (`falign.models.sdm`, the cascaded regression
+# on *our* protocol, we fit the Supervised Descent Method (`falign.baselines.sdm`, the cascaded regression
 # that Table 5 lists on 300-W) on the same grey training crops, starting from the same initial landmarks
 # as PIFA (the mean face in the box, `P^0`), and measure it with the same NME. SDM is fit in closed form;
 # its seeds draw its Monte Carlo training shapes (a `Decision`).
@@ -302,7 +303,7 @@ print(f"SDM after each stage (mean over seeds): "
 # ## Does our run reproduce the paper's claims?
 #
 # The claims ledger: each claim, the arms that test it (one value per seed), mean ± standard deviation
-# over seeds, and a verdict computed by one rule (`falign.ledger`): a claim *holds* when its margin in
+# over seeds, and a verdict computed by one rule (`falign.kit.ledger`): a claim *holds* when its margin in
 # the paper's direction exceeds twice the pooled standard deviation over seeds, *fails* when the margin
 # is that clearly the other way, and is *inconclusive* otherwise or with a single seed. No verdict is
 # drawn from an arm that did not reach a validation plateau ("not converged").
@@ -353,14 +354,14 @@ run.table(times, "training_time", caption=f"Training time per arm, all seeds, on
 # ## Deviations
 #
 # Every place where we departed from the paper or had to interpret it. Each matches a `Decision [pifa.…]`
-# comment in `falign/models/pifa.py` or `falign/experiments/pifa.py` (the table after this list).
+# comment in `falign/papers/pifa/model.py` or `falign/papers/pifa/experiment.py` (the table after this list).
 #
 # **Data**
 #
 # * *Data set.* SynthFace `aflw-pifa-like` (34 points, yaw ±90°) and `afw-like` (6 points) replace AFLW
 #   and AFW unless `DATA` names the real sets. Its detector-like box plays the role of the given box
 #   (the crop and the NME normaliser). Ground-truth `M, p` are exact for SynthFace; for real data they
-#   come from fitting falign's own 3DMM (`falign.morphable.fit`), not the Basel model with the
+#   come from fitting falign's own 3DMM (`falign.synthface.morphable.fit`), not the Basel model with the
 #   expression bases the paper uses.
 # * *Box noise.* The paper gives no magnitude for the 20 variations; centre, width and height each move
 #   uniformly by up to `box_noise` (5%) of the box size.
@@ -393,7 +394,7 @@ run.table(times, "training_time", caption=f"Training time per arm, all seeds, on
 # * *Optimiser.* The paper's learning-rate sentence contradicts itself; read with a typo. With our
 #   parametrisation SGD at the printed rates diverged, so every scale uses Adam without weight decay (the
 #   paper's epochs and milestones at full scale). At the CPU scales the forward pass runs in float32, or
-#   in bfloat16 where this CPU computes it natively and it measured faster (`falign.precision`).
+#   in bfloat16 where this CPU computes it natively and it measured faster (`falign.kit.precision`).
 # * *Budget.* Every arm trains at one budget, the main network's, for every seed of the scale.
 # * *Noise study.* "5% noise" is read as multiplicative Gaussian noise on every FC weight and bias; the
 #   study also runs at a larger level, where its effect is measurable.

@@ -39,20 +39,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign import plots, protocol300w
+from falign.kit import plots
+from falign.measure import protocol300w
 from falign.data.crops import load_faces
-from falign.experiments import rcsr as experiments
-from falign.experiments import setup
-from falign.landmarks import convert, get_scheme
-from falign.models import rcsr
-from falign.papers import rcsr as paper
+from falign.papers.rcsr import experiment as experiments
+from falign.kit.chapter import setup
+from falign.measure.landmarks import convert, get_scheme
+from falign.papers.rcsr import model as rcsr
+from falign.papers.rcsr import published as paper
 
 run, cfg, crops = setup("rcsr", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 
 # %% [markdown]
 # ## The data at this scale and in the paper
 #
-# The paper's numbers come from `falign.papers.rcsr.training_protocol()` and the 300-W test-set sizes;
+# The paper's numbers come from `falign.papers.rcsr.published.training_protocol()` and the 300-W test-set sizes;
 # ours are counted from the crops this run built. `train crops` counts every mirrored copy and
 # box-noise replicate. A part of the training split is held out (one box-noise replicate with its
 # mirrors): it never trains a model, and serves as the validation set that tells whether a training
@@ -195,7 +196,7 @@ run.figure(fig, "mean_shape")
 #
 # The error of the placed mean shape itself, with the 300-W metric (mean point-to-point distance over
 # the points, divided by the outer-eye-corner distance, per face, in %; computed in original image
-# coordinates by `falign.protocol300w`). Every method of the chapter starts here.
+# coordinates by `falign.measure.protocol300w`). Every method of the chapter starts here.
 
 # %%
 tests = {s: crops[s] for s in experiments.TEST_SUBSETS}

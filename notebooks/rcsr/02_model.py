@@ -21,8 +21,8 @@
 #
 # The loss (Eq. 8) sums the error of every recurrence with weights w_t = 10^(t/T) that grow with t. At
 # test time the recurrence can run past the trained T; Sec. 4.3 stops it when the normalised shape
-# increment falls below γ = 0.01, after at most 13 steps. The code is `falign/models/rcsr.py`, written
-# to be read beside the paper's Sec. 3; the Table 4 baselines are in `falign/models/rcsr_table4.py`.
+# increment falls below γ = 0.01, after at most 13 steps. The code is `falign/papers/rcsr/model.py`, written
+# to be read beside the paper's Sec. 3; the Table 4 baselines are in `falign/papers/rcsr/table4.py`.
 
 # %% tags=["parameters"]
 SCALE = "smoke"      # smoke | small | gpu | full
@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign.experiments import rcsr as experiments
-from falign.experiments import setup
-from falign.models import rcsr, rcsr_table4
-from falign.papers import rcsr as paper
+from falign.papers.rcsr import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
+from falign.papers.rcsr import published as paper
 
 run, cfg, _ = setup("rcsr", "02_model", load_data=False, SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 full = experiments.SCALES["full"]
@@ -82,7 +82,7 @@ run.figure(fig, "patches")
 # ## The architecture, layer by layer
 #
 # The paper fixes SRCNN's layers (Eq. 9) and the recurrence (Eq. 4-7) but not the patch size, the
-# ConvGRU's kernel and memory, or how the landmarks' maps are combined; `falign.models.rcsr.DECISIONS`
+# ConvGRU's kernel and memory, or how the landmarks' maps are combined; `falign.papers.rcsr.model.DECISIONS`
 # lists our choices. The shapes below are those of the paper-sized model (`full` scale) and of the model
 # at this run's scale, for one face.
 
@@ -166,7 +166,7 @@ print("normalised increments of an untrained model:",
 # %% [markdown]
 # ## Choices the paper leaves open
 #
-# Each entry is a `Decision:` in `falign/models/rcsr.py`; {doc}`04_ablations` collects every deviation of
+# Each entry is a `Decision:` in `falign/papers/rcsr/model.py`; {doc}`04_ablations` collects every deviation of
 # the chapter.
 
 # %%

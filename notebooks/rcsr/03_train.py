@@ -32,10 +32,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import aligner, protocol300w, report
-from falign.experiments import rcsr as experiments
-from falign.experiments import setup
-from falign.papers import rcsr as paper
+from falign.kit import aligner, report
+from falign.measure import protocol300w
+from falign.papers.rcsr import experiment as experiments
+from falign.kit.chapter import setup
+from falign.papers.rcsr import published as paper
 
 run, cfg, crops = setup("rcsr", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
@@ -125,7 +126,7 @@ print(f"gamma: ours {gammas['gamma (ours)'].mean():.4f} ± {gammas['gamma (ours)
 # The same trained model (T = 5) is run for 5 and 10 recurrences and with the stopping rule (its own γ, at
 # most 13 steps); a fourth row uses the paper's γ = 0.01. The metric is the 300-W one: per face, the mean
 # point-to-point error divided by the distance between the outer eye corners, in %, averaged over the
-# faces; *full* pools the faces of common and challenging (`falign.protocol300w`). Ours is the mean ±
+# faces; *full* pools the faces of common and challenging (`falign.measure.protocol300w`). Ours is the mean ±
 # standard deviation over the seeds. The other methods' rows are shown as reported, each with the
 # normaliser its source used: the LBF, CFSS, ESR and SDM rows divide by the inter-pupil distance, which
 # is larger than the outer-eye-corner distance, so their numbers are not directly comparable with RCSR's

@@ -30,12 +30,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import deviations, protocol300w
-from falign.experiments import rcsr as experiments
-from falign.experiments import setup
-from falign.ledger import Claim, ClaimsLedger, summary
-from falign.models import rcsr_table4
-from falign.papers import rcsr as paper
+from falign.kit import decisions as deviations
+from falign.measure import protocol300w
+from falign.papers.rcsr import experiment as experiments
+from falign.kit.chapter import setup
+from falign.kit.ledger import Claim, ClaimsLedger, summary
+from falign.papers.rcsr import table4 as rcsr_table4
+from falign.papers.rcsr import published as paper
 
 run, cfg, crops = setup("rcsr", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
@@ -204,7 +205,7 @@ run.table(pd.DataFrame([{"model": name, "best step (paper)": paper_best.get(name
 #
 # Each comparative claim of the paper that this chapter tests, with its arms (one value per seed: the
 # full-set NME unless the claim names a subset), mean ± standard deviation over the seeds, and a verdict
-# computed by one rule (`falign.ledger`): a claim **holds** when its margin in the paper's direction
+# computed by one rule (`falign.kit.ledger`): a claim **holds** when its margin in the paper's direction
 # exceeds twice the pooled standard deviation, **fails** when it is that clear the other way, and is
 # **inconclusive** otherwise. No verdict is drawn from an arm with a training that did not converge
 # (validation plateau): such rows read "not converged". Table 1's claims compare the same trained
@@ -251,7 +252,7 @@ ledger.write(run, caption="The paper's comparative claims, checked on this run (
 # Where we depart from the paper or had to read it one way; each is a `Decision:` in the code, gathered
 # with what the paper says in the table after this list.
 #
-# **Data and scale** (`falign/experiments/rcsr.py`)
+# **Data and scale** (`falign/papers/rcsr/experiment.py`)
 # * SynthFace's 300-W-like preset stands in for 300-W unless `DATA` names a real dataset. Tables 2 and 3
 #   (HELEN, LFPW) get the analogous *common* subset, labelled as such.
 # * A part of the training faces is held out (`n_val`): it gives every training its validation curve,
@@ -268,7 +269,7 @@ ledger.write(run, caption="The paper's comparative claims, checked on this run (
 #   or under bfloat16 autocast where this CPU computes it natively and it measured faster.
 # * The CNNs are thinned at the CPU scales (`widths`): SRCNN least, FAUC most.
 #
-# **Model** (`falign/models/rcsr.py`)
+# **Model** (`falign/papers/rcsr/model.py`)
 # * Patch size, ConvGRU kernel (3×3) and memory, stacking the landmarks' maps along channels, the fc
 #   head's size and zero start are ours; SRCNN's 9×9 and 5×5 layers are unpadded as in SRCNN.
 # * The CNN runs once per image, densely, and each landmark's maps are read out of its response at the
@@ -285,7 +286,7 @@ ledger.write(run, caption="The paper's comparative claims, checked on this run (
 #   mean of each quadrant. HOG is SIFT-like (4×4 cells, 8 orientations, 128 numbers per point), shared by
 #   SDM and "traditional GRU + HOG"; SDM's stages are ridge regressions.
 #
-# **Evaluation** (`falign/protocol300w.py`)
+# **Evaluation** (`falign/measure/protocol300w.py`)
 # * *full* pools the faces of common and challenging; failure means NME ≥ 0.08. Ours are reported under
 #   both normalisers; the published rows carry the normaliser of their source.
 # * Table 4's recurrent rows use the stopping rule; Fig. 5's points are after T recurrences, timed per
@@ -296,7 +297,7 @@ ledger.write(run, caption="The paper's comparative claims, checked on this run (
 deviations.write(run, "rcsr")
 
 # %% [markdown]
-# The paper also disagrees with itself in places (`falign.papers.rcsr.notes()`):
+# The paper also disagrees with itself in places (`falign.papers.rcsr.published.notes()`):
 
 # %%
 pd.DataFrame({"inconsistency in the paper": paper.notes()})

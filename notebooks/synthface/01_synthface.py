@@ -35,8 +35,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign import morphable, report
-from falign.data.synthface import PRESETS, render_shapes, synthface_arrays
+from falign.synthface import morphable
+from falign.kit import report
+from falign.synthface.dataset import PRESETS, render_shapes, synthface_arrays
 
 run = report.start("synthface", "01_synthface", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT,
                    DEVICE=DEVICE, SEED=SEED)
@@ -145,7 +146,7 @@ run.table(table, "statistics", caption=f"SynthFace statistics, {FACES} faces per
 # ## The morphable model behind it
 #
 # Every face is `S = mean + Σ p_k basis_k` (PIFA's Eq. 1) seen through a weak-perspective camera `M`. The
-# built-in model is procedural (`falign.facemesh`): its first identity bases are hand-designed variations
+# built-in model is procedural (`falign.synthface.mesh`): its first identity bases are hand-designed variations
 # (face depth, width, length, ...), followed by smooth random fields; its expression bases are
 # hand-designed motions (jaw, smiles, lids, brows, ...) plus a few random ones. Below, the mean shape and
 # the first three identity and expression modes at −3σ, 0 and +3σ, rendered at 30° yaw so that depth

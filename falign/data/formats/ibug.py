@@ -26,7 +26,7 @@ import numpy as np
 
 from falign.data.formats.matlab import cell_items, load_mat, variable
 from falign.data.sample import DataError, Sample, box_problem, check_image, inside_fraction, make_sample
-from falign.landmarks import get_scheme
+from falign.measure.landmarks import get_scheme
 
 log = logging.getLogger("falign.data")
 

@@ -1,0 +1,765 @@
+"""The comparison chapter: every aligner of the book, a real-world peer and two baselines on one protocol.
+
+Each paper reports on its own protocol; this chapter runs every method on the *same* SynthFace faces
+(300-W-like common, challenging and full), with the *same* face boxes and the *same* metrics, and adds
+what SynthFace makes possible and real benchmarks do not: error as a function of one controlled factor.
+
+Methods (:func:`methods`), never named in a list:
+
+* every aligner with shipped weights (:func:`falign.kit.aligner.available`), so a chapter that lands joins
+  by itself; a kind with a 68-point projection (:data:`PROJECTIONS`, PIFA's 3DMM) is scored on 68 points;
+* the peer, dlib's ERT (:mod:`falign.baselines.dlib_ert`), with its 68- and its 5-point model;
+* SDM + HOG and the mean shape, the classic baselines (RCSR's Table 4 row 1 and its initial shape).
+
+Methods that predict other point sets are compared on the points they share (:class:`Points`); every
+error is normalised by the 68-point ground truth of the same face, so all rows use one yardstick.
+The notebooks of ``notebooks/compare`` call these functions; decisions are ``Decision [compare.<id>]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from falign.kit import aligner, atomic_files as atomic
+from falign.data import detect
+from falign.measure import metrics
+from falign import papers
+from falign.baselines import dlib_ert as peers
+from falign.kit import train as trainer
+from falign.tools.bench import aligner_speed
+from falign.data import transforms
+from falign.data.crops import load_faces
+from falign.synthface.dataset import synthface_arrays
+from falign.measure.landmarks import convert, convert_visibility, get_scheme
+
+PRESET, SCHEME = "300w-like", "ibug68"
+DATASETS = ("synthetic",)                  # the DATA it honours: the sweeps and calibration need SynthFace
+TEST_SUBSETS = ("common", "challenging")   # "full" pools them, as 300-W does
+SUBSETS = (*TEST_SUBSETS, "full")
+NORMS = ("inter-ocular", "inter-pupil")
+THRESHOLD = 0.08
+ERT_ID = "table1/ert-9/{subset}"           # ERT's published 300-W row in falign/papers/rcsr/published.py (full only)
+
+# Decision [compare.cpu]: the chapter runs on the CPU whatever DEVICE says: the peer (dlib-bin) has no
+# GPU path, the leaderboard's latency column is CPU latency by definition, and the shipped models are
+# small enough that the whole chapter takes minutes there.
+DEVICE = "cpu"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One scale of the comparison: test and sweep sizes, the SDM recipe and the timing effort."""
+
+    n_test: dict               # faces per 300-W-like test subset
+    image: int                 # SynthFace render size (pixels); every method reads the same photos
+    sdm: str                   # the RCSR chapter scale whose recipe fits SDM + HOG (faces, crop, HOG patch)
+    sweep_faces: int           # faces per sweep point
+    bootstrap: int             # bootstrap resamples per sweep point
+    repeats: int               # timed calls per latency (median)
+    batch: int                 # faces per call for the throughput column
+    sweep_points: int | None = None   # values per factor (evenly thinned, ends kept); None: every value
+
+
+SCALES = {
+    # CI: proves the code runs end to end; numbers mean nothing.
+    "smoke": Scale(n_test={"common": 8, "challenging": 4}, image=128, sdm="smoke", sweep_faces=3, bootstrap=50,
+                   repeats=2, batch=4, sweep_points=2),
+    # CPU-sized (2 cores, minutes): the shipped weights are evaluated, nothing is trained but SDM's
+    # closed-form fit. 300 + 150 test faces; 30 faces at 5 values per factor (about 40 distinct renders,
+    # the neutral one shared): probes put every method together at about 0.15 s per face on 2 cores.
+    "small": Scale(n_test={"common": 300, "challenging": 150}, image=128, sdm="small", sweep_faces=30,
+                   bootstrap=1000, repeats=10, batch=16, sweep_points=5),
+    # Nothing here trains: on a GPU machine the comparison runs at the real 300-W test sizes.
+    "gpu": Scale(n_test={"common": 554, "challenging": 135}, image=128, sdm="gpu", sweep_faces=200,
+                 bootstrap=2000, repeats=50, batch=64),
+    # The real 300-W test sizes.
+    "full": Scale(n_test={"common": 554, "challenging": 135}, image=128, sdm="full", sweep_faces=200,
+                  bootstrap=2000, repeats=50, batch=64),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Data: photos with their ground truth and boxes (no crops: each method crops as it was trained to)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Faces:
+    """Whole SynthFace photos with the 68-point truth and both boxes, in 0-based photo pixels."""
+
+    name: str
+    fingerprint: str
+    images: np.ndarray          # (n, H, W, 3) uint8
+    landmarks68: np.ndarray     # (n, 68, 2)
+    visible68: np.ndarray       # (n, 68) bool
+    boxes: np.ndarray           # (n, 4) the tight box of the 68 points (the "box" normaliser)
+    detector_boxes: np.ndarray  # (n, 4) the detector-like box every method starts from
+    pose: np.ndarray            # (n, 3) yaw, pitch, roll (degrees)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, name: str | None = None) -> "Faces":
+        return cls(name or arrays.get("name", "synthface"), arrays["fingerprint"], arrays["images"],
+                   arrays["landmarks68"], arrays["visible68"], arrays["boxes"], arrays["detector_boxes"],
+                   arrays["pose"])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index) -> "Faces":
+        index = np.asarray(index)
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)
+                                            if isinstance(getattr(self, f.name), np.ndarray)})
+
+
+def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int = 0) -> dict[str, Faces]:
+    """The test faces of each 300-W-like subset (common, challenging), rendered at ``cfg.image``."""
+    if data not in DATASETS:
+        raise ValueError(f"falign/chapters/compare.py: DATA={data!r} is not supported; the comparison "
+                         f"runs on {', '.join(DATASETS)}")
+    return {s: Faces.from_arrays(load_faces(data, s, preset=PRESET, n=cfg.n_test[s], size=cfg.image, seed=seed,
+                                            root=root)) for s in TEST_SUBSETS}
+
+
+# --------------------------------------------------------------------------------------------------
+# Methods and the points they are scored on
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Points:
+    """Which landmarks a method is scored on: a scheme derived from iBUG 68, optionally a subset of
+    its points (dlib's five points sit on five iBUG points). ``of`` maps 68-point shapes (truth, or a
+    68-point method's predictions) onto these points."""
+
+    scheme: str
+    index: tuple[int, ...] | None = None
+    label: str = ""
+    name: str = ""              # short name for row labels ("five", "dlib5"); default: the scheme
+
+    def of(self, points68: np.ndarray) -> np.ndarray:
+        pts = convert(np.asarray(points68, np.float64), SCHEME, self.scheme)
+        return pts if self.index is None else pts[..., list(self.index), :]
+
+    def visible(self, visible68: np.ndarray) -> np.ndarray:
+        vis = convert_visibility(np.asarray(visible68, bool), SCHEME, self.scheme)
+        return vis if self.index is None else vis[..., list(self.index)]
+
+    @property
+    def short(self) -> str:
+        return self.name or self.scheme
+
+    @property
+    def n_points(self) -> int:
+        return len(self.index) if self.index is not None else get_scheme(self.scheme).n_points
+
+
+IBUG68 = Points(SCHEME, label="68 (iBUG)")
+DLIB5 = Points(SCHEME, peers.FIVE_ON_IBUG68, "5 (dlib: eye corners, bottom of the nose = iBUG 45, 42, 36, 39, 33)",
+               peers.SCHEMES[5])
+
+
+def points_of_scheme(scheme: str) -> Points | None:
+    """The :class:`Points` of an aligner's scheme, or None when it is not derived from iBUG 68."""
+    if scheme == SCHEME:
+        return IBUG68
+    if scheme == peers.SCHEMES[5]:
+        return DLIB5
+    s = get_scheme(scheme)
+    return Points(s.name, label=f"{s.n_points} ({s.name})") if s.root == SCHEME else None
+
+
+@dataclass
+class Method:
+    """A row of the leaderboard: ``predict(photos, boxes) -> (B, N, 2)`` on ``points``, and what it costs."""
+
+    name: str
+    predict: Callable
+    points: Points
+    family: str                 # "book" (shipped weights), "peer", "baseline"
+    source: str                 # where the model comes from
+    parameters: float           # learned numbers (NaN: not exposed, e.g. dlib's trees)
+    megabytes: float            # size of the weights
+    key: str                    # names the exact model and code: cached predictions are keyed by it
+
+
+def pifa_ibug68(model: aligner.Aligner, images, boxes) -> torch.Tensor:
+    """PIFA's 68 points: the iBUG-68 landmarks of its 3DMM under the final parameters P (Eq. 3).
+
+    Decision [compare.pifa-projection]: PIFA regresses the 3DMM's camera and shape, not points, so it
+    predicts every point of the model; its 34 trained points are a subset of the same projection. It is
+    scored on the 68 iBUG points its fit projects to (the issue's "PIFA's 68-point projection")."""
+    from falign.papers.pifa.model import split_params
+    from falign.synthface.morphable import builtin_model, project
+
+    crops, affines = model.crops(images, boxes)
+    with torch.no_grad():
+        P = torch.cat([model.model(crops[i:i + model.batch_size].to(model.device))[-1].float().cpu()
+                       for i in range(0, len(crops), model.batch_size)])
+    M, p = split_params(P)
+    points = project(M, builtin_model().landmarks(p, SCHEME))
+    return transforms.uncrop_points(points, affines)
+
+
+# Kinds whose fit can be projected onto the 68 iBUG points, (aligner, photos, boxes) -> (B, 68, 2).
+PROJECTIONS: dict[str, Callable] = {"pifa": pifa_ibug68}
+
+
+def _weights(module: torch.nn.Module) -> tuple[float, float]:
+    """(learned parameters, megabytes of the state dict)."""
+    state = module.state_dict()
+    return (float(sum(p.numel() for p in module.parameters())),
+            sum(t.numel() * t.element_size() for t in state.values()) / 1e6)
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _model_key(model: aligner.Aligner, *extra) -> str:
+    """A hash of what determines an aligner's predictions: its weights, preprocessing, scheme, model
+    file (the peer's) and the code that crops, predicts and maps back."""
+    digest = hashlib.sha1()
+    for t in model.model.state_dict().values():
+        digest.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    code = trainer.code_version(aligner, transforms, sys.modules[__name__], peers)
+    return _digest(digest.hexdigest(), model.kind, model.scheme, model.preprocess, model.provenance.get("sha256"),
+                   aligner.code_version(type(model)), code, *extra)
+
+
+def _numpy_predict(fn: Callable) -> Callable:
+    return lambda photos, boxes: np.asarray(fn(photos, boxes), np.float64)
+
+
+def shipped() -> list[Method]:
+    """Every aligner with shipped weights, in :func:`falign.kit.aligner.available` order, scored on 68
+    points where it has them (or a projection onto them), else on its own points. An aligner whose
+    scheme is not derived from iBUG 68 cannot share points with the others and is left out, said aloud."""
+    out = []
+    loaded, refused = aligner.shipped(DEVICE)
+    for name, why in refused.items():
+        print(f"compare: {name} left out: {why}")
+    for name, model in loaded.items():
+        params, mb = _weights(model.model)
+        source = f"results/{name}/aligner.pt (scale {model.provenance.get('scale', '?')})"
+        if model.kind in PROJECTIONS:
+            project = PROJECTIONS[model.kind]
+            predict = _numpy_predict(lambda photos, boxes, m=model, f=project: f(m, photos, boxes))
+            out.append(Method(name.upper(), predict, IBUG68, "book", source + ", 68-point projection", params, mb,
+                              _model_key(model, "projection", SCHEME)))
+            continue
+        points = points_of_scheme(model.scheme)
+        if points is None:
+            print(f"compare: {name} predicts {model.scheme!r}, which shares no points with iBUG 68; left out")
+            continue
+        out.append(Method(name.upper(), _numpy_predict(model.predict), points, "book", source, params, mb,
+                          _model_key(model)))
+    return out
+
+
+PEER = "dlib ERT"
+
+
+def peer_methods() -> list[Method]:
+    """dlib's ERT with its 68- and its 5-point model (:mod:`falign.baselines.dlib_ert`)."""
+    out = []
+    for n in (68, 5):
+        peer = peers.dlib_ert(n)
+        out.append(Method(PEER if n == 68 else f"{PEER} ({n}-point model)", _numpy_predict(peer.predict),
+                          points_of_scheme(peer.scheme),
+                          "peer", f"{peer.provenance['package']}, {peer.provenance['file']}", np.nan,
+                          peer.model.file_megabytes(), _model_key(peer)))
+    return out
+
+
+def fit_sdm(cfg: Scale, work, *, seed: int = 0):
+    """SDM + HOG fit in closed form with the RCSR chapter's recipe at scale ``cfg.sdm`` (its training
+    faces, crops, HOG patches, stages and ridge penalty), cached under ``work``; returns (model,
+    training crops).
+
+    Decision [compare.sdm-fit]: no chapter ships SDM weights, so the baseline is fit here, in seconds,
+    from the RCSR chapter's training faces (300-W-like train) and code; nothing is trained by gradient
+    descent in this chapter."""
+    from falign.papers.rcsr import experiment as rcsr
+
+    rcfg = rcsr.SCALES[cfg.sdm]
+    train = rcsr.load(rcfg, "train", seed=seed, train=True)
+    model, _ = rcsr.trained(rcfg, {"train": train}, work, "sdm", kind="sdm", seed=seed, progress=False)
+    return model.eval(), train
+
+
+def baseline_methods(cfg: Scale, work, *, seed: int = 0) -> tuple[list[Method], str]:
+    """SDM + HOG (as an aligner with the RCSR chapter's grey crops) and the mean shape placed in the
+    box; also the fingerprint of their training faces.
+
+    Decision [compare.mean-shape]: the mean shape is SDM's own S-bar (the mean of the same training
+    faces in box units) placed in each face box: the error a method has before it looks at the pixels."""
+    from falign.papers.rcsr import experiment as rcsr_chapter
+    from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
+    from falign.baselines import sdm as sdm_module
+
+    rcfg = rcsr_chapter.SCALES[cfg.sdm]
+    sdm, train = fit_sdm(cfg, work, seed=seed)
+    wrapped = aligner.make(sdm, "rcsr", model_args=dict(sdm.config), scheme=SCHEME,
+                           preprocess={"size": rcfg.size, "margin": rcfg.margin, "grey": True, "padding": "border"})
+    mean = sdm.mean_shape.cpu().numpy()
+    state_mb = _weights(sdm)[1]
+    recipe = f"fit here (closed form, RCSR chapter recipe at scale {cfg.sdm}, {len(train)} training crops)"
+    return [Method("SDM + HOG", _numpy_predict(wrapped.predict), IBUG68, "baseline", recipe,
+                   float(rcsr_table4.learned_numbers(sdm)), state_mb,
+                   _model_key(wrapped, trainer.code_version(sdm_module))),
+            Method("mean shape", lambda photos, boxes: rcsr.place_in_box(mean, boxes).astype(np.float64), IBUG68,
+                   "baseline", "SDM's training mean shape placed in the box", float(mean.size), mean.nbytes / 1e6,
+                   _digest(mean.tolist(), trainer.code_version(rcsr)))
+            ], train.fingerprint
+
+
+def methods(cfg: Scale, work, *, seed: int = 0) -> tuple[list[Method], dict[str, str]]:
+    """Every method of the comparison: the shipped aligners, the peer, SDM + HOG and the mean shape;
+    and the fingerprints of the data the baselines were fit on (for the run's provenance)."""
+    base, fingerprint = baseline_methods(cfg, work, seed=seed)
+    return [*shipped(), *peer_methods(), *base], {"sdm-train": fingerprint}
+
+
+def methods_for(run, cfg: Scale) -> list[Method]:
+    """:func:`methods` for a notebook's run (:class:`falign.kit.report.Run`): the SDM fit cached in its work
+    folder, the baselines' training data recorded in its provenance."""
+    found, fitted_on = methods(cfg, run.work, seed=run.seed)
+    for name, fingerprint in fitted_on.items():
+        run.dataset(name, fingerprint)
+    return found
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------------
+def predict(methods_: list[Method], tests: dict[str, Faces], boxes: str = "detector_boxes", cache=None) -> dict:
+    """method -> subset -> (n, N, 2) predictions, every method from the same photos and boxes; with
+    ``cache`` (a folder, e.g. ``run.work``) each method's predictions are kept there, keyed by its
+    :attr:`Method.key` and the faces' fingerprints, so the chapter's notebooks predict once.
+
+    Decision [compare.boxes]: every method starts from the same box, SynthFace's detector-like box (the
+    68-point landmark box with its centre and size jittered), the box the chapters trained with; the
+    peer was trained on dlib's own detector boxes, so the calibration also runs it on those."""
+    out = {}
+    for m in methods_:
+        key = _digest(m.key, boxes, [(s, f.fingerprint) for s, f in tests.items()])
+        path = None if cache is None else Path(cache) / "predictions" / f"{key}.npz"
+        if path is not None and path.is_file():
+            with np.load(path) as saved:
+                out[m.name] = {s: saved[s] for s in tests}
+            continue
+        out[m.name] = {s: m.predict(f.images, getattr(f, boxes)) for s, f in tests.items()}
+        if path is not None:
+            with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **out[m.name])
+    return out
+
+
+def point_errors(pred: np.ndarray, points: Points, gt68: np.ndarray, norm: str = "inter-ocular") -> np.ndarray:
+    """(n, N) distances between predictions on ``points`` and the truth on the same points, each divided
+    by its face's normaliser computed from the 68-point truth.
+
+    Decision [compare.shared-points]: a method is scored on the points it shares with the truth, but
+    every row's normaliser comes from the same 68-point ground truth (outer eye corners or eye
+    centres), so the 5-point rows are on the 68-point rows' scale; the table names the points."""
+    gt68 = np.asarray(gt68, np.float64)
+    truth = points.of(gt68)
+    distance = np.linalg.norm(np.asarray(pred, np.float64) - truth, axis=-1)
+    return distance / metrics.normaliser(gt68, norm, SCHEME)[:, None]
+
+
+def with_full(by_subset: dict) -> dict:
+    """Add "full": common and challenging pooled face by face (the 300-W convention)."""
+    if "full" in by_subset or not set(TEST_SUBSETS) <= set(by_subset):
+        return dict(by_subset)
+    return {**by_subset, "full": np.concatenate([by_subset[s] for s in TEST_SUBSETS])}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One scored row: a method on a set of points, with its own predictions or derived from its 68."""
+
+    label: str
+    method: str
+    points: Points
+    derived: bool = False
+
+
+def rows(methods_: list[Method]) -> list[Row]:
+    """The leaderboard's rows: every 68-point method; then, for each other point set a method predicts,
+    the methods native to it followed by every 68-point method reduced to the same points ("→")."""
+    full = [m for m in methods_ if m.points == IBUG68]
+    out = [Row(m.name, m.name, IBUG68) for m in full]
+    others = list(dict.fromkeys(m.points for m in methods_ if m.points != IBUG68))
+    for pts in others:
+        out += [Row(m.name, m.name, pts) for m in methods_ if m.points == pts]
+        out += [Row(f"{m.name} → {pts.short}", m.name, pts, derived=True) for m in full]
+    return out
+
+
+def row_point_errors(row: Row, preds: dict, tests: dict[str, Faces], norm: str = "inter-ocular") -> dict:
+    """subset -> (n, N) normalised point errors of one row (with "full")."""
+    out = {}
+    for s, faces in tests.items():
+        pred = preds[row.method][s]
+        out[s] = point_errors(row.points.of(pred) if row.derived else pred, row.points, faces.landmarks68, norm)
+    return with_full(out)
+
+
+def row_visibility(row: Row, tests: dict[str, Faces]) -> dict:
+    return with_full({s: row.points.visible(f.visible68) for s, f in tests.items()})
+
+
+def accuracy(methods_: list[Method], preds: dict, tests: dict[str, Faces]) -> tuple[pd.DataFrame, dict]:
+    """The accuracy half of the leaderboard, one row per :func:`rows` entry: per subset the mean NME (%)
+    under both normalisers, AUC@0.08 and failure@0.08 (%) (inter-ocular, :mod:`falign.measure.metrics`).
+    Also returns label -> subset -> per-face inter-ocular errors (for the CED curves)."""
+    table, curves = [], {}
+    for row in rows(methods_):
+        record = {"method": row.label, "points": row.points.label + (" (derived from its 68)" if row.derived else "")}
+        for norm in NORMS:
+            per_face = {s: e.mean(1) for s, e in row_point_errors(row, preds, tests, norm).items()}
+            stats = metrics.summary(per_face, alphas=(THRESHOLD,), label="subset").set_index("subset")
+            for s in stats.index:
+                record[f"{s} NME (%, {norm})"] = 100 * stats.loc[s, "mean"]
+                if norm == "inter-ocular":
+                    record[f"{s} AUC@{THRESHOLD:g}"] = stats.loc[s, f"auc@{THRESHOLD:g}"]
+                    record[f"{s} failure@{THRESHOLD:g} (%)"] = 100 * stats.loc[s, f"failure@{THRESHOLD:g}"]
+            if norm == "inter-ocular":
+                curves[row.label] = per_face
+        table.append(record)
+    return pd.DataFrame(table), curves
+
+
+def costs(methods_: list[Method], photo: np.ndarray, box, cfg: Scale) -> pd.DataFrame:
+    """Parameters, weight size, CPU latency at batch 1 (ms per face) and throughput (faces/s at
+    ``cfg.batch``) of every method, measured in this run on the same photo and box
+    (:func:`falign.tools.bench.aligner_speed`)."""
+    out = []
+    for m in methods_:
+        ms, rate = aligner_speed(m.predict, photo, box, cfg.batch, DEVICE, cfg.repeats)
+        out.append({"method": m.name, "source": m.source, "parameters": m.parameters, "weights (MB)": m.megabytes,
+                    "CPU latency (ms, batch 1)": ms, f"throughput (faces/s, batch {cfg.batch})": rate})
+    table = pd.DataFrame(out)
+    peer = table.loc[table["method"] == PEER, "CPU latency (ms, batch 1)"]
+    if len(peer):  # speed as a ratio measured in one run: absolute times belong to the machine
+        table.insert(5, "latency / the peer's", table["CPU latency (ms, batch 1)"] / peer.iloc[0])
+    return table
+
+
+def leaderboard(acc: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy rows with their method's costs (a derived row costs what its 68-point method costs)."""
+    base = acc["method"].str.split(" → ").str[0]
+    merged = acc.assign(_m=base).merge(cost.rename(columns={"method": "_m"}), on="_m", how="left").drop(columns="_m")
+    order = ["method", "points", "parameters", "weights (MB)",
+             *[c for c in cost.columns if "latency" in c or "throughput" in c]]
+    return merged[order + [c for c in merged.columns if c not in order and c != "source"]]
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bool mask of the points no other point beats on both axes (lower is better on each)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    better = (x[None] <= x[:, None]) & (y[None] <= y[:, None]) & ((x[None] < x[:, None]) | (y[None] < y[:, None]))
+    return ~better.any(axis=1)
+
+
+def pareto_figure(board: pd.DataFrame, error: str, latency: str = "CPU latency (ms, batch 1)"):
+    """Error against CPU latency, one point per 68-point method, the Pareto front drawn through the
+    methods that nothing beats on both."""
+    import matplotlib.pyplot as plt
+
+    rows68 = board[board["points"] == IBUG68.label].dropna(subset=[error, latency])
+    x, y = rows68[latency].to_numpy(float), rows68[error].to_numpy(float)
+    front = pareto_front(x, y)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.scatter(x[~front], y[~front], c="0.55", label="beaten on both axes by another method")
+    ax.scatter(x[front], y[front], c="tab:red", label="Pareto front")
+    order = np.argsort(x[front])
+    ax.step(x[front][order], y[front][order], where="post", c="tab:red", alpha=0.5)
+    for xi, yi, name in zip(x, y, rows68["method"]):
+        ax.annotate(name, (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=8)
+    ax.set(xscale="log", xlabel=f"{latency}, log scale", ylabel=error)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Calibration: the peer on SynthFace with our boxes and with dlib's own detector
+# --------------------------------------------------------------------------------------------------
+MIN_IOU = 0.3
+
+
+def hog_boxes(faces: Faces, upsample: int = 1) -> np.ndarray:
+    """dlib's HOG detector on every photo: the detection that overlaps the face's landmark box most,
+    (n, 4), NaN where it finds the face nowhere (:func:`falign.data.detect.detect_matching`).
+
+    Decision [compare.found]: a face counts as found when a detection overlaps its 68-point box with an
+    IoU of at least 0.3 (dlib's boxes sit higher than the landmark box: forehead in, chin partly out);
+    one upsampling, as :func:`falign.data.detect.detect_faces` does by default, so faces of about 40 pixels
+    can be found."""
+    return detect.detect_matching(faces.images, faces.boxes, upsample=upsample, min_iou=MIN_IOU)
+
+
+def published_ert(subset: str) -> float:
+    """ERT's published 300-W NME (%, inter-ocular) for a subset, NaN where the table prints "-"."""
+    try:
+        return papers.number("rcsr", ERT_ID.format(subset=subset))
+    except papers.UnknownNumber:
+        return np.nan
+
+
+def calibration(peer: Method, tests: dict[str, Faces]) -> tuple[pd.DataFrame, dict]:
+    """The peer (68 points) on each subset with our boxes and with dlib's HOG detector on the faces it
+    finds, beside ERT's published real 300-W number; also subset -> dlib boxes (NaN rows: not found)."""
+    found = {s: hog_boxes(f) for s, f in tests.items()}
+    ours = with_full({s: point_errors(peer.predict(f.images, f.detector_boxes), peer.points, f.landmarks68).mean(1)
+                      for s, f in tests.items()})
+    hog = {}
+    for s, f in tests.items():
+        hit = ~np.isnan(found[s][:, 0])
+        e = np.full(len(f), np.nan)
+        if hit.any():
+            sub = f.subset(hit)
+            e[hit] = point_errors(peer.predict(sub.images, found[s][hit]), peer.points, sub.landmarks68).mean(1)
+        hog[s] = e
+    hog = with_full(hog)
+    out = []
+    for s in SUBSETS:
+        hit = ~np.isnan(hog[s])
+        row = {"subset": s, "faces": len(hog[s]), "found by dlib's HOG": int(hit.sum()),
+               "found (%)": 100 * hit.mean(),
+               "NME (%), our boxes, all faces": 100 * ours[s].mean(),
+               "NME (%), our boxes, found faces": 100 * ours[s][hit].mean() if hit.any() else np.nan,
+               "NME (%), dlib's boxes, found faces": 100 * hog[s][hit].mean() if hit.any() else np.nan,
+               "ERT on real 300-W (%, published)": published_ert(s)}
+        for k in ("our boxes, all faces", "dlib's boxes, found faces"):
+            row[f"ratio SynthFace / 300-W ({k})"] = row[f"NME (%), {k}"] / row["ERT on real 300-W (%, published)"]
+        out.append(row)
+    return pd.DataFrame(out), found
+
+
+def calibration_figure(peer: Method, faces: Faces, dlib_boxes: np.ndarray, n: int = 4):
+    """The peer on ``n`` faces found by dlib's detector: from our box (left of each pair) and from
+    dlib's box (right), the box drawn, the peer's points in green."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from falign.kit import plots
+
+    found = np.flatnonzero(~np.isnan(dlib_boxes[:, 0]))[:n]
+    fig, axes = plt.subplots(1, 2 * max(len(found), 1), figsize=(2.2 * 2 * max(len(found), 1), 2.6), squeeze=False)
+    for k, i in enumerate(found):
+        for j, (box, name) in enumerate(((faces.detector_boxes[i], "our box"), (dlib_boxes[i], "dlib's box"))):
+            ax = axes[0, 2 * k + j]
+            plots.landmarks(ax, faces.images[i], peer.predict(faces.images[i], box[None])[0], size=4)
+            ax.add_patch(Rectangle(box[:2], *(box[2:] - box[:2]), fill=False, color="yellow", lw=1))
+            ax.set_title(f"face {i}, {name}", fontsize=8)
+    if not len(found):
+        axes[0, 0].axis("off")
+        axes[0, 0].set_title("dlib's detector found none of these faces", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def reading_guide(ratio: float) -> str:
+    """One sentence on what a SynthFace / real 300-W error ratio of a real-data method means for
+    reading the book's SynthFace numbers (the bands are wide on purpose: one method, one data set)."""
+    if not np.isfinite(ratio):
+        return "No ratio: the peer found no face, or ERT has no published number for this subset."
+    if ratio < 0.8:
+        return (f"ratio {ratio:.2f}: a real-data method does better on SynthFace than on real 300-W, so SynthFace "
+                "is easier than 300-W for it; read the book's SynthFace errors as optimistic.")
+    if ratio <= 1.25:
+        return (f"ratio {ratio:.2f}: a real-data method errs about as much on SynthFace as on real 300-W; "
+                "SynthFace errors are on the scale of 300-W errors, though not the same faces.")
+    return (f"ratio {ratio:.2f}: a real-data method errs more on SynthFace than on real 300-W in these "
+            "conditions; read SynthFace errors as relative comparisons between methods, not as 300-W predictions.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Robustness sweeps: one factor at a time, through SynthFace's config overrides
+# --------------------------------------------------------------------------------------------------
+# Decision [compare.sweep-neutral]: the factors a sweep does not vary sit at a neutral setting: frontal
+# (yaw, pitch, roll 0), the model's neutral expression, no occluder, no blur or noise, the exact
+# 68-point box (no detector jitter), and a face 55% of the photo wide (the middle of the common set's
+# range). Identity, skin, hair, light and background vary as in the common set. The random draws do
+# not depend on the values swept, so every point of a sweep renders the *same* faces with one factor
+# changed.
+NEUTRAL = dict(yaw=(0.0, 0.0), pitch=(0.0, 0.0), roll=(0.0, 0.0), expression=(0.0, 0.0), occlusion=0.0,
+               blur=(0.0, 0.0), blur_prob=0.0, noise=(0.0, 0.0), detector_shift=0.0, detector_scale=0.0,
+               face_width=(0.55, 0.55))
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One swept factor: the SynthFace fields it sets, its values (the x axis) and how a value becomes
+    overrides (``set(value, image)``). A ``binned`` factor is rendered once at ``values[0]``'s
+    overrides and its faces grouped by a measured quantity, the bin edges being ``edges``."""
+
+    name: str
+    label: str
+    fields: tuple[str, ...]
+    values: tuple[float, ...]
+    set: Callable[[float, int], dict]
+    edges: tuple[float, ...] = ()
+
+
+def _pair(field: str) -> Callable[[float, int], dict]:
+    return lambda v, image: {field: (float(v), float(v))}
+
+
+FACTORS: dict[str, Factor] = {f.name: f for f in (
+    Factor("yaw", "yaw (degrees)", ("yaw",), (0, 15, 30, 45, 60, 75, 90), _pair("yaw")),
+    Factor("pitch", "pitch (degrees)", ("pitch",), (-40, -20, 0, 20, 40), _pair("pitch")),
+    Factor("roll", "roll (degrees)", ("roll",), (0, 15, 30, 45, 60), _pair("roll")),
+    Factor("expression", "expression strength (x the model's sigmas)", ("expression",), (0, 0.5, 1.0, 1.5, 2.0),
+           _pair("expression")),
+    # Decision [compare.coverage]: SynthFace draws occluders of random size, so coverage is measured,
+    # not set: every face gets its occluder (the same one it would get in any split), and faces are
+    # grouped by the share of their 68 landmarks it hides; the points are the bins' mean coverage.
+    Factor("occlusion", "occluder coverage (% of the 68 landmarks hidden)", ("occlusion",), (1.0,),
+           lambda v, image: {"occlusion": float(v)}, edges=(0.0, 0.05, 0.15, 0.3, 0.5, 1.0)),
+    Factor("blur", "Gaussian blur sigma (pixels at 128 px)", ("blur", "blur_prob"), (0, 0.5, 1.0, 1.5, 2.0, 3.0),
+           lambda v, image: {"blur": (float(v), float(v)), "blur_prob": 1.0}),
+    Factor("noise", "pixel noise std (intensity 0-1)", ("noise",), (0, 0.02, 0.05, 0.1, 0.15), _pair("noise")),
+    Factor("box shift", "box centre jitter (std, fraction of the box)", ("detector_shift",), (0, 0.05, 0.1, 0.15, 0.2),
+           lambda v, image: {"detector_shift": float(v)}),
+    Factor("box scale", "box size jitter (std of log size)", ("detector_scale",), (0, 0.05, 0.1, 0.2, 0.3),
+           lambda v, image: {"detector_scale": float(v)}),
+    Factor("face size", "face width (pixels, frontal landmark box)", ("face_width",), (24, 32, 48, 64, 80, 96),
+           lambda v, image: {"face_width": (v / image, v / image)}),
+)}
+
+
+def overrides(factor: str, value: float, image: int) -> dict:
+    """SynthFace overrides for one sweep point: :data:`NEUTRAL` with only ``factor``'s fields changed."""
+    f = FACTORS[factor]
+    changed = f.set(value, image)
+    if set(changed) - set(f.fields):
+        raise ValueError(f"factor {factor!r} sets {sorted(set(changed) - set(f.fields))} beyond its fields {f.fields}")
+    return {**NEUTRAL, **changed}
+
+
+def sweep_faces(cfg: Scale, factor: str, value: float, *, seed: int = 0) -> Faces:
+    """The sweep's faces at one value: the 300-W-like common split's draws with :func:`overrides`."""
+    arrays = synthface_arrays(PRESET, "common", cfg.sweep_faces, size=cfg.image, seed=seed,
+                              **overrides(factor, value, cfg.image))
+    return Faces.from_arrays(arrays, name=f"sweep:{factor}={value:g}")
+
+
+def bootstrap_interval(values: np.ndarray, n_boot: int, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (faces resampled with replacement)."""
+    values = np.asarray(values, np.float64)
+    if len(values) < 2:
+        return (float(values.mean()),) * 2 if len(values) else (np.nan, np.nan)
+    idx = np.random.default_rng(seed).integers(0, len(values), (n_boot, len(values)))
+    means = values[idx].mean(1)
+    return tuple(float(q) for q in np.quantile(means, [(1 - level) / 2, (1 + level) / 2]))
+
+
+def sweep_errors(m: Method, faces: Faces) -> np.ndarray:
+    """Per-face NME of one method on sweep faces, normalised by sqrt(w h) of the 68-point box.
+
+    Decision [compare.sweep-norm]: the sweeps divide by the size of the ground-truth landmark box,
+    not the eye-corner distance: at large yaw the outer eye corners nearly meet in the image and the
+    inter-ocular NME would grow from the normaliser alone."""
+    truth = m.points.of(faces.landmarks68)
+    dist = np.linalg.norm(m.predict(faces.images, faces.detector_boxes) - truth, axis=-1)
+    return dist.mean(1) / metrics.normaliser(faces.landmarks68, "box", boxes=faces.boxes)
+
+
+def coverage(bare: Faces, occluded: Faces) -> np.ndarray:
+    """Share of each face's 68 landmarks visible without its occluder and hidden with it."""
+    hidden = bare.visible68 & ~occluded.visible68
+    return hidden.mean(1)
+
+
+def _point(factor: str, value: float, m: Method, errors: np.ndarray, cfg: Scale, seed: int) -> dict:
+    lo, hi = bootstrap_interval(errors, cfg.bootstrap, seed)
+    return {"factor": factor, "value": value, "method": m.name, "points": m.points.label, "faces": len(errors),
+            "NME (%, box)": 100 * errors.mean() if len(errors) else np.nan, "low": 100 * lo, "high": 100 * hi}
+
+
+def sweep_values(factor: str, cfg: Scale) -> tuple[float, ...]:
+    """The values a scale sweeps: every value, or ``cfg.sweep_points`` of them evenly spaced (ends kept)."""
+    values = FACTORS[factor].values
+    if cfg.sweep_points is None or cfg.sweep_points >= len(values):
+        return values
+    return tuple(values[i] for i in np.unique(np.linspace(0, len(values) - 1, cfg.sweep_points).round().astype(int)))
+
+
+def _rendered(methods_: list[Method], cfg: Scale, factor: str, value: float, seed: int, memo: dict):
+    """(faces, method -> per-face errors) at one sweep point; points with the same overrides (every
+    factor's neutral value) are rendered and predicted once."""
+    key = json.dumps(overrides(factor, value, cfg.image), sort_keys=True)
+    if key not in memo:
+        faces = sweep_faces(cfg, factor, value, seed=seed)
+        memo[key] = faces, {m.name: sweep_errors(m, faces) for m in methods_}
+    return memo[key]
+
+
+def sweep(methods_: list[Method], cfg: Scale, factor: str, *, seed: int = 0, memo: dict | None = None) -> pd.DataFrame:
+    """One factor's curves: per value and method, faces, mean NME (%, box) and its bootstrap 95% interval."""
+    f, memo = FACTORS[factor], {} if memo is None else memo
+    out = []
+    if f.edges:
+        (bare, _), (occluded, errors) = (_rendered(methods_, cfg, factor, v, seed, memo) for v in (0.0, f.values[0]))
+        share = coverage(bare, occluded)
+        bins = np.clip(np.digitize(share, f.edges[1:-1]), 0, len(f.edges) - 2)
+        for b in range(len(f.edges) - 1):
+            inside = bins == b
+            if inside.any():
+                x = 100 * float(share[inside].mean())
+                out += [_point(factor, x, m, errors[m.name][inside], cfg, seed) for m in methods_]
+        return pd.DataFrame(out)
+    for v in sweep_values(factor, cfg):
+        _, errors = _rendered(methods_, cfg, factor, v, seed, memo)
+        out += [_point(factor, float(v), m, errors[m.name], cfg, seed) for m in methods_]
+    return pd.DataFrame(out)
+
+
+def sweeps(methods_: list[Method], cfg: Scale, *, seed: int = 0, factors=None) -> pd.DataFrame:
+    """Every factor's sweep (:data:`FACTORS`), one long table; shared neutral points are computed once."""
+    memo: dict = {}
+    return pd.concat([sweep(methods_, cfg, f, seed=seed, memo=memo) for f in (factors or FACTORS)], ignore_index=True)
+
+
+def sweep_figure(curves: pd.DataFrame, ncols: int = 4):
+    """One panel per factor, one curve per method with its bootstrap band; faces per point under the
+    curves (one number when every point has the same count)."""
+    import matplotlib.pyplot as plt
+
+    factors = list(dict.fromkeys(curves["factor"]))
+    nrows = -(-len(factors) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, factors):
+        part = curves[curves["factor"] == name]
+        for method, c in part.groupby("method", sort=False):
+            points = c["points"].iloc[0]
+            label = method + ("" if points == IBUG68.label else f" [{points.split()[0]} points]")
+            line, = ax.plot(c["value"], c["NME (%, box)"], marker="o", ms=3, label=label)
+            ax.fill_between(c["value"], c["low"], c["high"], color=line.get_color(), alpha=0.15)
+        counts = part.drop_duplicates("value")[["value", "faces"]]
+        if counts["faces"].nunique() == 1:
+            ax.set_title(f"{name} ({counts['faces'].iloc[0]} faces per point)", fontsize=9)
+        else:
+            ax.set_title(f"{name} (faces per point below)", fontsize=9)
+            for x, n in counts.itertuples(index=False):
+                ax.annotate(f"n={n}", (x, 0), xycoords=("data", "axes fraction"), xytext=(0, 3),
+                            textcoords="offset points", ha="center", fontsize=7)
+        ax.set(xlabel=FACTORS[name].label, ylabel="NME (%, sqrt(w·h) of the 68-point box)")
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(factors):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

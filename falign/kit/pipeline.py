@@ -1,0 +1,414 @@
+"""The notebook pipeline behind ``make reproduce``, ``make test`` and ``make book``.
+
+A chapter is a folder ``notebooks/<chapter>/`` of jupytext percent-format notebooks ``NN_name.py``,
+each with a cell tagged ``parameters``. ``reproduce`` executes a chapter's notebooks in order with
+papermill into a staging folder; only when every notebook succeeded are the staged tables, figures,
+``run.json`` and executed notebooks promoted to ``results/<chapter>/`` and ``book/<chapter>/``. A
+failing notebook therefore leaves the previous results exactly as they were, and its partly executed
+copy stays in the staging folder for inspection.
+
+Run ``python -m falign.kit.pipeline --help`` for the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from falign.kit import atomic_files as atomic, paths, progress
+from falign.kit.report import DEVICES, SCALES
+
+# Book order and part titles. A chapter appears only when its notebooks exist.
+CHAPTERS = {
+    "foundations": "Foundations",
+    "landmarks": "Landmarks and metrics",
+    "synthface": "SynthFace, the default data",
+    "ccnn": "CCNN: cascaded CNNs with shake",
+    "cfdrnn": "CFDRNN: coarse-to-fine heat-map RNN",
+    "msrrn": "MSRRN: multiscale recurrent regression",
+    "pifa": "PIFA: pose-invariant alignment with a single CNN",
+    "rcsr": "RCSR: recurrent convolutional shape regression",
+    "compare": "Every method on one protocol",
+    "aligner": "Use it on your own photo",
+}
+KERNEL = "falign"
+
+
+@dataclass(frozen=True)
+class Params:
+    scale: str = "smoke"
+    data: str = "synthetic"
+    data_root: str = ""
+    device: str = "cpu"
+    seed: int = 0
+
+    def as_notebook_parameters(self) -> dict:
+        return {"SCALE": self.scale, "DATA": self.data, "DATA_ROOT": self.data_root,
+                "DEVICE": self.device, "SEED": self.seed}
+
+
+def chapters(notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[str]:
+    """Chapters that exist, in book order (unknown folders last, alphabetically)."""
+    present = sorted(p.name for p in notebooks_dir.iterdir() if p.is_dir() and notebooks(p))
+    return [c for c in CHAPTERS if c in present] + [c for c in present if c not in CHAPTERS]
+
+
+def notebooks(chapter_dir: Path) -> list[Path]:
+    return sorted(p for p in chapter_dir.glob("[0-9][0-9]_*.py"))
+
+
+def resolve(paper: str, notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[str]:
+    """``all`` or one chapter name -> the chapters to run; an unknown name is a one-line error."""
+    existing = chapters(notebooks_dir)
+    if paper == "all":
+        return existing
+    if paper not in existing:
+        raise SystemExit(f"unknown PAPER={paper!r}; valid: {' '.join(existing)} all")
+    return [paper]
+
+
+def supported_data(chapter: str) -> tuple[str, ...]:
+    """The DATA values a chapter honours: ``DATASETS`` of its module ``falign/kit/chapter/<chapter>.py``,
+    else SynthFace only (the chapters that generate their own data)."""
+    name = f"falign.kit.chapter.{chapter}"
+    if importlib.util.find_spec(name) is None:
+        return ("synthetic",)
+    return tuple(getattr(importlib.import_module(name), "DATASETS", ("synthetic",)))
+
+
+def chapters_for(paper: str, data: str, notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[str]:
+    """The chapters ``PAPER`` names that can run on ``DATA``, checked before anything runs: a chapter
+    named on its own that cannot use the data is a one-line error listing what it supports;
+    ``all`` runs the chapters that can and says which it leaves out."""
+    names = resolve(paper, notebooks_dir)
+    usable = [c for c in names if data in supported_data(c)]
+    if paper != "all" and not usable:
+        raise SystemExit(f"PAPER={paper} does not use DATA={data}; it supports: {' '.join(supported_data(paper))}")
+    for chapter in sorted(set(names) - set(usable), key=names.index):
+        print(f"[{chapter}] skipped: it does not use DATA={data} (supports {' '.join(supported_data(chapter))})")
+    if not usable:
+        raise SystemExit(f"no chapter uses DATA={data}")
+    return usable
+
+
+def check_device(params: Params) -> None:
+    """Refuse, in one line and before anything runs, a device this run cannot use: ``SCALE=gpu`` is
+    sized for one GPU (minutes there, days on a CPU), and ``DEVICE=cuda`` needs a CUDA device."""
+    if params.scale == "gpu" and params.device != "cuda":
+        raise SystemExit(f"SCALE=gpu is sized for one GPU; run it with DEVICE=cuda (not DEVICE={params.device})")
+    if params.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("DEVICE=cuda was asked for but torch sees no CUDA device here; "
+                             "use DEVICE=cpu with SCALE=smoke or small")
+
+
+def kept_scale(results: Path) -> str | None:
+    """The scale of the run a results folder holds (its ``run.json``), or None without one."""
+    try:
+        scale = json.loads((results / "run.json").read_text()).get("scale")
+    except (OSError, ValueError):
+        return None
+    return scale if scale in SCALES else None
+
+
+def destination(chapter: str, scale: str, results_dir: Path, book_dir: Path, side_root: Path) -> tuple[Path, Path]:
+    """Where a finished run goes: ``results/<chapter>`` and ``book/<chapter>``, unless they hold a
+    larger scale's run (``results/`` keeps the largest scale actually run, so a smoke or small run
+    never replaces a gpu or full one); then ``<side_root>/<scale>/``, and the run says so."""
+    kept = kept_scale(results_dir / chapter)
+    if kept is None or SCALES.index(kept) <= SCALES.index(scale):
+        return results_dir / chapter, book_dir / chapter
+    side = side_root / scale
+    print(f"[{chapter}] results/{chapter} holds a larger run (SCALE={kept}), which stays; this SCALE={scale} "
+          f"run goes to {side}/results/{chapter} and {side}/book/{chapter}")
+    return side / "results" / chapter, side / "book" / chapter
+
+
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed < 2**32:
+        raise argparse.ArgumentTypeError(f"SEED={text} must be an integer from 0 to {2**32 - 1}")
+    return seed
+
+
+def _to_ipynb(py: Path, dest: Path) -> Path:
+    import jupytext
+
+    nb = jupytext.read(py)
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "falign", "language": "python"}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(nb, dest, fmt="ipynb")
+    return dest
+
+
+def _kernel_name() -> str:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def execute(py: Path, out: Path, params: Params, env: dict[str, str], prepare_only: bool = False) -> None:
+    """Execute one notebook with papermill (or only inject its parameters) into ``out``."""
+    import papermill
+
+    src = _to_ipynb(py, out.with_name(f".{out.stem}.src.ipynb"))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits the environment of this process
+    try:
+        papermill.execute_notebook(
+            str(src), str(out), parameters=params.as_notebook_parameters(),
+            kernel_name=_kernel_name(), cwd=str(py.parent), prepare_only=prepare_only,
+            progress_bar=sys.stderr.isatty(), log_output=False,
+            # The kernel's own log would reach the terminal: a TCP warning at every start and a
+            # traceback when Ctrl-C stops it mid-cell. The notebook's errors come back through papermill.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+        )
+    finally:
+        src.unlink(missing_ok=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# Progress bars (a notebook run by hand) and the trainings' live lines (falign.kit.progress, printed by the
+# pipeline) are for the person watching a run, not for the book: the chapters show the loss curve instead.
+_PROGRESS = re.compile(r"\d+%\|.*\||\d+/\d+ \[|IProgress not found|import tqdm as notebook_tqdm|epoch \d+/\d+: loss ")
+
+
+def strip_progress(notebook: Path) -> list[str]:
+    """Drop progress-bar lines from the stderr of an executed notebook, keeping any other message;
+    returns the warnings kept, so that the terminal shows them too (not only the book)."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for key in ("input_path", "output_path"):          # the staging folder's paths: not for the book
+        nb.metadata.get("papermill", {}).pop(key, None)
+    warned = []
+    for cell in nb.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = [line.rsplit("\r", 1)[-1] for line in output["text"].split("\n")]
+                output["text"] = "\n".join(line for line in lines if line.strip() and not _PROGRESS.search(line))
+                warned += [line.strip() for line in output["text"].split("\n") if "Warning" in line]
+                if not output["text"]:
+                    continue
+            kept.append(output)
+        if cell.cell_type == "code":
+            cell.outputs = kept
+    nbformat.write(nb, notebook)
+    return warned
+
+
+def _promote(pairs: list[tuple[Path, Path]]) -> None:
+    """Replace every ``dst`` by its staged ``src`` (results and book together), or none of them: on
+    any failure the folders already swapped go back, so results/ and book/ never show two runs."""
+    swapped: list[tuple[Path, Path, Path | None]] = []
+    try:
+        for src, dst in pairs:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+            had = dst.exists()
+            if had:
+                dst.rename(old)
+            swapped.append((src, dst, old if had else None))
+            src.rename(dst)
+    except OSError:
+        for src, dst, old in reversed(swapped):
+            if dst.exists() and not src.exists():
+                dst.rename(src)                  # the new run back to its stage
+            if old is not None:
+                old.rename(dst)
+        raise
+    for _, _, old in swapped:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _one_line(text: str) -> str:
+    """Error text for the terminal: no colour codes, first line only."""
+    lines = [line for line in _ANSI.sub("", str(text)).splitlines() if line.strip()]
+    return lines[0].strip() if lines else ""
+
+
+def _clean_stages(stage_root: Path, chapter: str) -> None:
+    """Failed runs leave their stage for inspection; keep only the latest failure of a chapter."""
+    stages = sorted(stage_root.glob(f"{chapter}-*"), key=lambda p: p.stat().st_mtime)
+    for old in stages[:-1]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def reproduce_chapter(
+    chapter: str, params: Params, *, notebooks_dir: Path = paths.NOTEBOOKS_DIR,
+    results_dir: Path = paths.RESULTS_DIR, book_dir: Path = paths.BOOK_DIR,
+    stage_root: Path = paths.ROOT / "build" / "stage",
+) -> bool:
+    """Run one chapter; promote its outputs only if every notebook succeeded. Returns success."""
+    from papermill.exceptions import PapermillExecutionError
+
+    stage_root = stage_root.resolve()
+    stage_root.mkdir(parents=True, exist_ok=True)
+    _clean_stages(stage_root, chapter)
+    stage = Path(tempfile.mkdtemp(prefix=f"{chapter}-{time.strftime('%Y%m%d-%H%M%S')}-", dir=stage_root))
+    staged_results, staged_book = stage / "results", stage / "book" / chapter
+    live = stage / "progress.jsonl"           # the trainings' progress lines, printed here as they come
+    env = {"FALIGN_RESULTS": str(staged_results), progress.ENV: str(live)}
+    for py in notebooks(notebooks_dir / chapter):
+        out = staged_book / f"{py.stem}.ipynb"
+        print(f"[{chapter}] {py.stem} (SCALE={params.scale}, DATA={params.data}, DEVICE={params.device}, "
+              f"SEED={params.seed})", flush=True)
+        t0 = time.time()
+        try:
+            with progress.Tail(live, f"[{chapter}] {py.stem}"):
+                execute(py, out, params, env)
+            for warning in strip_progress(out):
+                print(f"[{chapter}] {py.stem}: {_one_line(warning)}", file=sys.stderr)
+        except PapermillExecutionError as err:
+            print(f"[{chapter}] {py.name} failed in cell {err.exec_count}: {err.ename}: {_one_line(err.evalue)} "
+                  f"(results/{chapter} and book/{chapter} untouched; full traceback in {out})", file=sys.stderr)
+            return False
+        print(f"[{chapter}] {py.stem} done in {time.time() - t0:.0f} s", flush=True)
+    # A chapter without tables (none written) still gets an empty results folder with no run.json.
+    (staged_results / chapter).mkdir(parents=True, exist_ok=True)
+    results, book = destination(chapter, params.scale, results_dir, book_dir, side_root=stage_root.parent / "runs")
+    try:
+        _promote([(staged_results / chapter, results), (staged_book, book)])
+    except OSError as err:
+        print(f"[{chapter}] could not promote the run ({err}); results/{chapter} and book/{chapter} are as "
+              f"they were, the new outputs stay in {stage}", file=sys.stderr)
+        return False
+    shutil.rmtree(stage, ignore_errors=True)
+    return True
+
+
+def write_scorecard(book_dir: Path = paths.BOOK_DIR, results_dir: Path = paths.RESULTS_DIR) -> Path:
+    """Write ``scorecard.md``: every claim of every chapter's claims ledger (results/<chapter>/claims.csv)
+    with its verdict, margin ± spread, seeds and scale, linked to the notebook that tests it."""
+    from falign.kit import ledger
+
+    card = ledger.scorecard(results_dir)
+    lines = ["# Scorecard: the papers' claims", "",
+             "Every claim the paper chapters test, gathered from their claims ledgers by `make reproduce`. A claim "
+             f"*holds* when its margin in the paper's direction exceeds {ledger.K_SD:g} pooled standard deviations "
+             "over seeds, *fails* when it does so the other way, and is *inconclusive* otherwise or with one seed; "
+             "no verdict is drawn from a training that did not converge. Margins are in each claim's own unit "
+             "(see its chapter).", ""]
+    if card.empty:
+        lines.append("No chapter has a claims ledger yet.")
+    else:
+        lines += ["| chapter | claim | source | verdict | margin ± spread | seeds | scale |", "|---|---|---|---|---|---|---|"]
+        for row in card.to_dict("records"):
+            chapter = row["chapter"]
+            where = next((f"{{doc}}`{chapter}/{nb.stem}`" for nb in sorted((book_dir / chapter).glob("*.ipynb"))
+                          if ledger.RULE_MARK in nb.read_text(encoding="utf-8")), chapter)
+            cells = [where, *(row[k] for k in ("claim", "source", "verdict", "margin ± spread", "seeds", "scale"))]
+            lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+    path = book_dir / "scorecard.md"
+    atomic.write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def write_toc(book_dir: Path = paths.BOOK_DIR) -> Path:
+    """Write ``_toc.yml`` listing the intro, the real-data page and every executed chapter."""
+    lines = ["# Generated by `python -m falign.kit.pipeline toc`: lists only chapters that exist.",
+             "format: jb-book", "root: intro", "parts:", "  - caption: Using this book", "    chapters:",
+             "      - file: real_data", "      - file: adding_a_paper", "      - file: scorecard"]
+    for chapter, title in CHAPTERS.items():
+        executed = sorted((book_dir / chapter).glob("[0-9][0-9]_*.ipynb"))
+        if executed:
+            lines += [f"  - caption: \"{title}\"", "    chapters:"]
+            lines += [f"      - file: {chapter}/{nb.stem}" for nb in executed]
+    path = book_dir / "_toc.yml"
+    atomic.write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def prepare_nbval(out_dir: Path, chapter_names: list[str]) -> None:
+    """Execute every notebook at smoke scale into ``out_dir`` as nbval's reference outputs."""
+    params, out_dir = Params(), out_dir.resolve()  # kernels run in the notebook's folder
+    for chapter in chapter_names:
+        env = {"FALIGN_RESULTS": str(out_dir / "_results"), "FALIGN_WORK": str(out_dir / "_work")}
+        for py in notebooks(paths.NOTEBOOKS_DIR / chapter):
+            print(f"[nbval reference] {chapter}/{py.stem}", flush=True)
+            execute(py, out_dir / chapter / f"{py.stem}.ipynb", params, env)
+
+
+def reproduce(
+    paper: str, params: Params, *, notebooks_dir: Path = paths.NOTEBOOKS_DIR, results_dir: Path = paths.RESULTS_DIR,
+    book_dir: Path = paths.BOOK_DIR, stage_root: Path = paths.ROOT / "build" / "stage",
+) -> int:
+    """``make reproduce``: run the chapters ``paper`` names on ``params.data`` and promote each; returns
+    the exit status (the folders are parameters so that the fault tests run it on tiny trees)."""
+    folders = dict(notebooks_dir=notebooks_dir, results_dir=results_dir, book_dir=book_dir, stage_root=stage_root)
+    try:
+        check_device(params)
+        for chapter in chapters_for(paper, params.data, notebooks_dir):
+            if not reproduce_chapter(chapter, params, **folders):
+                return 1
+    except SystemExit as refused:  # DEVICE, or PAPER x DATA, refused before anything ran: its one line
+        print(refused.code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: results/ and book/ are as they were; run the same command again to resume "
+              "(finished trainings are kept in build/work)", file=sys.stderr)
+        return 130
+    write_scorecard(book_dir, results_dir)
+    write_toc(book_dir)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m falign.kit.pipeline", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("reproduce", help="execute chapters and promote their results")
+    rep.add_argument("--paper", default="all")
+    rep.add_argument("--scale", default="small", choices=SCALES)
+    rep.add_argument("--data", default="synthetic")
+    rep.add_argument("--data-root", default="")
+    rep.add_argument("--device", default="cpu", choices=DEVICES)
+    rep.add_argument("--seed", type=_seed, default=0)
+    sub.add_parser("toc", help="write book/_toc.yml from the executed chapters")
+    sub.add_parser("chapters", help="print the chapters that exist")
+    nbv = sub.add_parser("nbval-prepare", help="execute every notebook at smoke scale for nbval")
+    nbv.add_argument("--out", type=Path, required=True)
+    nbv.add_argument("--paper", default="all")
+    args = parser.parse_args(argv)
+
+    if args.command == "chapters":
+        print(" ".join(chapters()))
+    elif args.command == "toc":
+        write_scorecard()
+        print(write_toc())
+    elif args.command == "nbval-prepare":
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        prepare_nbval(args.out, resolve(args.paper))
+    else:
+        # A relative DATA_ROOT means the folder where make runs, not the kernel's (notebooks/<chapter>/).
+        root = str(Path(args.data_root).expanduser().resolve()) if args.data_root else ""
+        return reproduce(args.paper, Params(args.scale, args.data, root, args.device, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

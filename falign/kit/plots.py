@@ -1,0 +1,174 @@
+"""The figures every chapter draws, drawn one way: landmarks on a face, CED curves, a training loss,
+and the paper's numbers beside ours.
+
+Each helper draws on a matplotlib ``Axes`` the caller owns and returns it, so a chapter lays out its
+own figure (``fig, axes = plt.subplots(...)``) and saves it with :meth:`falign.kit.report.Run.figure`.
+Nothing here calls ``plt.show`` or picks a backend: it works under Agg (CI, papermill) and inline.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from falign.measure import metrics
+
+VISIBLE, HIDDEN = "lime", "red"  # the book's two landmark colours
+_NORM_TEXT = {"inter-ocular": "outer eye corners", "inter-pupil": "eye centres", "box": "sqrt(w·h) of the box",
+              "box-width": "box width", "box-diagonal": "box diagonal"}
+
+
+def _numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor
+        x = x.detach().cpu()
+        x = x.float() if x.is_floating_point() else x
+        x = x.numpy()
+    return np.asarray(x)
+
+
+def as_display_image(image) -> tuple[np.ndarray, dict]:
+    """Any face image as ``imshow`` wants it: (H, W) or (H, W, 3), plus the ``imshow`` keywords.
+
+    Accepts numpy arrays or torch tensors, grey (H, W), (1, H, W), (H, W, 1) or colour CHW / HWC,
+    uint8 (0-255) or float (0-1, or 0-255 when its maximum exceeds 1.5, as for some loaders)."""
+    img = _numpy(image)
+    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+        img = np.moveaxis(img, 0, -1)  # CHW -> HWC (an image 1 or 3 pixels wide is read as HWC)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] != 3):
+        raise ValueError(f"image must be grey (H, W) or colour CHW/HWC, got shape {_numpy(image).shape}")
+    if img.dtype == np.uint8:
+        top = 255.0
+    else:
+        img = img.astype(np.float32)
+        top = 255.0 if np.nanmax(img) > 1.5 else 1.0
+    if img.ndim == 2:
+        return img, {"cmap": "gray", "vmin": 0.0, "vmax": top}
+    return (img if img.dtype == np.uint8 else np.clip(img / top, 0.0, 1.0)), {}
+
+
+def landmarks(ax, image, points, visible=None, *, size: float = 6.0, colors=(VISIBLE, HIDDEN),
+              labels=("visible", "hidden"), legend: bool | None = None, title: str | None = None,
+              axis_off: bool = True):
+    """Overlay landmarks (N, 2) (pixels, x right, y down) on ``image``; with ``visible`` (N,) bool,
+    visible points in ``colors[0]`` and hidden ones in ``colors[1]``, with a legend whenever some point
+    is hidden (``legend`` forces it on or off). ``image`` may be None (points only, y axis down)."""
+    pts = _numpy(points).reshape(-1, 2).astype(float)
+    vis = np.ones(len(pts), bool) if visible is None else _numpy(visible).astype(bool).reshape(-1)
+    if len(vis) != len(pts):
+        raise ValueError(f"{len(pts)} points but {len(vis)} visibility flags")
+    if image is not None:
+        img, kw = as_display_image(image)
+        ax.imshow(img, **kw)
+    else:
+        ax.set_aspect("equal")
+        if not ax.yaxis_inverted():
+            ax.invert_yaxis()
+    ax.scatter(*pts[vis].T, s=size, c=colors[0], linewidths=0, label=labels[0])
+    hidden = ~vis
+    if hidden.any():
+        ax.scatter(*pts[hidden].T, s=size, c=colors[1], linewidths=0, label=labels[1])
+    if legend or (legend is None and hidden.any()):
+        ax.legend(fontsize=7, loc="lower right", markerscale=2, framealpha=0.6)
+    if title is not None:
+        ax.set_title(title, fontsize=8)
+    if axis_off:
+        ax.axis("off")
+    return ax
+
+
+def ced(ax, errors_by_method: Mapping[str, Sequence[float]], normaliser: str, max_error: float = 0.08,
+        *, step: float | None = None, unit: str = "", title: str | None = None):
+    """CED curves of per-image errors, one per method, from :func:`falign.measure.metrics.ced`; the legend
+    gives each method's AUC@max_error (:func:`falign.measure.metrics.auc`) and the x label names the
+    normaliser (``"inter-ocular"``, ``"box"``, ``"none"`` for pixels...). ``unit`` ("%", "px") is
+    appended to the label when the errors carry one; ``step`` defaults to max_error / 400."""
+    norm = metrics.canonical_norm(normaliser)
+    step = max_error / 400 if step is None else step
+    for method, errors in errors_by_method.items():
+        x, y = metrics.ced(errors, max_error, step)
+        area = metrics.auc(errors, max_error)
+        ax.plot(x, y, label=f"{method} (AUC@{max_error:g} = {area:.3f})")
+    what = "error in pixels (normaliser: none)" if norm == "none" else f"NME ({norm}: {_NORM_TEXT.get(norm, norm)})"
+    ax.set(xlim=(0, max_error), ylim=(0, 1), xlabel=what + (f", {unit}" if unit else ""),
+           ylabel="fraction of images")
+    if title is not None:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def _losses(history) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(epochs, training losses, validation losses or None) from a History, records, frame or list;
+    a single epoch is drawn as the mean loss of each fifth of it (what ``History.plateaued`` reads)."""
+    epochs = getattr(history, "epochs", history)  # falign.kit.train.History -> its list of dicts
+    if isinstance(epochs, pd.DataFrame):
+        epochs = epochs.to_dict("records")
+    epochs = list(epochs)
+    if len(epochs) == 1 and isinstance(epochs[0], Mapping) and "loss_fifths" in epochs[0]:
+        fifths = np.array(epochs[0]["loss_fifths"], float)     # a one-epoch training: its fifths, at 0.2 .. 1
+        return np.arange(1, len(fifths) + 1) / len(fifths), fifths, None
+    if epochs and isinstance(epochs[0], Mapping):
+        loss = np.array([e["loss"] for e in epochs], float)
+        x = np.array([e.get("epoch", i + 1) for i, e in enumerate(epochs)], float)
+        val = [e.get("validation") for e in epochs]
+        val = None if all(v is None for v in val) else np.array([np.nan if v is None else v for v in val], float)
+        return x, loss, val
+    loss = np.asarray(epochs, float).ravel()
+    return np.arange(1, len(loss) + 1, dtype=float), loss, None
+
+
+def loss_curve(ax, history, label: str = "training", *, validation=None, ylabel: str = "loss",
+               log: bool = True, title: str | None = None):
+    """Training loss per epoch from a :class:`falign.kit.train.History`, its ``epochs`` records (a
+    DataFrame or list of dicts with ``loss``, optionally ``epoch`` and ``validation``) or a plain list of
+    losses; ``validation`` (one value per epoch) adds a second curve. Log y axis unless ``log=False``
+    (or a loss is not positive)."""
+    x, loss, val = _losses(history)
+    val = val if validation is None else np.asarray(validation, float).ravel()
+    ax.plot(x, loss, marker="o", ms=3, label=label)
+    if val is not None:
+        ax.plot(np.arange(1, len(val) + 1) if len(val) != len(x) else x, val, marker="s", ms=3,
+                label="validation")
+    values = np.concatenate([loss, [] if val is None else val])
+    finite = values[np.isfinite(values)]
+    ax.set(xlabel="epoch", ylabel=ylabel)
+    if log and finite.size and (finite > 0).all():
+        ax.set_yscale("log")
+    if title is not None:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if val is not None or label != "training":
+        ax.legend(fontsize=8)
+    return ax
+
+
+def paper_vs_ours(ax, df: pd.DataFrame, key: str, paper_col: str, ours_col: str, *, ylabel: str = "",
+                  title: str | None = None, labels=("paper", "ours"), annotate: bool = True):
+    """Grouped bars, one group per ``df[key]``: the paper's value beside ours. Missing values (NaN)
+    leave a gap; ``annotate`` prints each bar's value."""
+    names = [str(k) for k in df[key]]
+    x = np.arange(len(names))
+    width = 0.38
+    for offset, col, name, colour in ((-width / 2, paper_col, labels[0], "0.65"),
+                                      (width / 2, ours_col, labels[1], "tab:blue")):
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
+        bars = ax.bar(x + offset, np.nan_to_num(values), width, label=name, color=colour)
+        for bar, v in zip(bars, values):
+            if np.isnan(v):
+                bar.set_visible(False)
+            elif annotate:
+                ax.annotate(f"{v:.3g}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom",
+                            fontsize=7, xytext=(0, 1), textcoords="offset points")
+    ax.set_xticks(x, names, rotation=30 if max(map(len, names), default=0) > 10 else 0,
+                  ha="right" if max(map(len, names), default=0) > 10 else "center")
+    ax.set(ylabel=ylabel)
+    if title is not None:
+        ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,119 @@
+"""Metric conventions of other toolkits, made executable: the same predictions scored as their code does.
+
+A "NME of 3.3" from two code bases need not mean the same thing. The Landmarks chapter explains the
+choices in prose; here each choice is a field of a :class:`Convention`, and :func:`score` applies one
+to per-landmark normalised errors, so a table can show how much of a reported difference is convention:
+
+* **pooling**: ``"image"`` averages each face's points first and then the faces (300-W, DAN, HRNet,
+  STAR, and :mod:`falign.measure.metrics`); ``"keypoint"`` averages every counted point of every face at once
+  (mmpose's ``keypoint_nme``), which weighs a face by how many of its points are counted.
+* **visible_only**: count only visible points (mmpose's keypoint mask) or all of them (300-W).
+* **AUC**: ours is exact (:func:`falign.measure.metrics.auc`); DAN and STAR sample the CED on a grid
+  ``np.arange(0, a + step, step)`` with ``error <= x`` and integrate it with Simpson's rule.
+* **failure**: ours counts ``error >= a``; DAN, HRNet and STAR count ``error > a`` (``1 - CED(a)``).
+
+The normaliser (the outer-eye-corner distance on 300-W in all of them) is applied before: the input
+is already normalised, one value per face and landmark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.integrate import simpson
+
+from falign.measure import metrics
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How one code base turns per-landmark normalised errors into its table's numbers."""
+
+    name: str
+    source: str                       # the code this follows
+    pooling: str = "image"            # "image": per-face mean, then mean over faces; "keypoint": one pooled mean
+    visible_only: bool = False        # count visible points only
+    auc: tuple[float, ...] = ()       # AUC thresholds; () = the code reports none
+    integration: str = "exact"        # "exact" (falign) or "simpson" on the sampled CED
+    step: float = 1e-4                # CED grid step for Simpson's rule
+    failure: tuple[float, ...] = ()   # failure thresholds
+    failure_op: str = ">="            # ">=" (falign, 300-W) or ">" (1 - CED(a))
+
+    def __post_init__(self):
+        if self.pooling not in ("image", "keypoint"):
+            raise ValueError(f"convention {self.name!r}: pooling must be 'image' or 'keypoint', got {self.pooling!r}")
+        if self.integration not in ("exact", "simpson"):
+            raise ValueError(f"convention {self.name!r}: integration must be 'exact' or 'simpson'")
+        if self.failure_op not in (">=", ">"):
+            raise ValueError(f"convention {self.name!r}: failure_op must be '>=' or '>'")
+
+
+PRESETS: dict[str, Convention] = {c.name: c for c in (
+    Convention("falign", "falign.measure.metrics (this book): exact AUC, failure >= a", auc=(0.08,), failure=(0.08,)),
+    Convention("DAN", "Kowalski et al. 2017, DeepAlignmentNetwork (AUCError): per-image NME, Simpson on a 1e-4 "
+               "grid with <=, failure = 1 - CED(a)", auc=(0.08,), integration="simpson", failure=(0.08,),
+               failure_op=">"),
+    Convention("HRNet", "HRNet-Facial-Landmark-Detection (lib/core/function.py): per-image NME, failures > 0.08 "
+               "and > 0.10, no AUC", failure=(0.08, 0.10), failure_op=">"),
+    Convention("STAR", "STAR (lib/metric/fr_and_auc.py) on 300-W: threshold 0.05, Simpson on a 1e-4 grid with <=, "
+               "FR = 1 - CED(a)", auc=(0.05,), integration="simpson", failure=(0.05,), failure_op=">"),
+    Convention("mmpose", "mmpose keypoint_nme: mean over every visible keypoint of every image, no AUC or failure",
+               pooling="keypoint", visible_only=True),
+)}
+
+
+def per_image(point_errors, visible=None) -> np.ndarray:
+    """(B,) per-face mean of (B, N) normalised point errors, over visible points when ``visible`` is given."""
+    errors = np.asarray(point_errors, np.float64)
+    if visible is None:
+        return errors.mean(axis=1)
+    visible = np.asarray(visible, bool)
+    counts = visible.sum(axis=1)
+    out = np.full(len(errors), np.nan)
+    np.divide(np.where(visible, errors, 0.0).sum(axis=1), counts, out=out, where=counts > 0)
+    return out
+
+
+def simpson_auc(errors, alpha: float, step: float = 1e-4) -> float:
+    """AUC@alpha as DAN and STAR compute it: the CED sampled at ``np.arange(0, alpha + step, step)``
+    with ``error <= x``, integrated with Simpson's rule, divided by alpha."""
+    errors = np.sort(np.asarray(errors, np.float64))
+    x = np.arange(0.0, alpha + step, step)
+    ced = np.searchsorted(errors, x, side="right") / len(errors)   # share with error <= x
+    return float(simpson(ced, x=x) / alpha)
+
+
+def score(point_errors, visible=None, convention: str | Convention = "falign") -> dict[str, float]:
+    """The numbers one convention reports for (B, N) normalised point errors: ``"NME (%)"``,
+    ``"AUC@a"`` per AUC threshold and ``"failure@a (%)"`` per failure threshold."""
+    c = PRESETS[convention] if isinstance(convention, str) else convention
+    errors = np.asarray(point_errors, np.float64)
+    if errors.ndim != 2:
+        raise ValueError(f"point errors must be (faces, points), got shape {errors.shape}")
+    mask = np.asarray(visible, bool) if c.visible_only and visible is not None else None
+    if c.visible_only and visible is None:
+        raise ValueError(f"convention {c.name!r} counts visible points only: pass visible")
+    if c.pooling == "keypoint":
+        counted = errors[mask] if mask is not None else errors.ravel()
+        return {"NME (%)": 100 * float(counted.mean())}
+    faces = per_image(errors, mask)
+    faces = faces[~np.isnan(faces)]
+    out = {"NME (%)": 100 * float(faces.mean())}
+    for a in c.auc:
+        out[f"AUC@{a:g}"] = metrics.auc(faces, a) if c.integration == "exact" else simpson_auc(faces, a, c.step)
+    for a in c.failure:
+        failed = faces >= a if c.failure_op == ">=" else faces > a
+        out[f"failure@{a:g} (%)"] = 100 * float(failed.mean())
+    return out
+
+
+def table(point_errors: dict, visible: dict | None = None, conventions=None) -> pd.DataFrame:
+    """One row per method and convention: ``point_errors`` maps a method to its (B, N) normalised point
+    errors (``visible`` to its (B, N) visibility); columns are the union of what the conventions report
+    (empty where a convention reports nothing)."""
+    names = list(conventions or PRESETS)
+    rows = [{"method": m, "convention": n, **score(e, None if visible is None else visible[m], n)}
+            for m, e in point_errors.items() for n in names]
+    return pd.DataFrame(rows)

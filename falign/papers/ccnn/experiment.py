@@ -1,0 +1,641 @@
+"""CCNN chapter experiments: data and augmentation, scale configurations, stage-by-stage training,
+the ablation arms, evaluation and timing.
+
+The notebooks of ``notebooks/ccnn`` call these functions; the model is :mod:`falign.papers.ccnn.model`, the
+ResNet baselines :mod:`falign.papers.ccnn.resnet` and the published numbers :mod:`falign.papers.ccnn.published`.
+
+Protocol (Sec. 4.1, 3.3): five points with a face box per face; 10,000 training and 3,466 test faces;
+the training faces are rotated and mirrored into 60,000 samples; three stages trained one after the
+other ("parallel within groups, serial between groups"), stage k + 1 on windows around stage k's
+estimates *of the training faces*; SGD at 5e-3, x0.9 every 100 iterations, MSE + L2. SynthFace
+``lfpw5-like`` stands in for the paper's data unless ``DATA="lfpw5"`` (Sun et al.'s lists). Errors are
+computed in original image coordinates. Decisions are marked ``Decision [ccnn.<id>]``.
+
+Every face is kept as a ``size`` x ``size`` uint8 crop around its face box with a wide margin (the
+whole face box and the surroundings the windows and rotations reach); the model reads the crop and
+the face box *in the crop's pixels* (:func:`face_boxes`), exactly as it would read a photo and its box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from falign.kit import batching, timing
+from falign.measure import metrics
+from falign.kit import train as trainer
+from falign.data import transforms
+from falign.data.crops import Crops, concat, crop_faces, load_faces
+from falign.data.sample import FaceDataset
+from falign.measure.landmarks import get_scheme
+from falign.papers.ccnn import model as ccnn, resnet
+
+PRESET, SCHEME = "lfpw5-like", ccnn.SCHEME
+DATASETS = ("synthetic", "lfpw5")   # the DATA it honours (checked before a run)
+POINTS = ccnn.POINTS
+
+# Decision [ccnn.augmentation]: Sec. 4.1 rotates "left 15 degrees and right 12 degrees" about the
+# centre and flips horizontally, turning 10,000 faces into 60,000: read as two *fixed* angles, so each
+# face gives 3 rotations (0, +15, -12 degrees; + is counter-clockwise on screen) x 2 (as is, mirrored)
+# = 6 samples, the only reading that gives exactly 6x (a random angle in [-15, 12] would not fix the
+# count). The rotation is about the face box's centre and the box itself is kept (a detector would
+# return about the same box for the tilted face); the mirror renumbers the points with the ``five``
+# scheme's flip permutation (the image-left eye stays point 0). Rotation, mirror and crop are one
+# affine per sample, so every sample is resampled once and its landmarks go through the same matrix.
+ANGLES = (0.0, 15.0, -12.0)
+FLIPS = (False, True)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One CCNN scale: data sizes, the crop every face is kept as, and the training budget shared by
+    every stage and every arm (``epochs`` over the augmented training set at ``batch``)."""
+
+    n_train: int                 # training faces (before the x6 augmentation)
+    n_test: int                  # test faces
+    image: int                   # SynthFace render size (pixels)
+    size: int                    # stored crop side (pixels)
+    margin: float                # crop margin around the face box (fraction of the box per side)
+    batch: int
+    epochs: int                  # per stage and per arm
+    seeds: tuple[int, ...]       # training seeds of every arm (added to the notebook's SEED)
+    augment: bool = True         # Sec. 4.1's rotations and mirrors (x6)
+    lr: float = 5e-3             # Sec. 3.3
+    lr_decay: float = 0.9        # Sec. 3.3: x0.9 ...
+    decay_every: int = 100       # ... every 100 iterations
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    precision: str = "auto"      # falign.kit.precision: bf16 only where native and measured faster
+    eval_batch: int = 512
+    timing_repeats: int = 50     # timed calls per speed measurement (median)
+
+
+# Decision [ccnn.crop]: every face is stored as a 78 x 78 crop around its face box with a margin of
+# half the box on each side (crop side = 2 x the box's longer side), so the box spans 39 pixels: stage 1
+# reads it at its Table 1 size without resampling, the Eq. 5 windows (up to +-0.18 box beyond a point)
+# and the +-15 degree rotations stay inside the crop, and Fig. 5's "windows-" arm has a whole image
+# around the face to read. SynthFace renders at 96 pixels (a box of about 50 pixels).
+#
+# Decision [ccnn.budget]: the paper gives neither batch size nor iterations ("selected according to
+# the actual situation"). Its schedule (x0.9 every 100 iterations) is itself a budget: 86% of the sum of
+# its learning rates falls in the first 1,875 iterations, and after 4,400 the rate is below 1% of its
+# start. Batch 32 lets that schedule do most of its work in few epochs. Every stage of every arm (CCNN,
+# ablations, baseline, ResNets) trains the same number of epochs at the same batch, i.e. the same
+# iterations and samples. smoke proves the code runs (numbers mean nothing); small trains 12,000
+# samples (2,000 faces x 6) for 7 epochs (2,625 iterations, final rate 6% of the start): a 4-epoch run
+# (6896ff2) ended with every arm's training loss still falling 5-15% per epoch, i.e. not converged by
+# falign.kit.train.History.plateaued, so no claim could get a verdict. full is the paper's data, 60,000
+# samples for 1 epoch (1,875 iterations, final rate 15%), sized by an estimate from small's per-sample
+# times (04_ablations prints it) of about half an hour for the whole chapter (6 arms x 3 seeds) on 2 CPU
+# cores. Measured from fresh clones on 2-core AMD EPYC machines: at eea0dd0 one seed of ResNet18 took
+# 8 min and of ResNet34 16 min (the run was stopped at an estimated 72 min for the ResNets alone); at
+# 2019e22, on a faster machine of the same kind, the whole chapter took 53 min (ResNet18 3.6 min and
+# ResNet34 6.7 min per seed, a lightweight stage 0.4-1 min). Machines of one kind differ about 2x, so
+# 60 minutes holds on the faster ones only. The ResNets' bf16 autocast and channels-last were the
+# fastest of the four combinations measured there (a CPU with native bf16; falign.kit.precision now picks
+# the setting per machine and training), and torch.compile made a ResNet18 step slower. A single
+# epoch is judged on the last two fifths of its iterations (falign.kit.train.History.plateaued): 375
+# iterations each, exactly one small-scale epoch, so full's "converged" asks what small's does.
+SCALES = {
+    "smoke": Scale(n_train=48, n_test=24, image=96, size=78, margin=0.5, batch=32, epochs=1, seeds=(0,),
+                   eval_batch=256, timing_repeats=5, precision="fp32"),
+    "small": Scale(n_train=2000, n_test=1000, image=96, size=78, margin=0.5, batch=32, epochs=7, seeds=(0, 1, 2)),
+    # One GPU (never run yet: no GPU has been lent to this project). The paper's data for 4 epochs at
+    # batch 128: the same 1,875 iterations per stage as full (so Sec. 3.3's staircase ends at the same
+    # rate), four times the samples, and enough epochs for a plateau. Sized by estimate, not measured
+    # (book/intro.md, "Scales"): 9 trained stages x 3 seeds x 1,875 steps, at about 5 ms a step for the
+    # lightweight networks and 15 ms for ResNet18/34, about 6 minutes.
+    "gpu": Scale(n_train=10000, n_test=3466, image=96, size=78, margin=0.5, batch=128, epochs=4, seeds=(0, 1, 2)),
+    "full": Scale(n_train=10000, n_test=3466, image=96, size=78, margin=0.5, batch=32, epochs=1, seeds=(0, 1, 2)),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", seed: int = 0):
+    """The faces of one split: SynthFace ``lfpw5-like`` arrays, or the real dataset ``data``."""
+    n = cfg.n_train if split == "train" else cfg.n_test
+    return load_faces(data, split, preset=PRESET, n=n, size=cfg.image, seed=seed, root=root)
+
+
+def _given_boxes(faces) -> torch.Tensor:
+    if isinstance(faces, FaceDataset):
+        return torch.as_tensor(np.stack([s.box for s in faces]), dtype=torch.float32)
+    return torch.as_tensor(faces["detector_boxes"], dtype=torch.float32)
+
+
+def _version_affines(boxes: torch.Tensor, cfg: Scale, angle: float, flip: bool) -> torch.Tensor:
+    """One affine per face: crop around the box, then rotate by ``angle`` about the box centre (the
+    crop's centre), then mirror if ``flip``."""
+    S = cfg.size
+    parts = [transforms.crop_to_box(boxes, S, cfg.margin)]
+    if angle:
+        parts.append(transforms.rotation(angle, torch.full((1, 2), (S - 1) / 2)))
+    if flip:
+        parts.append(transforms.hflip(S))
+    return transforms.chain(*parts)
+
+
+def crop_versions(faces, cfg: Scale, versions, chunk: int = 256) -> list[Crops]:
+    """Every face cropped around its box (``cfg.size``, ``cfg.margin``), rotated by ``angle`` degrees
+    about the box centre and mirrored if ``flip``, for each ``(angle, flip)`` of ``versions``: one
+    affine per face and version, so pixels and landmarks go through the same matrix and are resampled
+    once. The crops' affines include the rotation and mirror, so :meth:`Crops.to_image` undoes them.
+    A real image is decoded once for all its versions."""
+    real = isinstance(faces, FaceDataset)
+    S, perm = cfg.size, get_scheme(SCHEME).flip_perm
+    boxes = _given_boxes(faces)
+    affines = [_version_affines(boxes, cfg, a, f) for a, f in versions]
+    images: list[list[torch.Tensor]] = [[] for _ in versions]
+    for i in range(0, len(boxes), chunk):
+        if real:
+            for j in range(i, min(i + chunk, len(boxes))):
+                photo = faces[j].image
+                for v, a in enumerate(affines):
+                    images[v].append(_to_uint8(transforms.crop_image(photo, a[j], S)))
+        else:
+            source = torch.from_numpy(faces["images"][i:i + chunk]).permute(0, 3, 1, 2).float() / 255.0
+            for v, a in enumerate(affines):
+                images[v].append(_to_uint8(transforms.warp_images(source, a[i:i + chunk], S, padding_mode="border")))
+    if real:
+        points = np.stack([s.landmarks for s in faces])
+        visible = np.stack([s.visible for s in faces])
+        scheme, name, fingerprint = faces.scheme, f"{faces.name}:{faces.split}", faces.fingerprint
+    else:
+        points, visible = faces["landmarks"], faces["visible"]
+        scheme, name, fingerprint = faces["scheme"], faces["name"], faces["fingerprint"]
+    out = []
+    for v, a in enumerate(affines):
+        landmarks, vis = transforms.transform_landmarks(torch.as_tensor(points), a, torch.as_tensor(visible), perm)
+        out.append(Crops(torch.cat(images[v]), landmarks.float(), vis, a, scheme, name, fingerprint, boxes))
+    return out
+
+
+def augmented_crops(faces, cfg: Scale, angle: float = 0.0, flip: bool = False) -> Crops:
+    """One version of every face (:func:`crop_versions`)."""
+    return crop_versions(faces, cfg, [(angle, flip)])[0]
+
+
+def _to_uint8(images: torch.Tensor) -> torch.Tensor:
+    return (images * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def augment(faces, cfg: Scale) -> Crops:
+    """Sec. 4.1's training set: every face at each angle of :data:`ANGLES`, as is and mirrored
+    (angle-major, then mirror, then face): 6 x the faces. Its fingerprint hashes the source data's
+    with the augmentation and crop, so a changed recipe never reuses a stale model."""
+    versions = [(a, f) for a in ANGLES for f in FLIPS] if cfg.augment else [(0.0, False)]
+    crops = concat(crop_versions(faces, cfg, versions))
+    key = f"{crops.fingerprint}|{versions}|{cfg.size}|{cfg.margin}"
+    return crops.replace(name=crops.name + (":augmented" if cfg.augment else ""),
+                         fingerprint=hashlib.sha1(key.encode()).hexdigest()[:20])
+
+
+def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int = 0) -> dict[str, Crops]:
+    """The augmented training crops and the test crops (as given, no augmentation)."""
+    train = augment(load(cfg, "train", data=data, root=root, seed=seed), cfg)
+    test = crop_faces(load(cfg, "test", data=data, root=root, seed=seed), cfg.size, cfg.margin,
+                      padding_mode="border")
+    return {"train": train, "test": test}
+
+
+def face_boxes(crops: Crops) -> torch.Tensor:
+    """The face box of every crop in the crop's pixels, (n, 4) x1, y1, x2, y2 edges: the box the model
+    reads. The crop is centred on the box and rotations and mirrors keep that centre, so the box is
+    the given box scaled by the crop's scale (sqrt |det A|) about the crop's centre; for crops without
+    rotation this is :meth:`Crops.crop_boxes`."""
+    a = crops.affines
+    k = (a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]).abs().sqrt()[:, None]
+    half = k * (crops.boxes[:, 2:] - crops.boxes[:, :2]) / 2
+    centre = torch.full_like(half, (crops.size - 1) / 2)
+    return torch.cat([centre - half, centre + half], 1)
+
+
+def image_boxes(crops: Crops) -> torch.Tensor:
+    """The whole crop as a frame, (n, 4) edges (-0.5, -0.5, S - 0.5, S - 0.5): Fig. 5's "windows-"."""
+    S = crops.size
+    return torch.tensor([[-0.5, -0.5, S - 0.5, S - 0.5]]).expand(len(crops), 4).clone()
+
+
+def targets(crops: Crops, boxes: torch.Tensor) -> torch.Tensor:
+    """The training targets: the landmarks (crop pixels) in units of ``boxes`` (Eq. 9's frame)."""
+    return ccnn.pixels_to_box(crops.landmarks, boxes)
+
+
+class StageData(Dataset):
+    """Dict batches for :func:`loss`: the uint8 image, its frame box, the target in that box's units
+    and, for stages 2-3, the anchors (the previous stages' estimate, box units). ``source`` names the
+    crops it was built from (their fingerprint): the test that no stage sees test data reads it."""
+
+    def __init__(self, crops: Crops, boxes: torch.Tensor, anchors: torch.Tensor | None = None):
+        self.images, self.boxes, self.anchors = crops.images, boxes, anchors
+        self.targets = targets(crops, boxes)
+        self.source = crops.fingerprint
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = {"image": self.images[i], "box": self.boxes[i], "target": self.targets[i]}
+        if self.anchors is not None:
+            item["anchors"] = self.anchors[i]
+        return item
+
+
+# --------------------------------------------------------------------------------------------------
+# The arms: CCNN, its ablations, the Sun et al.-style cascade and the ResNets
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Variant:
+    """One arm. ``kind`` "ccnn" (the cascade, ``n_stages`` stages) or a ResNet; ``frame`` is what stage 1
+    is given as the face frame: the face ``"box"`` or the whole ``"image"`` (windows-); ``stage1_shake``
+    and ``shake`` are the shake std (box units) of stage 1's parts and of the stage 2-3 windows."""
+
+    label: str
+    kind: str = "ccnn"
+    n_stages: int = 3
+    positioning: str = "relative"
+    frame: str = "box"
+    stage1_shake: float = 0.0
+    shake: float = ccnn.SHAKE_STD
+    supersample: int = 1
+
+    def stage_spec(self, k: int) -> dict:
+        """What determines stage k's training besides the data and the previous stages."""
+        if self.kind != "ccnn":
+            return {"kind": self.kind}
+        if k == 1:
+            return {"kind": "ccnn", "positioning": self.positioning, "frame": self.frame,
+                    "stage1_shake": self.stage1_shake, "supersample": self.supersample}
+        return {"stage": k, "shake": self.shake, "supersample": self.supersample}
+
+
+# Decision [ccnn.windows-arm]: Fig. 5's "windows-" (absolute positioning, no window frame) is stage 1
+# given no face frame: it reads the whole stored image (the 78 x 78 crop, face box about half of it;
+# box-filtered to 39 x 39 with ``supersample=2``) and predicts positions in the image's frame, where
+# "windows+" reads the face box and predicts in the box's frame. (With the box as input and image
+# targets the network could not know where its input lies in the image.)
+#
+# Decision [ccnn.baseline]: Fig. 7's Sun et al. [22] cascade, trained at the same budget, is the
+# cascade without the paper's shake: Sun et al. 2013's level-2/3 networks have exactly CCNN's stage-2/3
+# layers and Eq. 5's windows (+-0.16/0.18, +-0.08/0.09 of the box), with no shake; its stage 1 is
+# CCNN's (shared, not retrained). Sun et al.'s deeper level 1 (4 conv layers with locally shared
+# weights, EN1/NM1 at 39 x 31) is not built, so this arm isolates the shake of stages 2-3.
+#
+# Decision [ccnn.resnet]: Table 3's ResNet18/34 get no accuracy, input or training in the paper. Ours
+# read what CCNN's F1 reads (the face box resized to 39 x 39, standardised), regress the 10 coordinates
+# in box units with a linear head, and train with CCNN's loss, optimiser, schedule and budget (He et
+# al.'s batch norm and initialisation kept); their MB in Table 3 are those of the ImageNet networks.
+VARIANTS = {
+    "ccnn": Variant("CCNN (3 stages)"),
+    "windows-": Variant("stage 1, windows- (whole image, absolute)", n_stages=1, positioning="absolute",
+                        frame="image", supersample=2),
+    "shake+": Variant("stage 1, shake+", n_stages=1, stage1_shake=ccnn.SHAKE_STD),
+    "sun2013": Variant("Sun et al. 2013-style cascade (no shake)", shake=0.0),
+    "resnet18": Variant("ResNet18", kind="resnet18", n_stages=1),
+    "resnet34": Variant("ResNet34", kind="resnet34", n_stages=1),
+}
+ABLATIONS = ("windows-", "shake+", "sun2013", "resnet18", "resnet34")
+
+
+def build(variant: Variant) -> torch.nn.Module:
+    """The untrained network of an arm (CCNN's constructor draws every stage's Xavier weights)."""
+    if variant.kind != "ccnn":
+        return resnet.FaceBoxRegressor(variant.kind)
+    return ccnn.CCNN(n_stages=variant.n_stages, positioning=variant.positioning, shake_std=variant.shake,
+                     stage1_shake_std=variant.stage1_shake, supersample=variant.supersample)
+
+
+def frame_boxes(variant: Variant, crops: Crops) -> torch.Tensor:
+    """The face frame stage 1 of ``variant`` reads: the face box, or the whole image (windows-)."""
+    return image_boxes(crops) if variant.frame == "image" else face_boxes(crops)
+
+
+class StepDecaySGD(torch.optim.SGD):
+    """SGD whose learning rate is multiplied by ``decay`` after every ``every`` steps (Sec. 3.3: x0.9
+    every 100 iterations). The step count lives in each parameter group, so it is checkpointed and
+    resumed with the optimiser's state.
+
+    Decision [ccnn.lr-schedule]: the paper's schedule exactly, per iteration (a staircase), carried by
+    the optimiser because ``falign.kit.train.fit`` steps its scheduler once per epoch."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                 decay: float = 0.9, every: int = 100):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.decay, self.every = decay, every
+        for group in self.param_groups:
+            group.setdefault("iteration", 0)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            group["iteration"] += 1
+            if group["iteration"] % self.every == 0:
+                group["lr"] *= self.decay
+        return loss
+
+
+def optimizer(cfg: Scale):
+    """The ``falign.kit.train.fit`` optimiser factory of every arm.
+
+    Decision [ccnn.momentum]: SGD with momentum 0.9. Eq. 7 prints the plain gradient step, but with
+    the printed rate and schedule (about 1,000 iterations' worth of steps at 5e-3) plain SGD barely
+    leaves the Xavier start. Decision [ccnn.eta]: Eq. 6's eta = 5e-4 (weight decay), on the weight
+    matrices and kernels only (Eq. 6 penalises ||W||^2; biases and batch-norm scales are not W)."""
+
+    def make(params):
+        params = list(params)
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        return StepDecaySGD([g for g in groups if g["params"]], cfg.lr, cfg.momentum, 0.0, cfg.lr_decay,
+                            cfg.decay_every)
+
+    return make
+
+
+def loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """Eq. 6 (without its L2 term, the optimiser's weight decay) for one CCNN stage or one ResNet.
+    The uint8 images become floats here (every network input is standardised, so their scale does not
+    matter). The precision is :func:`falign.kit.train.fit`'s (``Scale.precision``)."""
+    batch = {**batch, "image": batch["image"].float()}
+    if isinstance(getattr(model, "module", model), resnet.FaceBoxRegressor):
+        return resnet.loss_fn(model, batch)
+    return ccnn.loss_fn(model, batch)
+
+
+def code_version() -> str:
+    """The version of the code that defines and trains every arm (part of every cache key)."""
+    return trainer.code_version(ccnn, resnet, sys.modules[__name__], trainer)
+
+
+def _recipe(cfg: Scale) -> dict:
+    """The fields of a scale that change a training (test size, seeds and eval batch do not)."""
+    out = dataclasses.asdict(cfg)
+    for k in ("n_test", "seeds", "eval_batch", "timing_repeats"):
+        out.pop(k)
+    return out
+
+
+@torch.no_grad()
+def training_anchors(model: ccnn.CCNN, k: int, train: Crops, boxes: torch.Tensor, device="cpu",
+                     batch: int = 512) -> torch.Tensor:
+    """The anchors stage ``k`` trains on: the estimate of stages 1..k-1 (eval mode: no shake, no
+    dropout) on the *training* crops, (n, 5, 2) box units (Sec. 3.3: serial between groups)."""
+    model = model.to(device)
+    return batching.in_batches(lambda x, b: model.anchors(k, x, b, batch_size=batch), train.images, boxes,
+                               batch=batch, device=device)
+
+
+def train(cfg: Scale, train_crops: Crops, variant: Variant | str = "ccnn", *, work=None, seed: int = 0,
+          device: str | torch.device = "cpu", progress: bool = True):
+    """Train one arm stage by stage; returns (model in eval mode, [History per stage]).
+
+    Stage k + 1 trains on windows around stage k's estimates of the training crops, computed after
+    stage k has finished (``CCNN.anchors``), so no stage ever sees test data. With ``work`` every stage
+    is cached in ``work/<arm>-stage<k>-<key>``: the key covers the scale's training recipe, the stage's
+    specification, the seed, the previous stages' keys, the training crops' fingerprint and the code
+    version. Arms that share a stage (the Sun et al.-style cascade shares CCNN's stage 1) share its
+    folder, and a finished stage is reloaded without recomputing anything."""
+    variant = VARIANTS[variant] if isinstance(variant, str) else variant
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model = build(variant)
+    stages = [model] if variant.kind != "ccnn" else list(model.stages)
+    boxes = {1: frame_boxes(variant, train_crops), 2: face_boxes(train_crops)}
+    histories, parent = [], None
+    for k, stage in enumerate(stages, start=1):
+        spec = variant.stage_spec(k)
+        folder = None if work is None else trainer.cache_dir(
+            work, f"{variant.kind}-stage{k}", recipe=(_recipe(cfg), spec, seed, parent),
+            data=train_crops.fingerprint, code=code_version())
+        parent = None if folder is None else folder.name
+        done = None if folder is None else trainer.finished(folder, cfg.epochs, cfg.precision)
+        if done is not None:
+            stage.load_state_dict(done["model"])
+            histories.append(trainer.History(done["history"]))
+            continue
+        frame = boxes[min(k, 2)]
+        anchors = None if k == 1 else training_anchors(model, k, train_crops, frame, device, cfg.eval_batch)
+        torch.manual_seed(seed * 1000 + k)        # dropout and shake: the same whether earlier stages were cached
+        histories.append(trainer.fit(
+            stage, loss, StageData(train_crops, frame, anchors), epochs=cfg.epochs, batch_size=cfg.batch,
+            optimizer=optimizer(cfg), device=device, seed=seed * 1000 + k, checkpoint_dir=folder,
+            desc=f"ccnn {variant.kind} stage {k}", progress=progress, precision=cfg.precision))
+    return model.to(device).eval(), histories
+
+
+def converged(models: dict, arm: str) -> bool:
+    """Whether every stage of every seed of ``arm`` ended on a training-loss plateau
+    (:meth:`falign.kit.train.History.plateaued`); the claims ledger draws no verdict otherwise."""
+    return all(h.plateaued() for (name, _), (_, histories) in models.items() if name == arm for h in histories)
+
+
+def seeds(cfg: Scale, base: int = 0) -> list[int]:
+    """The training seeds of every arm: the scale's seeds offset by the notebook's SEED."""
+    return [base + s for s in cfg.seeds]
+
+
+def trained(cfg: Scale, train_crops: Crops, names, work, *, base_seed: int = 0, device="cpu",
+            progress: bool = False) -> dict[tuple[str, int], tuple[torch.nn.Module, list]]:
+    """(arm, seed) -> (model, histories) for every arm in ``names`` and every seed of the scale,
+    cached under ``work`` (any notebook reloads what another trained)."""
+    return {(name, s): train(cfg, train_crops, name, work=work, seed=s, device=device, progress=progress)
+            for name in names for s in seeds(cfg, base_seed)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict_stages(model: torch.nn.Module, crops: Crops, variant: Variant | str = "ccnn", device="cpu",
+                   batch: int = 512) -> torch.Tensor:
+    """(n_stages, n, 5, 2): every stage's estimate in *original image* pixels (a ResNet: one "stage")."""
+    variant = VARIANTS[variant] if isinstance(variant, str) else variant
+    model = model.to(device).eval()
+    boxes = frame_boxes(variant, crops)
+    if variant.kind == "ccnn":
+        fn = lambda x, b: ccnn.box_to_pixels(model(x.float(), b).flatten(0, 1), b.repeat(len(model.stages), 1)
+                                              ).view(len(model.stages), -1, ccnn.N_POINTS, 2)
+    else:
+        fn = lambda x, b: ccnn.box_to_pixels(model(x.float(), b), b)[None]
+    in_crop = batching.in_batches(fn, crops.images, boxes, batch=batch, device=device, dim=1)
+    return torch.stack([crops.to_image(p) for p in in_crop])
+
+
+def point_errors(pred: torch.Tensor, crops: Crops) -> np.ndarray:
+    """(n, 5) test error per face and point, in %, in original image coordinates.
+
+    Decision [ccnn.error]: the distance to the true point divided by the width of the given
+    (detector-like) face box, as Sun et al. 2013 (the paper's ref. [22] and the source of its windows)
+    measure it; the paper's "test error (%)" is undefined. The inter-ocular NME (eye centres) is
+    reported beside it (:func:`inter_pupil_nme`)."""
+    return 100 * metrics.per_landmark_errors(pred, crops.ground_truth(), "box-width", boxes=crops.boxes)
+
+
+def inter_pupil_nme(pred: torch.Tensor, crops: Crops) -> np.ndarray:
+    """(n,) NME in % normalised by the distance between the eye centres (points LE, RE)."""
+    return 100 * metrics.nme(pred, crops.ground_truth(), "inter-pupil", scheme=SCHEME)
+
+
+def error_row(pred: torch.Tensor, crops: Crops) -> dict[str, float]:
+    """One row of Figs. 4-7: mean box-width error (%) per point, their average, and the inter-pupil NME."""
+    e = point_errors(pred, crops)
+    return {**dict(zip(POINTS, e.mean(0))), "Average": float(e.mean()),
+            "NME (%, inter-pupil)": metrics.mean_error(inter_pupil_nme(pred, crops))}
+
+
+def evaluate(models: dict, test: Crops, device="cpu", batch: int = 512) -> pd.DataFrame:
+    """Per arm, seed and stage: the errors of :func:`error_row`. ``models`` is :func:`trained`'s dict."""
+    rows = []
+    for (name, s), (model, _) in models.items():
+        for k, pred in enumerate(predict_stages(model, test, name, device, batch), start=1):
+            rows.append({"arm": name, "seed": s, "stage": k, **error_row(pred, test)})
+    return pd.DataFrame(rows)
+
+
+def per_seed(results: pd.DataFrame, arm: str, stage: int | None = None, column: str = "Average") -> list[float]:
+    """One arm's value per seed (at ``stage``, default its last), in seed order: a ledger arm."""
+    rows = results[results["arm"] == arm]
+    stage = rows["stage"].max() if stage is None else stage
+    return rows[rows["stage"] == stage].sort_values("seed")[column].tolist()
+
+
+def mean_std(results: pd.DataFrame, by=("arm", "stage")) -> pd.DataFrame:
+    """Mean over seeds of every error column (and the std of the average), one row per ``by``."""
+    cols = [*POINTS, "Average", "NME (%, inter-pupil)"]
+    g = results.groupby(list(by), sort=False)
+    out = g[cols].mean()
+    out["Average std"] = g["Average"].std()
+    out["seeds"] = g["seed"].count()
+    return out.reset_index()
+
+
+def figure_rows(summary: pd.DataFrame, rows: dict[str, tuple[str, int]]) -> pd.DataFrame:
+    """The rows of a paper figure from :func:`mean_std`: ``label -> (arm, stage)``, in that order, with
+    the label in an ``arm`` column (the paper tables' key), ready for ``report.paper_vs_ours``."""
+    index = summary.set_index(["arm", "stage"])
+    out = pd.DataFrame([{"arm": label, **index.loc[key].to_dict()} for label, key in rows.items()])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameters and speed (Table 2, Table 3)
+# --------------------------------------------------------------------------------------------------
+def parameters_table() -> pd.DataFrame:
+    """Table 3's first column, computed: parameters and MB (float32, MiB as the paper counts) of CCNN
+    (weights without biases, as Sec. 3.2.4 counts, and with them) and of the ResNets (with the
+    1,000-class ImageNet head the paper's MB come from, and as our 10-output regressors)."""
+    counts = ccnn.count_parameters(ccnn.CCNN())
+    rows = [("Algorithm of this paper", "CCNN, weights (Sec. 3.2.4's count)", int(counts["weights"].sum())),
+            ("Algorithm of this paper", "CCNN, with biases", int(counts["with_biases"].sum()))]
+    for name, label in (("resnet18", "ResNet18"), ("resnet34", "ResNet34")):
+        rows.append((label, f"{label}, ImageNet head (1,000 classes)", resnet.imagenet_parameters(name)))
+        rows.append((label, f"{label}, 10-output regressor (ours)",
+                     sum(p.numel() for p in resnet.FaceBoxRegressor(name).parameters())))
+    df = pd.DataFrame(rows, columns=["method", "network", "parameters"])
+    df["MB"] = [ccnn.megabytes(n) for n in df["parameters"]]
+    return df
+
+
+def first_stages(model: ccnn.CCNN, k: int) -> ccnn.CCNN:
+    """A cascade of the first ``k`` stages of ``model`` (copies of their weights): what runs when only
+    k stages are used (``CCNN.predict(stage=k)`` computes every stage and returns the k-th)."""
+    out = ccnn.CCNN(**{**model.config, "n_stages": k})
+    for mine, theirs in zip(out.stages, model.stages):
+        mine.load_state_dict(theirs.state_dict())
+    return out.to(next(model.parameters()).device).eval()
+
+
+def seconds_per_face(model: torch.nn.Module, cfg: Scale, device="cpu", stages: int | None = None,
+                     repeats: int | None = None) -> float:
+    """Median seconds to align one face at batch 1 (a ``cfg.size`` crop and its face box in, points in
+    the crop's pixels out: the whole ``predict``), after a warm-up: Table 3's speed on this machine.
+    ``stages``: time only the first ``stages`` stages of a CCNN."""
+    model = model.to(device).eval()
+    if isinstance(model, ccnn.CCNN) and stages is not None and stages < len(model.stages):
+        model = first_stages(model, stages)
+    S = cfg.size
+    x = torch.randint(0, 256, (1, 3, S, S), dtype=torch.uint8, device=device).float()
+    q = S / 4
+    box = torch.tensor([[q - 0.5, q - 0.5, S - q - 0.5, S - q - 0.5]], device=device)
+    return timing.seconds_per_call(lambda: model.predict(x, box), device, repeats or cfg.timing_repeats, warmup=5)
+
+
+def stage_trade(results: pd.DataFrame, stage_ms: dict[int, float], arm: str = "ccnn") -> pd.DataFrame:
+    """Per seed: the error drop stage 2 and stage 3 each buy, per millisecond each adds (Sec. 4.2's
+    "only the first 2 stages" for real-time use). ``stage_ms``: k -> ms per face of the first k stages.
+
+    Decision [ccnn.speed-claim]: the paper's remark is read as "stage 3 buys less accuracy per unit of
+    time than stage 2": error drop (box-width %) per added ms at batch 1 on this machine."""
+    rows = []
+    for s in sorted(results.loc[results["arm"] == arm, "seed"].unique()):
+        e = {k: per_seed(results[results["seed"] == s], arm, k)[0] for k in (1, 2, 3)}
+        rows.append({"seed": s, "stage 2 gain (%)": e[1] - e[2], "stage 3 gain (%)": e[2] - e[3],
+                     "stage 2 ms": stage_ms[2] - stage_ms[1], "stage 3 ms": stage_ms[3] - stage_ms[2]})
+    df = pd.DataFrame(rows)
+    df["stage 2 gain per ms"] = df["stage 2 gain (%)"] / df["stage 2 ms"]
+    df["stage 3 gain per ms"] = df["stage 3 gain (%)"] / df["stage 3 ms"]
+    return df
+
+
+def training_minutes(histories: dict) -> pd.DataFrame:
+    """Measured training time per arm and stage (summed over seeds): seconds per epoch and in all."""
+    rows = []
+    for (name, s), (_, hs) in histories.items():
+        for k, h in enumerate(hs, start=1):
+            secs = [e["seconds"] for e in h.epochs]
+            rows.append({"arm": name, "seed": s, "stage": k, "epochs": len(secs),
+                         "seconds per epoch": float(np.mean(secs)) if secs else np.nan, "seconds": float(np.sum(secs))})
+    return pd.DataFrame(rows)
+
+
+def iterations(cfg: Scale, n_samples: int) -> int:
+    """SGD iterations per stage: ``epochs`` passes over ``n_samples`` in batches of ``batch`` (the last
+    partial batch dropped, as ``falign.kit.train.fit`` does)."""
+    return cfg.epochs * (n_samples // cfg.batch)
+
+
+def final_lr(cfg: Scale, n_samples: int) -> float:
+    """The learning rate after a stage's last iteration under Sec. 3.3's staircase."""
+    return cfg.lr * cfg.lr_decay ** (iterations(cfg, n_samples) // cfg.decay_every)
+
+
+def unique_stages(names) -> list[tuple[str, int]]:
+    """(arm, stage) pairs that train something: a stage shared with an earlier arm (the Sun et
+    al.-style cascade's stage 1 is CCNN's) appears once, under the first arm."""
+    seen, out = set(), []
+    for name in names:
+        v = VARIANTS[name]
+        for k in range(1, v.n_stages + 1):
+            key = (v.kind, *(repr(v.stage_spec(j)) for j in range(1, k + 1)))
+            if key not in seen:
+                seen.add(key)
+                out.append((name, k))
+    return out
+
+
+def full_estimate(times: pd.DataFrame, n_samples: int, target: Scale | None = None) -> pd.DataFrame:
+    """Minutes the ``target`` scale (default ``full``) would train every arm in ``times`` (rows of
+    :func:`training_minutes` measured on ``n_samples`` training samples per epoch): seconds per sample
+    measured here x the target's samples per stage x its epochs x its seeds, per (arm, stage) that
+    trains (shared stages once). Training only: data generation, anchors and evaluation come on top."""
+    target = SCALES["full"] if target is None else target
+    per_epoch = (len(ANGLES) * len(FLIPS) if target.augment else 1) * target.n_train
+    keep = set(unique_stages(dict.fromkeys(times["arm"])))
+    rows = []
+    for (name, k), g in times.groupby(["arm", "stage"], sort=False):
+        if (name, k) not in keep:
+            continue
+        per_sample = float(g["seconds per epoch"].mean()) / n_samples
+        rows.append({"arm": name, "stage": k, "seconds per sample (measured)": per_sample,
+                     "minutes (estimate)": per_sample * per_epoch * target.epochs * len(target.seeds) / 60})
+    return pd.DataFrame(rows)

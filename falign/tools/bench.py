@@ -1,0 +1,273 @@
+"""``make bench``: speed of the hot paths, written to ``results/bench.csv`` with provenance.
+
+Measured on the CPU (all of its threads, one process) and, when torch sees one, on the GPU:
+
+* SynthFace generation, everything included (3DMM sampling, rendering, backgrounds, occluders,
+  noise, blur, landmarks and visibility), at 128 and 256 pixels;
+* PIFA's visualization layer, and PIFA / RCSR / CCNN / CFDRNN / MSRRN inference at batch 1 (latency)
+  and a large batch (throughput);
+* every aligner with shipped weights (``falign.kit.aligner.available()``), end to end from a photo and
+  its face boxes: latency at batch 1 (ms per face) and throughput at a large batch (faces/s). No
+  shipped weights, no rows;
+* the peer, dlib's ERT (68 and 5 points, :mod:`falign.baselines.dlib_ert`), timed the same way in the same run;
+* each chapter's ``small`` training: samples/s with its configured precision and with float32, and
+  their ratio (:func:`bench_training`).
+
+Every row's ``device`` names the CPU, its SIMD level (``torch.backends.cpu.get_cpu_capability()``),
+whether it computes bf16 natively, and the thread count.
+
+Tests never assert on time; this is where speed claims come from. Each row is the median of
+``repeats`` timed runs after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+
+import pandas as pd
+import torch
+
+from falign.kit import atomic_files as atomic, paths, report
+from falign.kit.timing import seconds_per_call
+
+
+def bench_synthface(device: torch.device, quick: bool) -> list[dict]:
+    from falign.synthface.dataset import synthface_arrays
+
+    rows = []
+    sizes = {128: 256 if device.type == "cpu" else 8192, 256: 128 if device.type == "cpu" else 4096}
+    for size, n in sizes.items():
+        n = max(16, n // 8) if quick else n
+        seconds = seconds_per_call(lambda: synthface_arrays("300w-like", "train", n, size=size, seed=1, cache=False,
+                                                 device=str(device)), device, repeats=1 if quick else 3)
+        rows.append(dict(benchmark="synthface generation", size=size, batch=n,
+                         value=n / seconds, unit="images/s"))
+    return rows
+
+
+def bench_pifa(device: torch.device, quick: bool) -> list[dict]:
+    """PIFA at the paper's 114x114 input (Table 1 network): visualization layer and inference."""
+    from falign.papers.pifa import experiment as chapter
+    from falign.papers.pifa.model import split_params
+
+    net = chapter.build_network().to(device).eval()
+    rows = []
+    with torch.no_grad():
+        M, p = split_params(net.initial_params(net.crop_box(64, device)))
+        for batch in (1, 64):
+            s = seconds_per_call(lambda: net.visualization(M[:batch], p[:batch], net.size), device)
+            rows.append(dict(benchmark="PIFA visualization layer", size=net.size, batch=batch,
+                             value=batch / s, unit="images/s"))
+        for batch in (1, 8 if quick else 64):
+            images = torch.rand(batch, net.in_channels, net.size, net.size, device=device)
+            s = seconds_per_call(lambda: net.predict(images), device)
+            rows.append(dict(benchmark="PIFA inference", size=net.size, batch=batch, value=batch / s,
+                             unit="images/s"))
+    return rows
+
+
+def bench_rcsr(device: torch.device, quick: bool) -> list[dict]:
+    """RCSR (ConvGRU + SRCNN) at the paper's protocol: per-face time at batch 1 and batched."""
+    from falign.papers.rcsr import experiment as chapter
+    from falign.papers.rcsr.model import place_in_box
+
+    cfg = chapter.SCALES["full"]
+    net = chapter.build(cfg).to(device).eval()
+    size = cfg.size
+    rows = []
+    with torch.no_grad():
+        for batch in (1, 8 if quick else 64):
+            images = torch.rand(batch, 1, size, size, device=device)
+            box = torch.tensor([[8.0, 8.0, size - 8.0, size - 8.0]]).expand(batch, 4).numpy()
+            init = torch.from_numpy(place_in_box(net.mean_shape.cpu().numpy(), box)).to(device)
+            s = seconds_per_call(lambda: net.predict(images, init), device)
+            rows.append(dict(benchmark="RCSR inference", size=size, batch=batch, value=batch / s,
+                             unit="faces/s"))
+    return rows
+
+
+def bench_ccnn(device: torch.device, quick: bool) -> list[dict]:
+    """CCNN (3 stages, all 23 CNNs) on the chapter's 78x78 crop and its face box: per-face time at
+    batch 1 (latency) and batched (throughput), and each stage count for Sec. 4.2's speed trade."""
+    from falign.papers.ccnn import experiment as chapter
+    from falign.papers.ccnn.model import CCNN
+
+    size = chapter.SCALES["full"].size
+    net = CCNN().to(device).eval()
+    rows = []
+    for batch in (1, 8 if quick else 256):
+        images = torch.rand(batch, 3, size, size, device=device)
+        quarter = size / 4
+        box = torch.tensor([[quarter - 0.5, quarter - 0.5, size - quarter - 0.5, size - quarter - 0.5]],
+                           device=device).expand(batch, 4)
+        for stages in (1, 2, 3) if batch == 1 else (3,):
+            first = chapter.first_stages(net, stages)
+            s = seconds_per_call(lambda: first.predict(images, box), device,
+                                 repeats=3 if quick else 50 if batch == 1 else 5)
+            rows.append(dict(benchmark=f"CCNN inference ({stages} stage{'s' if stages > 1 else ''})", size=size,
+                             batch=batch, value=batch / s, unit="faces/s"))
+    return rows
+
+
+def bench_msrrn(device: torch.device, quick: bool) -> list[dict]:
+    """MSRRN (3 stages, shared weights, initial-shape CNN) at the paper's 200/100/50-pixel faces and at
+    the chapter's small scale: per-face time at batch 1 (latency) and batched (throughput), the whole
+    forward pass (pyramid, S^0, every stage). The paper: 100 frames/s on a GTX 1080, 10 on a Core i7."""
+    from falign.papers.msrrn import experiment as chapter
+
+    rows = []
+    for scale in ("full", "small"):
+        cfg = chapter.SCALES[scale]
+        net = chapter.build(cfg).to(device).eval()
+        for batch in (1, 8 if quick else 64):
+            s = chapter.seconds_per_face(net, cfg.size, batch, device, repeats=2 if quick else 20)
+            rows.append(dict(benchmark=f"MSRRN inference ({scale})", size=cfg.size, batch=batch, value=1 / s,
+                             unit="faces/s"))
+    return rows
+
+
+def bench_cfdrnn(device: torch.device, quick: bool) -> list[dict]:
+    """CFDRNN (two resizers, 3 HML and 4 LML branches; L4 of Eq. 4) at the paper's 256x256 input and
+    width and at the chapter's small scale: per-face time at batch 1 (latency) and batched
+    (throughput)."""
+    from falign.papers.cfdrnn import experiment as chapter
+
+    rows = []
+    for scale, bulk in (("full", 16), ("small", 64)):
+        cfg = chapter.SCALES[scale]
+        net = chapter.build(cfg).to(device).eval()
+        for batch in (1, 2 if quick else bulk):
+            s = chapter.inference_seconds(net, cfg.size, batch, device, repeats=1 if quick else 5)
+            rows.append(dict(benchmark=f"CFDRNN inference ({scale})", size=cfg.size, batch=batch, value=batch / s,
+                             unit="faces/s"))
+    return rows
+
+
+def bench_training(device: torch.device, quick: bool) -> list[dict]:
+    """Each chapter's ``small`` training, its main model through the chapter's own code
+    (:mod:`falign.tools.trainspeed`): samples/s with the configured precision (``auto``: what
+    :mod:`falign.kit.precision` picks on this machine) and with float32, each the faster of two alternating
+    runs in this run, and their ratio. The setting chosen is in the benchmark's name."""
+    from falign.tools import trainspeed
+
+    rows = []
+    steps = 2 if quick else 30
+    for chapter in trainspeed.CHAPTERS:
+        # Each setting twice, alternating, the faster run of each kept: the order cannot favour either
+        # (caches warm up, clocks settle), and a slow outlier does not decide the ratio.
+        runs: dict[str, list] = {"configured": [], "fp32": []}
+        for _ in range(1 if quick else 2):
+            for which in ("fp32", "configured"):
+                runs[which].append(trainspeed.run(chapter, "small", steps=steps, device=device,
+                                                  precision="fp32" if which == "fp32" else None))
+        setting = runs["configured"][0][0].precision
+        tag = f"{setting['precision']}, {setting['memory_format']}"
+        size, batch = trainspeed.scale(chapter, "small").size, trainspeed.scale(chapter, "small").batch
+        a, b = (max(trainspeed.samples_per_s(h) for h in runs[which]) for which in ("configured", "fp32"))
+        rows += [dict(benchmark=f"{chapter} training (small, configured: {tag})", size=size, batch=batch, value=a,
+                      unit="samples/s"),
+                 dict(benchmark=f"{chapter} training (small, float32)", size=size, batch=batch, value=b,
+                      unit="samples/s"),
+                 dict(benchmark=f"{chapter} training (small) configured / float32", size=size, batch=batch,
+                      value=a / b, unit="ratio")]
+    return rows
+
+
+def aligner_speed(predict, photo, box, batch: int, device: torch.device | str = "cpu",
+                  repeats: int = 5) -> tuple[float, float]:
+    """(ms per face at batch 1, faces/s at ``batch``) of ``predict(photo, boxes)``, end to end: the
+    book's aligners, the peer and the comparison chapter's baselines are all timed by this one call."""
+    import numpy as np
+
+    boxes = np.tile(np.asarray(box, np.float32).reshape(1, 4), (batch, 1))
+    latency = seconds_per_call(lambda: predict(photo, boxes[:1]), device, repeats=repeats)
+    bulk = seconds_per_call(lambda: predict(photo, boxes), device, repeats=max(1, min(3, repeats)))
+    return 1000 * latency, batch / bulk
+
+
+def _aligner_rows(name: str, model, size, device: torch.device, quick: bool) -> list[dict]:
+    import numpy as np
+
+    photo = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    batch = 8 if quick else 64
+    ms, rate = aligner_speed(model.predict, photo, [200.0, 120.0, 440.0, 360.0], batch, device, 1 if quick else 5)
+    return [dict(benchmark=f"aligner {name} latency", size=size, batch=1, value=ms, unit="ms/face"),
+            dict(benchmark=f"aligner {name} throughput", size=size, batch=batch, value=rate, unit="faces/s")]
+
+
+def bench_aligners(device: torch.device, quick: bool) -> list[dict]:
+    """The shipped aligners as a user calls them: crop, network and mapping back, on a 640x480 photo."""
+    from falign.kit import aligner
+
+    rows = []
+    loaded, refused = aligner.shipped(device)
+    for name, why in refused.items():
+        print(f"  {name}: not timed: {why}", flush=True)
+    for name, model in loaded.items():
+        rows += _aligner_rows(name, model, model.preprocess["size"], device, quick)
+    return rows
+
+
+def bench_peer(device: torch.device, quick: bool) -> list[dict]:
+    """The peer, dlib's ERT (:mod:`falign.baselines.dlib_ert`, 68 and 5 points), timed exactly as the aligners
+    above and in the same run, so its latency reads beside ours; CPU only (dlib-bin)."""
+    from falign.baselines import dlib_ert as peers
+
+    if device.type != "cpu":
+        return []
+    return [row for points in (68, 5) for row in _aligner_rows(f"dlib-ert-{points}", peers.dlib_ert(points), None,
+                                                                device, quick)]
+
+
+BENCHMARKS = {"training": bench_training, "synthface": bench_synthface, "pifa": bench_pifa, "rcsr": bench_rcsr, "ccnn": bench_ccnn,
+              "msrrn": bench_msrrn, "cfdrnn": bench_cfdrnn, "aligners": bench_aligners, "peer": bench_peer}
+
+
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+
+def run(names: list[str], quick: bool = False) -> pd.DataFrame:
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        for name in names:
+            print(f"bench {name} on {device.type} ...", flush=True)
+            torch.manual_seed(0)
+            for row in BENCHMARKS[name](device, quick):
+                rows.append({**row, "device": report.describe_device(device)})
+                print(f"  {row['benchmark']} size {row['size']} batch {row['batch']}: "
+                      f"{row['value']:.1f} {row['unit']}", flush=True)
+    state = report.git_state()
+    df = pd.DataFrame(rows, columns=["benchmark", "size", "batch", "value", "unit", "device"])
+    df["value"] = df["value"].round(3)
+    df["torch"] = torch.__version__
+    df["python"] = platform.python_version()
+    df["commit"] = state["commit"][:12] + ("+dirty" if state["dirty"] else "")
+    df["quick"] = quick
+    # An ISA cap set for the run (e.g. ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 to measure what an
+    # AVX2-only CPU gets on a newer one) is part of the label.
+    df["cpu_limits"] = " ".join(f"{k}={os.environ[k]}" for k in ISA_LIMITS if os.environ.get(k))
+    return df
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m falign.tools.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="small batches, one repeat (a check that it runs)")
+    parser.add_argument("--out", default=str(paths.RESULTS_DIR / "bench.csv"))
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; valid: {', '.join(BENCHMARKS)}")
+    df = run(args.names or list(BENCHMARKS), quick=args.quick)
+    with atomic.atomic_path(args.out) as tmp:
+        df.to_csv(tmp, index=False)
+    print(df.to_string(index=False))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
