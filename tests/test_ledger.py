@@ -169,90 +169,75 @@ def test_scorecard_of_the_repository_does_not_crash():
 # ---- the deviations scanner -------------------------------------------------------------------------
 SOURCE = '''"""Module docstring. Decisions are marked ``Decision [x.y]`` (a mention, in backticks).
 
-Decision [toy.doc]: a docstring decision
+Decision [toy.doc] (model): a docstring decision
 that runs over two lines.
+Paper: silent.
 
 Next paragraph, not part of it.
 """
 
-# Decision [toy.comment]: a comment decision
+# Decision [toy.comment] (data): a comment decision
 # continued here
+# Paper: Sec. 2 says
+# nothing more.
 #
 # not continued after a blank comment line
-X = 1  # Decision [toy.trailing]: a trailing comment
+X = 1  # Decision [toy.trailing] (training): a trailing comment. Paper: silent
 Y = 2  # Decision: bare, without an id
 
 
 def f():
-    """Something (Decision [toy.paren]: inside parentheses (nested) only) and more."""
+    """Something (Decision [toy.paren] (evaluation): inside parentheses (nested) only. Paper: Eq. 1) and more."""
     # Decisions: a plural marker is bare too
     # Decision [Bad Id]: malformed
+    # Decision [toy.untopical]: no topic and no paper side
     return "Decision in a string is still checked"
+
+
+class G:
+    # Decision [toy.method] (model): inside a class. Paper: silent.
+    def h(self):
+        pass
 '''
 
 
 def test_scanner_on_a_constructed_source():
-    found, problems = deviations.scan_source(SOURCE, "toy.py")
-    got = {f.id: (f.line, f.text) for f in found}
+    found, problems = deviations.scan_source(SOURCE, "falign/toy.py")
+    got = {f.id: (f.line, f.topic, f.text, f.paper, f.symbol) for f in found}
     assert got == {
-        "toy.doc": (3, "a docstring decision that runs over two lines."),
-        "toy.comment": (9, "a comment decision continued here"),
-        "toy.trailing": (13, "a trailing comment"),
-        "toy.paren": (18, "inside parentheses (nested) only"),
+        "toy.doc": (3, "model", "a docstring decision that runs over two lines", "silent.", "falign.toy"),
+        "toy.comment": (10, "data", "a comment decision continued here", "Sec. 2 says nothing more.", "falign.toy.X"),
+        "toy.trailing": (16, "training", "a trailing comment", "silent", "falign.toy.X"),
+        "toy.paren": (21, "evaluation", "inside parentheses (nested) only", "Eq. 1", "falign.toy.f"),
+        "toy.untopical": (24, "", "no topic and no paper side", "", "falign.toy.f"),
+        "toy.method": (29, "model", "inside a class", "silent.", "falign.toy.G"),
     }
-    assert [p.split(":")[1] for p in problems] == ["14", "19", "20", "21"]
+    lines = [p.split(":")[1] for p in problems]
+    assert lines == ["17", "22", "23", "24", "24", "25"], problems
     assert "without an id" in problems[0] and "malformed" in problems[2]
+    assert "needs a topic" in problems[3] and "no 'Paper:' side" in problems[4]
 
 
 def test_scan_flags_ids_made_twice(tmp_path):
-    (tmp_path / "a.py").write_text("# Decision [toy.same]: here\n")
-    (tmp_path / "b.py").write_text("X = 1  # Decision [toy.same]: and here\n")
+    (tmp_path / "a.py").write_text("# Decision [toy.same] (model): here. Paper: silent\n")
+    (tmp_path / "b.py").write_text("X = 1  # Decision [toy.same] (model): and here. Paper: silent\n")
     found, problems = deviations.scan(tmp_path)
     assert len(found) == 2 and len(problems) == 1 and "make it in one place" in problems[0]
 
 
-def test_registry_topics_and_ids_are_well_formed():
-    for id_, entry in deviations.REGISTRY.items():
-        assert entry.topic in deviations.TOPICS, id_
-        assert deviations._ID.fullmatch(id_), id_
-        assert entry.paper.strip(), id_
-
-
-def test_chapter_ledger_joins_registry_and_code():
+def test_chapter_ledger_reads_both_sides_from_the_code():
     df = deviations.deviations("pifa")
     assert list(df.columns) == list(deviations.COLUMNS)
     row = df.set_index("id").loc["pifa.vis-sigma"]
-    assert row["topic"] == "model" and row["where"].startswith("falign/papers/pifa/model.py:")
+    assert row["topic"] == "model" and row["where"].startswith("falign.papers.pifa.model.")
     assert "sigma" in row["our decision"] and "not given" in row["the paper"]
     assert df["topic"].map(deviations.TOPICS.index).is_monotonic_increasing
     shared = deviations.deviations("rcsr").set_index("id")
-    assert "protocol300w.full-set" in shared.index  # a shared module's decision shows in its chapters
+    assert "protocol300w.full-set" in shared.index  # a kit decision shows in the chapters that name it
+    assert "protocol300w.full-set" not in deviations.deviations("ccnn")["id"].tolist()
 
 
-def test_rcsr_decisions_come_from_the_code():
-    from falign.papers.rcsr import model as rcsr
-
-    assert "rcsr.stacking" in rcsr.DECISIONS and "channels" in rcsr.DECISIONS["rcsr.stacking"]
-
-
-# ---- the real tree: every Decision tagged, registered, and made in one place ------------------------
-# These list file:line for whatever is missing; they fail until every Decision in falign/ is tagged.
-def _problems(kind: str) -> list[str]:
-    return [p for p in deviations.problems() if kind in p]
-
-
-def test_no_decision_without_an_id():
-    assert not _problems("without an id") + _problems("malformed"), "\n".join(
-        _problems("without an id") + _problems("malformed"))
-
-
-def test_every_decision_in_the_code_has_a_registry_entry():
-    assert not _problems("has no entry"), "\n".join(_problems("has no entry"))
-
-
-def test_every_registry_entry_has_a_decision_in_the_code():
-    assert not _problems("has no 'Decision"), "\n".join(_problems("has no 'Decision"))
-
-
-def test_every_decision_is_made_in_one_place():
-    assert not _problems("make it in one place"), "\n".join(_problems("make it in one place"))
+def test_the_real_tree_has_no_decision_problem():
+    """Every Decision in falign/ has an id, a topic and the paper's side, and is made in one place."""
+    problems = deviations.problems()
+    assert not problems, "\n".join(problems)

@@ -14,7 +14,7 @@ Two checks per chapter and configuration:
 
 What differs from the configuration, and why (the point is to run the configured code, not to train):
 
-* the data: :data:`falign.tools.trainspeed.TINY`'s face counts (two training batches, a few others);
+* the data: each experiment's ``tiny`` face counts (two training batches, a few others);
   SDM fits 8 of the training faces (its cost grows with faces, not batches);
 * epochs: one (``epochs``, and RCSR's fine-tuning round, replaced; e.g. CFDRNN's full has 1,000);
 * precision: float32, without the probe of ``"auto"`` (``falign.kit.precision.native_bf16`` reads False):
@@ -82,7 +82,7 @@ def _train(paper: str, scale: str, work) -> list:
     return _closed_form(paper, cfg, crops, work)
 
 
-PAPERS = (*trainspeed.CHAPTERS, "foundations")
+PAPERS = (*trainspeed.chapters(), "foundations")
 
 
 @pytest.fixture

@@ -50,9 +50,10 @@ NORMS = ("inter-ocular", "inter-pupil")
 THRESHOLD = 0.08
 ERT_ID = "table1/ert-9/{subset}"           # ERT's published 300-W row in falign/papers/rcsr/published.py (full only)
 
-# Decision [compare.cpu]: the chapter runs on the CPU whatever DEVICE says: the peer (dlib-bin) has no
+# Decision [compare.cpu] (evaluation): the chapter runs on the CPU whatever DEVICE says: the peer (dlib-bin) has no
 # GPU path, the leaderboard's latency column is CPU latency by definition, and the shipped models are
 # small enough that the whole chapter takes minutes there.
+# Paper: The issue asks for CPU latency at batch 1 and throughput; it names no device for the accuracy runs.
 DEVICE = "cpu"
 
 
@@ -191,9 +192,11 @@ class Method:
 def pifa_ibug68(model: aligner.Aligner, images, boxes) -> torch.Tensor:
     """PIFA's 68 points: the iBUG-68 landmarks of its 3DMM under the final parameters P (Eq. 3).
 
-    Decision [compare.pifa-projection]: PIFA regresses the 3DMM's camera and shape, not points, so it
+    Decision [compare.pifa-projection] (model): PIFA regresses the 3DMM's camera and shape, not points, so it
     predicts every point of the model; its 34 trained points are a subset of the same projection. It is
-    scored on the 68 iBUG points its fit projects to (the issue's "PIFA's 68-point projection")."""
+    scored on the 68 iBUG points its fit projects to (the issue's "PIFA's 68-point projection").
+    Paper: PIFA (Sec. 3) regresses a 3DMM's camera and shape and reads off 34 points; the issue asks for
+    'PIFA's 68-point projection'."""
     from falign.papers.pifa.model import split_params
     from falign.synthface.morphable import builtin_model, project
 
@@ -282,9 +285,10 @@ def fit_sdm(cfg: Scale, work, *, seed: int = 0):
     faces, crops, HOG patches, stages and ridge penalty), cached under ``work``; returns (model,
     training crops).
 
-    Decision [compare.sdm-fit]: no chapter ships SDM weights, so the baseline is fit here, in seconds,
+    Decision [compare.sdm-fit] (training): no chapter ships SDM weights, so the baseline is fit here, in seconds,
     from the RCSR chapter's training faces (300-W-like train) and code; nothing is trained by gradient
-    descent in this chapter."""
+    descent in this chapter.
+    Paper: SDM + HOG is 'already in the code' (RCSR's Table 4 row 1); no chapter ships its weights."""
     from falign.papers.rcsr import experiment as rcsr
 
     rcfg = rcsr.SCALES[cfg.sdm]
@@ -297,8 +301,9 @@ def baseline_methods(cfg: Scale, work, *, seed: int = 0) -> tuple[list[Method], 
     """SDM + HOG (as an aligner with the RCSR chapter's grey crops) and the mean shape placed in the
     box; also the fingerprint of their training faces.
 
-    Decision [compare.mean-shape]: the mean shape is SDM's own S-bar (the mean of the same training
-    faces in box units) placed in each face box: the error a method has before it looks at the pixels."""
+    Decision [compare.mean-shape] (model): the mean shape is SDM's own S-bar (the mean of the same training
+    faces in box units) placed in each face box: the error a method has before it looks at the pixels.
+    Paper: A mean-shape row is asked for; which mean (training set, scheme, placement) is not said."""
     from falign.papers.rcsr import experiment as rcsr_chapter
     from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
     from falign.baselines import sdm as sdm_module
@@ -343,9 +348,11 @@ def predict(methods_: list[Method], tests: dict[str, Faces], boxes: str = "detec
     ``cache`` (a folder, e.g. ``run.work``) each method's predictions are kept there, keyed by its
     :attr:`Method.key` and the faces' fingerprints, so the chapter's notebooks predict once.
 
-    Decision [compare.boxes]: every method starts from the same box, SynthFace's detector-like box (the
+    Decision [compare.boxes] (data): every method starts from the same box, SynthFace's detector-like box (the
     68-point landmark box with its centre and size jittered), the box the chapters trained with; the
-    peer was trained on dlib's own detector boxes, so the calibration also runs it on those."""
+    peer was trained on dlib's own detector boxes, so the calibration also runs it on those.
+    Paper: Every method on 'the same faces with the same boxes'; which boxes is not said, and dlib's ERT was
+    trained on dlib's own HOG detector boxes."""
     out = {}
     for m in methods_:
         key = _digest(m.key, boxes, [(s, f.fingerprint) for s, f in tests.items()])
@@ -365,9 +372,11 @@ def point_errors(pred: np.ndarray, points: Points, gt68: np.ndarray, norm: str =
     """(n, N) distances between predictions on ``points`` and the truth on the same points, each divided
     by its face's normaliser computed from the 68-point truth.
 
-    Decision [compare.shared-points]: a method is scored on the points it shares with the truth, but
+    Decision [compare.shared-points] (evaluation): a method is scored on the points it shares with the truth, but
     every row's normaliser comes from the same 68-point ground truth (outer eye corners or eye
-    centres), so the 5-point rows are on the 68-point rows' scale; the table names the points."""
+    centres), so the 5-point rows are on the 68-point rows' scale; the table names the points.
+    Paper: Methods with other point sets are 'compared on the points they share'; the normaliser for a 5-point
+    row is not said (CCNN's paper uses the eye-centre distance of its own 5 points)."""
     gt68 = np.asarray(gt68, np.float64)
     truth = points.of(gt68)
     distance = np.linalg.norm(np.asarray(pred, np.float64) - truth, axis=-1)
@@ -501,10 +510,12 @@ def hog_boxes(faces: Faces, upsample: int = 1) -> np.ndarray:
     """dlib's HOG detector on every photo: the detection that overlaps the face's landmark box most,
     (n, 4), NaN where it finds the face nowhere (:func:`falign.data.detect.detect_matching`).
 
-    Decision [compare.found]: a face counts as found when a detection overlaps its 68-point box with an
+    Decision [compare.found] (evaluation): a face counts as found when a detection overlaps its 68-point box with an
     IoU of at least 0.3 (dlib's boxes sit higher than the landmark box: forehead in, chin partly out);
     one upsampling, as :func:`falign.data.detect.detect_faces` does by default, so faces of about 40 pixels
-    can be found."""
+    can be found.
+    Paper: Report how many faces dlib's HOG detector finds per subset; what counts as finding the face (versus
+    a false detection) is not said."""
     return detect.detect_matching(faces.images, faces.boxes, upsample=upsample, min_iou=MIN_IOU)
 
 
@@ -587,12 +598,13 @@ def reading_guide(ratio: float) -> str:
 # --------------------------------------------------------------------------------------------------
 # Robustness sweeps: one factor at a time, through SynthFace's config overrides
 # --------------------------------------------------------------------------------------------------
-# Decision [compare.sweep-neutral]: the factors a sweep does not vary sit at a neutral setting: frontal
+# Decision [compare.sweep-neutral] (data): the factors a sweep does not vary sit at a neutral setting: frontal
 # (yaw, pitch, roll 0), the model's neutral expression, no occluder, no blur or noise, the exact
 # 68-point box (no detector jitter), and a face 55% of the photo wide (the middle of the common set's
 # range). Identity, skin, hair, light and background vary as in the common set. The random draws do
 # not depend on the values swept, so every point of a sweep renders the *same* faces with one factor
 # changed.
+# Paper: Sweep one factor 'with the others held at a neutral setting'; the neutral values are not given.
 NEUTRAL = dict(yaw=(0.0, 0.0), pitch=(0.0, 0.0), roll=(0.0, 0.0), expression=(0.0, 0.0), occlusion=0.0,
                blur=(0.0, 0.0), blur_prob=0.0, noise=(0.0, 0.0), detector_shift=0.0, detector_scale=0.0,
                face_width=(0.55, 0.55))
@@ -622,9 +634,10 @@ FACTORS: dict[str, Factor] = {f.name: f for f in (
     Factor("roll", "roll (degrees)", ("roll",), (0, 15, 30, 45, 60), _pair("roll")),
     Factor("expression", "expression strength (x the model's sigmas)", ("expression",), (0, 0.5, 1.0, 1.5, 2.0),
            _pair("expression")),
-    # Decision [compare.coverage]: SynthFace draws occluders of random size, so coverage is measured,
+    # Decision [compare.coverage] (data): SynthFace draws occluders of random size, so coverage is measured,
     # not set: every face gets its occluder (the same one it would get in any split), and faces are
     # grouped by the share of their 68 landmarks it hides; the points are the bins' mean coverage.
+    # Paper: Sweep 'occluder coverage'; SynthFace's occluders have a random size, set by no field.
     Factor("occlusion", "occluder coverage (% of the 68 landmarks hidden)", ("occlusion",), (1.0,),
            lambda v, image: {"occlusion": float(v)}, edges=(0.0, 0.05, 0.15, 0.3, 0.5, 1.0)),
     Factor("blur", "Gaussian blur sigma (pixels at 128 px)", ("blur", "blur_prob"), (0, 0.5, 1.0, 1.5, 2.0, 3.0),
@@ -668,9 +681,11 @@ def bootstrap_interval(values: np.ndarray, n_boot: int, seed: int = 0, level: fl
 def sweep_errors(m: Method, faces: Faces) -> np.ndarray:
     """Per-face NME of one method on sweep faces, normalised by sqrt(w h) of the 68-point box.
 
-    Decision [compare.sweep-norm]: the sweeps divide by the size of the ground-truth landmark box,
+    Decision [compare.sweep-norm] (evaluation): the sweeps divide by the size of the ground-truth landmark box,
     not the eye-corner distance: at large yaw the outer eye corners nearly meet in the image and the
-    inter-ocular NME would grow from the normaliser alone."""
+    inter-ocular NME would grow from the normaliser alone.
+    Paper: The sweeps' error measure is not given; yaw runs to 90 degrees, where the outer eye corners nearly
+    coincide in the image."""
     truth = m.points.of(faces.landmarks68)
     dist = np.linalg.norm(m.predict(faces.images, faces.detector_boxes) - truth, axis=-1)
     return dist.mean(1) / metrics.normaliser(faces.landmarks68, "box", boxes=faces.boxes)

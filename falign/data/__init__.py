@@ -8,9 +8,18 @@ samples with one affine per sample, keeping pixels and landmarks consistent.
 from falign.data.formats.ibug import read_pts, write_pts
 from falign.data.registry import DATASETS, DatasetSpec, get_dataset, register
 from falign.data.sample import DataError, FaceDataset, Sample, read_image
-from falign.synthface.dataset import synthface, synthface_arrays  # registers "synthetic"
 
 __all__ = [
     "DATASETS", "DataError", "DatasetSpec", "FaceDataset", "Sample", "get_dataset", "read_image",
     "read_pts", "register", "synthface", "synthface_arrays", "write_pts",
 ]
+
+
+def __getattr__(name: str):
+    """``falign.data.synthface`` and ``synthface_arrays``: the generator lives in :mod:`falign.synthface`,
+    which builds on this package, so it is imported on first use rather than here."""
+    if name in ("synthface", "synthface_arrays"):
+        from falign.synthface import dataset
+
+        return getattr(dataset, name)
+    raise AttributeError(f"module 'falign.data' has no attribute {name!r}")

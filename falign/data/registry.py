@@ -50,6 +50,21 @@ class DatasetSpec:
 
 
 DATASETS: dict[str, DatasetSpec] = {}
+# Generated datasets register when their module is imported; :func:`get_dataset` imports them on demand.
+GENERATORS = ("falign.synthface.dataset",)
+
+
+def _load_generators() -> None:
+    import importlib
+
+    for module in GENERATORS:
+        importlib.import_module(module)
+
+
+def names() -> tuple[str, ...]:
+    """Every dataset name DATA accepts: the real loaders and the generated sets."""
+    _load_generators()
+    return tuple(DATASETS)
 
 
 def register(name: str, spec: DatasetSpec) -> None:
@@ -93,6 +108,8 @@ def get_dataset(
     and summarised in a warning. ``limit`` keeps the first ``limit`` valid faces (smoke runs).
     Extra ``options`` go to the loader (generated datasets take sizes and seeds).
     """
+    if name not in DATASETS:
+        _load_generators()
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(DATASETS)}")
     spec = DATASETS[name]

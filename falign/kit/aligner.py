@@ -3,7 +3,7 @@
 Every chapter's model answers one small protocol, so the book, ``falign.load`` and the ``falign align``
 command treat them alike::
 
-    aligner = falign.load("rcsr")                     # results/rcsr/aligner.pt, or a path
+    aligner = falign.load(name)                       # results/<name>/aligner.pt, or a path
     points = aligner.predict(photo, boxes)            # (B, N, 2), 0-based pixels of ``photo``
     points, visible = aligner.align(photo, boxes)     # visible: (B, N) bool, or None
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import math
 import os
@@ -256,6 +257,16 @@ def register(kind: str, cls: type[Aligner] | None = None):
     return add if cls is None else add(cls)
 
 
+def kinds() -> dict[str, type[Aligner]]:
+    """Every aligner kind: each registered chapter's adapters (:mod:`falign.kit.registry`, imported on
+    first need) and any registered since."""
+    from falign.kit import registry
+
+    for chapter in registry.chapters():
+        chapter.module("aligner")
+    return KINDS
+
+
 def content_hash(ckpt: dict) -> str:
     """sha256 over what decides a checkpoint's predictions: kind, model_args, preprocess, scheme and
     provenance (as sorted JSON) and every weight tensor (name, dtype, shape, bytes; sorted by name).
@@ -295,186 +306,10 @@ def code_version(cls: type[Aligner]) -> str:
     return digest.hexdigest()[:12]
 
 
-# --------------------------------------------------------------------------------------------------
-# The kinds of the book so far
-# --------------------------------------------------------------------------------------------------
-@register("pifa")
-class PIFAAligner(Aligner):
-    """PIFA (:mod:`falign.papers.pifa.model`): RGB crops of the face box itself (margin 0, zero padding),
-    as :func:`falign.papers.pifa.experiment.load` makes them; visibility from the estimated 3D pose."""
-
-    modules = ("falign.papers.pifa.model",)
-
-    @classmethod
-    def build(cls, model_args: dict) -> nn.Module:
-        from falign.papers.pifa.model import PIFA
-        from falign.synthface.morphable import builtin_model
-
-        args = dict(model_args)
-        morphable = args.pop("morphable", "builtin")
-        if morphable != "builtin":
-            raise ValueError(f"unknown 3DMM {morphable!r} (this falign ships 'builtin')")
-        return PIFA(builtin_model(), **args)
-
-    @classmethod
-    def describe(cls, model: nn.Module) -> dict:
-        """Read the constructor arguments back from the network's layers."""
-        block = model.blocks[0]
-        convs = [(m.out_channels, m.kernel_size[0]) for b in model.blocks for m in b.features
-                 if isinstance(m, nn.Conv2d)]
-        vis = model.visualization
-        return dict(morphable="builtin", scheme=model.scheme, size=model.size, in_channels=model.in_channels,
-                    n_blocks=len(model.blocks), convs=convs, inputs=model.inputs,
-                    mask=vis.mask_name if vis is not None else "nose", visualize=model.visualize,
-                    fc_hidden=block.regressor[1].out_features, dropout=float(block.regressor[3].p),
-                    fc_grid=block.fc_grid, sigma=vis.sigma if vis is not None else 1.0,
-                    radius=vis.radius if vis is not None else 2)
-
-    @classmethod
-    def default_preprocess(cls, model: nn.Module) -> dict:
-        return {"size": model.size, "margin": 0.0, "grey": model.in_channels == 1, "padding": "zeros"}
-
-    def forward_crops(self, crops, boxes):
-        return self.model.predict(crops)   # P^0 is fitted to the crop itself, as in training
-
-
-@register("rcsr")
-class RCSRAligner(Aligner):
-    """RCSR and its Table 4 recurrent variants (:mod:`falign.papers.rcsr.model`): grey crops with a 10%
-    margin and border padding, as :func:`falign.papers.rcsr.experiment.load` makes them; the initial shape
-    is the training mean shape placed in the face box (in crop pixels); no visibility."""
-
-    modules = ("falign.papers.rcsr.model",)
-
-    @classmethod
-    def build(cls, model_args: dict) -> nn.Module:
-        from falign.papers.rcsr import table4 as rcsr_table4
-
-        return rcsr_table4.build_model("rcsr", **model_args)   # the stored unit/extractor override
-
-    @classmethod
-    def describe(cls, model: nn.Module) -> dict:
-        return dict(model.config)
-
-    @classmethod
-    def default_preprocess(cls, model: nn.Module) -> dict:
-        return {"margin": 0.1, "grey": True, "padding": "border"}
-
-    @classmethod
-    def default_scheme(cls, model: nn.Module) -> str:
-        return model.config["scheme"]
-
-    def forward_crops(self, crops, boxes):
-        from falign.papers.rcsr.model import place_in_box
-
-        return self.model.predict(crops, place_in_box(self.model.mean_shape, boxes))[-1], None
-
-
-@register("ccnn")
-class CCNNAligner(Aligner):
-    """CCNN (:mod:`falign.papers.ccnn.model`): RGB crops around the face box with the chapter's margin (half
-    the box on each side) and border padding, as :func:`falign.papers.ccnn.experiment.datasets` makes them;
-    the network reads the crop *and the face box in the crop's pixels* (stage 1 cuts the box out, stages
-    2-3 cut their windows from the crop), and returns the points of its last stage; no visibility."""
-
-    modules = ("falign.papers.ccnn.model",)
-
-    @classmethod
-    def build(cls, model_args: dict) -> nn.Module:
-        from falign.papers.ccnn.model import CCNN
-
-        return CCNN(**model_args)
-
-    @classmethod
-    def describe(cls, model: nn.Module) -> dict:
-        return dict(model.config)
-
-    @classmethod
-    def default_preprocess(cls, model: nn.Module) -> dict:
-        return {"margin": 0.5, "grey": False, "padding": "border"}
-
-    @classmethod
-    def default_scheme(cls, model: nn.Module) -> str:
-        from falign.papers.ccnn.model import SCHEME
-
-        return SCHEME
-
-    def forward_crops(self, crops, boxes):
-        return self.model.predict(crops, boxes), None
-
-
-@register("msrrn")
-class MSRRNAligner(Aligner):
-    """MSRRN (:mod:`falign.papers.msrrn.model`): grey crops of the face box with the chapter's 20% margin and
-    border padding, as :func:`falign.papers.msrrn.experiment.datasets` makes them around dlib's boxes (give a
-    :func:`falign.data.detect.detect_faces` box for the best match); the network reads the crop as its finest
-    scale and returns its last stage S^T in [0, 1] crop units, mapped to crop pixels; no visibility."""
-
-    modules = ("falign.papers.msrrn.model",)
-
-    @classmethod
-    def build(cls, model_args: dict) -> nn.Module:
-        from falign.papers.msrrn.model import MSRRN
-
-        return MSRRN(**model_args)
-
-    @classmethod
-    def describe(cls, model: nn.Module) -> dict:
-        return dict(model.config)
-
-    @classmethod
-    def default_preprocess(cls, model: nn.Module) -> dict:
-        return {"size": model.size, "margin": 0.2, "grey": True, "padding": "border"}
-
-    @classmethod
-    def default_scheme(cls, model: nn.Module) -> str:
-        return model.config["scheme"]
-
-    def forward_crops(self, crops, boxes):
-        from falign.papers.msrrn.model import to_pixels
-
-        return to_pixels(self.model.predict(crops)[-1], crops.shape[-1]), None
-
-
-@register("cfdrnn")
-class CFDRNNAligner(Aligner):
-    """CFDRNN (:mod:`falign.papers.cfdrnn.model`): RGB crops of the face box with the chapter's 15% margin
-    and border padding, as :func:`falign.papers.cfdrnn.experiment.crop` makes them; the network reads the
-    whole crop and returns L4 = s argmax(H4) + dL4 (Eq. 4) in crop pixels; no visibility."""
-
-    modules = ("falign.papers.cfdrnn.model",)
-
-    @classmethod
-    def build(cls, model_args: dict) -> nn.Module:
-        from falign.papers.cfdrnn.model import CFDRNN
-
-        return CFDRNN(**model_args)
-
-    @classmethod
-    def describe(cls, model: nn.Module) -> dict:
-        return dict(model.config)
-
-    @classmethod
-    def default_preprocess(cls, model: nn.Module) -> dict:
-        return {"size": model.size, "margin": 0.15, "grey": False, "padding": "border"}
-
-    @classmethod
-    def default_scheme(cls, model: nn.Module) -> str:
-        from falign.papers.cfdrnn.model import SCHEME
-
-        return SCHEME
-
-    def forward_crops(self, crops, boxes):
-        return self.model.predict(crops), None
-
-
-# --------------------------------------------------------------------------------------------------
-# Saving and loading
-# --------------------------------------------------------------------------------------------------
 def make(model: nn.Module, kind: str, *, model_args: dict | None = None, preprocess: dict | None = None,
          scheme: str | None = None, provenance: dict | None = None) -> Aligner:
     """Wrap a trained network as an aligner; arguments left out are read from the network."""
-    if kind not in KINDS:
+    if kind not in kinds():
         raise ValueError(f"unknown aligner kind {kind!r}; known: {', '.join(sorted(KINDS))}")
     cls = KINDS[kind]
     return cls(model, model_args=cls.describe(model) if model_args is None else model_args,
@@ -596,7 +431,7 @@ def load(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise CheckpointError(f"{path}: no content hash, so a change after export could not be detected; "
                               "re-export it with falign.kit.aligner.save")
     kind = ckpt.get("kind")
-    if kind not in KINDS:
+    if kind not in kinds():
         raise CheckpointError(f"{path}: unknown aligner kind {kind!r}; this falign knows {', '.join(sorted(KINDS))}")
     cls = KINDS[kind]
     saved_code, this_code = ckpt.get("code_version", "unknown"), code_version(cls)
@@ -666,7 +501,7 @@ def _photos(images, n: int, **convert) -> list[np.ndarray]:
 
 def _edge_pad(image: np.ndarray, affine: torch.Tensor, size: int) -> tuple[np.ndarray, torch.Tensor]:
     """Replicate the photo's edge pixels under the crop's footprint (torch's "border" padding, which
-    the RCSR training crops use), and shift the affine to the padded photo."""
+    training crops made with ``padding="border"`` use), and shift the affine to the padded photo."""
     h, w = image.shape[:2]
     corners = torch.tensor([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
     src = transforms.apply_affine(corners, transforms.invert_affine(affine))
@@ -727,11 +562,13 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def _falign_version() -> str:
-    from falign import __version__
+    """The installed package's version (pyproject.toml), read without importing ``falign`` itself."""
+    try:
+        return importlib.metadata.version("falign")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
-    return __version__
 
-
-__all__: Sequence[str] = ("Aligner", "CCNNAligner", "CFDRNNAligner", "CheckpointError", "KINDS", "MSRRNAligner", "PIFAAligner", "Predictor", "RCSRAligner",
+__all__: Sequence[str] = ("Aligner", "CheckpointError", "KINDS", "Predictor", "kinds",
                           "UnknownModelError", "available", "code_version", "content_hash", "load", "make", "register",
                           "resolve", "run_provenance", "save", "usable_device")

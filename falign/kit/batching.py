@@ -18,7 +18,7 @@ def in_batches(fn: Callable[..., Any], *inputs: torch.Tensor, batch: int = 64, d
     """``fn`` applied to slices of ``inputs`` (all of the same length), moved to ``device``.
 
     ``fn`` returns a tensor or a tuple/list of tensors; each output is concatenated along ``dim``
-    (its batch axis: 0 for landmarks, 1 for RCSR's per-step shapes) and returned on the CPU.
+    (its batch axis: 0 for landmarks, 1 for a recurrent model's per-step shapes) and returned on the CPU.
     """
     n = len(inputs[0])
     if any(len(x) != n for x in inputs):

@@ -1,12 +1,78 @@
-"""One module per chapter (data preparation, scale configurations, training, evaluation), and the
-one call that opens every chapter notebook: :func:`setup`."""
+"""What every chapter's experiment module is built from: the scale configuration's base, the seeds,
+the arm x seed grid of cached trainings, per-seed values and their mean ± sd, and the one call that
+opens every notebook (:func:`setup`).
+
+A chapter's ``Scale`` is a frozen dataclass with the fields of :class:`Scale`; fields that do not
+change a training (test sizes, evaluation batches, timing repeats) are declared with
+:func:`not_recipe`, once, so :func:`recipe` (part of every training's cache key) never lists them by
+hand."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import dataclasses
+from typing import Any, Callable, Iterable
 
-from falign.kit import report
+import pandas as pd
+
+from falign.kit import registry, report
+
+
+def not_recipe(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A scale field that does not change a training, so it is no part of a training's cache key."""
+    return dataclasses.field(default=default, metadata={"recipe": False}, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Scale:
+    """Fields every chapter's scale has: the training ``seeds`` (offset by the notebook's SEED) and the
+    ``precision`` request (:func:`falign.kit.precision.choose`: "auto", "fp32" or "bf16")."""
+
+    seeds: tuple[int, ...] = not_recipe((0,))
+    precision: str = "auto"
+
+
+def recipe(cfg: Any) -> dict:
+    """The fields of a scale that change a training: all but those declared :func:`not_recipe`."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.metadata.get("recipe", True)}
+
+
+def seeds(cfg: Any, base: int = 0) -> list[int]:
+    """The training seeds of every arm: the scale's seeds offset by the notebook's SEED."""
+    return [base + s for s in cfg.seeds]
+
+
+def grid(train_one: Callable[[str, int], Any], arms: Iterable[str], seed_list: Iterable[int]) -> dict:
+    """(arm, seed) -> ``train_one(arm, seed)`` for every arm and seed, arm by arm; each training is
+    cached by :func:`falign.kit.train.fit`, so any notebook reloads what another trained."""
+    seed_list = list(seed_list)
+    return {(arm, s): train_one(arm, s) for arm in arms for s in seed_list}
+
+
+def converged(models: dict, arm: str) -> bool:
+    """Whether every seed of ``arm`` in a :func:`grid` of (model, History) ended on a plateau
+    (:meth:`falign.kit.train.History.plateaued`)."""
+    return all(h.plateaued() for (name, _), (_, h) in models.items() if name == arm)
+
+
+def per_seed(results: pd.DataFrame, column: str, **where: Any) -> list[float]:
+    """``column`` of the rows matching ``where`` (column=value), in seed order: a ledger arm."""
+    rows = results
+    for key, value in where.items():
+        rows = rows[rows[key] == value]
+    if rows.empty:
+        raise KeyError(f"no rows with {where}")
+    return rows.sort_values("seed")[column].tolist()
+
+
+def mean_sd(results: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
+    """Mean and sample standard deviation (ddof=1) over seeds of ``values``, one row per ``by``, with
+    the number of seeds: the form every multi-seed table takes."""
+    g = results.groupby(list(by), sort=False)
+    out = g[list(values)].mean()
+    for v in values:
+        out[f"{v} sd"] = g[v].std(ddof=1)
+    out["seeds"] = g.size()
+    return out.reset_index()
 
 
 def setup(paper: str, notebook: str, *, load_data: bool = True, **params: Any) -> tuple[report.Run, Any, dict]:
@@ -14,7 +80,7 @@ def setup(paper: str, notebook: str, *, load_data: bool = True, **params: Any) -
     configuration and, with ``load_data``, prepare the chapter's datasets; returns (run, cfg, crops)
     with every dataset's fingerprint recorded in the run."""
     run = report.start(paper, notebook, **params)
-    chapter = importlib.import_module(f"falign.kit.chapter.{paper}")
+    chapter = registry.experiment(paper)
     cfg = chapter.SCALES[run.scale]
     crops = chapter.datasets(cfg, data=run.data, root=params.get("DATA_ROOT", ""), seed=run.seed) if load_data else {}
     for c in crops.values():

@@ -13,8 +13,6 @@ Run ``python -m falign.kit.pipeline --help`` for the commands.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import re
@@ -25,22 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from falign.kit import atomic_files as atomic, paths, progress
+from falign.kit import atomic_files as atomic, paths, progress, registry
 from falign.kit.report import DEVICES, SCALES
 
-# Book order and part titles. A chapter appears only when its notebooks exist.
-CHAPTERS = {
-    "foundations": "Foundations",
-    "landmarks": "Landmarks and metrics",
-    "synthface": "SynthFace, the default data",
-    "ccnn": "CCNN: cascaded CNNs with shake",
-    "cfdrnn": "CFDRNN: coarse-to-fine heat-map RNN",
-    "msrrn": "MSRRN: multiscale recurrent regression",
-    "pifa": "PIFA: pose-invariant alignment with a single CNN",
-    "rcsr": "RCSR: recurrent convolutional shape regression",
-    "compare": "Every method on one protocol",
-    "aligner": "Use it on your own photo",
-}
 KERNEL = "falign"
 
 
@@ -57,17 +42,23 @@ class Params:
                 "DEVICE": self.device, "SEED": self.seed}
 
 
-def chapters(notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[str]:
-    """Chapters that exist, in book order (unknown folders last, alphabetically)."""
-    present = sorted(p.name for p in notebooks_dir.iterdir() if p.is_dir() and notebooks(p))
-    return [c for c in CHAPTERS if c in present] + [c for c in present if c not in CHAPTERS]
+def chapters(notebooks_dir: Path | None = None) -> list[str]:
+    """Registered chapters whose notebooks exist, in book order (:mod:`falign.kit.registry`); with
+    ``notebooks_dir``, the folders there are looked up by name instead of each chapter's own."""
+    return [c.name for c in registry.chapters()
+            if notebooks(notebooks_dir / c.name if notebooks_dir is not None else c.notebooks_dir)]
+
+
+def chapter_dir(chapter: str, notebooks_dir: Path | None = None) -> Path:
+    """The folder of a chapter's notebooks."""
+    return notebooks_dir / chapter if notebooks_dir is not None else registry.get(chapter).notebooks_dir
 
 
 def notebooks(chapter_dir: Path) -> list[Path]:
     return sorted(p for p in chapter_dir.glob("[0-9][0-9]_*.py"))
 
 
-def resolve(paper: str, notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[str]:
+def resolve(paper: str, notebooks_dir: Path | None = None) -> list[str]:
     """``all`` or one chapter name -> the chapters to run; an unknown name is a one-line error."""
     existing = chapters(notebooks_dir)
     if paper == "all":
@@ -78,15 +69,11 @@ def resolve(paper: str, notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[str]:
 
 
 def supported_data(chapter: str) -> tuple[str, ...]:
-    """The DATA values a chapter honours: ``DATASETS`` of its module ``falign/kit/chapter/<chapter>.py``,
-    else SynthFace only (the chapters that generate their own data)."""
-    name = f"falign.kit.chapter.{chapter}"
-    if importlib.util.find_spec(name) is None:
-        return ("synthetic",)
-    return tuple(getattr(importlib.import_module(name), "DATASETS", ("synthetic",)))
+    """The DATA values a chapter honours (:attr:`falign.kit.registry.Chapter.datasets`)."""
+    return registry.get(chapter).datasets
 
 
-def chapters_for(paper: str, data: str, notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[str]:
+def chapters_for(paper: str, data: str, notebooks_dir: Path | None = None) -> list[str]:
     """The chapters ``PAPER`` names that can run on ``DATA``, checked before anything runs: a chapter
     named on its own that cannot use the data is a one-line error listing what it supports;
     ``all`` runs the chapters that can and says which it leaves out."""
@@ -194,12 +181,19 @@ _PROGRESS = re.compile(r"\d+%\|.*\||\d+/\d+ \[|IProgress not found|import tqdm a
 
 def strip_progress(notebook: Path) -> list[str]:
     """Drop progress-bar lines from the stderr of an executed notebook, keeping any other message;
-    returns the warnings kept, so that the terminal shows them too (not only the book)."""
+    returns the warnings kept, so that the terminal shows them too (not only the book). The book shows
+    the parameters once: the defaults cell is hidden (Jupyter Book's ``remove-cell``) where papermill
+    injected the run's own."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
     for key in ("input_path", "output_path"):          # the staging folder's paths: not for the book
         nb.metadata.get("papermill", {}).pop(key, None)
+    tagged = [set(c.get("metadata", {}).get("tags", [])) for c in nb.cells]
+    if any("injected-parameters" in t for t in tagged):
+        for cell, tags in zip(nb.cells, tagged):
+            if "parameters" in tags and "remove-cell" not in tags:
+                cell.metadata["tags"] = [*cell.metadata.get("tags", []), "remove-cell"]
     warned = []
     for cell in nb.cells:
         kept = []
@@ -259,7 +253,7 @@ def _clean_stages(stage_root: Path, chapter: str) -> None:
 
 
 def reproduce_chapter(
-    chapter: str, params: Params, *, notebooks_dir: Path = paths.NOTEBOOKS_DIR,
+    chapter: str, params: Params, *, notebooks_dir: Path | None = None,
     results_dir: Path = paths.RESULTS_DIR, book_dir: Path = paths.BOOK_DIR,
     stage_root: Path = paths.ROOT / "build" / "stage",
 ) -> bool:
@@ -273,7 +267,7 @@ def reproduce_chapter(
     staged_results, staged_book = stage / "results", stage / "book" / chapter
     live = stage / "progress.jsonl"           # the trainings' progress lines, printed here as they come
     env = {"FALIGN_RESULTS": str(staged_results), progress.ENV: str(live)}
-    for py in notebooks(notebooks_dir / chapter):
+    for py in notebooks(chapter_dir(chapter, notebooks_dir)):
         out = staged_book / f"{py.stem}.ipynb"
         print(f"[{chapter}] {py.stem} (SCALE={params.scale}, DATA={params.data}, DEVICE={params.device}, "
               f"SEED={params.seed})", flush=True)
@@ -333,7 +327,7 @@ def write_toc(book_dir: Path = paths.BOOK_DIR) -> Path:
     lines = ["# Generated by `python -m falign.kit.pipeline toc`: lists only chapters that exist.",
              "format: jb-book", "root: intro", "parts:", "  - caption: Using this book", "    chapters:",
              "      - file: real_data", "      - file: adding_a_paper", "      - file: scorecard"]
-    for chapter, title in CHAPTERS.items():
+    for chapter, title in ((c.name, c.title) for c in registry.chapters()):
         executed = sorted((book_dir / chapter).glob("[0-9][0-9]_*.ipynb"))
         if executed:
             lines += [f"  - caption: \"{title}\"", "    chapters:"]
@@ -348,13 +342,13 @@ def prepare_nbval(out_dir: Path, chapter_names: list[str]) -> None:
     params, out_dir = Params(), out_dir.resolve()  # kernels run in the notebook's folder
     for chapter in chapter_names:
         env = {"FALIGN_RESULTS": str(out_dir / "_results"), "FALIGN_WORK": str(out_dir / "_work")}
-        for py in notebooks(paths.NOTEBOOKS_DIR / chapter):
+        for py in notebooks(chapter_dir(chapter)):
             print(f"[nbval reference] {chapter}/{py.stem}", flush=True)
             execute(py, out_dir / chapter / f"{py.stem}.ipynb", params, env)
 
 
 def reproduce(
-    paper: str, params: Params, *, notebooks_dir: Path = paths.NOTEBOOKS_DIR, results_dir: Path = paths.RESULTS_DIR,
+    paper: str, params: Params, *, notebooks_dir: Path | None = None, results_dir: Path = paths.RESULTS_DIR,
     book_dir: Path = paths.BOOK_DIR, stage_root: Path = paths.ROOT / "build" / "stage",
 ) -> int:
     """``make reproduce``: run the chapters ``paper`` names on ``params.data`` and promote each; returns

@@ -1,5 +1,7 @@
 """The figures every chapter draws, drawn one way: landmarks on a face, CED curves, a training loss,
-and the paper's numbers beside ours.
+the paper's numbers beside ours; and the pieces the book's own chapters draw faces with: a face image
+and its boxes, point numbers, a landmark scheme with its normalisers and flip pairs, per-landmark
+errors and a CED with its AUC shaded.
 
 Each helper draws on a matplotlib ``Axes`` the caller owns and returns it, so a chapter lays out its
 own figure (``fig, axes = plt.subplots(...)``) and saves it with :meth:`falign.kit.report.Run.figure`.
@@ -171,4 +173,155 @@ def paper_vs_ours(ax, df: pd.DataFrame, key: str, paper_col: str, ours_col: str,
         ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
+    return ax
+
+
+# --------------------------------------------------------------------------------------------------
+# Faces, boxes and landmark schemes (the Landmarks, SynthFace and comparison chapters)
+# --------------------------------------------------------------------------------------------------
+SCHEME_COLOURS = {"context": "0.55", "kept": "tab:green", "averaged": "tab:orange", "outer eye corners": "tab:red",
+                  "eye centres": "tab:blue", "box": "tab:purple", "mirror pair": "tab:cyan", "own partner": "tab:pink"}
+# The iBUG 68 points' regions, by their first point (the ticks of a per-landmark figure).
+IBUG68_REGIONS = ((0, "jaw"), (17, "brows"), (27, "nose"), (36, "eyes"), (48, "mouth"))
+
+
+def face(ax, image, *, title: str | None = None, xlim=None, ylim=None):
+    """Show a face image without axes, optionally zoomed (``xlim``, ``ylim`` in pixels; y runs down,
+    so ``ylim`` is (bottom, top))."""
+    img, kw = as_display_image(image)
+    ax.imshow(img, **kw)
+    ax.set(xlim=xlim if xlim is not None else ax.get_xlim(), ylim=ylim if ylim is not None else ax.get_ylim())
+    if title is not None:
+        ax.set_title(title)
+    ax.axis("off")
+    return ax
+
+
+def box(ax, xyxy, *, color: str = "yellow", ls: str = "-", lw: float = 0.7, label: str | None = None):
+    """Draw a box (x1, y1, x2, y2) in pixels, unfilled."""
+    from matplotlib.patches import Rectangle
+
+    x1, y1, x2, y2 = (float(v) for v in _numpy(xyxy).reshape(4))
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=color, ls=ls, lw=lw, label=label))
+    return ax
+
+
+def number_points(ax, points, *, fontsize: float = 7, start: int = 0, offsets=None, ha: str = "left"):
+    """Write each point's index (from ``start``) beside it; ``offsets`` (N, 2) in points overrides the
+    default small offset up-right, point by point."""
+    pts = _numpy(points).reshape(-1, 2)
+    offsets = np.tile([1.5, 1.5], (len(pts), 1)) if offsets is None else np.asarray(offsets, float).reshape(-1, 2)
+    for i, ((x, y), off) in enumerate(zip(pts, offsets), start=start):
+        ax.annotate(str(i), (x, y), xytext=tuple(off), textcoords="offset points", fontsize=fontsize, ha=ha)
+    return ax
+
+
+def eye_centres(points, scheme) -> np.ndarray:
+    """(2, 2) the means of each eye's points of ``scheme`` (its ``eye_centre_groups``): the inter-pupil
+    normaliser's points."""
+    from falign.measure import landmarks as schemes
+
+    pts = _numpy(points).reshape(-1, 2)
+    return np.array([pts[list(group)].mean(axis=0) for group in schemes.get_scheme(scheme).eye_centre_groups])
+
+
+def scheme_points(ax, points68, scheme, *, numbered: bool = False, root: str = "ibug68"):
+    """A scheme derived from ``root`` (68 points), on the 68 points it comes from: faint grey dots for the
+    68, green for points the scheme keeps, orange stars for points it averages from several, red rings
+    on its outer eye corners and blue crosses on its eye centres (its normalisers), where it has them."""
+    from falign.measure import landmarks as schemes
+
+    s = schemes.get_scheme(scheme)
+    base = _numpy(points68).reshape(-1, 2)
+    points = schemes.convert(base, root, s)
+    averaged = np.array([len(source) > 1 for source in s.sources])
+    c = SCHEME_COLOURS
+    ax.scatter(*base.T, s=4, c=c["context"])
+    ax.scatter(*points[~averaged].T, s=10, c=c["kept"])
+    ax.scatter(*points[averaged].T, s=70, marker="*", c=c["averaged"])
+    if s.outer_eye_corners is not None:
+        ax.scatter(*points[list(s.outer_eye_corners)].T, s=110, facecolors="none", edgecolors=c["outer eye corners"],
+                   linewidths=1.5)
+    if s.eye_centre_groups is not None:
+        ax.scatter(*eye_centres(points, s).T, s=110, marker="+", c=c["eye centres"], linewidths=1.5)
+    if numbered:
+        number_points(ax, points, fontsize=9)
+    return ax
+
+
+def normalisers(ax, points, scheme="ibug68"):
+    """The normalisers of one face: the outer eye corners (inter-ocular), the eye centres (inter-pupil)
+    and the landmark box (the box normalisers), with a legend."""
+    from falign.measure import landmarks as schemes
+
+    s = schemes.get_scheme(scheme)
+    pts = _numpy(points).reshape(-1, 2)
+    c = SCHEME_COLOURS
+    (x1, y1, x2, y2), = metrics.landmark_boxes(pts)
+    box(ax, (x1, y1, x2, y2), color=c["box"], ls="--", lw=1.0)
+    ax.plot(*pts[list(s.outer_eye_corners)].T, "-o", c=c["outer eye corners"], mfc="none", ms=9,
+            label="inter-ocular (outer corners)")
+    ax.plot(*eye_centres(pts, s).T, "-+", c=c["eye centres"], ms=12, mew=1.5, label="inter-pupil (eye centres)")
+    ax.plot([], [], ls="--", c=c["box"], label="landmark box (w, h)")
+    ax.legend(loc="lower center", fontsize=7)
+    return ax
+
+
+def flip_pairs(ax, points, scheme="ibug68"):
+    """A scheme's flip permutation on one face: each point joined to its mirror partner, the points on
+    the symmetry line (their own partners) as diamonds."""
+    from falign.measure import landmarks as schemes
+
+    s = schemes.get_scheme(scheme)
+    pts = _numpy(points).reshape(-1, 2)
+    perm, index = s.flip_perm, np.arange(s.n_points)
+    paired = perm != index
+    c = SCHEME_COLOURS
+    for i in np.flatnonzero(paired & (perm > index)):
+        ax.plot(*pts[[i, perm[i]]].T, c=c["mirror pair"], lw=0.7)
+    ax.scatter(*pts[paired].T, s=10, c=c["mirror pair"], label="mirror pair")
+    ax.scatter(*pts[~paired].T, s=30, marker="D", c=c["own partner"], label="own partner")
+    ax.legend(loc="lower center", fontsize=7)
+    return ax
+
+
+def per_landmark(ax, errors, visible=None, *, regions=IBUG68_REGIONS, xlabel: str = "point",
+                 ylabel: str = "mean error (%)", title: str | None = None):
+    """Mean error of each landmark over images, in % (``errors`` (n, N) normalised, as
+    :func:`falign.measure.metrics.per_landmark_errors` gives): grey bars over all points, blue dots
+    over the visible ones only (``visible`` (n, N)); ``regions`` ((first point, name), ...) are marked."""
+    errors = _numpy(errors).astype(float)
+    n = errors.shape[1]
+    ax.bar(np.arange(n), 100 * errors.mean(axis=0), color="0.7", label="all points")
+    if visible is not None:
+        visible_only = np.where(_numpy(visible).astype(bool), errors, np.nan)
+        ax.plot(np.arange(n), 100 * np.nanmean(visible_only, axis=0), "o", ms=3, c="tab:blue",
+                label="visible points only")
+    top = 1.15 * ax.get_ylim()[1]
+    for start, region in regions:
+        ax.axvline(start - 0.5, c="0.4", lw=0.6)
+        ax.text(start, 0.97 * top, region, va="top", fontsize=8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(-1, n), ylim=(0, top))
+    if title is not None:
+        ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return ax
+
+
+def ced_area(ax, errors, alpha: float, *, max_error: float = 0.15, step: float = 0.0005, xlabel: str = "NME",
+             title: str | None = None):
+    """One CED (:func:`falign.measure.metrics.ced`) with what AUC@alpha and failure@alpha read off it:
+    the area up to ``alpha`` shaded (its share of alpha is the AUC) and a line at ``alpha`` (the CED's
+    shortfall from 1 there is the failure rate)."""
+    thresholds, fraction = metrics.ced(errors, max_error=max_error, step=step)
+    area, failures = metrics.auc(errors, alpha), metrics.failure_rate(errors, alpha)
+    ax.step(thresholds, fraction, where="post", c="tab:blue", label="CED")
+    inside = thresholds <= alpha + 1e-12
+    ax.fill_between(thresholds[inside], fraction[inside], step="post", alpha=0.25, color="tab:blue",
+                    label=f"AUC@{alpha:g} = {area:.3f}")
+    ax.axvline(alpha, c="tab:red", ls="--", lw=1, label=f"failure rate@{alpha:g} = {failures:.1%}")
+    ax.set(xlabel=xlabel, ylabel="share of images", xlim=(0, max_error), ylim=(0, 1.01))
+    if title is not None:
+        ax.set_title(title)
+    ax.legend(loc="lower right")
     return ax

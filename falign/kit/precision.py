@@ -116,11 +116,13 @@ def choose(request: str, model: torch.nn.Module, device: torch.device,
     be emulated), or ``"auto"`` (see the module docstring). ``step(candidate)`` times the training's own
     step under a candidate and returns samples/s (see :func:`probe`).
 
-    Decision [precision.per-machine]: the papers train in float32 on GPUs. Our CPU scales train in
+    Decision [precision.per-machine] (training): the papers train in float32 on GPUs. Our CPU scales train in
     float32, or under bf16 autocast (weights, optimiser and the loss's reduction in float32) only where
     this CPU computes bf16 natively and a probe of the training's own step measures it at least 10 %
-    faster. Smoke scales, and PIFA's, RCSR's and CFDRNN's paper-protocol ``full`` scales, ask for float32. Each run's provenance says
-    which setting every training used."""
+    faster. Smoke scales, and the paper-protocol ``full`` scales of papers that train in float32, ask for it. Each run's provenance says
+    which setting every training used.
+    Paper: Every paper trains on GPUs (Caffe, MatConvNet or PyTorch); one states float32, the others
+    do not state the precision."""
     if request not in REQUESTS:
         raise ValueError(f"precision={request!r}: expected one of {', '.join(REQUESTS)}")
     conv = has_conv(model)

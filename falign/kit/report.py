@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from falign.data.registry import names as dataset_names
 from falign.kit import atomic_files as atomic, paths
 
 # Smallest to largest. smoke: CI, seconds; small: 2 CPU cores, minutes; gpu: one GPU, minutes per
 # chapter; full: the paper's protocol.
 SCALES = ("smoke", "small", "gpu", "full")
-DATASETS = ("synthetic", "300w", "aflw-pifa", "afw", "lfpw5", "helen", "cofw", "menpo")
 DEVICES = ("cpu", "cuda")
 
 
@@ -91,8 +91,9 @@ class Run:
         scale, data, seed = params["SCALE"], params["DATA"], int(params["SEED"])
         if scale not in SCALES:
             raise ValueError(f"SCALE={scale!r} is not one of {', '.join(SCALES)}")
-        if data not in DATASETS:
-            raise ValueError(f"DATA={data!r} is not one of {', '.join(DATASETS)}")
+        known = dataset_names()
+        if data not in known:
+            raise ValueError(f"DATA={data!r} is not one of {', '.join(known)}")
         self.paper, self.notebook, self.params = paper, notebook, dict(params)
         self.scale, self.data, self.seed = scale, data, seed
         self.device = resolve_device(params.get("DEVICE", "cpu"))

@@ -148,7 +148,7 @@ def checkpoint_path(checkpoint_dir: str | Path, precision: str = "fp32") -> Path
 
 def finished(checkpoint_dir: str | Path, epochs: int, precision: str = "fp32") -> dict[str, Any] | None:
     """The checkpoint of a training that ran all ``epochs`` in ``checkpoint_dir`` on this machine, or
-    None: lets a chapter skip the work that only feeds a training (e.g. CCNN's anchors) when it is done."""
+    None: lets a chapter skip the work that only feeds a training (e.g. a cascade's anchors) when it is done."""
     path = checkpoint_path(checkpoint_dir, precision)
     if path is None or not path.exists():
         return None

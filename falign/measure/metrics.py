@@ -13,12 +13,12 @@ Per-image errors first, statistics over images second:
   `ExcludedFacesWarning`. Use them rather than `errors.mean()`, which would return NaN.
 
 Normalisers (`norm`), computed from the ground truth, whether or not its eye points are visible:
-  "inter-ocular"  distance between the outer eye corners (300-W; RCSR, CFDRNN, PIFA on 300-W)
-  "inter-pupil"   distance between the eye centres, the means of each eye's points (MSRRN, CFDRNN)
-  "box"           sqrt(w * h) of the face box x1, y1, x2, y2 (PIFA on AFLW)
+  "inter-ocular"  distance between the outer eye corners (the 300-W challenge's choice)
+  "inter-pupil"   distance between the eye centres, the means of each eye's points
+  "box"           sqrt(w * h) of the face box x1, y1, x2, y2 (the AFLW protocol)
   "box-width"     w, as in Sun et al.'s five-point protocol
   "box-diagonal"  sqrt(w^2 + h^2), as Menpo (with the ground-truth landmark box, `landmark_boxes`)
-  "none"          raw pixels (PIFA's MAPE on AFW)
+  "none"          raw pixels (MAPE, as on AFW)
 A zero or non-finite normaliser raises ValueError naming the images.
 
 Curve statistics, written once here so every table uses the same definitions:
@@ -27,7 +27,7 @@ Curve statistics, written once here so every table uses the same definitions:
               function, so the integral is mean_i max(0, a - e_i), and AUC@a = mean_i
               max(0, 1 - e_i / a). Toolkits that integrate a sampled CED (trapezoid, Simpson)
               converge to this value as their step shrinks.
-  failure@a   share of images with error >= a ("0.08 or greater", CFDRNN following 300-W).
+  failure@a   share of images with error >= a ("0.08 or greater", following 300-W).
 """
 
 from __future__ import annotations
@@ -187,9 +187,9 @@ def nme(pred, gt, norm: str = "inter-ocular", scheme: str | Scheme | None = "ibu
 
 
 def mape(pred, gt, visible=None) -> np.ndarray:
-    """(B,) mean pixel error over the visible points of each image (PIFA's MAPE).
+    """(B,) mean pixel error over the visible points of each image (MAPE).
 
-    PIFA defines MAPE as "the average of the pixel errors for the visible landmarks"; like every
+    MAPE is "the average of the pixel errors for the visible landmarks"; like every
     metric here it is averaged per image first, then over images with `mean_error`.
     """
     return nme(pred, gt, norm="none", visible=visible)

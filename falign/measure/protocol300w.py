@@ -1,17 +1,19 @@
-"""The 300-W evaluation protocol shared by the RCSR, CFDRNN and MSRRN chapters.
+"""The 300-W evaluation protocol shared by every chapter that tests on 300-W.
 
 300-W [Sagonas et al.] tests on three sets: *common* (the LFPW and Helen test images, 554 faces),
 *challenging* (iBUG, 135 faces) and *full* (both, 689 faces). The error of a face is the mean
 point-to-point distance divided by a normaliser computed from its ground truth: the outer eye
-corners ("inter-ocular", the 300-W challenge's and RCSR's choice) or the eye centres ("inter-pupil",
+corners ("inter-ocular", the 300-W challenge's choice) or the eye centres ("inter-pupil",
 used by some papers). Tables report, per subset, the mean error in %, AUC@0.08 and the failure rate
 at 0.08, all from :mod:`falign.measure.metrics` (AUC exact; failure = error >= 0.08).
 
-Decision [protocol300w.full-set]: *full* is common and challenging pooled image by image, so its mean is the average of the
+Decision [protocol300w.full-set] (evaluation): *full* is common and challenging pooled image by image, so its mean is the average of the
 two subsets' means weighted by their image counts (554 and 135 on the real data), which is what the
 papers report. A ``"full"`` entry given explicitly is used as is.
+Paper: 300-W's full set is common + challenging (689 images); the papers report its mean without saying
+whether faces are pooled or subset means averaged.
 
-The 49-point results of RCSR's Tables 2-3 drop the jaw and the mouth's inner corners: pass
+49-point results (as some papers report) drop the jaw and the mouth's inner corners: pass
 ``eval_scheme="ibug49"`` and the 68-point predictions and ground truth are converted with
 :func:`falign.measure.landmarks.convert` before scoring (the normaliser is the same pair of eye corners).
 """

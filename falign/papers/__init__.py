@@ -89,7 +89,7 @@ def _module(paper: str | ModuleType) -> ModuleType:
         return paper
     if paper not in PAPERS:
         raise UnknownNumber(f"no published numbers for paper {paper!r}; known: {', '.join(PAPERS)}")
-    return importlib.import_module(f"falign.papers.{paper}")
+    return importlib.import_module(f"falign.papers.{paper}.published")
 
 
 def _row_key(row: pd.Series, key: str | None, first: str, position: int) -> str:

@@ -4,7 +4,7 @@ Measured on the CPU (all of its threads, one process) and, when torch sees one, 
 
 * SynthFace generation, everything included (3DMM sampling, rendering, backgrounds, occluders,
   noise, blur, landmarks and visibility), at 128 and 256 pixels;
-* PIFA's visualization layer, and PIFA / RCSR / CCNN / CFDRNN / MSRRN inference at batch 1 (latency)
+* each chapter's inference (its ``bench`` module: e.g. a visualization layer, and every model at batch 1
   and a large batch (throughput);
 * every aligner with shipped weights (``falign.kit.aligner.available()``), end to end from a photo and
   its face boxes: latency at batch 1 (ms per face) and throughput at a large batch (faces/s). No
@@ -47,104 +47,6 @@ def bench_synthface(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
-def bench_pifa(device: torch.device, quick: bool) -> list[dict]:
-    """PIFA at the paper's 114x114 input (Table 1 network): visualization layer and inference."""
-    from falign.papers.pifa import experiment as chapter
-    from falign.papers.pifa.model import split_params
-
-    net = chapter.build_network().to(device).eval()
-    rows = []
-    with torch.no_grad():
-        M, p = split_params(net.initial_params(net.crop_box(64, device)))
-        for batch in (1, 64):
-            s = seconds_per_call(lambda: net.visualization(M[:batch], p[:batch], net.size), device)
-            rows.append(dict(benchmark="PIFA visualization layer", size=net.size, batch=batch,
-                             value=batch / s, unit="images/s"))
-        for batch in (1, 8 if quick else 64):
-            images = torch.rand(batch, net.in_channels, net.size, net.size, device=device)
-            s = seconds_per_call(lambda: net.predict(images), device)
-            rows.append(dict(benchmark="PIFA inference", size=net.size, batch=batch, value=batch / s,
-                             unit="images/s"))
-    return rows
-
-
-def bench_rcsr(device: torch.device, quick: bool) -> list[dict]:
-    """RCSR (ConvGRU + SRCNN) at the paper's protocol: per-face time at batch 1 and batched."""
-    from falign.papers.rcsr import experiment as chapter
-    from falign.papers.rcsr.model import place_in_box
-
-    cfg = chapter.SCALES["full"]
-    net = chapter.build(cfg).to(device).eval()
-    size = cfg.size
-    rows = []
-    with torch.no_grad():
-        for batch in (1, 8 if quick else 64):
-            images = torch.rand(batch, 1, size, size, device=device)
-            box = torch.tensor([[8.0, 8.0, size - 8.0, size - 8.0]]).expand(batch, 4).numpy()
-            init = torch.from_numpy(place_in_box(net.mean_shape.cpu().numpy(), box)).to(device)
-            s = seconds_per_call(lambda: net.predict(images, init), device)
-            rows.append(dict(benchmark="RCSR inference", size=size, batch=batch, value=batch / s,
-                             unit="faces/s"))
-    return rows
-
-
-def bench_ccnn(device: torch.device, quick: bool) -> list[dict]:
-    """CCNN (3 stages, all 23 CNNs) on the chapter's 78x78 crop and its face box: per-face time at
-    batch 1 (latency) and batched (throughput), and each stage count for Sec. 4.2's speed trade."""
-    from falign.papers.ccnn import experiment as chapter
-    from falign.papers.ccnn.model import CCNN
-
-    size = chapter.SCALES["full"].size
-    net = CCNN().to(device).eval()
-    rows = []
-    for batch in (1, 8 if quick else 256):
-        images = torch.rand(batch, 3, size, size, device=device)
-        quarter = size / 4
-        box = torch.tensor([[quarter - 0.5, quarter - 0.5, size - quarter - 0.5, size - quarter - 0.5]],
-                           device=device).expand(batch, 4)
-        for stages in (1, 2, 3) if batch == 1 else (3,):
-            first = chapter.first_stages(net, stages)
-            s = seconds_per_call(lambda: first.predict(images, box), device,
-                                 repeats=3 if quick else 50 if batch == 1 else 5)
-            rows.append(dict(benchmark=f"CCNN inference ({stages} stage{'s' if stages > 1 else ''})", size=size,
-                             batch=batch, value=batch / s, unit="faces/s"))
-    return rows
-
-
-def bench_msrrn(device: torch.device, quick: bool) -> list[dict]:
-    """MSRRN (3 stages, shared weights, initial-shape CNN) at the paper's 200/100/50-pixel faces and at
-    the chapter's small scale: per-face time at batch 1 (latency) and batched (throughput), the whole
-    forward pass (pyramid, S^0, every stage). The paper: 100 frames/s on a GTX 1080, 10 on a Core i7."""
-    from falign.papers.msrrn import experiment as chapter
-
-    rows = []
-    for scale in ("full", "small"):
-        cfg = chapter.SCALES[scale]
-        net = chapter.build(cfg).to(device).eval()
-        for batch in (1, 8 if quick else 64):
-            s = chapter.seconds_per_face(net, cfg.size, batch, device, repeats=2 if quick else 20)
-            rows.append(dict(benchmark=f"MSRRN inference ({scale})", size=cfg.size, batch=batch, value=1 / s,
-                             unit="faces/s"))
-    return rows
-
-
-def bench_cfdrnn(device: torch.device, quick: bool) -> list[dict]:
-    """CFDRNN (two resizers, 3 HML and 4 LML branches; L4 of Eq. 4) at the paper's 256x256 input and
-    width and at the chapter's small scale: per-face time at batch 1 (latency) and batched
-    (throughput)."""
-    from falign.papers.cfdrnn import experiment as chapter
-
-    rows = []
-    for scale, bulk in (("full", 16), ("small", 64)):
-        cfg = chapter.SCALES[scale]
-        net = chapter.build(cfg).to(device).eval()
-        for batch in (1, 2 if quick else bulk):
-            s = chapter.inference_seconds(net, cfg.size, batch, device, repeats=1 if quick else 5)
-            rows.append(dict(benchmark=f"CFDRNN inference ({scale})", size=cfg.size, batch=batch, value=batch / s,
-                             unit="faces/s"))
-    return rows
-
-
 def bench_training(device: torch.device, quick: bool) -> list[dict]:
     """Each chapter's ``small`` training, its main model through the chapter's own code
     (:mod:`falign.tools.trainspeed`): samples/s with the configured precision (``auto``: what
@@ -154,7 +56,7 @@ def bench_training(device: torch.device, quick: bool) -> list[dict]:
 
     rows = []
     steps = 2 if quick else 30
-    for chapter in trainspeed.CHAPTERS:
+    for chapter in trainspeed.chapters():
         # Each setting twice, alternating, the faster run of each kept: the order cannot favour either
         # (caches warm up, clocks settle), and a slow outlier does not decide the ratio.
         runs: dict[str, list] = {"configured": [], "fp32": []}
@@ -221,8 +123,15 @@ def bench_peer(device: torch.device, quick: bool) -> list[dict]:
                                                                 device, quick)]
 
 
-BENCHMARKS = {"training": bench_training, "synthface": bench_synthface, "pifa": bench_pifa, "rcsr": bench_rcsr, "ccnn": bench_ccnn,
-              "msrrn": bench_msrrn, "cfdrnn": bench_cfdrnn, "aligners": bench_aligners, "peer": bench_peer}
+def benchmarks() -> dict:
+    """Every benchmark by name: the kit's own and each registered chapter's ``BENCHMARKS``."""
+    from falign.kit import registry
+
+    out = {"training": bench_training, "synthface": bench_synthface}
+    for chapter in registry.chapters():
+        module = chapter.module("bench")
+        out.update(getattr(module, "BENCHMARKS", {}) if module else {})
+    return {**out, "aligners": bench_aligners, "peer": bench_peer}
 
 
 ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
@@ -235,7 +144,7 @@ def run(names: list[str], quick: bool = False) -> pd.DataFrame:
         for name in names:
             print(f"bench {name} on {device.type} ...", flush=True)
             torch.manual_seed(0)
-            for row in BENCHMARKS[name](device, quick):
+            for row in benchmarks()[name](device, quick):
                 rows.append({**row, "device": report.describe_device(device)})
                 print(f"  {row['benchmark']} size {row['size']} batch {row['batch']}: "
                       f"{row['value']:.1f} {row['unit']}", flush=True)
@@ -254,14 +163,15 @@ def run(names: list[str], quick: bool = False) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m falign.tools.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(benchmarks())}")
     parser.add_argument("--quick", action="store_true", help="small batches, one repeat (a check that it runs)")
     parser.add_argument("--out", default=str(paths.RESULTS_DIR / "bench.csv"))
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.names) - set(BENCHMARKS))
+    known = benchmarks()
+    unknown = sorted(set(args.names) - set(known))
     if unknown:
-        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; valid: {', '.join(BENCHMARKS)}")
-    df = run(args.names or list(BENCHMARKS), quick=args.quick)
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+    df = run(args.names or list(known), quick=args.quick)
     with atomic.atomic_path(args.out) as tmp:
         df.to_csv(tmp, index=False)
     print(df.to_string(index=False))

@@ -43,11 +43,12 @@ from pathlib import Path
 import numpy as np
 
 from falign.data import detect      # cheap: the rest (torch) is imported once the arguments are read
+from falign.kit import registry
 
 EPILOG = """\
 example (a test photo from scikit-image; dlib's detector finds the face):
   python -c "import skimage.data, skimage.io; skimage.io.imsave('astronaut.png', skimage.data.astronaut())"
-  falign align astronaut.png --model rcsr --out aligned/
+  falign align astronaut.png --model <name> --out aligned/
   # -> aligned/astronaut_face0.pts  (300-W points, 1-based)
   #    aligned/astronaut_face0.json (0-based points, visibility, box, model, provenance)
   #    aligned/astronaut_face0.png  (overlay: visible points green, hidden red)
@@ -62,7 +63,7 @@ its new files are written); a photo that fails keeps its earlier outputs.
 exit status: 0 all photos aligned; 1 a photo failed or a disk error; 2 a bad argument or model; 130 Ctrl-C.
 """
 
-DEFAULT_MODEL = "rcsr"
+DEFAULT_MODEL = registry.default_aligner() or ""   # a paper package registers the default
 MAX_PIXELS = 200_000_000                # larger photos are refused (decompression-bomb guard, memory)
 OVERLAY_SIDE = 2048                     # the overlay .png's longest side at most
 VISIBLE, HIDDEN, BOX = (0, 230, 0), (255, 60, 60), (255, 215, 0)

@@ -37,7 +37,7 @@ def _deadline(budget_s: float):
 def trainings(scale: str, device: torch.device, left, steps: int) -> pd.DataFrame:
     """Part 2: each chapter's training at ``scale`` for ``steps`` steps an epoch, 2 epochs."""
     rows = []
-    for chapter in trainspeed.CHAPTERS:
+    for chapter in trainspeed.chapters():
         if left() < 60:
             rows.append({"chapter": chapter, "scale": scale, "status": "skipped: device-time budget spent"})
             continue

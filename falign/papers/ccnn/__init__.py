@@ -1,0 +1,7 @@
+"""Cascaded lightweight CNNs with "shake" (CCNN): the paper's published numbers (``published``), its model as the method
+section reads (``model``), the experiment that reproduces its tables and claims (``experiment``), its
+aligner adapter (``aligner``) and its benchmarks (``bench``)."""
+
+from falign.kit.registry import register
+
+register(__name__, title="CCNN: cascaded CNNs with shake", shared_decisions=("precision.per-machine",))

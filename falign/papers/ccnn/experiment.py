@@ -41,7 +41,7 @@ PRESET, SCHEME = "lfpw5-like", ccnn.SCHEME
 DATASETS = ("synthetic", "lfpw5")   # the DATA it honours (checked before a run)
 POINTS = ccnn.POINTS
 
-# Decision [ccnn.augmentation]: Sec. 4.1 rotates "left 15 degrees and right 12 degrees" about the
+# Decision [ccnn.augmentation] (data): Sec. 4.1 rotates "left 15 degrees and right 12 degrees" about the
 # centre and flips horizontally, turning 10,000 faces into 60,000: read as two *fixed* angles, so each
 # face gives 3 rotations (0, +15, -12 degrees; + is counter-clockwise on screen) x 2 (as is, mirrored)
 # = 6 samples, the only reading that gives exactly 6x (a random angle in [-15, 12] would not fix the
@@ -49,6 +49,8 @@ POINTS = ccnn.POINTS
 # return about the same box for the tilted face); the mirror renumbers the points with the ``five``
 # scheme's flip permutation (the image-left eye stays point 0). Rotation, mirror and crop are one
 # affine per sample, so every sample is resampled once and its landmarks go through the same matrix.
+# Paper: Sec. 4.1: 'the left 15-degree and right 12-degree center rotation' (Eq. 8) and a horizontal flip turn
+# 10,000 training faces into 60,000; fixed angles or a range, and the centre of what, are not said.
 ANGLES = (0.0, 15.0, -12.0)
 FLIPS = (False, True)
 
@@ -77,13 +79,15 @@ class Scale:
     timing_repeats: int = 50     # timed calls per speed measurement (median)
 
 
-# Decision [ccnn.crop]: every face is stored as a 78 x 78 crop around its face box with a margin of
+# Decision [ccnn.crop] (data): every face is stored as a 78 x 78 crop around its face box with a margin of
 # half the box on each side (crop side = 2 x the box's longer side), so the box spans 39 pixels: stage 1
 # reads it at its Table 1 size without resampling, the Eq. 5 windows (up to +-0.18 box beyond a point)
 # and the +-15 degree rotations stay inside the crop, and Fig. 5's "windows-" arm has a whole image
 # around the face to read. SynthFace renders at 96 pixels (a box of about 50 pixels).
+# Paper: Stage 1 resizes the face box to 39x39x3 (Table 1); the windows of stages 2-3 are cut from the image
+# (Fig. 1); the resolution the images are kept at is not given.
 #
-# Decision [ccnn.budget]: the paper gives neither batch size nor iterations ("selected according to
+# Decision [ccnn.budget] (training): the paper gives neither batch size nor iterations ("selected according to
 # the actual situation"). Its schedule (x0.9 every 100 iterations) is itself a budget: 86% of the sum of
 # its learning rates falls in the first 1,875 iterations, and after 4,400 the rate is below 1% of its
 # start. Batch 32 lets that schedule do most of its work in few epochs. Every stage of every arm (CCNN,
@@ -103,6 +107,7 @@ class Scale:
 # the setting per machine and training), and torch.compile made a ResNet18 step slower. A single
 # epoch is judged on the last two fifths of its iterations (falign.kit.train.History.plateaued): 375
 # iterations each, exactly one small-scale epoch, so full's "converged" asks what small's does.
+# Paper: Batch size and iterations are 'selected according to the actual situation' (Sec. 3.3); none is given.
 SCALES = {
     "smoke": Scale(n_train=48, n_test=24, image=96, size=78, margin=0.5, batch=32, epochs=1, seeds=(0,),
                    eval_batch=256, timing_repeats=5, precision="fp32"),
@@ -278,22 +283,28 @@ class Variant:
         return {"stage": k, "shake": self.shake, "supersample": self.supersample}
 
 
-# Decision [ccnn.windows-arm]: Fig. 5's "windows-" (absolute positioning, no window frame) is stage 1
+# Decision [ccnn.windows-arm] (evaluation): Fig. 5's "windows-" (absolute positioning, no window frame) is stage 1
 # given no face frame: it reads the whole stored image (the 78 x 78 crop, face box about half of it;
 # box-filtered to 39 x 39 with ``supersample=2``) and predicts positions in the image's frame, where
 # "windows+" reads the face box and predicts in the box's frame. (With the box as input and image
 # targets the network could not know where its input lies in the image.)
+# Paper: Fig. 5: 'windows-' uses absolute positioning, 'windows+' relative positioning, in the first stage;
+# what windows- reads and predicts in is not described.
 #
-# Decision [ccnn.baseline]: Fig. 7's Sun et al. [22] cascade, trained at the same budget, is the
+# Decision [ccnn.baseline] (evaluation): Fig. 7's Sun et al. [22] cascade, trained at the same budget, is the
 # cascade without the paper's shake: Sun et al. 2013's level-2/3 networks have exactly CCNN's stage-2/3
 # layers and Eq. 5's windows (+-0.16/0.18, +-0.08/0.09 of the box), with no shake; its stage 1 is
 # CCNN's (shared, not retrained). Sun et al.'s deeper level 1 (4 conv layers with locally shared
 # weights, EN1/NM1 at 39 x 31) is not built, so this arm isolates the shake of stages 2-3.
+# Paper: Fig. 7 compares with Sun et al. [22] and Chen Rui [13] as published; their per-point values are not
+# legible and neither network is retrained.
 #
-# Decision [ccnn.resnet]: Table 3's ResNet18/34 get no accuracy, input or training in the paper. Ours
+# Decision [ccnn.resnet] (evaluation): Table 3's ResNet18/34 get no accuracy, input or training in the paper. Ours
 # read what CCNN's F1 reads (the face box resized to 39 x 39, standardised), regress the 10 coordinates
 # in box units with a linear head, and train with CCNN's loss, optimiser, schedule and budget (He et
 # al.'s batch norm and initialisation kept); their MB in Table 3 are those of the ImageNet networks.
+# Paper: Table 3 lists ResNet18 (44.59 MB) and ResNet34 (85.15 MB) by size only; no input, training or
+# accuracy is given for them.
 VARIANTS = {
     "ccnn": Variant("CCNN (3 stages)"),
     "windows-": Variant("stage 1, windows- (whole image, absolute)", n_stages=1, positioning="absolute",
@@ -324,8 +335,10 @@ class StepDecaySGD(torch.optim.SGD):
     every 100 iterations). The step count lives in each parameter group, so it is checkpointed and
     resumed with the optimiser's state.
 
-    Decision [ccnn.lr-schedule]: the paper's schedule exactly, per iteration (a staircase), carried by
-    the optimiser because ``falign.kit.train.fit`` steps its scheduler once per epoch."""
+    Decision [ccnn.lr-schedule] (training): the paper's schedule exactly, per iteration (a staircase), carried by
+    the optimiser because ``falign.kit.train.fit`` steps its scheduler once per epoch.
+    Paper: Sec. 3.3: initial learning rate 5e-3, 'every 100 iterations, the learning rate decays to 90% of the
+    original'."""
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
                  decay: float = 0.9, every: int = 100):
@@ -347,10 +360,14 @@ class StepDecaySGD(torch.optim.SGD):
 def optimizer(cfg: Scale):
     """The ``falign.kit.train.fit`` optimiser factory of every arm.
 
-    Decision [ccnn.momentum]: SGD with momentum 0.9. Eq. 7 prints the plain gradient step, but with
+    Decision [ccnn.momentum] (training): SGD with momentum 0.9. Eq. 7 prints the plain gradient step, but with
     the printed rate and schedule (about 1,000 iterations' worth of steps at 5e-3) plain SGD barely
-    leaves the Xavier start. Decision [ccnn.eta]: Eq. 6's eta = 5e-4 (weight decay), on the weight
-    matrices and kernels only (Eq. 6 penalises ||W||^2; biases and batch-norm scales are not W)."""
+    leaves the Xavier start.
+    Paper: Sec. 3.3, Eq. 7: SGD, W_{t+1} = W_t - lambda dE/dW_t (no momentum term).
+
+    Decision [ccnn.eta] (training): Eq. 6's eta = 5e-4 (weight decay), on the weight
+    matrices and kernels only (Eq. 6 penalises ||W||^2; biases and batch-norm scales are not W).
+    Paper: Eq. 6: (1/2) eta ||W||^2 on 'the weight matrix W'; eta is not given."""
 
     def make(params):
         params = list(params)
@@ -474,10 +491,11 @@ def predict_stages(model: torch.nn.Module, crops: Crops, variant: Variant | str 
 def point_errors(pred: torch.Tensor, crops: Crops) -> np.ndarray:
     """(n, 5) test error per face and point, in %, in original image coordinates.
 
-    Decision [ccnn.error]: the distance to the true point divided by the width of the given
+    Decision [ccnn.error] (evaluation): the distance to the true point divided by the width of the given
     (detector-like) face box, as Sun et al. 2013 (the paper's ref. [22] and the source of its windows)
     measure it; the paper's "test error (%)" is undefined. The inter-ocular NME (eye centres) is
-    reported beside it (:func:`inter_pupil_nme`)."""
+    reported beside it (:func:`inter_pupil_nme`).
+    Paper: Figs. 4-7 report a 'test error' in % without defining it."""
     return 100 * metrics.per_landmark_errors(pred, crops.ground_truth(), "box-width", boxes=crops.boxes)
 
 
@@ -574,8 +592,10 @@ def stage_trade(results: pd.DataFrame, stage_ms: dict[int, float], arm: str = "c
     """Per seed: the error drop stage 2 and stage 3 each buy, per millisecond each adds (Sec. 4.2's
     "only the first 2 stages" for real-time use). ``stage_ms``: k -> ms per face of the first k stages.
 
-    Decision [ccnn.speed-claim]: the paper's remark is read as "stage 3 buys less accuracy per unit of
-    time than stage 2": error drop (box-width %) per added ms at batch 1 on this machine."""
+    Decision [ccnn.speed-claim] (evaluation): the paper's remark is read as "stage 3 buys less accuracy per unit of
+    time than stage 2": error drop (box-width %) per added ms at batch 1 on this machine.
+    Paper: Sec. 4.2: 'If we face tasks with very high real-time requirements, then only the first 2 layers of
+    cascaded convolutional neural networks are sufficient.'"""
     rows = []
     for s in sorted(results.loc[results["arm"] == arm, "seed"].unique()):
         e = {k: per_seed(results[results["seed"] == s], arm, k)[0] for k in (1, 2, 3)}

@@ -24,8 +24,9 @@ forward call, not ten, and training all of a stage's CNNs at once ("parallel wit
 is exactly training each alone: the summed loss gives every network its own gradient.
 
 Coordinates: points are in *box units*, (0, 0) the face box's top-left corner and (1, 1) its
-bottom-right, x right, y down (Decision [ccnn.frame]: the paper normalises by the box, Eq. 9, and so
-do Sun et al. 2013; the unit makes windows, shake and targets independent of the image resolution).
+bottom-right, x right, y down (Decision [ccnn.frame] (model): the paper normalises by the box, Eq. 9, and so
+do Sun et al. 2013; the unit makes windows, shake and targets independent of the image resolution.
+Paper: Targets are relative to the window (Eq. 9); the unit of the coordinates is not stated.).
 Boxes are (x1, y1, x2, y2) *edges* in 0-based pixels (pixel centres at integers), as
 ``falign.data.crops`` writes them; without boxes the whole image is the face box, i.e. the edges
 (-0.5, -0.5, W - 0.5, H - 0.5). :meth:`CCNN.predict` returns image pixels. A *window* is
@@ -122,8 +123,9 @@ def crop_windows(images: torch.Tensor, boxes: torch.Tensor, windows: torch.Tenso
     One bilinear ``grid_sample`` call for all B*K windows. Output pixel (i, j) samples the centre of
     cell (i, j) of the window divided into size x size cells; outside the image the border repeats.
     ``supersample`` = s > 1 samples s x s points per cell and averages them (a box filter against
-    aliasing when a window spans many more image pixels than ``size``). Decision [ccnn.sampling]:
-    bilinear with border padding; the paper does not say how its windows are resized."""
+    aliasing when a window spans many more image pixels than ``size``). Decision [ccnn.sampling] (data):
+    bilinear with border padding; the paper does not say how its windows are resized.
+    Paper: The windows are resized to 15x15 (Fig. 3); the paper does not say how."""
     B, C, H, W = images.shape
     K, n = windows.shape[1], size * supersample
     t = (torch.arange(n, device=images.device, dtype=torch.float32) + 0.5) / n      # cell centres
@@ -145,10 +147,12 @@ def crop_windows(images: torch.Tensor, boxes: torch.Tensor, windows: torch.Tenso
 
 
 def standardise(crops: torch.Tensor) -> torch.Tensor:
-    """Sec. 4.1, "minus the mean and dividing the variance". Decision [ccnn.standardise]: per network
+    """Sec. 4.1, "minus the mean and dividing the variance". Decision [ccnn.standardise] (data): per network
     input (each crop or window), over its pixels and channels, to zero mean and unit *standard
     deviation* (dividing by the variance, as printed, would not standardise); as Sun et al.'s
-    released preprocessing does. Needs no dataset statistics, so an aligner carries none."""
+    released preprocessing does. Needs no dataset statistics, so an aligner carries none.
+    Paper: Sec. 4.1: inputs are standardised by 'minus the mean and dividing the variance'; over what (each
+    input or the data set) is not said."""
     x = crops.float()
     mean = x.mean(dim=(-3, -2, -1), keepdim=True)
     return (x - mean) / x.std(dim=(-3, -2, -1), keepdim=True).clamp_min(1e-3)
@@ -217,10 +221,14 @@ class GroupedCNN(nn.Module):
     convolutions; on CPU oneDNN then runs them 1.5-2x faster than NCHW, which for stage 1 is slower
     than a Python loop over the three networks (``channels_last = False`` restores NCHW).
 
-    Decision [ccnn.fc-relu]: ReLU after the hidden fc layer (the paper names ReLU after the convs
+    Decision [ccnn.fc-relu] (model): ReLU after the hidden fc layer (the paper names ReLU after the convs
     only; without a nonlinearity the two fc layers would collapse into one linear map); the output
-    layer is linear (a regression). Decision [ccnn.dropout]: dropout 0.25 (Sec. 3.3) on the input of
+    layer is linear (a regression).
+    Paper: ReLU is named after the conv layers (Sec. 3.3); the fc layers' activations are not listed.
+
+    Decision [ccnn.dropout] (model): dropout 0.25 (Sec. 3.3) on the input of
     both fc layers, "the fully connected layers use dropout".
+    Paper: Sec. 3.3: 'the fully connected layers use dropout', rate 0.25; where exactly is not said.
     """
 
     def __init__(self, groups: int, in_channels: int, input_size: int, convs: Sequence[tuple[int, int]],
@@ -295,12 +303,14 @@ STAGE1_CONVS = ((20, 4), (40, 3), (60, 3))                     # Table 2: 4x4x20
 STAGE1_HIDDEN = 120                                            # Table 2: 120d-fc1
 STAGE1_NETS = ("F1", "EN1", "NM1")
 STAGE1_POINTS = ((0, 1, 2, 3, 4), (0, 1, 2), (2, 3, 4))        # F1: all five; EN1: LE RE N; NM1: N LM RM
-# Decision [ccnn.en1-nm1-region]: Sec. 3.1.1 crops EN1's "eyes and nose" and NM1's "nose and mouth"
+# Decision [ccnn.en1-nm1-region] (data): Sec. 3.1.1 crops EN1's "eyes and nose" and NM1's "nose and mouth"
 # areas out of the face box but gives no bounds. We take Sun et al. 2013's (the paper's ref. [22]):
 # rows 0-30 and 8-38 of the 39x39 face, i.e. the top and bottom 31/39 of the box, full width. Table 2
 # gives all three CNNs the same 39x39 input and the same 64,800-weight fc1 (3x3x60 -> 120), and
 # Sec. 3.2.4's total of 643,920 weights holds only then, so each part is stretched to 39x39 (Sun et
 # al. fed 39x31).
+# Paper: Sec. 3.1.1: EN1 sees the 'eyes and nose' and NM1 the 'nose and mouth' parts of the face box; no
+# bounds are given, and Table 2 gives all three stage-1 CNNs a 39x39 input.
 STAGE1_REGIONS = ((0.0, 0.0, 1.0, 1.0), (0.0, 0.0, 1.0, 31 / 39), (0.0, 8 / 39, 1.0, 31 / 39))
 POSITIONING = ("relative", "absolute")                         # Fig. 5: windows+ / windows-
 
@@ -311,13 +321,15 @@ class Stage1(nn.Module):
 
     ``positioning="relative"`` (the paper's, Eq. 9, Fig. 5 "windows+"): each CNN predicts relative to
     the part it sees. ``"absolute"`` (Fig. 5 "windows-"): relative to the whole image, x / W, y / H
-    (Decision [ccnn.absolute]: "absolute positioning" is read as image coordinates normalised by the
+    (Decision [ccnn.absolute] (model): "absolute positioning" is read as image coordinates normalised by the
     image size, so the regression target's scale stays that of a window's; with face crops as
-    images and no boxes the two coincide for F1, so that ablation needs whole images with boxes).
+    images and no boxes the two coincide for F1, so that ablation needs whole images with boxes.
+    Paper: Fig. 5 compares 'absolute positioning' (windows-) with relative positioning (windows+); absolute positioning is not defined.).
 
     ``shake_std`` > 0 shakes the three parts in training like the windows of stages 2-3.
-    Decision [ccnn.fig6-stage]: Fig. 6 reports shake-/shake+ "in the first stage", whose input
+    Decision [ccnn.fig6-stage] (training): Fig. 6 reports shake-/shake+ "in the first stage", whose input
     Sec. 3.1.1 does not shake; 0 by default, the option serves that arm.
+    Paper: Fig. 6 reports shake-/shake+ 'in the first stage', whose input Sec. 3.1.1 does not shake.
     """
 
     def __init__(self, in_channels: int = 3, dropout: float = 0.25, positioning: str = "relative",
@@ -362,17 +374,21 @@ WINDOW_SIZE = 15                                               # Sec. 3.2.2: 15x
 WINDOW_CONVS = ((20, 4), (40, 3))                              # Fig. 3: 4x4x20, 3x3x40
 WINDOW_HIDDEN = 60                                             # Fig. 3: fc 60, fc 2
 STAGE_WINDOWS = {2: (0.16, 0.18), 3: (0.08, 0.09)}             # Eq. 5: a1 = b1, a2 = b2
-# Decision [ccnn.shake-unit]: shake ~ N(0, 1e-4) (Sec. 3.1.2) has no unit. Read as a variance of
+# Decision [ccnn.shake-unit] (training): shake ~ N(0, 1e-4) (Sec. 3.1.2) has no unit. Read as a variance of
 # 1e-4 in box units: the window moves by N(0, 0.01^2) face-box widths horizontally and heights
 # vertically, each axis, each window, each training sample independently (std 0.01 box = 6% of a
 # stage-2 window's half-side of 0.16, 12.5% of a stage-3 one). Stage 3 uses the same shake
 # ("shake is the same as the second stage", Sec. 3.1.3).
+# Paper: Sec. 3.1.2: shake ~ N(0, 1e-4) for the windows of stage 2 (stage 3 the same); no unit, and variance
+# or std is not said.
 SHAKE_VARIANCE = 1e-4
 SHAKE_STD = math.sqrt(SHAKE_VARIANCE)
-# Decision [ccnn.window-extent]: Eq. 5 sets windows_i = a*h, b*w, "expanded to the top, bottom, left
+# Decision [ccnn.window-extent] (model): Eq. 5 sets windows_i = a*h, b*w, "expanded to the top, bottom, left
 # and right of the anchor points". We read a*h as the extent on *each* side (window = 2a*h x 2b*w),
 # as Sun et al. 2013's +-0.16/+-0.18 patches of the box that these values come from; "full" reads
 # a*h as the whole side instead.
+# Paper: Eq. 5: windows_i = a*h, b*w 'expanded to the top, bottom, left and right of the anchor points': the
+# whole side or the extent on each side is ambiguous.
 EXTENTS = ("half", "full")
 
 
@@ -383,9 +399,11 @@ class WindowStage(nn.Module):
     that point relative to its window (Eq. 9), and Eq. 4 averages each pair.
 
     Names follow Sec. 3.2.1: LE21 is stage 2's first left-eye CNN (window a1), LE22 its second (a2).
-    Decision [ccnn.order]: the networks are ordered as Eq. 5 numbers the windows (all a1, then all
+    Decision [ccnn.order] (model): the networks are ordered as Eq. 5 numbers the windows (all a1, then all
     a2), not as Sec. 3.2.1 lists them (LE21, LE22, RE21, ...).
     ``shake_std``: the shake of Sec. 3.1.2, applied in ``train()`` mode only; ``eval()`` never shakes.
+    Paper: Sec. 3.2.1 lists stage 2's networks point by point (LE21, LE22, RE21, ...) while Eq. 5 numbers the
+    windows size by size.
     """
 
     def __init__(self, stage: int = 2, sizes: tuple[float, float] | None = None, *, in_channels: int = 3,
@@ -501,12 +519,15 @@ def stage_loss(out: StageOutput, target: torch.Tensor, owners: torch.Tensor,
     (1/m) sum_j 1/(2 N_n) sum_i ||y_i^j - d_i^j||^2 over its N_n points i and the m faces j of the
     batch, both in that network's window frame (Eq. 9); the stage's loss is the *sum* over its
     networks, so each network gets exactly its own gradient ("parallel within groups").
-    Decision [ccnn.loss]: i runs over a network's points (N_n = 5, 3 or 1), and every network is
+    Decision [ccnn.loss] (training): i runs over a network's points (N_n = 5, 3 or 1), and every network is
     trained on its own predictions, not on the Eq. 4 average.
+    Paper: Eq. 6 sums over 'the points' and 'the samples' without saying whether each network is trained on
+    its own output or on the Eq. 4 average.
 
     The L2 term (1/2) eta ||W||^2 is the optimiser's ``weight_decay=eta`` (its gradient eta W), e.g.
-    ``falign.kit.train.sgd(5e-3, weight_decay=eta)``; Decision [ccnn.weight-decay]: eta is not given,
-    and torch's SGD decays the biases too unless the chapter passes parameter groups."""
+    ``falign.kit.train.sgd(5e-3, weight_decay=eta)``; Decision [ccnn.weight-decay] (training): eta is not given,
+    and torch's SGD decays the biases too unless the chapter passes parameter groups.
+    Paper: Eq. 6 adds (1/2) eta ||W||^2 to the loss; eta is not given."""
     d = to_window(target.float()[:, owners], out.windows)             # (B, P, 2) targets, window frame
     sq = (out.rel.float() - d).pow(2).sum(-1)                          # ||y - d||^2 per prediction
     # N_n of each prediction's network, counted by comparison: bincount's output size depends on the

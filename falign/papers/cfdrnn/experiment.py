@@ -14,16 +14,18 @@ image coordinates. Decisions are marked ``Decision [cfdrnn.<id>]``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
-from dataclasses import dataclass
+import tempfile
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign.kit import batching, ledger, precision, report, timing
+from falign.kit import batching, chapter, ledger, plots, precision, report, timing
+from falign.kit.chapter import not_recipe
 from falign.measure import metrics, protocol300w
 from falign.kit import train as trainer
 from falign.data import transforms
@@ -41,13 +43,15 @@ THRESHOLD = 0.08                           # Sec. 6.2: AUC0.08, failure = error 
 PARTS = {"lfpw/testset": "LFPW", "helen/testset": "Helen"}   # real 300-W common's sources (Table 6, Figs. 8-9)
 
 
-@dataclass(frozen=True)
-class Scale:
-    """One CFDRNN scale: data sizes, crop, network size, optimisation, augmentation and seeds."""
+@dataclasses.dataclass(frozen=True)
+class Scale(chapter.Scale):
+    """One CFDRNN scale: data sizes, crop, network size, optimisation and augmentation (``seeds`` and
+    ``precision`` from :class:`falign.kit.chapter.Scale`); the fields marked :func:`not_recipe` change no
+    training."""
 
     n_train: int                 # training faces
     n_val: int                   # faces held out from the training split for validation (Sec. 5.2)
-    n_test: dict                 # test faces per subset
+    n_test: dict = not_recipe()  # test faces per subset
     image: int                   # SynthFace render size (pixels)
     size: int                    # crop side = the network's input I0 (Sec. 5.1: 256)
     margin: float                # crop margin around the face box (fraction of the box per side)
@@ -56,16 +60,17 @@ class Scale:
     batch: int
     lr: float
     lr_steps: tuple              # epochs after which the rate drops to 1/2, then 1/10 (Sec. 5.1's shape)
-    seeds: tuple                 # training seeds of every arm (added to the notebook's SEED)
     rotate: float = 10.0         # augmentation: max rotation (degrees)
     rescale: float = 0.1         # max relative enlargement / reduction
     shift: float = 0.05          # max shift, fraction of the crop
     colour: float = 0.2          # max relative change of each colour channel's gain
-    precision: str = "auto"      # falign.kit.precision: bf16 only where native and measured faster
-    eval_batch: int = 64
+    eval_batch: int = not_recipe(64)
+    ced_limit: float = not_recipe(0.3)      # x axis of the CED curves: the CPU scales' errors are larger
+    speed_repeats: int = not_recipe(3)      # timed forward passes of the paper-sized network (02_model)
+    caveat: str = not_recipe("")            # printed where the numbers of this scale mean nothing
 
 
-# Decision [cfdrnn.budget]: small is a CPU-sized CFDRNN: 64x64 input (16x16 heat-maps, s = 4 as in
+# Decision [cfdrnn.budget] (training): small is a CPU-sized CFDRNN: 64x64 input (16x16 heat-maps, s = 4 as in
 # the paper), every hidden layer at a quarter of Tables 2-4's channels (3.8 M parameters against 44 M),
 # batch 16 instead of 2, Adam at 1e-3 (see the optimiser below) for 22 epochs, halved after 15 and cut
 # to a tenth after 19 (the paper's 1 : 1/2 : 1/10), on 1,000 SynthFace faces with 150 more held out for
@@ -77,13 +82,17 @@ class Scale:
 # 20. A 1,000-face probe at 1e-3 still improved the validation NME by 5-10% per epoch at epoch 7, so
 # the budget goes to epochs rather than faces. full is the paper's network (256, width 1, batch 2,
 # 1,000 epochs, the Sec. 5.1 rates 1e-5 / 5e-6 / 1e-6): a GPU job, not run here.
+# Paper: 256x256 input, batch 2, 1,000 epochs on 11,007 images (8,507 trained, 2,500 validation) on a Titan X
+# (Sec. 5.1-5.2).
 SCALES = {
     # CI: numbers mean nothing, every notebook in seconds. float32: with bf16 autocast plus channels-last,
     # this tiny network's convolution backward returned NaN (torch 2.13, a 2-core AMD EPYC without AMX),
     # which train.fit refuses.
     "smoke": Scale(n_train=32, n_val=8, n_test={s: 8 for s in TEST_SUBSETS}, image=64, size=32, margin=0.15,
                    width=0.125, epochs=2, batch=8, lr=1e-3, lr_steps=(1, 2), seeds=(0,), eval_batch=32,
-                   precision="fp32"),
+                   precision="fp32", speed_repeats=1,
+                   caveat="SCALE=smoke: seconds of training, one seed; every number and verdict below is "
+                          "meaningless."),
     "small": Scale(n_train=1000, n_val=150, n_test={"common": 300, "challenging": 135, "indoor": 150,
                                                     "outdoor": 150},
                    image=96, size=64, margin=0.15, width=0.25, epochs=22, batch=16, lr=1e-3, lr_steps=(15, 19),
@@ -101,7 +110,7 @@ SCALES = {
     "full": Scale(n_train=8507, n_val=2500, n_test={"common": 554, "challenging": 135, "indoor": 300,
                                                     "outdoor": 300},
                   image=256, size=256, margin=0.15, width=1.0, epochs=1000, batch=2, lr=1e-5, lr_steps=(30, 35),
-                  seeds=(0, 1, 2), precision="fp32"),
+                  seeds=(0, 1, 2), precision="fp32", ced_limit=THRESHOLD),   # the paper's AUC limit
 }
 
 ARMS = {
@@ -121,9 +130,10 @@ def _faces(cfg: Scale, split: str, n: int, *, data: str, root: str, seed: int):
 def crop(cfg: Scale, faces) -> Crops:
     """RGB crops around the given (detector-like) box.
 
-    Decision [cfdrnn.crop]: the paper feeds 256x256 face images (Sec. 5.1) without saying how they
+    Decision [cfdrnn.crop] (data): the paper feeds 256x256 face images (Sec. 5.1) without saying how they
     are cut; we take the face box with a margin of 15% of its side on each side (the jaw and brows
-    stray outside detector boxes), resized to ``size``, border pixels repeated outside the photo."""
+    stray outside detector boxes), resized to ``size``, border pixels repeated outside the photo.
+    Paper: 'RGB images with size of 256 x 256' (Sec. 5.1); how the face is cut out (box, margin) is not said."""
     return crop_faces(faces, cfg.size, cfg.margin, padding_mode="border")
 
 
@@ -165,9 +175,11 @@ def augment(images: torch.Tensor, landmarks: torch.Tensor, cfg: Scale) -> tuple[
     pixels repeated), then a colour change (each channel's gain by up to ``colour``). Images (B, 3, S,
     S) uint8 or [0, 1] floats -> floats in [0, 1]; landmarks in the crop's pixels.
 
-    Decision [cfdrnn.augmentation]: the paper names the kinds, not the magnitudes: uniform draws
+    Decision [cfdrnn.augmentation] (data): the paper names the kinds, not the magnitudes: uniform draws
     within the scale's limits (10 degrees, 10%, 5% of the crop, 20% per channel), every face of every
-    epoch (torch's generator, which falign.kit.train.fit checkpoints)."""
+    epoch (torch's generator, which falign.kit.train.fit checkpoints).
+    Paper: 'color change of the image, rotation at small angles, enlargement, reduction, and spatial
+    displacements' (Sec. 5.1); no magnitudes, and whether online or offline is not said."""
     B, S = images.shape[0], images.shape[-1]
     images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     u = lambda *shape: 2 * torch.rand(*shape) - 1  # noqa: E731  uniform in [-1, 1]
@@ -224,11 +236,13 @@ def schedule(cfg: Scale):
     return lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-# Decision [cfdrnn.optimizer]: the paper names no optimiser (MatConvNet's default is SGD with momentum
+# Decision [cfdrnn.optimizer] (training): the paper names no optimiser (MatConvNet's default is SGD with momentum
 # 0.9) and its rates 1e-5 .. 1e-6 belong to its loss scale and batch of 2. We use Adam at every scale:
 # at the full scale with the paper's rates and batch, at the CPU scales at 1e-3 with batch 16. A probe
 # (small network, 400 faces, 3 epochs, seed 0): at 1e-5 the heat-map loss fell 1.3% (1543 -> 1522) and
 # the validation NME of L4 was 0.89; at 1e-3 it fell 26% (1373 -> 1011) and the NME was 0.32.
+# Paper: Learning rate 1e-5 for 30 epochs, 5e-6 for 5, then 1e-6 to epoch 1,000 (Sec. 5.1); the optimiser is
+# not named (MatConvNet's cnn_train defaults to SGD with momentum 0.9).
 def optimizer(cfg: Scale):
     return trainer.adam(cfg.lr)
 
@@ -250,47 +264,37 @@ def code_version() -> str:
     return trainer.code_version(cfdrnn, sys.modules[__name__], trainer)
 
 
-def seeds(cfg: Scale, base: int = 0) -> list[int]:
-    """The training seeds of every arm: the scale's seeds offset by the notebook's SEED."""
-    return [base + s for s in cfg.seeds]
-
-
-def _recipe(cfg: Scale) -> dict:
-    """The fields of a scale that change a training (test sizes, seeds and eval batch do not)."""
-    fields = dict(vars(cfg))
-    for k in ("n_test", "seeds", "eval_batch"):
-        fields.pop(k)
-    return fields
-
-
-def trained(cfg: Scale, crops: dict[str, Crops], work, arm: str = "cfdrnn", *, seed: int = 0, device="cpu",
-            progress: bool = True):
-    """Train one arm (or reload it) and return (model in eval mode, history). Cached in
-    ``work/<arm>-<key>``, the key covering the recipe, arm, seed, the training and validation crops'
-    fingerprints and the code version, so any notebook gets the same model and a changed recipe,
-    data set or code never reuses a stale one."""
-    train, val = crops["train"], crops["validation"]
-    folder = trainer.cache_dir(work, arm, recipe=(_recipe(cfg), arm, seed),
-                               data=(train.fingerprint, len(train), val.fingerprint, len(val)), code=code_version())
+def train(cfg: Scale, crops: dict[str, Crops], work, arm: str = "cfdrnn", seed: int = 0, *, device="cpu",
+          progress: bool = True):
+    """Train one arm for one seed (or reload it) and return (model in eval mode, history): the
+    chapter's one training entry point (:func:`falign.kit.chapter.grid` makes every arm and seed of it).
+    Cached in ``work/<arm>-<key>``, the key covering the recipe (:func:`falign.kit.chapter.recipe`), arm,
+    seed, the training and validation crops' fingerprints and the code version, so any notebook gets
+    the same model and a changed recipe, data set or code never reuses a stale one."""
+    train_crops, val = crops["train"], crops["validation"]
+    folder = trainer.cache_dir(work, arm, recipe=(chapter.recipe(cfg), arm, seed),
+                               data=(train_crops.fingerprint, len(train_crops), val.fingerprint, len(val)),
+                               code=code_version())
     torch.manual_seed(seed)
     model = build(cfg, arm)
-    history = trainer.fit(model, loss_fn(cfg), TrainSet(train), epochs=cfg.epochs, batch_size=cfg.batch,
+    history = trainer.fit(model, loss_fn(cfg), TrainSet(train_crops), epochs=cfg.epochs, batch_size=cfg.batch,
                           optimizer=optimizer(cfg), scheduler=schedule(cfg), device=device, seed=seed,
                           checkpoint_dir=folder, desc=f"cfdrnn {arm}", progress=progress,
                           precision=cfg.precision, validate=validation_nme(val, device, cfg.eval_batch))
     return model.eval(), history
 
 
-def trained_arms(cfg: Scale, crops: dict[str, Crops], work, arms=tuple(ARMS), *, base_seed: int = 0, device="cpu"):
-    """Every (arm, seed) of the claims ledger: {(arm, seed): (model, history)}."""
-    return {(arm, s): trained(cfg, crops, work, arm, seed=s, device=device, progress=False)
-            for arm in arms for s in seeds(cfg, base_seed)}
+def tiny(cfg: Scale) -> dict:
+    """The fields of ``cfg`` that shrink its data to two training batches and a few other faces
+    (:mod:`falign.tools.trainspeed`); the network, optimiser and augmentation stay."""
+    return dict(n_train=2 * cfg.batch, n_val=2, n_test={k: 2 for k in cfg.n_test})
 
 
-def converged(models: dict, arm: str) -> bool:
-    """Whether every seed of ``arm`` reached a plateau (:meth:`falign.kit.train.History.plateaued` on the
-    validation curve); the claims ledger draws no verdict otherwise."""
-    return all(history.plateaued() for (a, _), (_, history) in models.items() if a == arm)
+def main_training(cfg: Scale, crops: dict[str, Crops], device="cpu") -> list[trainer.History]:
+    """One training of CFDRNN (seed 0) through :func:`train`, cached in a temporary folder that goes
+    with it: its history (:mod:`falign.tools.trainspeed`)."""
+    with tempfile.TemporaryDirectory() as work:
+        return [train(cfg, crops, work, device=device, progress=False)[1]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -306,10 +310,6 @@ def predict_stages(model: cfdrnn.CFDRNN, crops: Crops, device="cpu", batch: int 
     out = batching.in_batches(lambda x: tuple(model.stages(x)[k] for k in STAGES), crops.float_images(),
                               batch=batch, device=device)
     return {name: crops.to_image(points) for name, points in zip(STAGES, out)}
-
-
-def ground_truth(tests: dict[str, Crops]) -> dict[str, torch.Tensor]:
-    return {s: c.ground_truth() for s, c in tests.items()}
 
 
 def pooled(by_subset: dict) -> dict:
@@ -353,32 +353,20 @@ def scores(predictions: dict, truth: dict, method: str) -> pd.DataFrame:
     return out[["method", "norm", "subset", "n", "NME (%)", "AUC0.08 (%)", "failure (%)"]]
 
 
+KEYS = ["arm", "stage", "norm", "subset"]
+SCORES = ["n", "NME (%)", "AUC0.08 (%)", "failure (%)"]
+"""The columns of :func:`results`: what identifies a row besides its seed, and what is measured."""
+
+
 def results(models: dict, tests: dict[str, Crops], device="cpu", batch: int = 64) -> pd.DataFrame:
     """One long table of every model and stage: arm, seed, stage, norm, subset, n, NME (%),
     AUC0.08 (%), failure (%)."""
-    truth = ground_truth(tests)
+    truth = {s: c.ground_truth() for s, c in tests.items()}
     rows = [scores(preds, truth, stage).assign(arm=arm, seed=seed)
             for (arm, seed), (model, _) in models.items()
             for stage, preds in stage_predictions(model, tests, device, batch).items()]
     out = pd.concat(rows, ignore_index=True).rename(columns={"method": "stage"})
-    return out[["arm", "seed", "stage", "norm", "subset", "n", "NME (%)", "AUC0.08 (%)", "failure (%)"]]
-
-
-def per_seed(res: pd.DataFrame, arm: str, stage: str, subset: str, value: str = "NME (%)",
-             norm: str = "inter-ocular") -> list[float]:
-    """One ledger arm: the value of ``stage`` on ``subset`` for each seed of ``arm``, in seed order."""
-    rows = res[(res["arm"] == arm) & (res["stage"] == stage) & (res["subset"] == subset) & (res["norm"] == norm)]
-    return rows.sort_values("seed")[value].tolist()
-
-
-def mean_over_seeds(res: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds of NME, AUC and failure, one row per (arm, stage, norm, subset), with the
-    seed count and the NME's standard deviation."""
-    g = res.groupby(["arm", "stage", "norm", "subset"], sort=False)
-    out = g[["n", "NME (%)", "AUC0.08 (%)", "failure (%)"]].mean()
-    out["NME std"] = g["NME (%)"].std()
-    out["seeds"] = g["seed"].count()
-    return out.reset_index()
+    return out[["arm", "seed", "stage", "norm", "subset", *SCORES]]
 
 
 def relative_change(new: float, old: float, better: str = "lower") -> float:
@@ -387,13 +375,6 @@ def relative_change(new: float, old: float, better: str = "lower") -> float:
     if not old or not math.isfinite(old):
         return math.nan
     return 100 * ((old - new) if better == "lower" else (new - old)) / abs(old)
-
-
-def inference_seconds(model: torch.nn.Module, size: int, batch: int = 1, device="cpu", repeats: int = 5) -> float:
-    """Median seconds per forward pass of ``batch`` random images (landmarks L4)."""
-    model = model.to(device).eval()
-    x = torch.rand(batch, 3, size, size, device=device)
-    return timing.seconds_per_call(lambda: model.predict(x), device, repeats)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -406,12 +387,17 @@ TABLE1 = {"challenging": "i-bug", "common": "Helen+LFPW", "full": "i-bug+Helen+L
           "private": "300-W private test set"}
 """Our subset -> the paper's column (Tables 5, 6) or test set (Tables 7, 1)."""
 
+METHODS = {("cfdrnn", "L4"): "CFDRNN", ("cfdrnn", "argmax H4"): "CFDRNN, s·argmax(H4) only (ours)"}
+"""Our rows of Tables 5-7 (03_train): (arm, stage) -> the row's method; the paper's "CFDRNN" row is L4."""
+WITH_ABLATION = {**METHODS, ("no-second-resizer", "L4"): f"{ARMS['no-second-resizer']['label']} (ours)"}
+"""Our rows of Tables 5-7 over the seeds (04_analysis): :data:`METHODS` and the ablation."""
+
 
 def method_rows(res: pd.DataFrame, methods: dict, columns: dict, value: str = "NME (%)") -> pd.DataFrame:
     """Our rows of a paper table, averaged over seeds: ``methods`` maps (arm, stage) -> the row's
     method name, ``columns`` our subset -> the table's column; one row per normaliser and method
     (NaN where the subset was not tested, e.g. LFPW on SynthFace)."""
-    mean = mean_over_seeds(res)
+    mean = chapter.mean_sd(res, KEYS, SCORES)
     rows = []
     for norm in NORMS:
         for (arm, stage), label in methods.items():
@@ -436,7 +422,7 @@ def table6(res: pd.DataFrame, methods: dict) -> pd.DataFrame:
 
 def table7(res: pd.DataFrame, methods: dict) -> pd.DataFrame:
     """Table 7 (AUC0.08 and failure in %, inter-ocular, public and private) paper beside ours."""
-    mean = mean_over_seeds(res)
+    mean = chapter.mean_sd(res, KEYS, SCORES)
     mean = mean[mean["norm"] == "inter-ocular"]
     rows = [{"normaliser": "inter-ocular", "test set": test, "method": label,
              "AUC0.08": float(sel["AUC0.08 (%)"].iloc[0]), "failure": float(sel["failure (%)"].iloc[0])}
@@ -464,13 +450,16 @@ def table1(res: pd.DataFrame, training: str, arm: str = "cfdrnn", stage: str = "
 # --------------------------------------------------------------------------------------------------
 # The claims ledger
 # --------------------------------------------------------------------------------------------------
-# Decision [cfdrnn.comparator]: the headline ratios are the paper's against DAN-Menpo, which this book does
+# Decision [cfdrnn.comparator] (evaluation): the headline ratios are the paper's against DAN-Menpo, which this book does
 # not train; ours compare CFDRNN with the only other complete method the chapter trains, the variant
 # without the second resizer, at the same budget and seeds, labelled as such.
+# Paper: The abstract's ratios (-45% failure, +11.5% AUC0.08 on the private set, 13% lower challenging NME)
+# are against DAN-Menpo [20], a different published method.
 COMPARATOR = "no-second-resizer"
-# Decision [cfdrnn.claim-subset]: the paper tests no design claim, so it names no set for one; the claims on
+# Decision [cfdrnn.claim-subset] (evaluation): the paper tests no design claim, so it names no set for one; the claims on
 # the design (stages, residual, second resizer) are judged on the 300-W public set (common + challenging,
 # "full"), inter-ocular, the set and normaliser of the paper's main comparison (Tables 5, 7).
+# Paper: The paper reports no ablation of its design.
 CLAIM_SUBSET = "full"
 
 CLAIMS = {
@@ -490,13 +479,14 @@ CLAIMS = {
 
 
 def claims(res: pd.DataFrame, models: dict) -> ledger.ClaimsLedger:
-    """The chapter's claims ledger from :func:`results` of :func:`trained_arms` (every arm, every
-    seed; inter-ocular errors). Arms whose training did not reach a plateau draw no verdict."""
-    ok = {arm: converged(models, arm) for arm in ARMS}
+    """The chapter's claims ledger from :func:`results` of every arm and seed (:func:`train` through
+    :func:`falign.kit.chapter.grid`; inter-ocular errors). Arms whose training did not reach a plateau draw no verdict."""
+    ok = {arm: chapter.converged(models, arm) for arm in ARMS}
     main, other = ARMS["cfdrnn"]["label"], ARMS[COMPARATOR]["label"]
 
     def arm(name, key="cfdrnn", stage="L4", subset=CLAIM_SUBSET, value="NME (%)"):
-        return ledger.Arm(name, per_seed(res, key, stage, subset, value), converged=ok[key])
+        values = chapter.per_seed(res, value, arm=key, stage=stage, subset=subset, norm="inter-ocular")
+        return ledger.Arm(name, values, converged=ok[key])
 
     book = ledger.ClaimsLedger()
     book.add(CLAIMS["hml-stages"], *[arm(f"s·argmax(H{j})", stage=f"argmax H{j}") for j in (4, 3, 2, 1)])
@@ -519,7 +509,8 @@ def headline_ratios(res: pd.DataFrame) -> pd.DataFrame:
             ("private-failure", "private", "failure (%)", "lower", "private-failure-reduction-vs-dan-menpo"),
             ("private-auc", "private", "AUC0.08 (%)", "higher", "private-auc-gain-vs-dan-menpo"),
             ("challenging-nme", "challenging", "NME (%)", "lower", "challenging-nme-gain-vs-dan-menpo")):
-        ours, other = (float(np.mean(per_seed(res, a, "L4", subset, value))) for a in ("cfdrnn", COMPARATOR))
+        ours, other = (float(np.mean(chapter.per_seed(res, value, arm=a, stage="L4", subset=subset,
+                                                      norm="inter-ocular"))) for a in ("cfdrnn", COMPARATOR))
         rows.append({"claim id": claim, "quantity": f"{value} on {subset}",
                      "paper: CFDRNN vs DAN-Menpo (%)": paper.number(f"text_numbers/{text_id}"),
                      f"ours: CFDRNN vs {ARMS[COMPARATOR]['label']} (%)": relative_change(ours, other, better),
@@ -533,6 +524,11 @@ def headline_ratios(res: pd.DataFrame) -> pd.DataFrame:
 def _convs(module: torch.nn.Module) -> list[tuple[int, int, int, int]]:
     return [(m.in_channels, m.kernel_size[0], m.out_channels, m.stride[0]) for m in module.modules()
             if isinstance(m, torch.nn.Conv2d)]
+
+
+LAYER_TABLES = {"table2": "Table 2: the resizer block", "table3": "Table 3: one HML branch",
+                "table4": "Table 4: one LML branch"}
+"""The paper's layer tables and what each describes."""
 
 
 def layer_tables(net: cfdrnn.CFDRNN) -> dict[str, pd.DataFrame]:
@@ -581,3 +577,342 @@ def parameter_counts(net: cfdrnn.CFDRNN) -> dict[str, int]:
     parts = {"resizer (first instance)": count(net.resizer), "resizer (second instance)": count(net.resizer_r),
              "HML (3 branches)": count(net.hml), "LML (4 branches)": count(net.lml)}
     return {**parts, "total": count(net)}
+
+
+# --------------------------------------------------------------------------------------------------
+# What the notebooks show: the data (01), the network (02), one training (03), the arms (04)
+# --------------------------------------------------------------------------------------------------
+NOSE = 30
+"""The nose tip in the 68-point scheme: the one point whose heat-map the figures show (as Fig. 4)."""
+
+
+def data_sizes(cfg: Scale, crops: dict[str, Crops], scale: str) -> pd.DataFrame:
+    """The paper's data (Sec. 2, 5 and 6 of :mod:`falign.papers.cfdrnn.published`) beside the crops of
+    this run (faces, input and heat-map sides); "full" pools common and challenging, "private" indoor
+    and outdoor. The paper's 11,007 training images include the 2,500 it validates on: counted apart."""
+    protocol = paper.training_protocol()
+    n = lambda key: paper.number(f"text_numbers/{key}")  # noqa: E731
+    ours = {s: len(crops[s]) for s in ("train", "validation", *TEST_SUBSETS)}
+    return pd.DataFrame({
+        "item": ["training images", "validation images (held out of training)", "common test", "challenging test",
+                 "public (full) test", "private indoor", "private outdoor", "private (both)", "input side (px)",
+                 "heat-map side (px)", "landmarks"],
+        "paper": [protocol["train_images"] - protocol["validation_images"], protocol["validation_images"],
+                  n("common-images"), n("challenging-images"), n("public-images"), n("private-images/1"),
+                  n("private-images/2"), n("private-total"), protocol["input_size"], protocol["heatmap_size"],
+                  protocol["landmarks"]],
+        f"ours ({scale})": [ours["train"], ours["validation"], ours["common"], ours["challenging"],
+                            ours["common"] + ours["challenging"], ours["indoor"], ours["outdoor"],
+                            ours["indoor"] + ours["outdoor"], cfg.size, cfg.size // cfdrnn.S, cfdrnn.N_POINTS],
+    }).astype({"paper": int})
+
+
+def light_table(crops: dict[str, Crops]) -> pd.DataFrame:
+    """Mean brightness, contrast and sharpness (:meth:`falign.data.crops.Crops.light`) of the training
+    crops and of every test subset: what separates SynthFace's indoor from its outdoor faces."""
+    return pd.DataFrame([{"split": s, **crops[s].light()} for s in ("train", *TEST_SUBSETS)])
+
+
+def heatmap_floor(cfg: Scale, crops: dict[str, Crops]) -> pd.DataFrame:
+    """The resolution limit of the heat-map grid: Eq. 1 on *perfect* heat-maps (the targets of Eq. 5
+    rendered from the true landmarks) on every test subset, scored like the network (:func:`scores`,
+    original image coordinates, both normalisers)."""
+    tests = {s: crops[s] for s in TEST_SUBSETS}
+    truth = {s: c.ground_truth() for s, c in tests.items()}
+    decoded = {s: c.to_image(cfdrnn.coarse_landmarks(cfdrnn.render_heatmaps(c.landmarks, cfg.size // cfdrnn.S)))
+               for s, c in tests.items()}
+    return scores(decoded, truth, "s·argmax of the true heat-map")
+
+
+def samples_figure(crops: dict[str, Crops], shown: int = 6):
+    """``shown`` crops of every split, evenly spread, with their landmarks."""
+    import matplotlib.pyplot as plt
+
+    splits = ("train", "validation", *TEST_SUBSETS)
+    fig, axes = plt.subplots(len(splits), shown, figsize=(1.7 * shown, 1.8 * len(splits)))
+    for row, split in enumerate(splits):
+        c = crops[split]
+        for col, i in enumerate(np.linspace(0, len(c) - 1, shown).astype(int)):
+            plots.landmarks(axes[row, col], c.images[i], c.landmarks[i], size=2)
+        axes[row, 0].set_title(split, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def augmentation_figure(train: Crops, cfg: Scale, seed: int = 0, faces: int = 3, draws: int = 4):
+    """The first ``faces`` training crops as cropped and after ``draws`` draws of :func:`augment`
+    (torch's generator seeded with ``seed``)."""
+    import matplotlib.pyplot as plt
+
+    torch.manual_seed(seed)
+    fig, axes = plt.subplots(faces, draws + 1, figsize=(8.5, 5.2))
+    for row in range(faces):
+        plots.landmarks(axes[row, 0], train.images[row], train.landmarks[row], size=2)
+        images, points = augment(train.images[row:row + 1].expand(draws, -1, -1, -1),
+                                 train.landmarks[row:row + 1].expand(draws, -1, -1), cfg)
+        for col in range(draws):
+            plots.landmarks(axes[row, col + 1], images[col], points[col], size=2)
+    axes[0, 0].set_title("as cropped", fontsize=9)
+    for col in range(1, draws + 1):
+        axes[0, col].set_title(f"draw {col}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def targets_figure(train: Crops, cfg: Scale, faces: int = 4, point: int = NOSE):
+    """Fig. 4: the first ``faces`` training crops, the Eq. 5 target of one ``point`` and the 68 targets
+    overlaid (their maximum)."""
+    import matplotlib.pyplot as plt
+
+    some = train.subset(torch.arange(faces))
+    targets = cfdrnn.render_heatmaps(some.landmarks, cfg.size // cfdrnn.S)
+    fig, axes = plt.subplots(3, faces, figsize=(7, 5.4))
+    for col in range(faces):
+        plots.landmarks(axes[0, col], some.images[col], some.landmarks[col], size=2)
+        axes[1, col].imshow(targets[col, point], cmap="magma", vmin=0, vmax=1)
+        axes[2, col].imshow(targets[col].amax(0), cmap="magma", vmin=0, vmax=1)
+        for row in (1, 2):
+            axes[row, col].axis("off")
+    axes[1, 0].set_title("one point (nose tip)" if point == NOSE else f"point {point}", fontsize=8, loc="left")
+    axes[2, 0].set_title("68 points", fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def product_shapes(full: cfdrnn.CFDRNN, ours: cfdrnn.CFDRNN, scale: str) -> pd.DataFrame:
+    """:func:`products` of the paper-sized network beside those of the one a scale trains."""
+    return products(full).merge(products(ours), on="product", how="left",
+                                suffixes=(f" (full, {full.size} px)", f" (ours, {scale}: {ours.size} px)"))
+
+
+def parameter_table(full: cfdrnn.CFDRNN, ours: cfdrnn.CFDRNN, scale: str) -> pd.DataFrame:
+    """:func:`parameter_counts` of the paper-sized network beside those of the one a scale trains."""
+    table = pd.DataFrame({"full (paper)": parameter_counts(full), f"ours ({scale})": parameter_counts(ours)})
+    table.index.name = "part"
+    return table.reset_index()
+
+
+def round_trip_figure(seed: int = 0):
+    """Eq. 5 then Eq. 1 on 68 random points of a 64-pixel image (16 x 16 heat-maps): the Gaussians with
+    the points, and a histogram of the decoding error (pixels, x and y). Returns (figure, the largest
+    error), which stays within s / 2."""
+    import matplotlib.pyplot as plt
+
+    points = torch.rand(1, cfdrnn.N_POINTS, 2, generator=torch.Generator().manual_seed(seed)) * 60
+    maps = cfdrnn.render_heatmaps(points, 16)
+    decoded = cfdrnn.coarse_landmarks(maps)
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.3))
+    axes[0].imshow(maps[0].amax(0), cmap="magma", extent=(-2, 62, 62, -2))
+    axes[0].scatter(*points[0].T, s=6, c="cyan", label="p")
+    axes[0].set_title("68 Gaussians (Eq. 5) and the points", fontsize=9)
+    axes[0].legend(fontsize=7)
+    axes[1].hist((decoded - points)[0].flatten(), bins=16)
+    axes[1].set(xlabel="s·argmax − p (pixels, x and y)", title="the round trip's error", yticks=[])
+    fig.tight_layout()
+    return fig, float((decoded - points).abs().max())
+
+
+def ej_link(cfg: Scale, seed: int = 0) -> pd.DataFrame:
+    """Which LML branches' ΔL change when E2 changes (a forward hook adds 1 to it), for a network of
+    ``cfg`` whose ΔL output layers are given random weights (they start at zero)."""
+    probe = build(cfg).eval()
+    for branch in probe.lml:
+        torch.nn.init.normal_(branch.head[-1].weight, std=0.1)
+    x = torch.rand(2, 3, cfg.size, cfg.size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        before = probe(x).deltas
+        handle = probe.lml[1].to_e.register_forward_hook(lambda m, a, out: out + 1.0)
+        try:
+            after = probe(x).deltas
+        finally:
+            handle.remove()
+    return pd.DataFrame({"branch": [1, 2, 3, 4],
+                         "ΔL changed when E2 changes": [not torch.equal(a, b) for a, b in zip(after, before)]})
+
+
+def speed(cfg: Scale, ours: cfdrnn.CFDRNN, device="cpu") -> pd.DataFrame:
+    """Median milliseconds of one forward pass (L4 of one image) of the paper-sized network
+    (``cfg.speed_repeats`` timed passes) and of ``ours`` (five), on ``device``."""
+    full_cfg, device = SCALES["full"], torch.device(device)
+    rows = []
+    for name, net, repeats in (("full (256 px, width 1)", build(full_cfg), cfg.speed_repeats),
+                               (f"ours ({cfg.size} px, width {cfg.width})", ours, 5)):
+        net = net.to(device).eval()
+        x = torch.rand(1, 3, net.size, net.size, device=device)
+        seconds = timing.seconds_per_call(lambda: net.predict(x), device, repeats)  # noqa: B023 - called here
+        rows.append({"network": name, "device": report.describe_device(device), "ms per face": 1000 * seconds})
+    return pd.DataFrame(rows)
+
+
+def protocol_table(cfg: Scale, crops: dict[str, Crops], scale: str) -> pd.DataFrame:
+    """The paper's training protocol (Sec. 5.1-5.2) beside this scale's: optimiser, rates and when they
+    change, batch, epochs, input side and faces."""
+    protocol = paper.training_protocol()
+    return pd.DataFrame([
+        {"": "paper", "optimiser": protocol["optimiser"], "learning rates": " / ".join(f"{x:g}" for x in protocol["lr"]),
+         "changed after epochs": " / ".join(map(str, protocol["lr_change_after_epochs"])),
+         "batch": protocol["batch_size"], "epochs": protocol["epochs"], "input (px)": protocol["input_size"],
+         "training faces": protocol["train_images"] - protocol["validation_images"],
+         "validation faces": protocol["validation_images"]},
+        {"": f"ours ({scale})", "optimiser": "Adam", "learning rates": " / ".join(f"{cfg.lr * f:g}" for f in (1, 0.5, 0.1)),
+         "changed after epochs": " / ".join(map(str, cfg.lr_steps)), "batch": cfg.batch, "epochs": cfg.epochs,
+         "input (px)": cfg.size, "training faces": len(crops["train"]), "validation faces": len(crops["validation"])},
+    ]).astype(str)
+
+
+def training_summary(history: trainer.History, crops: dict[str, Crops], device="cpu") -> str:
+    """One sentence on a training: faces, epochs, minutes, device, and whether it reached a plateau."""
+    minutes = sum(e["seconds"] for e in history.epochs) / 60
+    plateau = "reached a plateau" if history.plateaued() else "had NOT reached a plateau"
+    return (f"{len(crops['train'])} training faces, {len(history.epochs)} epochs, {minutes:.1f} min on "
+            f"{torch.device(device).type}; the validation error {plateau} (plateau: the last epoch improved it by "
+            "less than 5%, or not at all)")
+
+
+def stage_table(res: pd.DataFrame, arm: str = "cfdrnn") -> pd.DataFrame:
+    """NME (%) of every stage's estimate of ``arm`` (mean over its seeds), one row per normaliser and
+    stage, one column per subset."""
+    rows = res[res["arm"] == arm]
+    return rows.pivot_table(index=["norm", "stage"], columns="subset", values="NME (%)", sort=False).reset_index()
+
+
+def heatmaps_figure(model: cfdrnn.CFDRNN, tests: dict[str, Crops], cfg: Scale, device="cpu", point: int = NOSE):
+    """Fig. 4 on the first face of common, challenging and outdoor: the face with L4 (red) and the truth
+    (green); the heat-map of ``point`` (upper row) and the 68 heat-maps' maximum (lower row) of H1-H4
+    and of the Eq. 5 targets."""
+    import matplotlib.pyplot as plt
+
+    picks = [(s, 0) for s in ("common", "challenging", "outdoor") if s in tests]
+    names = ["H1", "H2", "H3", "H4", "target"]
+    fig, axes = plt.subplots(2 * len(picks), 6, figsize=(10, 3.4 * len(picks)))
+    for k, (subset, i) in enumerate(picks):
+        c = tests[subset]
+        with torch.no_grad():
+            out = model.to(device).eval()(c.float_images(slice(i, i + 1)).to(device))
+        final = model.landmarks(out)[-1][0].cpu()
+        target = cfdrnn.render_heatmaps(c.landmarks[i:i + 1], cfg.size // cfdrnn.S)[0]
+        maps = [h[0].float().cpu() for h in out.heatmaps] + [target]
+        for row, reduce in ((2 * k, lambda m: m[point]), (2 * k + 1, lambda m: m.amax(0))):
+            ax = axes[row, 0]
+            if row == 2 * k:
+                ax.imshow(c.images[i].permute(1, 2, 0))
+                ax.scatter(*c.landmarks[i].T, s=2, c="lime")
+                ax.scatter(*final.T, s=2, c="red")
+                ax.set_title(subset, fontsize=8)
+            ax.axis("off")
+            for col, (m, name) in enumerate(zip(maps, names), 1):
+                axes[row, col].imshow(reduce(m), cmap="magma", vmin=0, vmax=1)
+                axes[row, col].set_title(f"{name} ({'nose' if row == 2 * k else '68 points'})", fontsize=7)
+                axes[row, col].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+CED_FIGURES = {"indoor": "fig5_ced_indoor", "outdoor": "fig6_ced_outdoor", "private": "fig7_ced_private",
+               "common": "ced_common", "challenging": "ced_challenging", "full": "ced_full"}
+PART_FIGURES = {"LFPW": "fig8_ced_lfpw", "Helen": "fig9_ced_helen"}
+"""Subset -> the name of its CED figure: Figs. 5-7 (the private set), the public subsets, and Figs. 8-9
+(LFPW and Helen, real 300-W only)."""
+
+
+def ced_errors(model: cfdrnn.CFDRNN, tests: dict[str, Crops], device="cpu", batch: int = 64) -> dict:
+    """{method: {subset: per-face inter-ocular error}} of L4 and of the heat-map argmax s·argmax(H4),
+    pooled sets included: the curves of Figs. 5-9."""
+    preds = stage_predictions(model, tests, device, batch)
+    truth = {s: c.ground_truth() for s, c in tests.items()}
+    return {"CFDRNN (L4)": errors(preds["L4"], truth), "s·argmax(H4)": errors(preds["argmax H4"], truth)}
+
+
+def hardest_figure(model: cfdrnn.CFDRNN, tests: dict[str, Crops], ced: dict, device="cpu", shown: int = 8):
+    """Fig. 10: the ``shown`` private-set faces on which L4 errs most (the worst four of indoor and of
+    outdoor, then the worst of those), the truth in green, L4 in red, the error in each title."""
+    import matplotlib.pyplot as plt
+
+    worst = []
+    for subset in PRIVATE:
+        e = ced["CFDRNN (L4)"][subset]
+        worst += [(float(e[i]), subset, int(i)) for i in np.argsort(-e)[:4]]
+    fig, axes = plt.subplots(2, 4, figsize=(8.5, 4.6))
+    for ax, (err, subset, i) in zip(axes.flat, sorted(worst, reverse=True)[:shown]):
+        c = tests[subset]
+        with torch.no_grad():
+            points = model.predict(c.float_images(slice(i, i + 1)).to(device))[0].cpu()
+        ax.imshow(c.images[i].permute(1, 2, 0))
+        ax.scatter(*c.landmarks[i].T, s=2, c="lime")
+        ax.scatter(*points.T, s=2, c="red")
+        ax.set_title(f"{subset}: {100 * err:.1f}%", fontsize=8)
+        ax.set(xlim=(-0.5, c.size - 0.5), ylim=(c.size - 0.5, -0.5))
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def logged_values(res: pd.DataFrame, history: trainer.History) -> dict:
+    """What 03_train logs: training seconds, whether it plateaued, and L4's inter-ocular NME (%) per
+    subset (``nme_io_<subset>``)."""
+    l4 = res[(res["stage"] == "L4") & (res["norm"] == "inter-ocular")].set_index("subset")["NME (%)"]
+    return {"train_seconds": float(sum(e["seconds"] for e in history.epochs)), "plateaued": history.plateaued(),
+            **{f"nme_io_{s}": float(v) for s, v in l4.items()}}
+
+
+def arms_table(cfg: Scale, seed_list: list[int]) -> pd.DataFrame:
+    """The arms of the claims ledger, each with its budget and seeds."""
+    return pd.DataFrame([{"arm": k, "what": v["label"], "second resizer": v["second_resizer"], "epochs": cfg.epochs,
+                          "batch": cfg.batch, "seeds": ", ".join(map(str, seed_list))} for k, v in ARMS.items()])
+
+
+def training_table(models: dict) -> pd.DataFrame:
+    """Every (arm, seed) of a :func:`falign.kit.chapter.grid`: epochs, minutes, final validation NME (%)
+    and whether it reached a plateau."""
+    return pd.DataFrame([{"arm": arm, "seed": seed, "epochs": len(h.epochs),
+                          "minutes": sum(e["seconds"] for e in h.epochs) / 60,
+                          "final validation NME (%)": 100 * h.validation[-1], "plateau": h.plateaued()}
+                         for (arm, seed), (_, h) in models.items()])
+
+
+def validation_figure(models: dict):
+    """The validation curve (NME of L4, %) of every arm and seed, one colour per arm."""
+    import matplotlib.pyplot as plt
+
+    first = {}
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for (arm, seed), (_, h) in models.items():
+        ax.plot(range(1, len(h.validation) + 1), 100 * np.array(h.validation), c="C0" if arm == "cfdrnn" else "C1",
+                alpha=0.8, label=arm if first.setdefault(arm, seed) == seed else None)
+    ax.set(xlabel="epoch", ylabel="validation NME of L4 (%, inter-ocular)", yscale="log", title="validation curves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def stages_figure(res: pd.DataFrame, arm: str = "cfdrnn"):
+    """NME (%) of s·argmax(Hj) and of Lj over the stages j = 1..4, mean ± sd over the seeds, on the
+    public (full) and private sets, both normalisers."""
+    import matplotlib.pyplot as plt
+
+    mean = chapter.mean_sd(res, KEYS, SCORES)
+    mean = mean[mean["arm"] == arm]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=False)
+    for ax, subset in zip(axes, ("full", "private")):
+        for norm, style in zip(NORMS, ("-", "--")):
+            rows = mean[(mean["subset"] == subset) & (mean["norm"] == norm)].set_index("stage")
+            for names, colour, label in (([f"argmax H{j}" for j in range(1, 5)], "C0", "s·argmax(Hj)"),
+                                         ([f"L{j}" for j in range(1, 5)], "C3", "Lj")):
+                ax.errorbar(range(1, 5), rows.loc[names, "NME (%)"], yerr=rows.loc[names, "NME (%) sd"].fillna(0),
+                            c=colour, ls=style, marker="o", ms=3, capsize=2, label=f"{label}, {norm}")
+        ax.set(xlabel="stage j", ylabel="NME (%)", title=subset, xticks=range(1, 5))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def discussion(book: ledger.ClaimsLedger) -> str:
+    """The Discussion's opening: :func:`falign.kit.ledger.summary` of the ledger, then one line per
+    claim with its verdict, margin, pooled sd and seeds."""
+    verdicts = book.to_frame()
+    lines = [ledger.summary(verdicts)]
+    lines += [f"- {r['claim']}: {r['verdict']} (margin {r['margin']:+.3g}, pooled SD {r['pooled sd']:.2g}, "
+              f"seeds {r['seeds']})" for _, r in verdicts.iterrows()]
+    return "\n".join(lines)

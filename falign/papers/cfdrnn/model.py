@@ -42,9 +42,11 @@ SCHEME = "ibug68"
 # ---------------------------------------------------------------------------------------------
 # 1. Heat-maps (Eq. 5) and their decoding (Eq. 1)
 # ---------------------------------------------------------------------------------------------
-# Decision [cfdrnn.heatmap-grid]: Eq. 1 read literally: heat-map pixel (u, v) stands for image pixel
+# Decision [cfdrnn.heatmap-grid] (model): Eq. 1 read literally: heat-map pixel (u, v) stands for image pixel
 # (s u, s v), so a landmark at image point p is drawn at p / s and decoded as s argmax(H). (The
 # max-pooled pixel u covers image pixels s u .. s u + s - 1; the residual dL absorbs any offset.)
+# Paper: Eq. 1: L^ = s x the index of the heat-map's maximum; which image point a heat-map pixel stands for
+# (its corner or its centre) is not said.
 
 
 def render_heatmaps(points: torch.Tensor, size: int, s: int = S, sigma: float = SIGMA) -> torch.Tensor:
@@ -60,8 +62,10 @@ def render_heatmaps(points: torch.Tensor, size: int, s: int = S, sigma: float = 
 def heatmap_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
     """(B, N, h, w) -> (B, N, 2) the (x, y) heat-map pixel of each map's maximum.
 
-    Decision [cfdrnn.argmax-ties]: a tie (e.g. an all-zero map after the ReLU) goes to the first
-    maximum in row-major order, torch.argmax's rule: deterministic, and (0, 0) for a dead map."""
+    Decision [cfdrnn.argmax-ties] (model): a tie (e.g. an all-zero map after the ReLU) goes to the first
+    maximum in row-major order, torch.argmax's rule: deterministic, and (0, 0) for a dead map.
+    Paper: Eq. 1 takes 'the maximum point in each one of the heat-map images'; ties (e.g. an all-zero map) are
+    not discussed."""
     w = heatmaps.shape[-1]
     index = heatmaps.flatten(-2).argmax(-1)
     return torch.stack([index % w, torch.div(index, w, rounding_mode="floor")], -1).to(heatmaps.dtype)
@@ -75,24 +79,29 @@ def coarse_landmarks(heatmaps: torch.Tensor, s: int = S) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Layers: every conv is followed by batch normalisation (Sec. 5.1)
 # ---------------------------------------------------------------------------------------------
-# Decision [cfdrnn.padding]: "same" zero padding (k // 2) on every conv: Sec. 4.1-4.2 say the resizer's
+# Decision [cfdrnn.padding] (model): "same" zero padding (k // 2) on every conv: Sec. 4.1-4.2 say the resizer's
 # wide part and the HML keep the product sizes, and D0 (64x64 for a 256 image) must match H1.
 # Table 4's strided convs use the same padding, so the LML maps 64 -> 32 -> 31 -> 16 -> 15 -> 8 -> 7 (Ej)
 # -> 4 -> 3 -> 2 -> 1 -> 1: exactly one 136-vector at the paper's size.
+# Paper: Tables 2-4 give kernels and strides, not padding; Sec. 4.1 says the resizer's wide part keeps the
+# product sizes and Sec. 4.2 that the HML has 'no reduction'.
 
 
 def _scaled(channels: int, width: float) -> int:
-    """Decision [cfdrnn.width]: ``width`` < 1 divides every hidden layer's channels for CPU-sized runs
+    """Decision [cfdrnn.width] (model): ``width`` < 1 divides every hidden layer's channels for CPU-sized runs
     (the experiments' scale configs say by how much); the outputs (68 heat-maps, D0's 68 maps, the
-    136 dL values) keep their sizes. 1 is the paper's network."""
+    136 dL values) keep their sizes. 1 is the paper's network.
+    Paper: Tables 2-4 fix every layer's channels (64 ... 1024); the paper has one network."""
     return max(1, round(channels * width))
 
 
 def conv_bn(cin: int, cout: int, k: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
     """conv k x k (+ batch norm, Sec. 5.1) (+ ReLU).
 
-    Decision [cfdrnn.bn-order]: batch norm sits between the conv and its ReLU, as MatConvNet's
-    vl_nnbnorm is used; convs feeding a batch norm have no bias."""
+    Decision [cfdrnn.bn-order] (model): batch norm sits between the conv and its ReLU, as MatConvNet's
+    vl_nnbnorm is used; convs feeding a batch norm have no bias.
+    Paper: Sec. 5.1: 'In all of the network's linear layers (conv layers), we use the batch normalization
+    method'; where it sits relative to the ReLU, and conv biases, are not said."""
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, padding=k // 2, bias=False), nn.BatchNorm2d(cout)]
     return nn.Sequential(*layers, nn.ReLU(inplace=True)) if relu else nn.Sequential(*layers)
 
@@ -100,9 +109,10 @@ def conv_bn(cin: int, cout: int, k: int, stride: int = 1, relu: bool = True) -> 
 class Pool(nn.Module):
     """A k x k max-pool; Table 4's stride-1 pools shrink a map by one pixel.
 
-    Decision [cfdrnn.small-maps]: at the CPU scales' smaller heat-maps a map can reach 1x1 before
+    Decision [cfdrnn.small-maps] (model): at the CPU scales' smaller heat-maps a map can reach 1x1 before
     Table 4 ends; a pool is then skipped (at the paper's 64x64 every pool has a map of at least 2x2),
     and dL is read as the spatial mean of the last layer's output, which is its single pixel at 64x64.
+    Paper: Table 4 is written for 64x64 heat-maps (a 256x256 input); smaller inputs are not considered.
     """
 
     def __init__(self, k: int, stride: int):
@@ -171,12 +181,15 @@ class LMLBranch(nn.Module):
     the last pool's product is Ej. Rows 7-11: Ej (+) Ej-1 -> 3x3x512 and 3x3x1024 (stride 2, pools) ->
     1x1x136 (stride 2): dLj, two numbers per landmark in units of the image size.
 
-    Decision [cfdrnn.lml-relu]: Table 4 prints no ReLU rows; a ReLU follows every conv but the last
+    Decision [cfdrnn.lml-relu] (model): Table 4 prints no ReLU rows; a ReLU follows every conv but the last
     (without them the branch would be one linear map between its batch norms).
+    Paper: Table 4 lists convs and pools only, no ReLU rows (Tables 2 and 3 list a ReLU after every conv).
 
-    Decision [cfdrnn.delta-head]: the 1x1x136 output layer has a bias and no batch norm: Sec. 5.1 puts
+    Decision [cfdrnn.delta-head] (model): the 1x1x136 output layer has a bias and no batch norm: Sec. 5.1 puts
     batch norm after every conv, but a batch norm on the output would pin the batch's mean residual to
     a learned constant (and at batch 2 its statistics are two numbers per channel).
+    Paper: Sec. 5.1 puts batch normalisation after every conv layer, which includes Table 4's 1x1x136 output
+    layer.
     """
 
     def __init__(self, in_channels: int, width: float = 1.0, n_points: int = N_POINTS):
@@ -194,8 +207,10 @@ class LMLBranch(nn.Module):
     def forward(self, x: torch.Tensor, e_prev: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.to_e(x)
         if e_prev is None:
-            # Decision [cfdrnn.e0]: the first branch has no E0 (Table 4 row 7 reads Ej (+) Ej-1); it
+            # Decision [cfdrnn.e0] (model): the first branch has no E0 (Table 4 row 7 reads Ej (+) Ej-1); it
             # reads zeros in its place, so all four branches share one layer shape.
+            # Paper: Table 4 row 7 reads Ej (+) Ej-1; the first branch has no E0 and the text does not say
+            # what it reads instead.
             e_prev = torch.zeros_like(e)
         delta = self.head(torch.cat([e, e_prev], 1)).mean((-2, -1))
         return delta.view(-1, self.n_points, 2), e
@@ -231,9 +246,11 @@ class CFDRNN(nn.Module):
         self.size, self.s, self.sigma, self.n_points = size, S, sigma, n_points
         self.heatmap_size = size // S
         self.resizer = Resizer(width, n_points, dropout)
-        # Decision [cfdrnn.second-instance]: the second resizer "instance" has weights of its own, trained
+        # Decision [cfdrnn.second-instance] (model): the second resizer "instance" has weights of its own, trained
         # only through the LML's losses (Sec. 4.3: "the LML loss functions can independently affect these
         # parts"); the LML's losses also reach D0 and the Hj (one DAG trained end to end).
+        # Paper: 'a double instance of the resizer block' (Sec. 4.1); whether the two instances share weights
+        # is not said; the second has no loss of its own.
         self.resizer_r = Resizer(width, n_points, dropout) if second_resizer else None
         self.hml = nn.ModuleList(HMLBranch(width, n_points) for _ in range(hml_branches))
         lml_in = (4 if second_resizer else 2) * n_points
@@ -274,12 +291,13 @@ class CFDRNN(nn.Module):
 
 
 def _init(module: nn.Module) -> None:
-    """Decision [cfdrnn.init]: the paper does not say how weights start (MatConvNet offers several).
+    """Decision [cfdrnn.init] (model): the paper does not say how weights start (MatConvNet offers several).
     Convs: He (Kaiming) normal for ReLU nets, fan-out; batch norms: scale 1, shift 0, except those of
     the heat-map outputs (H1..H4), whose scale starts at HEATMAP_GAIN = 0.1 so the first maps are
     near the targets' zero background instead of unit-variance noise (with scale 1 a probe's heat-map
     loss started 12x above that of all-zero maps and the argmax was still no better than chance after
-    6 epochs); the dL output layer: zero, so every Lj starts at s argmax(Hj)."""
+    6 epochs); the dL output layer: zero, so every Lj starts at s argmax(Hj).
+    Paper: Weight initialisation is not given (MatConvNet 1.0-beta23)."""
     if isinstance(module, nn.Conv2d):
         nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         if module.bias is not None:
@@ -308,13 +326,17 @@ def loss(model: CFDRNN, images: torch.Tensor, landmarks: torch.Tensor, delta_wei
     * Residuals (Eq. 2-3): L2 between every dLj and (L - s argmax(Hj)) / size, the argmax taken on
       the network's own (detached) Hj.
 
-    Decision [cfdrnn.loss-scale]: each L2 is summed over its elements (MatConvNet's convention) and
+    Decision [cfdrnn.loss-scale] (training): each L2 is summed over its elements (MatConvNet's convention) and
     averaged over the batch, so the loss does not grow with the batch size.
+    Paper: 'the L2 loss' for the heat-maps (Sec. 4.2); its reduction (sum or mean, over pixels and the batch)
+    is not given.
 
-    Decision [cfdrnn.delta-weight]: the paper does not weigh the dL losses against the heat-map
+    Decision [cfdrnn.delta-weight] (training): the paper does not weigh the dL losses against the heat-map
     losses; by default dL's L2 is multiplied by (size / s)^2, i.e. measured in heat-map pixels, where
     its typical size (a fraction of a pixel once the argmax is right) is comparable to the heat-map
     L2 of a nearly right map.
+    Paper: Each LML branch has a loss on dLj (Fig. 3, Eq. 2-3); its form and its weight against the heat-map
+    losses are not given.
     """
     out = model(images) if out is None else out
     size, s = model.size, model.s

@@ -44,13 +44,15 @@ NORMS = ("inter-pupil", "inter-ocular")   # the paper's first
 
 
 @dataclass(frozen=True)
-class Scale:
-    """One MSRRN scale: data, crop and network sizes, the training budget shared by every arm, the
-    seeds, and the SDM + HOG baseline."""
+class Scale(chapter.Scale):
+    """One MSRRN scale: data, crop and network sizes, the training budget shared by every arm, and the
+    SDM + HOG baseline (the base adds the ``seeds`` of every arm and the ``precision``). Fields marked
+    ``not_recipe`` change no network's training: the test sizes, SDM's settings (its fit keys them
+    itself, :func:`train_sdm`), evaluation, timing and plots."""
 
     n_train: int                       # training faces
     n_val: int                         # further training-split faces held out: the validation curve
-    n_test: dict                       # test faces per 300-W subset
+    n_test: dict = not_recipe()        # test faces per 300-W subset
     image: int                         # SynthFace render size (pixels)
     size: int                          # the finest scale: side of the face crop (200 in the paper)
     patch: int                         # P, patch side in pixels at every scale
@@ -60,7 +62,6 @@ class Scale:
     epochs: int                        # per arm (every arm the same)
     batch: int
     lr: float
-    seeds: tuple[int, ...]             # training seeds of every arm (added to the notebook's SEED)
     stages: int = 3                    # T
     margin: float = 0.2                # crop margin around the box (fraction of the box per side)
     momentum: float = 0.9
@@ -69,16 +70,16 @@ class Scale:
     rotation: float = 15.0             # in-plane rotation, uniform in +-rotation degrees
     flip: bool = True
     upsample: int = 1                  # dlib: image doublings before detecting
-    precision: str = "auto"            # falign.kit.precision: bf16 only where native and measured faster
-    sdm_stages: int = 5
-    sdm_inits: int = 2                 # jittered starts per training face for SDM (Monte Carlo)
-    hog_patch: int = 32                # SDM's HOG patch side (pixels of the finest crop)
-    sdm_alpha: float = 1.0
-    eval_batch: int = 256
-    timing_repeats: int = 20
+    sdm_stages: int = not_recipe(5)
+    sdm_inits: int = not_recipe(2)     # jittered starts per training face for SDM (Monte Carlo)
+    hog_patch: int = not_recipe(32)    # SDM's HOG patch side (pixels of the finest crop)
+    sdm_alpha: float = not_recipe(1.0)
+    eval_batch: int = not_recipe(256)
+    timing_repeats: int = not_recipe(20)   # timed calls per speed measurement at batch 1
+    ced_limit: float = not_recipe(0.3)     # Figs. 3-4: the CED curves' largest error (the paper's 0.08 at full)
 
 
-# Decision [msrrn.budget]: the paper trains 10,000 SGD iterations at an unknown batch size. Every arm of
+# Decision [msrrn.budget] (training): the paper trains 10,000 SGD iterations at an unknown batch size. Every arm of
 # a scale (MSRRN, separate weights, single scale, mean-shape start) trains the same epochs at the same
 # batch and learning rate, i.e. the same iterations and samples. ``small`` is sized for the whole
 # chapter (4 arms x 3 seeds, SDM, data and evaluation) to finish within about 25 minutes on 2 CPU
@@ -93,6 +94,7 @@ class Scale:
 # rate's drop; every arm's validation curve (150 held-out faces) decides its convergence label.
 # ``full`` is the paper's sizes (200/100/50, 16-pixel patches; 2,848 of its 3,148 training faces, 300
 # held out) and its 10,000 iterations at batch 64 (about 220 epochs).
+# Paper: 10,000 iterations of SGD in 10 h on a GTX 1080; batch size not given.
 SCALES = {
     "smoke": Scale(n_train=48, n_val=8, n_test={"common": 12, "challenging": 6}, image=96, size=48, patch=8,
                    channels=(4, 8), hidden=32, init_channels=(4, 8, 8), epochs=2, batch=16, lr=1e-2,
@@ -112,7 +114,7 @@ SCALES = {
                  seeds=(0, 1, 2), hog_patch=64),
     "full": Scale(n_train=2848, n_val=300, n_test={"common": 554, "challenging": 135}, image=256, size=200,
                   patch=16, channels=(16, 32), hidden=512, init_channels=(16, 32, 64), epochs=220, batch=64, lr=1e-2,
-                  seeds=(0, 1, 2), hog_patch=64),
+                  seeds=(0, 1, 2), hog_patch=64, ced_limit=0.08),
 }
 
 
@@ -141,9 +143,11 @@ def detect_boxes(faces, upsample: int = 1) -> tuple[np.ndarray, np.ndarray]:
     detection that overlaps the dataset's box most, (n, 4) (the dataset's box where none does), and
     whether there was one, (n,) bool.
 
-    Decision [msrrn.detector]: a photo's face counts as detected when a dlib box overlaps the dataset's
+    Decision [msrrn.detector] (data): a photo's face counts as detected when a dlib box overlaps the dataset's
     own box with IoU >= 0.3 (a detection elsewhere is another face or a false alarm). Results are
-    cached on disk per data set and ``upsample`` (real photos take a while)."""
+    cached on disk per data set and ``upsample`` (real photos take a while).
+    Paper: 'we detected the face bounding box by the DLIB image processing library' for each face to be
+    evaluated; which detector and what is done when it misses are not said."""
     fingerprint = faces.fingerprint if isinstance(faces, FaceDataset) else faces["fingerprint"]
     name = f"{fingerprint}-up{upsample}-iou{MIN_IOU}"
     path = paths.work_dir() / "msrrn" / "dlib-boxes" / f"{name}.npz"
@@ -180,12 +184,16 @@ def calibrated(given: np.ndarray, calibration: np.ndarray) -> np.ndarray:
 def face_boxes(faces, calibration: np.ndarray, upsample: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The box every face is cropped with, and whether dlib found it.
 
-    Decision [msrrn.missed-faces]: where dlib finds no face (profile and occluded faces, small faces),
+    Decision [msrrn.missed-faces] (data): where dlib finds no face (profile and occluded faces, small faces),
     the dataset's own box is used instead, moved and scaled like dlib's boxes (:func:`calibrated`, the
     calibration measured on the training faces dlib found), so a missed face is cropped as if dlib had
-    found it; the notebooks count them per split. Decision [msrrn.train-boxes]: the training faces are
+    found it; the notebooks count them per split.
+    Paper: Not addressed: dlib's frontal detector misses faces in 300-W (profiles, occlusions).
+
+    Decision [msrrn.train-boxes] (data): the training faces are
     cropped the same way (the paper detects the faces "to be evaluated" and does not say how training
-    faces are cropped)."""
+    faces are cropped).
+    Paper: Only the faces 'to be evaluated' are said to be detected with dlib."""
     boxes, found = detect_boxes(faces, upsample)
     boxes = np.where(found[:, None], boxes, calibrated(given_boxes(faces), calibration))
     return boxes, found
@@ -209,12 +217,15 @@ def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int =
     """Grey face crops (``cfg.size`` pixels, ``cfg.margin`` around the detected box) of the training
     faces, the validation faces held out from the training split, and each test subset.
 
-    Decision [msrrn.validation]: ``n_val`` training-split faces, drawn at random, are held out for the
+    Decision [msrrn.validation] (training): ``n_val`` training-split faces, drawn at random, are held out for the
     validation curve that decides convergence (the paper trains a fixed 10,000 iterations on all 3,148).
+    Paper: No validation set: a fixed 10,000 iterations on all 3,148 training images.
 
-    Decision [msrrn.crop]: the square around the box with ``margin`` (0.2 of the box) on each side is
+    Decision [msrrn.crop] (data): the square around the box with ``margin`` (0.2 of the box) on each side is
     the "cropped face": dlib's boxes are tight (eyebrows to chin), and the coordinates must lie in
-    [0, 1] of the crop ("we normalized the ground-truth coordinates ... in the range of [0, 1]")."""
+    [0, 1] of the crop ("we normalized the ground-truth coordinates ... in the range of [0, 1]").
+    Paper: 'Having obtained the cropped face images, we rescaled them' to 200, 100 and 50 pixels; the crop's
+    margin is not given, and the coordinates are normalised to [0, 1]."""
     faces = {s: load(cfg, s, data=data, root=root, seed=seed) for s in ("train", *TEST_SUBSETS)}
     calibration = calibration_of(faces["train"], cfg.upsample)
     out = {}
@@ -268,12 +279,18 @@ def augment(images: torch.Tensor, target: torch.Tensor, cfg: Scale) -> tuple[tor
     repeat), then per-pixel Gaussian noise. Draws from torch's global generator (seeded per run and
     checkpointed by ``falign.kit.train.fit``).
 
-    Decision [msrrn.augmentation]: augmentation is drawn afresh for every batch (online), each face
+    Decision [msrrn.augmentation] (data): augmentation is drawn afresh for every batch (online), each face
     getting a new rotation, mirror and noise in every epoch; the paper does not say whether its
-    augmented copies were drawn once. Decision [msrrn.noise-unit]: sigma = 0.5 grey levels on 0-255
-    intensities (``cfg.noise``), the unit of the pixels the text starts from. That is below one
-    quantisation step: the other readings (sigma = 0.5 on [0, 1] intensities, or on standardised
-    ones) would bury the face under noise as strong as its contrast."""
+    augmented copies were drawn once.
+    Paper: 'we augmented the training samples by adding per-pixel Gaussian noise of sigma = 0.5, flipping and
+    finally with random in-plane rotations +-15 degrees from a uniform distribution'; online or offline, and
+    how many copies, is not said.
+
+    Decision [msrrn.noise-unit] (data): sigma = 0.5 grey levels on 0-255 intensities (``cfg.noise``), the
+    unit of the pixels the text starts from. That is below one quantisation step: the other readings
+    (sigma = 0.5 on [0, 1] intensities, or on standardised ones) would bury the face under noise as
+    strong as its contrast.
+    Paper: sigma = 0.5 without a unit."""
     B, S = images.shape[0], images.shape[-1]
     angles = (2 * torch.rand(B) - 1) * cfg.rotation
     affines = transforms.rotation(angles, torch.full((B, 2), (S - 1) / 2))
@@ -328,12 +345,14 @@ def build(cfg: Scale, variant: Variant | str = "msrrn") -> msrrn.MSRRN:
 def optimizer(cfg: Scale):
     """The ``falign.kit.train.fit`` optimiser factory of every arm.
 
-    Decision [msrrn.optimizer]: the paper's SGD, with momentum 0.9 and learning rate ``cfg.lr`` = 0.01
+    Decision [msrrn.optimizer] (training): the paper's SGD, with momentum 0.9 and learning rate ``cfg.lr`` = 0.01
     (neither is given). In 30-epoch probes at ``small`` (seed 0), 0.1 diverged in the second epoch and
     0.01 ended below Adam at 1e-3 (full-set inter-pupil NME 8.6% against 9.4%).
-    Decision [msrrn.lambda]: Eq. 5's lambda ||W||^2 on the weight matrices and kernels only (W, not
+    Paper: Stochastic gradient descent (Eq. 6, lost); learning rate and batch size not given.
+    Decision [msrrn.lambda] (training): Eq. 5's lambda ||W||^2 on the weight matrices and kernels only (W, not
     b), as the optimiser's weight decay 2 lambda (the gradient of lambda ||W||^2), lambda = 5e-4 (not
-    given)."""
+    given).
+    Paper: lambda of Eq. 5 is 'the hyper-parameter to balance' the two terms; its value is not given."""
 
     def make(params):
         params = list(params)
@@ -345,8 +364,9 @@ def optimizer(cfg: Scale):
 
 
 def schedule(cfg: Scale):
-    """Decision [msrrn.schedule]: the learning rate drops tenfold for the last quarter of the epochs
-    (the paper gives no schedule), so every arm ends on a plateau that the verdicts can read."""
+    """Decision [msrrn.schedule] (training): the learning rate drops tenfold for the last quarter of the epochs
+    (the paper gives no schedule), so every arm ends on a plateau that the verdicts can read.
+    Paper: No learning-rate schedule is given."""
     return trainer.step_decay([max(1, round(0.75 * cfg.epochs))], 0.1)
 
 
@@ -358,15 +378,6 @@ def mean_shape(crops: Crops) -> torch.Tensor:
 def code_version() -> str:
     """The version of the code that defines and trains every arm (part of every cache key)."""
     return trainer.code_version(msrrn, sys.modules[__name__], trainer)
-
-
-def _recipe(cfg: Scale) -> dict:
-    """The fields of a scale that change a training (test sizes, seeds and timing do not)."""
-    out = dataclasses.asdict(cfg)
-    for k in ("n_test", "seeds", "eval_batch", "timing_repeats", "sdm_stages", "sdm_inits", "hog_patch",
-              "sdm_alpha"):
-        out.pop(k)
-    return out
 
 
 def validation_nme(val: Crops, device="cpu", batch: int = 256):
@@ -382,44 +393,40 @@ def validation_nme(val: Crops, device="cpu", batch: int = 256):
     return fn
 
 
-def train(cfg: Scale, train_crops: Crops, variant: str = "msrrn", *, val_crops: Crops | None = None, work=None,
-          seed: int = 0, device: str | torch.device = "cpu", progress: bool = True):
-    """Train one arm; returns (model in eval mode, history), with a validation curve when ``val_crops``
-    are given. With ``work`` the run is cached in ``work/<arm>-<key>`` (key: the training recipe, the
-    arm, the seed, the training and validation crops' fingerprints and the code version), so any
-    notebook reloads a finished model."""
+def train(cfg: Scale, crops: dict[str, Crops], arm: str = "msrrn", seed: int = 0, *, work=None,
+          device: str | torch.device = "cpu", progress: bool = True):
+    """Train one arm at one seed on ``crops["train"]``; returns (model in eval mode, history), with a
+    validation curve when ``crops`` has "validation". With ``work`` the run is cached in
+    ``work/<arm>-<key>`` (key: the training recipe (:func:`falign.kit.chapter.recipe`), the arm, the
+    seed, the training and validation crops' fingerprints and the code version), so any notebook
+    reloads a finished model. Every arm and seed: ``chapter.grid(functools.partial(train, cfg, crops,
+    work=...), ARMS, chapter.seeds(cfg, SEED))``."""
+    train_crops, val_crops = crops["train"], crops.get("validation")
     torch.manual_seed(seed)
-    model = build(cfg, variant)
+    model = build(cfg, arm)
     model.mean_shape.copy_(mean_shape(train_crops))
     folder = None if work is None else trainer.cache_dir(
-        work, variant, recipe=(_recipe(cfg), VARIANTS[variant], seed),
+        work, arm, recipe=(chapter.recipe(cfg), VARIANTS[arm], seed),
         data=(train_crops.fingerprint, None if val_crops is None else val_crops.fingerprint),
         code=code_version())
     history = trainer.fit(model, functools.partial(loss, cfg=cfg), TrainSet(train_crops), epochs=cfg.epochs,
                           batch_size=cfg.batch, optimizer=optimizer(cfg), scheduler=schedule(cfg), device=device,
-                          seed=seed, checkpoint_dir=folder, desc=f"msrrn {variant}", progress=progress,
+                          seed=seed, checkpoint_dir=folder, desc=f"msrrn {arm}", progress=progress,
                           precision=cfg.precision,
                           validate=None if val_crops is None else validation_nme(val_crops, device, cfg.eval_batch))
     return model.eval(), history
 
 
-def seeds(cfg: Scale, base: int = 0) -> list[int]:
-    """The training seeds of every arm: the scale's seeds offset by the notebook's SEED."""
-    return [base + s for s in cfg.seeds]
+def tiny(cfg: Scale) -> dict:
+    """The fields that shrink a scale's data to two training batches (and two faces per held-out and
+    test split), for ``falign.tools.trainspeed``: everything else is the scale's."""
+    return dict(n_train=2 * cfg.batch, n_val=2, n_test={k: 2 for k in cfg.n_test})
 
 
-def trained(cfg: Scale, train_crops: Crops, names, work, *, val_crops: Crops | None = None, base_seed: int = 0,
-            device="cpu", progress: bool = False) -> dict[tuple[str, int], tuple[msrrn.MSRRN, trainer.History]]:
-    """(arm, seed) -> (model, history) for every arm in ``names`` and every seed of the scale."""
-    return {(name, s): train(cfg, train_crops, name, val_crops=val_crops, work=work, seed=s, device=device,
-                             progress=progress)
-            for name in names for s in seeds(cfg, base_seed)}
-
-
-def converged(models: dict, arm: str) -> bool:
-    """Whether every seed of ``arm`` ended on a plateau (History.plateaued: of the validation curve
-    when there is one, else of the training loss)."""
-    return all(h.plateaued() for (name, _), (_, h) in models.items() if name == arm)
+def main_training(cfg: Scale, crops: dict[str, Crops], device: str | torch.device = "cpu") -> list[trainer.History]:
+    """One uncached training of the main model (MSRRN, seed 0, with its validation curve) through
+    :func:`train`: its history, for ``falign.tools.trainspeed``."""
+    return [train(cfg, crops, "msrrn", device=device, progress=False)[1]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -435,12 +442,14 @@ def train_sdm(cfg: Scale, train_crops: Crops, work=None, seed: int = 0) -> tuple
     jittered mean shapes per face; cached in ``work`` like the networks. Returns (model, training
     error after each stage, pixels).
 
-    Decision [msrrn.sdm]: SDM reads the finest-scale crop (``cfg.size``) with the SIFT-like HOG of
+    Decision [msrrn.sdm] (evaluation): SDM reads the finest-scale crop (``cfg.size``) with the SIFT-like HOG of
     :mod:`falign.baselines.sdm` over patches of about a third of the crop (``hog_patch``: 32 pixels at
     ``small``, 64 at ``full``) and ``sdm_stages`` (5) ridge stages with penalty ``sdm_alpha`` = 1, on
     unaugmented crops. Chosen on held-out training faces (``small``, 600 to fit, 200 to validate, seed
     0; inter-pupil NME): 16-pixel patches 17.2% / 16.9% at alpha 1 / 10, 32-pixel patches 13.5% /
-    13.6%; the RCSR chapter's alpha 0.1 drove the training error to 0.1 pixel and the test error up."""
+    13.6%; the RCSR chapter's alpha 0.1 drove the training error to 0.1 pixel and the test error up.
+    Paper: The paper compares with SDM's published numbers (Table 1) and says the learned features beat
+    handcrafted ones (Fig. 3); it does not run SDM itself."""
 
     model = sdm.SDM(SCHEME, stages=cfg.sdm_stages, alpha=cfg.sdm_alpha, patch_size=cfg.hog_patch)
     folder = None if work is None else trainer.cache_dir(

@@ -54,10 +54,12 @@ def to_unit(points: torch.Tensor, side: int) -> torch.Tensor:
 def stage_sides(size: int, stages: int, multiscale: bool = True) -> tuple[int, ...]:
     """The side of the face each stage reads, coarse to fine.
 
-    Decision [msrrn.scales]: with ``multiscale`` stage t of T reads the face at size / 2^(T - t): 50,
+    Decision [msrrn.scales] (model): with ``multiscale`` stage t of T reads the face at size / 2^(T - t): 50,
     100, 200 for the paper's size 200 and T = 3 ("we downscale three times ... thus we specified T to
     3"), the coarsest stage first ("in a coarse-to-fine manner"); other T continue the halving. The
-    single-scale ablation gives every stage the full-size face (the finest scale)."""
+    single-scale ablation gives every stage the full-size face (the finest scale).
+    Paper: The face is rescaled to 200, 100 and 50 pixels and T = 3 ('we downscale three times'), coarse to
+    fine; which stage reads which scale is in the lost Eq. 5."""
     if stages < 1:
         raise ValueError(f"stages must be >= 1, got {stages}")
     if not multiscale:
@@ -104,13 +106,16 @@ class RegressionNetwork(nn.Module):
     """f_RRN (Eq. 2): the shape residual from the shape-indexed patches of one stage,
     Delta S = W_fc2 ReLU(W_fc1 ReLU(pool(W_conv (x) phi))).
 
-    Decision [msrrn.network]: Fig. 2 is lost. Per patch, two conv-pool-ReLU blocks (3x3 kernels,
+    Decision [msrrn.network] (model): Fig. 2 is lost. Per patch, two conv-pool-ReLU blocks (3x3 kernels,
     ``channels`` = (16, 32) by default: each pooling halves the patch), then one hidden fully connected
     layer (``hidden`` units, ReLU) and the output layer (2N residuals in [0, 1] units, starting at zero).
+    Paper: Eq. 2 (lost) and Fig. 2 (lost): 'a set of convolutional layer, pooling layer, and fully connected
+    layers', conv, max pooling and ReLU; no sizes.
 
-    Decision [msrrn.patch-combine]: the same convolutions read every landmark's patch (the B x N patches
+    Decision [msrrn.patch-combine] (model): the same convolutions read every landmark's patch (the B x N patches
     are one batch); their feature maps are concatenated landmark by landmark into one vector per face,
-    which the fully connected layers read, so the residual of every point sees every patch."""
+    which the fully connected layers read, so the residual of every point sees every patch.
+    Paper: 'shape-index local patches' phi_i feed the network; how the 68 patches are combined is not said."""
 
     def __init__(self, n_points: int, patch: int, channels: tuple[int, ...] = (16, 32), hidden: int = 256):
         super().__init__()
@@ -129,10 +134,12 @@ class InitialShapeCNN(nn.Module):
     """The CNN that predicts S^0 from the whole face ("we further propose a CNN, which aims to predict
     a initial shape for a given face image").
 
-    Decision [msrrn.init-cnn]: it reads the whole face at a quarter of the input side (50 pixels for
+    Decision [msrrn.init-cnn] (model): it reads the whole face at a quarter of the input side (50 pixels for
     the paper's 200, the coarsest scale of T = 3, whatever T is): three conv-pool-ReLU blocks
     (``channels``), one hidden fully connected layer, and an output layer that starts at zero and is
-    added to the mean shape, so training starts from the mean-shape baseline."""
+    added to the mean shape, so training starts from the mean-shape baseline.
+    Paper: 'we further propose a CNN, which aims to predict a initial shape'; its layers, input and training
+    are not described."""
 
     def __init__(self, n_points: int, side: int, channels: tuple[int, ...] = (16, 32, 64), hidden: int = 256):
         super().__init__()
@@ -158,9 +165,10 @@ class MSRRN(nn.Module):
     paper's) or one per stage (ablation); ``multiscale``: each stage at its own scale (the paper's) or
     every stage at ``size`` (ablation); ``init``: "cnn" (the paper's S^0) or "mean" (the baseline).
 
-    Decision [msrrn.patch-size]: the patch keeps the same side in pixels at every scale, so one set of
+    Decision [msrrn.patch-size] (model): the patch keeps the same side in pixels at every scale, so one set of
     convolutions reads all scales and a patch covers 4 times the face area at 50 pixels as at 200
     (context when the shape is coarse, detail when it is fine). The paper gives no patch size.
+    Paper: The patch size is not given.
 
     The buffer ``mean_shape`` holds the training mean shape in [0, 1] crop units, saved with the weights.
     """
@@ -186,11 +194,13 @@ class MSRRN(nn.Module):
         self.initial = InitialShapeCNN(N, self.init_side, init_channels, init_hidden) if init == "cnn" else None
         self.register_buffer("mean_shape", torch.full((N, 2), 0.5))
         if shared:
-            # Decision [msrrn.gradient-average]: Eq. 6 updates the shared W and b "by averaging the
+            # Decision [msrrn.gradient-average] (training): Eq. 6 updates the shared W and b "by averaging the
             # gradients of different stages". Backpropagation through the unrolled network sums the
             # T stages' contributions to a shared weight; a hook on each shared parameter divides that
             # sum by T, so the update uses their mean (with SGD, a step a third the size of the summed
             # gradient's at T = 3). Separate weights get one stage's gradient each.
+            # Paper: 'the network parameters W and b are updated by averaging the gradients of different
+            # stages' (Eq. 6, lost).
             for p in self.regressors[0].parameters():
                 p.register_hook(functools.partial(torch.mul, other=1.0 / stages))
 
@@ -208,18 +218,21 @@ class MSRRN(nn.Module):
         """Eq. 3: the P x P patches around ``shapes`` ([0, 1] units) in ``image`` (B, 1, s, s), from one
         ``grid_sample`` call, (B, N, 1, P, P).
 
-        Decision [msrrn.patch-gradient]: the positions are detached by default (``patch_gradient=False``):
+        Decision [msrrn.patch-gradient] (training): the positions are detached by default (``patch_gradient=False``):
         patches are cut where the previous stage put the shape, as in a cascade, and gradients reach the
         earlier stages and the initial-shape CNN through the residual sum S^t = S^{t-1} + Delta S only. RCSR's
-        CPU probes (falign.papers.rcsr.model) found the gradient through the sampler positions slowed training."""
+        CPU probes (falign.papers.rcsr.model) found the gradient through the sampler positions slowed training.
+        Paper: The network is trained 'end-to-end' on the unrolled stages; whether gradients flow through the
+        patch positions is not said."""
         where = shapes if self.config["patch_gradient"] else shapes.detach()
         return sample_patches(image, to_pixels(where, image.shape[-1]), self.patch)
 
     def forward(self, images: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """(B, 1, size, size) faces in [0, 1] -> (steps+1, B, N, 2) shapes S^0 .. S^T in [0, 1] units.
 
-        Decision [msrrn.input]: grey faces, each standardised to zero mean and unit variance before the
-        pyramid (the text gives neither the colour nor the input normalisation)."""
+        Decision [msrrn.input] (model): grey faces, each standardised to zero mean and unit variance before the
+        pyramid (the text gives neither the colour nor the input normalisation).
+        Paper: The input's colour and normalisation are not given."""
         steps = self.steps if steps is None else min(steps, self.steps)
         levels = pyramid(standardise(images), {*self.sides, self.size, self.init_side})
         shapes = [self.initial_shape(levels)]
@@ -242,11 +255,13 @@ class MSRRN(nn.Module):
 def msrrn_loss(shapes: torch.Tensor, target: torch.Tensor, initial: bool) -> torch.Tensor:
     """Eq. 5's data term, sum_t ||S* - S^t||_2^2 over the stages, in [0, 1] units, mean over the batch.
 
-    Decision [msrrn.loss]: with the initial-shape CNN (``initial``) the sum also covers S^0, which
+    Decision [msrrn.loss] (training): with the initial-shape CNN (``initial``) the sum also covers S^0, which
     trains the CNN end to end with the regression network (one objective, one optimiser); with the
     mean shape S^0 is a constant and adds nothing. The sum over the batch is a mean (a rescaling that
     keeps the learning rate independent of the batch size). lambda ||W||^2 is the optimiser's weight
-    decay (falign.papers.msrrn.experiment)."""
+    decay (falign.papers.msrrn.experiment).
+    Paper: Eq. 5 (lost): the sum over stages of ||S* - S^t||^2 plus lambda ||W||^2; how the initial-shape CNN
+    is trained is not said."""
     err = (shapes.float() - target.float()[None]).pow(2).sum(dim=(-1, -2))   # (T+1, B)
     return err[0 if initial else 1:].sum(0).mean()
 

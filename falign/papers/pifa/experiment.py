@@ -45,13 +45,15 @@ DATASETS = ("synthetic", "aflw-pifa")   # the DATA it honours (checked before a 
 # the learning rate to 5e-6 and 1e-7 after 20 and 29 epochs", 33 epochs. 5e-6 is an increase, so one
 # number is a typo; we read it as 5e-7 (x0.5 at epoch 20, x0.2 at epoch 29) and keep that schedule
 # (falign.papers.pifa.published.training_protocol holds the printed numbers).
-# Decision [pifa.optimizer]: the printed rates belong to the authors' Caffe parametrisation of P, which
+# Decision [pifa.optimizer] (training): the printed rates belong to the authors' Caffe parametrisation of P, which
 # the paper does not give. With ours (falign.papers.pifa.model.PIFA.update_scale) SGD at momentum 0.99
 # diverged (NaN in the first epoch) at lr 1e-6 and 1e-7 on the small scale and at 1e-6 with the full
 # Table 1 network, and crawled at 1e-8. Every scale therefore uses Adam without weight decay, with
 # the paper's epochs and LR milestones/factors at full scale. The full network's 130k-input FC
 # layers need a small step: in a 48-step CPU check, Adam 1e-3 diverged, 1e-4 oscillated, 1e-5 was
 # stable; full uses 1e-5 (not validated over a whole run).
+# Paper: Sec. 4: SGD (Caffe), momentum 0.99, weight decay 0.005, learning rate 1e-6 'decreased to 5e-6 and
+# 1e-7 after 20 and 29 epochs' (5e-6 is an increase: self-contradictory), 33 epochs.
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,12 @@ class Scale:
     eval_batch: int = 64
 
 
-# Decision [pifa.budget]: every arm of every claim (the paper's network and each Sec. 4.3 ablation)
+# Decision [pifa.budget] (training): every arm of every claim (the paper's network and each Sec. 4.3 ablation)
 # trains for the same epochs on the same training crops with the same schedule and batch, once per seed
 # of the scale; the paper's network at that budget is the chapter's main network (03_train), so the
 # ablations are compared with the network the chapter reports, not with a shorter run of it.
+# Paper: Every network, the ablations of Tables 6-8 included, trains 33 epochs on the 20 box variations of
+# every training image (Sec. 4); one run each, no seeds reported.
 #
 # Speed on the CPU, measured on this project's 2-core AMD EPYC (avx512-bf16, no AMX), small scale,
 # batch 32, wall ms per training sample of the paper's network, all in one process: the recipe of the
@@ -183,11 +187,15 @@ def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", see
     """Faces of ``preset``/``split`` (or the real dataset ``data``) as 114x114-style crops around
     their boxes with M, p in crop coordinates; ``variations`` > 1 adds the noisy-box copies
     (variation-major: row v * faces + i is face i's copy v, copy 0 the given box).
-    Decision [pifa.box]: SynthFace's detector-like box plays AFLW's given box (the crop and NME normaliser)."""
+    Decision [pifa.box] (data): SynthFace's detector-like box plays AFLW's given box (the crop and NME normaliser).
+    Paper: AFLW's and AFW's given boxes initialise the algorithm and are cropped and resized to 114x114 (Sec.
+    4.1); NME divides by sqrt(w h) of that box."""
     faces = load_faces(data, split, preset=preset, n=n, size=cfg.image, seed=seed, root=root)
     given = np.stack([s.box for s in faces]) if isinstance(faces, FaceDataset) else faces["detector_boxes"]
-    # Decision [pifa.box-noise]: the paper gives no magnitude for its box noise; centre, width and height each move by
+    # Decision [pifa.box-noise] (data): the paper gives no magnitude for its box noise; centre, width and height each move by
     # up to ``box_noise`` times the box size (uniform, independent); variation 0 is the given box.
+    # Paper: 20 variations per training image by adding noise to the location, width and height of the box
+    # (Sec. 4.1); the magnitude is not given.
     boxes = transforms.jitter_boxes(given, cfg.box_noise, cfg.box_noise, rng=seed, copies=variations,
                                     keep_first=True)
     return _crop(faces, boxes, cfg.size, fit_params=split == "train")
@@ -196,10 +204,11 @@ def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", see
 def split_faces(crops: Crops, variations: int, held_out: int) -> tuple[Crops, Crops]:
     """(training crops, held-out crops) of one training split loaded with ``variations`` copies.
 
-    Decision [pifa.validation]: the paper trains for a fixed schedule and validates on nothing; the
+    Decision [pifa.validation] (training): the paper trains for a fixed schedule and validates on nothing; the
     book labels a training converged from a validation plateau, so the last ``held_out`` faces of the
     training split are held out (never the test set), seen only through their given box, and every
-    variation of the others is trained on."""
+    variation of the others is trained on.
+    Paper: No validation set: a fixed schedule of 33 epochs (Sec. 4)."""
     faces = len(crops) // variations
     if not 0 < held_out < faces:
         raise ValueError(f"cannot hold out {held_out} of {faces} training faces")
@@ -451,10 +460,12 @@ def afw_mape(P: torch.Tensor, crops: Crops) -> np.ndarray:
 
 
 def ibug68_nme(P: torch.Tensor, crops: Crops, max_yaw: float = 60.0) -> pd.DataFrame:
-    """Decision [pifa.table5-analogue] (no 68-point training): inter-ocular NME (%, outer eye corners, all 68 points as on 300-W) of the
+    """Decision [pifa.table5-analogue] (evaluation):(no 68-point training): inter-ocular NME (%, outer eye corners, all 68 points as on 300-W) of the
     68-point projection of P against SynthFace's 68-point ground truth, one row per face with
     |yaw| <= ``max_yaw`` (beyond it the outer eye corners nearly coincide in the image and the
-    normaliser degenerates). Subsets mirror 300-W's: common |yaw| <= 30, challenging above."""
+    normaliser degenerates). Subsets mirror 300-W's: common |yaw| <= 30, challenging above.
+    Paper: Table 5 trains on 300-W (3,148 images, 68 points) and reports inter-ocular NME on common,
+    challenging and full."""
     pred = transforms.uncrop_points(scheme_landmarks(P, "ibug68"), crops.affines, get_scheme("ibug68").flip_perm)
     yaw = crops.pose[:, 0].abs()
     keep = yaw <= max_yaw
@@ -496,13 +507,15 @@ def input_weights(net: pifa.PIFA, init: pifa.PIFA | None = None) -> pd.DataFrame
     """Fig. 7: each block's first conv layer, per type of input channel (image I, previous features F,
     visualization V), averaged over those channels, kernel positions and filters.
 
-    Decision [pifa.fig7-weights]: the paper's 'average of the filter weights' is read as the average
+    Decision [pifa.fig7-weights] (evaluation): the paper's 'average of the filter weights' is read as the average
     magnitude ``mean |w|`` (signed weights average to about zero). At initialisation every input
     channel of a layer has the same expected ``mean |w|`` (PyTorch's default init draws
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)), mean |w| = 0.5 / sqrt(fan_in)), so ``mean |w|`` alone mostly
     shows the init; ``init level`` divides by that value. With ``init`` (the same network before
     training, :func:`initial_network`) the table adds what training changed: ``mean |dw|`` =
-    mean |w - w_init| and ``relative change`` = mean |dw| / mean |w_init|."""
+    mean |w - w_init| and ``relative change`` = mean |dw| / mean |w_init|.
+    Paper: Fig. 7 plots 'the average of the filter weights' per input type; signed average or magnitude is not
+    said."""
     rows = []
     for i, block in enumerate(net.blocks):
         conv = block.features[0]
@@ -535,10 +548,12 @@ def perturb_fc(net: pifa.PIFA, block: int, level: float, generator: torch.Genera
     """A copy of ``net`` with every weight and bias of block ``block``'s (0-based) FC layers
     multiplied by ``1 + level * eps``, eps ~ N(0, 1) per parameter.
 
-    Decision [pifa.noise-study]: "5% noise" is read as multiplicative Gaussian noise, w <- w (1 +
+    Decision [pifa.noise-study] (evaluation): "5% noise" is read as multiplicative Gaussian noise, w <- w (1 +
     0.05 eps). Such noise scales with each weight, so it perturbs a block's update dP^i by a few percent
     of the update's own size; the chapter measures that size (:func:`noise_effect`) and runs the study at
-    the paper's 5% and at a level whose effect is measurable (``Scale.noise_levels``)."""
+    the paper's 5% and at a level whose effect is measurable (``Scale.noise_levels``).
+    Paper: Sec. 4.3 adds '5% noise' to the FC parameters of one block at a time; the kind of noise is not
+    given."""
     noisy = copy.deepcopy(net).cpu()
     for w in noisy.blocks[block].regressor.parameters():
         w.mul_(1 + level * torch.randn(w.shape, generator=generator))
@@ -602,13 +617,15 @@ def initial_landmarks(cfg: Scale, train_crops: Crops, n: int) -> torch.Tensor:
 def sdm_inits(init: torch.Tensor, targets: torch.Tensor, copies: int, seed: int) -> torch.Tensor:
     """``copies`` initial shapes per training face (copy-major), the first the unperturbed ``init``.
 
-    Decision [pifa.sdm-baseline]: the paper runs no baseline on its protocol (Tables 2, 4, 5 quote
+    Decision [pifa.sdm-baseline] (evaluation): the paper runs no baseline on its protocol (Tables 2, 4, 5 quote
     published numbers; SDM [41] appears in Table 5). Ours is SDM (falign.baselines.sdm: 5 stages, HOG
     of a quarter-crop patch at each of the 34 points, ridge) on PIFA's own protocol: the same grey
     crops, the same initial landmarks f(P^0), the same NME. Its Monte Carlo training shapes move
     f(P^0) by the spread of the training faces around it: a scale factor exp(s eps1) about its centre
     and a shift t eps2, with s, t the standard deviations of the ground truth's log-scale and centre
-    relative to f(P^0); a seed draws them."""
+    relative to f(P^0); a seed draws them.
+    Paper: Baselines are quoted from their papers (Tables 2, 4, 5; SDM [41] in Table 5 on 300-W); none is run
+    on the paper's protocol."""
     def centre_scale(x):
         c = x.mean(1, keepdim=True)
         return c, (x - c).norm(dim=-1).mean(1)

@@ -46,8 +46,10 @@ TRANSLATION = (3, 7)  # m4, m8
 def split_params(P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 8 + K) -> M (B,2,4), p (B,K).
 
-    Decision [pifa.camera-entries]: the network regresses the 8 entries of M directly, as Eq. 4
-    writes them (no angles), so M's two rows need not stay orthogonal."""
+    Decision [pifa.camera-entries] (model): the network regresses the 8 entries of M directly, as Eq. 4
+    writes them (no angles), so M's two rows need not stay orthogonal.
+    Paper: Eq. 4 writes the camera as eight entries m1..m8 of M; whether the network regresses them directly
+    or through pose angles, and whether M's rows stay orthogonal, is not said."""
     return P[:, :N_CAMERA].reshape(-1, 2, 4), P[:, N_CAMERA:]
 
 
@@ -88,8 +90,10 @@ def _face_width(model: MorphableModel) -> torch.Tensor:
 def nose_mask(model: MorphableModel, width: float = 0.25) -> torch.Tensor:
     """Mask 1, Eq. 11: a Gaussian around the nose tip (iBUG point 30) of the mean face.
 
-    Decision [pifa.mask1-width]: sigma_n is not given; ``width`` * face width (0.25) makes the eyes,
-    nose and mouth positive and the cheeks/contour negative after standardisation, as Fig. 4 shows."""
+    Decision [pifa.mask1-width] (model): sigma_n is not given; ``width`` * face width (0.25) makes the eyes,
+    nose and mouth positive and the cheeks/contour negative after standardisation, as Fig. 4 shows.
+    Paper: Eq. 11: a Gaussian of the distance to the nose tip, standardised; sigma_n is not given (Fig. 4
+    shows positive values in the middle of the face, negative on the contour)."""
     mean = model.mean.double()
     tip = mean[model.landmark_vertices["ibug68"][30]]
     sigma = width * _face_width(model).double()
@@ -99,9 +103,11 @@ def nose_mask(model: MorphableModel, width: float = 0.25) -> torch.Tensor:
 def five_area_mask(model: MorphableModel, width: float = 0.08) -> torch.Tensor:
     """Mask 2, Fig. 8: 'five positive areas, i.e., the eyes, nose tip and two lip corners'.
 
-    Decision [pifa.mask2]: the strongest of five Gaussians (sigma = ``width`` * face width) centred on
+    Decision [pifa.mask2] (model): the strongest of five Gaussians (sigma = ``width`` * face width) centred on
     the two eye centres (means of iBUG 36-41 and 42-47), the nose tip (30) and the mouth corners (48,
-    54), standardised like mask 1; vertices away from the five areas become negative."""
+    54), standardised like mask 1; vertices away from the five areas become negative.
+    Paper: Fig. 8: mask 2 has 'five positive areas, i.e., the eyes, nose tip and two lip corners',
+    standardised; no formula or widths."""
     mean = model.mean.double()
     lm = mean[model.landmark_vertices["ibug68"]]
     centres = torch.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
@@ -122,7 +128,9 @@ class VisualizationLayer(nn.Module):
     distance to the exact projected position (Eq. 9-10). The values and weights stay differentiable
     w.r.t. M and p. A pixel with no kept vertex in its window is 0 (background).
 
-    Decision [pifa.vis-sigma]: sigma (Eq. 10) is not given; 1 pixel with a 5x5 window (r = 2).
+    Decision [pifa.vis-sigma] (model): sigma (Eq. 10) is not given; 1 pixel with a 5x5 window (r = 2).
+    Paper: Eq. 9-10: a Gaussian-weighted average over the vertices near each pixel; sigma and the
+    neighbourhood D(u, v) are not given.
     """
 
     def __init__(self, model: MorphableModel, mask: str = "nose", sigma: float = 1.0, radius: int = 2):
@@ -196,8 +204,9 @@ def _shape(module: nn.Module, p: torch.Tensor) -> torch.Tensor:
 # Sec. 3.2  The network: visualization blocks
 # --------------------------------------------------------------------------------------------------
 # Table 1, the 12 conv layers in order as (filters, kernel).
-# Decision [pifa.table8-split]: block i of N_v takes N_c = 12 / N_v of them in sequence, for Table 8's
+# Decision [pifa.table8-split] (model): block i of N_v takes N_c = 12 / N_v of them in sequence, for Table 8's
 # 4x3 and 3x4, which the paper does not tabulate.
+# Paper: Table 8 tests 4 blocks x 3 conv layers and 3 x 4; Table 1 gives filters only for 6 blocks x 2.
 TABLE1_CONVS: tuple[tuple[int, int], ...] = (
     (12, 5), (16, 5), (20, 3), (24, 3), (28, 3), (32, 3), (36, 3), (40, 3), (40, 3), (40, 3), (40, 3), (40, 3),
 )
@@ -208,15 +217,20 @@ class VisualizationBlock(nn.Module):
     """Fig. 3: conv layers (each conv + BN + ReLU) extract deeper features; two fully connected
     layers (800 + ReLU + dropout, then 236) estimate the update dP from them.
 
-    Decision [pifa.block-padding]: 'same' padding keeps 57x57 maps through blocks 2-6 (the paper
+    Decision [pifa.block-padding] (model): 'same' padding keeps 57x57 maps through blocks 2-6 (the paper
     states the 57x57 input size); conv layers have no bias (BN follows).
+    Paper: Blocks 2-6 take 57x57 input (Sec. 4.1); conv padding and biases are not given (each conv is
+    followed by BN and ReLU, Sec. 3.2).
 
-    Decision [pifa.dropout]: dropout p = 0.5 (not given).
+    Decision [pifa.dropout] (model): dropout p = 0.5 (not given).
+    Paper: The first FC layer is followed by ReLU and dropout (Sec. 3.2); the rate is not given.
 
-    Decision [pifa.fc-input]: ``fc_grid`` = None feeds the full feature map to the first FC layer as
+    Decision [pifa.fc-input] (model): ``fc_grid`` = None feeds the full feature map to the first FC layer as
     the paper implies (no pooling is mentioned; that is ~40-104M weights per block); an int
     adaptively average-pools to fc_grid x fc_grid first, for CPU-sized runs (small: the 32x32 maps
-    of blocks 2-6 pooled to 8x8; a 4x4 grid discarded most of the spatial detail V adds)."""
+    of blocks 2-6 pooled to 8x8; a 4x4 grid discarded most of the spatial detail V adds).
+    Paper: No pooling before the FC layers is mentioned: the first FC layer (800 units) reads the whole 57x57
+    feature map of its block."""
 
     def __init__(self, in_channels: int, convs: Sequence[tuple[int, int]], pool_first: bool, hw: int,
                  n_out: int, fc_hidden: int = 800, dropout: float = 0.5, fc_grid: int | None = None):
@@ -233,10 +247,11 @@ class VisualizationBlock(nn.Module):
         g = hw if fc_grid is None else fc_grid
         self.regressor = nn.Sequential(nn.Flatten(), nn.Linear(c * g * g, fc_hidden), nn.ReLU(inplace=True),
                                        nn.Dropout(dropout), nn.Linear(fc_hidden, n_out))
-        # Decision [pifa.last-fc-init]: the paper trains from scratch and gives no initialisation; the
+        # Decision [pifa.last-fc-init] (model): the paper trains from scratch and gives no initialisation; the
         # last FC layer starts near zero (weights N(0, 1e-3^2), bias 0), so every block's first update
         # dP^i is about 0 and P^0 passes through all blocks at initialisation (the residual path
         # P^i = P^{i-1} + dP^i starts as the identity). Every other layer keeps PyTorch's default init.
+        # Paper: The network is trained 'from scratch' (Sec. 4); no initialisation is given.
         nn.init.normal_(self.regressor[-1].weight, std=1e-3)
         nn.init.zeros_(self.regressor[-1].bias)
 
@@ -301,11 +316,13 @@ class PIFA(nn.Module):
 
     # ---- P^0: the mean shape fitted into the face box ---------------------------------------------
     def _init_box_fit(self, mean_landmarks: torch.Tensor) -> None:
-        """Decision [pifa.initial-params]: P^0 = (frontal M^0, p = 0) with the mean face's landmark
+        """Decision [pifa.initial-params] (model): P^0 = (frontal M^0, p = 0) with the mean face's landmark
         bounding box fitted into the face box (its longer side = sqrt(w h) of the box, centred on the box
         centre).
         ``calibrate`` replaces the scale ratio and centre offset with their averages over the
-        training ground truth, since a dataset's boxes are usually larger than the landmarks."""
+        training ground truth, since a dataset's boxes are usually larger than the landmarks.
+        Paper: The input includes 'an initial estimation of the parameter P^0' (Sec. 3.2) from the given box;
+        how the mean face is placed in the box is not given (Table 3: initial NME 25.8%)."""
         lo, hi = mean_landmarks[:, :2].min(0).values, mean_landmarks[:, :2].max(0).values
         self.register_buffer("landmark_centre", torch.cat([(lo + hi) / 2, mean_landmarks[:, 2].mean()[None]]))
         self.register_buffer("init_scale", 1.0 / (hi - lo).max())  # s^0 / sqrt(w h) of the box
@@ -346,10 +363,12 @@ class PIFA(nn.Module):
 
     # ---- parameter units ---------------------------------------------------------------------------
     def update_scale(self) -> torch.Tensor:
-        """Decision [pifa.parameter-units] (the one place M and p are normalised): the last FC layer
+        """Decision [pifa.parameter-units] (model):(the one place M and p are normalised): the last FC layer
         outputs dP in natural units, multiplied here into raw parameters: p_k in units of its std
         sigma_k, the scaled rotation entries of M in units of the box-fitted scale s^0, translations in
-        units of the crop size. A fixed per-output rescaling, so Eq. 6-7 still act on raw P."""
+        units of the crop size. A fixed per-output rescaling, so Eq. 6-7 still act on raw P.
+        Paper: The last FC layer has 236 outputs (Table 1); in what units M and p are regressed (any
+        normalisation of the update) is not given."""
         s0 = self.init_scale * self.size
         cam = torch.full((N_CAMERA,), float(self.size), device=s0.device)
         cam[list(ROTATION)] = s0
@@ -396,8 +415,10 @@ class PIFA(nn.Module):
     def visibility(self, P: torch.Tensor) -> torch.Tensor:
         """Landmark visibility 'naturally derived' from P (Sec. 3.1).
 
-        Decision [pifa.visibility]: a landmark is visible when its frontability (Eq. 8, mean-face
-        normal) is positive, i.e. it faces the camera."""
+        Decision [pifa.visibility] (model): a landmark is visible when its frontability (Eq. 8, mean-face
+        normal) is positive, i.e. it faces the camera.
+        Paper: Landmark visibility is estimated from the fitted 3D shape and pose (Sec. 3.1); the test is not
+        stated."""
         M = split_params(P.float())[0]
         return (self.landmark_normals @ toward_camera(M).T).T > 0
 
@@ -440,14 +461,19 @@ def block_losses(net: PIFA, params: Sequence[torch.Tensor], target: dict[str, to
     update's error dP^i - dP_bar^i with dP_bar^i = P_bar - P^{i-1}); later blocks use Eq. 7 on all N
     landmarks (Eq. 7 has no visibility term; ground truth gives invisible points too).
 
-    Decision [pifa.table8-losses]: Sec. 4 gives the loss split (Eq. 6 on blocks 1-3, Eq. 7 on 4-6) and
+    Decision [pifa.table8-losses] (training): Sec. 4 gives the loss split (Eq. 6 on blocks 1-3, Eq. 7 on 4-6) and
     the block weights 1..6 for the six-block network only. Table 8's networks keep the same rule: the
     first half of the blocks use Eq. 6 and the second half Eq. 7 (4 blocks: 2 + 2; 3 blocks: 1 + 2),
     and block i is weighted by i (:func:`pifa_loss`).
+    Paper: Eq. 6 on blocks 1-3, Eq. 7 on blocks 4-6 and block weights 1..6 (Sec. 4) are given for six blocks
+    only; Table 8's 4- and 3-block networks get no loss split.
 
-    Decision [pifa.loss-convention]: Caffe's EuclideanLoss convention (1/2, summed over entries);
+    Decision [pifa.loss-convention] (training): Caffe's EuclideanLoss convention (1/2, summed over entries);
     gradients flow through P^{i-1} as well, so every loss reaches all earlier blocks (end-to-end,
-    Sec. 4)."""
+    Sec. 4).
+    Paper: Eq. 6-7 are 'Euclidean losses' (Caffe); the 1/2 factor, the reduction over entries, and whether
+    each block's loss reaches earlier blocks through P^{i-1} are not stated ('joint optimization ... through
+    backpropagation')."""
     n = len(params) - 1
     param_blocks = n // 2 if param_blocks is None else param_blocks
     W = parameter_weights(net)

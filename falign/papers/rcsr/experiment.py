@@ -135,16 +135,20 @@ SCALES = {
                   fig5=tuple((d, f) for d in (0, 5, 10, 15, 20) for f in (1, 2, 3)), fig7=(5, 10, 20, 30),
                   eval_steps=40, precision="fp32"),
 }
-# Decision [rcsr.budget]: every recurrent model of the chapter (the six Table 4 rows, Fig. 5's and Fig. 7's
+# Decision [rcsr.budget] (training): every recurrent model of the chapter (the six Table 4 rows, Fig. 5's and Fig. 7's
 # variants) trains the same ``epochs`` on the same samples with the same schedule, and every model a claim
 # compares trains once per seed of ``seeds``, so each claim is judged on equal budgets with a spread.
 # Fig. 5's extra variants train with ``figure_seeds`` only and enter no claim.
+# Paper: Every model, ablations included, trains with the schedule of Sec. 4.1 (200 + 200 epochs); one run
+# each, no seeds reported.
 
-# Decision [rcsr.optimizer]: Adam with global-norm gradient clipping at every scale. The paper's SGD at lr
+# Decision [rcsr.optimizer] (training): Adam with global-norm gradient clipping at every scale. The paper's SGD at lr
 # 0.01 belongs to its (Caffe) loss scale: under Eq. 8 as computed here (rcsr.rcsr_loss) SGD 0.01 with
 # momentum 0.9 diverged within 13 iterations on SynthFace, and Adam 1e-3 without clipping showed loss
 # spikes. The paper's schedule shape (x0.5 every 10 epochs) is kept for "full"; the CPU scales halve the
 # rate every ``decay_every`` epochs of their shorter budget.
+# Paper: Sec. 4.1: SGD, learning rate 0.01 halved every 10 epochs, batch 204, 200 epochs, then 200 more on new
+# noisy replicates.
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,8 +199,10 @@ def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", see
     """Grey crops of one test subset around the detector-like box as given, or (``train=True``) the
     training crops of the fitted faces: ``replicates`` copies whose boxes are jittered
     (:func:`falign.data.transforms.jitter_boxes`: centre, width and height by up to ``box_noise`` of
-    the box, uniform; Decision [rcsr.box-noise]: the paper gives no magnitude), each with its mirrored copy.
-    The mean shape is placed in each crop's :meth:`Crops.crop_boxes`."""
+    the box, uniform; Decision [rcsr.box-noise] (data): the paper gives no magnitude), each with its mirrored copy.
+    The mean shape is placed in each crop's :meth:`Crops.crop_boxes`.
+    Paper: Training data replicated 3 times with noise on the boxes, plus mirrored copies (Sec. 4.1); the
+    magnitude is not given."""
     faces, given = _faces(cfg, split, data, root, seed)
     if train:
         return _augmented(cfg, faces, given, range(cfg.n_train), seed, 0, "fit")
@@ -206,10 +212,11 @@ def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", see
 def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int = 0) -> dict[str, Crops]:
     """The training crops, the held-out training faces (``validation``), the fine-tuning round's fresh
     replicates where the scale has one (``finetune``), and one test set per 300-W subset."""
-    # Decision [rcsr.validation]: the last ``n_val`` faces of the training split are held out, one box-noise
+    # Decision [rcsr.validation] (data): the last ``n_val`` faces of the training split are held out, one box-noise
     # replicate and its mirrors, started from the placed mean shape like a test face. They give every
     # training its validation curve (its convergence label) and the stopping rule its threshold
     # (rcsr.gamma); the test sets are used for nothing but the tables.
+    # Paper: No validation set: all 3,148 training images are used for training (Sec. 4.1).
     faces, given = _faces(cfg, "train", data, root, seed)
     n_val = cfg.n_val
     if len(given) < cfg.n_train + cfg.n_val:   # a partial copy of a real dataset (warned when loaded): same share held out
@@ -255,8 +262,9 @@ class TrainSet(Dataset):
 def build(cfg: Scale, kind: str = "convgru-srcnn", **variant) -> torch.nn.Module:
     """A Table 4 architecture at a scale's sizes; ``variant`` overrides (depth, fc_layers, steps, ...).
     The traditional GRU gets the ConvGRU's parameter count (:func:`falign.papers.rcsr.model.gru_units`).
-    Decision [rcsr.baseline-width]: at the CPU scales every CNN is thinned by its ``widths`` entry, LeNet and FAUC
-    more than SRCNN, to fit the budget; FAUC, whose three 5x5 layers cost most, most."""
+    Decision [rcsr.baseline-width] (model): at the CPU scales every CNN is thinned by its ``widths`` entry, LeNet and FAUC
+    more than SRCNN, to fit the budget; FAUC, whose three 5x5 layers cost most, most.
+    Paper: LeNet and FAUC keep their published widths (Sec. 5.2)."""
     if kind == "sdm":
         return rcsr_table4.build_model(kind, stages=cfg.sdm_stages, alpha=cfg.sdm_alpha,
                                        patch_size=cfg.hog_patch, **variant)
@@ -450,9 +458,11 @@ def curves(model: rcsr.RCSR, sets: dict[str, Crops], max_steps: int, device="cpu
 def calibrate(model: rcsr.RCSR, validation: Crops, max_steps: int = MAX_STEPS, device="cpu") -> float:
     """Sec. 4.3's threshold for one model (:func:`falign.papers.rcsr.model.calibrate_gamma`).
 
-    Decision [rcsr.gamma]: the paper's procedure, the mean normalised increment at the recurrence of the lowest
+    Decision [rcsr.gamma] (evaluation): the paper's procedure, the mean normalised increment at the recurrence of the lowest
     mean error, run per model on the held-out training faces (never the test sets, which Sec. 4.3
     used) over the 13 steps the rule may take; the chapter reports it beside the paper's 0.01.
+    Paper: Sec. 4.3 sets gamma to 0.01, 'the normalized shape increment when the minimum error is achieved',
+    read off the common, challenging and full test sets.
     """
     curve = curves(model, {"validation": validation}, max_steps, device)
     return rcsr.calibrate_gamma(curve[NME].to_numpy(), curve["normalised increment"].to_numpy())
@@ -583,8 +593,10 @@ def fig5_variants(cfg: Scale) -> dict[str, dict]:
 
 
 def fig7_variants(cfg: Scale) -> dict[str, dict]:
-    """Fig. 7's models RCSR5/10/20/30 at this scale. Decision [rcsr.fig7-weights]: Sec. 4.4's printed weights, 10^w with
-    w evenly spaced in [-2, 2] (``loss_schedule="sec4.4"``), since that section trains them."""
+    """Fig. 7's models RCSR5/10/20/30 at this scale. Decision [rcsr.fig7-weights] (training): Sec. 4.4's printed weights, 10^w with
+    w evenly spaced in [-2, 2] (``loss_schedule="sec4.4"``), since that section trains them.
+    Paper: Sec. 4.4 trains RCSR5/10/20/30 with weights 10^w, w evenly spaced in [-2, 2], and says they follow
+    Sec. 3.1.1 (10^(t/T))."""
     return {f"RCSR{T}": {"steps": T, "loss_schedule": "sec4.4"} for T in cfg.fig7}
 
 

@@ -71,9 +71,11 @@ def jittered_initial_shapes(mean: np.ndarray, boxes: np.ndarray, n_init: int, *,
     """Sec. 3.1.1: "for each face image, the initial shape is sampled several times by adding noise to
     the mean shape". Returns (B, n_init, N, 2).
 
-    Decision [rcsr.initial-noise]: the noise is a random similarity of the placed mean shape, the kind
+    Decision [rcsr.initial-noise] (data): the noise is a random similarity of the placed mean shape, the kind
     of error a face detector makes: a translation N(0, shift * box side) per axis and a scale
     1 + N(0, scale) about the box centre.
+    Paper: Sec. 3.1.1: 'the initial shape is sampled several times by adding noise to the mean shape'; the
+    noise is not described.
     """
     boxes = np.asarray(boxes, np.float32)
     rng = np.random.default_rng(seed)
@@ -121,8 +123,9 @@ def sample_patches(images: torch.Tensor, points: torch.Tensor, size: int,
 
 
 def _scaled(channels: int, width: float) -> int:
-    """Decision [rcsr.cnn-width]: ``width`` < 1 thins a network's channels for CPU-sized runs (the
-    experiments' scale configs say where); 1 is the paper's."""
+    """Decision [rcsr.cnn-width] (model): ``width`` < 1 thins a network's channels for CPU-sized runs (the
+    experiments' scale configs say where); 1 is the paper's.
+    Paper: The CNNs' widths: SRCNN 64/32 (Eq. 9), LeNet 20/50, FAUC 64/128/256 (Sec. 5.2)."""
     return max(1, round(channels * width))
 
 
@@ -131,8 +134,10 @@ class SRCNN(nn.Sequential):
     Fig. 5: n = 0, 5, 10, 15, 20) in front of W2 = 1x1x32 + ReLU, and W3 = 5x5 projecting to
     ``out_channels`` feature maps (the paper's W3 is [32 x 5 x 5 x 1]: one map per landmark).
 
-    Decision [rcsr.srcnn-padding]: W1 and W3 are unpadded, as in SRCNN [39], so a P x P patch gives
+    Decision [rcsr.srcnn-padding] (model): W1 and W3 are unpadded, as in SRCNN [39], so a P x P patch gives
     (P-12) x (P-12) maps; the 3x3 layers pad by 1, as in VDSR.
+    Paper: Eq. 9 gives SRCNN's W1 9x9x64, W2 1x1x32, W3 5x5 and the extra 3x3 layers of Fig. 5; padding is not
+    given.
     """
 
     def __init__(self, depth: int = 0, out_channels: int = 1, width: float = 1.0):
@@ -148,7 +153,9 @@ class LeNet(nn.Sequential):
     """Fig. 9 (2), Sec. 5.2: LeNet [56] without its classifier: 5x5x20 conv, 2x2 max-pool, 5x5x50
     conv, 2x2 max-pool.
 
-    Decision [rcsr.lenet]: as in Caffe's LeNet (and the paper's description) no ReLU between them."""
+    Decision [rcsr.lenet] (model): as in Caffe's LeNet (and the paper's description) no ReLU between them.
+    Paper: LeNet [56] without its classifier (Fig. 9): two 5x5 convs (20, 50) with 2x2 max-pooling; no
+    activations are listed."""
 
     def __init__(self, width: float = 1.0):
         c1, c2 = _scaled(20, width), _scaled(50, width)
@@ -160,8 +167,9 @@ class FAUC(nn.Sequential):
     bias-free 5x5 convs with 64, 128, 256 filters, each followed by ReLU; 2x2 max-pooling after the
     first two and quadrant pooling [58] (the mean of each image quadrant: 2x2 maps) after the third.
 
-    Decision [rcsr.fauc-padding]: the convs pad by 2 ("same"), since a landmark patch is far smaller
+    Decision [rcsr.fauc-padding] (model): the convs pad by 2 ("same"), since a landmark patch is far smaller
     than FAUC's 96x96 faces and three unpadded 5x5 convs with two poolings would consume it.
+    Paper: FAUC [55] (Fig. 9) was designed for 96x96 faces; how it applies to landmark patches is not said.
     """
 
     def __init__(self, width: float = 1.0):
@@ -186,11 +194,12 @@ def standardise(images: torch.Tensor) -> torch.Tensor:
 class PatchCNN(nn.Module):
     """F(I, h): the CNN's feature maps of the P x P patch around every landmark, for all landmarks.
 
-    Decision [rcsr.stacking] (Sec. 4.2 "we stack the feature maps of the 68 landmarks"; Sec. 6.3):
+    Decision [rcsr.stacking] (model):(Sec. 4.2 "we stack the feature maps of the 68 landmarks"; Sec. 6.3):
     the maps are stacked along channels, landmark-major, giving a (B, N*C, h, w) tensor whose spatial
     layout is the patch's, which is what the ConvGRU's convolutions can exploit.
+    Paper: 'we stack the feature maps of the 68 landmarks' (Sec. 4.2); the axis is not stated.
 
-    Decision [rcsr.dense-features]: the CNN runs once per image, densely, and each landmark's maps are
+    Decision [rcsr.dense-features] (model): the CNN runs once per image, densely, and each landmark's maps are
     read out of the dense response at its current position (bilinearly, ``step`` pixels apart), not
     recomputed on 68 patches at every recurrence. Convolutions at stride 1 commute with shifts, and a
     2x2 max-pooling (or an average pooling) becomes a stride-1 pooling followed by layers dilated by
@@ -200,6 +209,8 @@ class PatchCNN(nn.Module):
     per-patch network reads zeros. Between pixels the features are interpolated instead of the
     pixels. The image is padded by repeating its border, as the per-patch sampler repeats it. This is
     what makes the CPU scales affordable: the CNN's cost no longer grows with landmarks x recurrences.
+    Paper: F(I, h) applies the CNN to the patches around the landmarks (Sec. 3.2); how it is computed is not
+    said.
 
     Speed: the CNN's weights and the dense maps are kept channels-last, 1.2-1.4x faster for SRCNN on
     the CPU (measured); the numbers are the same.
@@ -296,7 +307,7 @@ class HOGFeatures(nn.Module):
     """Sec. 5.1: HOG descriptors at patches centred on the landmarks, concatenated (the hand-crafted
     F of SDM and of "traditional GRU + HOG"); no parameters, no gradient.
 
-    Decision [rcsr.hog]: SIFT-like defaults, since SDM [3] used SIFT: the P x P patch (16 by default)
+    Decision [rcsr.hog] (model): SIFT-like defaults, since SDM [3] used SIFT: the P x P patch (16 by default)
     is split into 4x4 cells, 8 orientations, one L2-Hys block -> 128 numbers per landmark at any P.
     The descriptor is ``skimage.feature.hog``'s (central-difference gradients, unsigned orientations
     hard-binned into equal 180/orientations-degree bins, cell means of the gradient magnitude, L2-Hys
@@ -306,6 +317,8 @@ class HOGFeatures(nn.Module):
     skimage's HOG of the patch except that gradients on the patch's edge use the true neighbouring
     pixels (skimage zeroes gradients on an image's border); between pixels the cell histograms are
     interpolated.
+    Paper: SDM and 'traditional GRU + HOG' use HOG at the landmarks (Sec. 5.1); cells, blocks and orientations
+    are not given.
     """
 
     def __init__(self, n_points: int, patch_size: int = 16, cells: int = 4, block: int = 4,
@@ -404,10 +417,12 @@ class GRU(nn.Module):
 def fc_head(in_features: int, out_features: int, layers: int, width: int) -> nn.Sequential:
     """"fc" of Fig. 2 (1-3 layers in Fig. 5; ReLU between them).
 
-    Decision [rcsr.head]: hidden layers ``width`` wide (512 by default); the last layer starts at zero
+    Decision [rcsr.head] (model): hidden layers ``width`` wide (512 by default); the last layer starts at zero
     so that training begins from h^_t = h^_0, the mean shape; h_t is predicted in units of the input
     image side (:class:`RCSR` multiplies the output by (W, H)), so the head's scale does not depend on
-    the crop resolution."""
+    the crop resolution.
+    Paper: An fc layer maps the memory to the shape increment h_t (Fig. 2; 1-3 layers in Fig. 5); its widths,
+    initialisation and output units are not given."""
     dims = [in_features] + [width] * (layers - 1)
     mods: list[nn.Module] = [nn.Flatten()]
     for i, o in zip(dims[:-1], dims[1:]):
@@ -418,17 +433,20 @@ def fc_head(in_features: int, out_features: int, layers: int, width: int) -> nn.
     return nn.Sequential(*mods, last)
 
 
-# Decision [rcsr.memory]: the ConvGRU keeps 64 channels (3x3 kernels, 'same' padding); the traditional GRU
+# Decision [rcsr.memory] (model): the ConvGRU keeps 64 channels (3x3 kernels, 'same' padding); the traditional GRU
 # gets as many units as give it, with its fc head, the parameter count of the ConvGRU and its fc head on
 # SRCNN's maps (:func:`gru_units`: 49 units at the paper's sizes), so Table 4's two regressors compare at
 # equal parameters. (Equal state size, the other fair reading, would give the GRU 10,816 units and 220
 # times the ConvGRU's parameters at the paper's sizes, and cost more than the rest of the chapter on the
 # CPU.) The GRU + HOG row uses the same units, so that it differs from GRU + SRCNN in the features only.
 # H_0 = 0.
+# Paper: The ConvGRU's memory channels and the traditional GRU's units are not given; Table 4 compares the two
+# regressors (Sec. 5.1) without saying at what size.
 CONVGRU_CHANNELS = 64
-# Decision [rcsr.patches]: patch side 25 pixels for the CNNs, 16 for HOG (the experiments' scale configs
+# Decision [rcsr.patches] (model): patch side 25 pixels for the CNNs, 16 for HOG (the experiments' scale configs
 # set it per crop size); features are read at the landmark's sub-pixel position by bilinear
 # interpolation, the image's border pixels repeated (:class:`PatchCNN`, :func:`sample_patches`).
+# Paper: Shape-indexed patches around the landmarks (Sec. 3.2); their size and sampling are not given.
 DEFAULT_PATCH = {"srcnn": 25, "lenet": 25, "fauc": 25, "hog": 16}
 UNITS = ("convgru", "gru")
 
@@ -458,16 +476,19 @@ class RCSR(nn.Module):
     h_t is predicted in units of the input image side (the fc output is multiplied by (W, H); see
     :func:`fc_head`).
 
-    Decision [rcsr.input]: the CNN extractors read each image standardised to zero mean and unit
+    Decision [rcsr.input] (model): the CNN extractors read each image standardised to zero mean and unit
     variance (:func:`standardise`; HOG normalises its own blocks and reads the raw image, so "GRU +
     HOG" and SDM see the same features).
+    Paper: The CNN's input normalisation is not given.
 
-    Decision [rcsr.patch-gradient]: the paper trains the CNN and the recurrent module jointly, end to
+    Decision [rcsr.patch-gradient] (training): the paper trains the CNN and the recurrent module jointly, end to
     end (Sec. 3); it does not discuss gradients through the patch positions. By default
     (``patch_gradient=False``, every scale) the positions are detached (``shape.detach()``): each
     recurrence reads its features where the previous one put the landmarks, as in a cascade, and the
     gradient reaches the CNN through the features only. ``patch_gradient=True`` is the other reading,
     gradients also flowing through the bilinear read-out into the positions.
+    Paper: The CNN and the recurrent module are trained jointly, end to end (Sec. 3); gradients through the
+    patch positions are not discussed.
     """
 
     def __init__(self, scheme: str = "ibug68", steps: int = 5, extractor: str = "srcnn",
@@ -556,8 +577,10 @@ def loss_weights(T: int, schedule: str = "eq8") -> torch.Tensor:
     Sec. 4.4 prints for the models trained with T = 5, 10, 20, 30 recurrences (the same section also
     says they follow Sec. 3.1.1; the two disagree, so both are offered).
 
-    Decision [rcsr.loss-weights]: "eq8" is the default (the main and Table 4 models); the experiments
+    Decision [rcsr.loss-weights] (training): "eq8" is the default (the main and Table 4 models); the experiments
     choose "sec4.4" where Sec. 4.4 trains (Fig. 7).
+    Paper: Sec. 3.1.1: w_t = 10^(t/T); Sec. 4.4 prints 10^w with w evenly spaced in [-2, 2] and then says the
+    weights follow Sec. 3.1.1.
     """
     if schedule == "eq8":
         return 10 ** (torch.arange(1, T + 1, dtype=torch.float32) / T)
@@ -571,9 +594,10 @@ def rcsr_loss(shapes: torch.Tensor, target: torch.Tensor, side: torch.Tensor,
     """Eq. 8: J = sum_i sum_t w_t || (h^_0 + h_t^i) - h_*^i ||_F^2 over shapes (T+1,B,N,2) (step 0,
     the initial shape, is not penalised).
 
-    Decision [rcsr.loss-scale]: coordinates are measured in image sides (divided by ``side`` = (W, H))
+    Decision [rcsr.loss-scale] (training): coordinates are measured in image sides (divided by ``side`` = (W, H))
     and the sum over the mini-batch is a mean: both only rescale J, and make the learning rate
     independent of the crop resolution and the batch size.
+    Paper: Eq. 8 sums the squared pixel errors over faces and steps, weighted by w_t.
     """
     err = (shapes[1:].float() - target.float()[None]) / side
     return (weights.to(err)[:, None] * err.pow(2).sum(dim=(-1, -2))).sum(0).mean()
@@ -592,11 +616,14 @@ def normalised_increment(prev: torch.Tensor, new: torch.Tensor, eyes: tuple[int,
     """Sec. 4.3: the shape increment h^_t - h^_{t-1} divided by the distance between the outer eye
     corners (of the current estimate: there is no ground truth at test time). Returns (B,).
 
-    Decision [rcsr.stopping]: the increment is measured per point, as the mean point displacement,
+    Decision [rcsr.stopping] (evaluation): the increment is measured per point, as the mean point displacement,
     so that it is in the units of the 300-W error the paper reports (a mean point distance over the
     eye-corner distance) and gamma = 0.01 reads "the points moved 1% of the eye distance". The
     literal ||h^_t - h^_{t-1}||_2 of the whole 2N-vector would be about sqrt(N) (8 for 68 points) times
     larger for the same move.
+    Paper: Sec. 4.3: 'dividing the l2 norm of the shape increment with the distance between the outer corners
+    of the eyes', stop below 0.01, at most 13 steps; whether the norm is of the whole 2N-vector or per point,
+    and whose eye corners (no ground truth at test time), is not stated.
     """
     step = (new - prev).norm(dim=-1).mean(dim=1)
     iod = (new[:, eyes[0]] - new[:, eyes[1]]).norm(dim=-1)
