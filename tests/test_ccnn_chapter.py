@@ -3,10 +3,12 @@
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from falign.kit import aligner, precision
+from falign.kit import aligner, ledger, precision
+from falign.kit import chapter as kit
 from falign.data.crops import crop_faces
 from falign.papers.ccnn import experiment as chapter
 from falign.measure.landmarks import get_scheme
@@ -153,7 +155,8 @@ def test_arms_share_stage_one_and_train_it_once(tiny, tmp_path):
     names = ["ccnn", "sun2013", "windows-"]
     assert chapter.unique_stages(names) == [("ccnn", 1), ("ccnn", 2), ("ccnn", 3), ("sun2013", 2), ("sun2013", 3),
                                             ("windows-", 1)]
-    models = chapter.trained(TINY, tiny["train"], names, tmp_path)
+    models = kit.grid(lambda arm, s: chapter.train(TINY, tiny["train"], arm, work=tmp_path, seed=s, progress=False),
+                      names, kit.seeds(TINY))
     stage1 = [p.name for p in tmp_path.iterdir() if p.name.startswith("ccnn-stage1")]
     assert len(stage1) == 2                                            # CCNN's (shared) and windows-'s
     a, b = models[("ccnn", 0)][0].stages[0], models[("sun2013", 0)][0].stages[0]
@@ -162,6 +165,53 @@ def test_arms_share_stage_one_and_train_it_once(tiny, tmp_path):
     results = chapter.evaluate(models, tiny["test"])
     assert set(results["arm"]) == set(names) and np.isfinite(results["Average"]).all()
     assert len(results) == 3 + 3 + 1
+
+
+def test_recipe_leaves_out_what_changes_no_training():
+    cfg = chapter.SCALES["small"]
+    recipe = kit.recipe(cfg)
+    assert not {"n_test", "seeds", "eval_batch", "timing_repeats", "ced_max_error", "about"} & set(recipe)
+    assert {"n_train", "batch", "epochs", "lr", "precision", "augment", "size", "margin"} <= set(recipe)
+    assert kit.recipe(dataclasses.replace(cfg, n_test=7, seeds=(5,), about="x")) == recipe
+
+
+def test_trainspeed_hooks_train_two_batches(tmp_path):
+    cfg = dataclasses.replace(chapter.SCALES["smoke"], **chapter.tiny(chapter.SCALES["smoke"]))
+    crops = chapter.datasets(cfg)
+    assert 2 * cfg.batch <= len(crops["train"]) < 2 * cfg.batch + len(chapter.versions(cfg)) and len(crops["test"]) == 2
+    histories = chapter.main_training(cfg, crops)
+    assert len(histories) == 3 and all(len(h.epochs) == cfg.epochs for h in histories)
+
+
+class _Plateau:
+    def __init__(self, plateau: bool):
+        self.plateau = plateau
+
+    def plateaued(self) -> bool:
+        return self.plateau
+
+
+def test_claims_ledger_from_per_seed_results():
+    """Every claim gets its arms from the per-seed errors; an arm any of whose stages did not plateau (for
+    any seed) gives its claims no verdict."""
+    rng = np.random.default_rng(0)
+    final = {"ccnn": [3.0, 2.0, 1.0], "windows-": [4.0], "shake+": [2.5], "sun2013": [3.0, 2.0, 1.5],
+             "resnet18": [0.8], "resnet34": [1.3]}
+    rows = [{"arm": arm, "seed": s, "stage": k, "Average": e + 0.01 * rng.standard_normal()}
+            for arm, errors in final.items() for s in (0, 1, 2) for k, e in enumerate(errors, start=1)]
+    results = pd.DataFrame(rows)
+    models = {(arm, s): (None, [_Plateau(not (arm == "sun2013" and s == 1 and k == 2)) for k in range(len(errors))])
+              for arm, errors in final.items() for s in (0, 1, 2)}
+    assert kit.converged(chapter.stage_trainings(models), "ccnn")
+    assert not kit.converged(chapter.stage_trainings(models), "sun2013")
+    trade = chapter.stage_trade(results, {"ccnn-1": 1.0, "ccnn-2": 2.0, "ccnn-3": 4.0})
+    assert list(trade["seed"]) == [0, 1, 2] and trade["stage 2 gain per ms"].mean() == pytest.approx(1.0, abs=0.05)
+    df = chapter.claims(results, models, trade).to_frame().set_index("claim id")
+    assert df.loc["stages", "verdict"] == df.loc["windows", "verdict"] == ledger.HOLDS
+    assert df.loc["sun2013", "verdict"] == ledger.NOT_CONVERGED
+    assert df.loc["resnet18", "verdict"] == ledger.FAILS         # the ResNet is clearly better here
+    assert df.loc["resnet34", "verdict"] == ledger.HOLDS
+    assert df.loc["two-stages", "verdict"] == ledger.HOLDS       # 1 % per ms against 0.5 % per ms
 
 
 def test_step_decay_sgd_follows_the_papers_schedule():

@@ -5,10 +5,12 @@ private set's indoor and outdoor folders included)."""
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from falign.data.crops import load_faces
+from falign.kit import chapter as kit
 from falign.papers.cfdrnn import experiment as chapter
 from falign.papers.cfdrnn import model as cfdrnn
 from falign.papers.cfdrnn import published as paper
@@ -174,6 +176,52 @@ def test_headline_ratios_follow_from_table7_and_table5():
     assert round(nme) == paper.number("text_numbers/challenging-nme-gain-vs-dan-menpo")
 
 
+def test_recipe_leaves_out_what_changes_no_training():
+    cfg = chapter.SCALES["small"]
+    quiet = {"n_test", "seeds", "eval_batch", "ced_limit", "speed_repeats", "caveat"}
+    assert set(kit.recipe(cfg)) == {f.name for f in dataclasses.fields(cfg)} - quiet
+    assert kit.recipe(dataclasses.replace(cfg, ced_limit=0.08, eval_batch=1)) == kit.recipe(cfg)
+    assert chapter.tiny(cfg) == {"n_train": 2 * cfg.batch, "n_val": 2, "n_test": {s: 2 for s in cfg.n_test}}
+
+
+class _History:
+    def __init__(self, plateau: bool):
+        self.plateau = plateau
+
+    def plateaued(self) -> bool:
+        return self.plateau
+
+
+def _results(seeds=(0, 1, 2)) -> "pd.DataFrame":
+    """A results table of both arms in the form of :func:`chapter.results`: every later stage and
+    CFDRNN better by a margin far beyond the seeds' spread."""
+    rows = []
+    for arm, offset in (("cfdrnn", 0.0), (chapter.COMPARATOR, 1.0)):
+        for seed in seeds:
+            for k, stage in enumerate(chapter.STAGES):
+                for norm in chapter.NORMS:
+                    for subset in ("common", "challenging", "full", "indoor", "outdoor", "private"):
+                        nme = 10.0 - k + offset + 0.01 * seed
+                        rows.append({"arm": arm, "seed": seed, "stage": stage, "norm": norm, "subset": subset,
+                                     "n": 8, "NME (%)": nme, "AUC0.08 (%)": 50 - nme, "failure (%)": nme})
+    return pd.DataFrame(rows)
+
+
+def test_claims_and_tables_from_a_results_table():
+    res = _results()
+    models = {(arm, s): (None, _History(True)) for arm in chapter.ARMS for s in (0, 1, 2)}
+    verdicts = chapter.claims(res, models).to_frame().set_index("claim id")["verdict"]
+    assert set(verdicts) == {"holds"}, verdicts
+    models[(chapter.COMPARATOR, 1)] = (None, _History(False))
+    assert set(chapter.claims(res, models).to_frame().set_index("claim id")["verdict"]) > {"holds"}
+    ratios = chapter.headline_ratios(res).set_index("claim id")
+    assert ratios.loc["challenging-nme", "CFDRNN (ours)"] == pytest.approx(10.0 - 7 + 0.01)
+    stages = chapter.stage_table(res).set_index(["norm", "stage"])
+    assert stages.loc[("inter-ocular", "L4"), "full"] == pytest.approx(3.01)
+    t7 = chapter.table7(res, chapter.WITH_ABLATION)
+    assert {"CFDRNN", chapter.WITH_ABLATION[(chapter.COMPARATOR, "L4")]} <= set(t7["method"])
+
+
 SUBSETS = ("afw", "helen/trainset", "lfpw/trainset", "helen/testset", "lfpw/testset", "ibug",
            "300W/01_Indoor", "300W/02_Outdoor")
 
@@ -200,7 +248,7 @@ def test_chapter_runs_on_real_300w_fixtures(tmp_path, monkeypatch):
     assert [len(crops[k]) for k in ("train", "validation", "common", "challenging", "indoor", "outdoor",
                                     "LFPW", "Helen")] == [5, 1, 4, 2, 2, 2, 2, 2]
     assert crops["train"].images.shape[1:] == (3, cfg.size, cfg.size)
-    model, history = chapter.trained(cfg, crops, tmp_path / "work", seed=0, progress=False)
+    model, history = chapter.train(cfg, crops, tmp_path / "work", seed=0, progress=False)
     assert len(history.epochs) == 1 and "validation" in history.epochs[0]
     tests = chapter.test_sets(crops)
     res = chapter.results({("cfdrnn", 0): (model, history)}, tests)

@@ -226,6 +226,17 @@ def test_a_new_aligner_appears_in_the_leaderboard(tmp_path, monkeypatch, toy_kin
     # the cache returns the same predictions
     again = compare.predict(methods, tests, cache=tmp_path / "work")
     assert all(np.array_equal(again[m][s], preds[m][s]) for m in preds for s in tests)
+    # the page's one call: the same board, split into the 68-point rows and the others
+    scores = compare.scoreboard(methods, tests, dataclasses.replace(cfg, repeats=1, batch=2), cache=tmp_path / "work")
+    assert list(scores.board["method"]) == list(board["method"])
+    assert (scores.main["points"] == compare.IBUG68.label).all() and "TOY → dlib5" in set(scores.shared["method"])
+    assert len(scores.main) + len(scores.shared) == len(board)
+    # the conventions page scores the 68-point rows under every preset
+    scored = compare.convention_scores(methods, preds, tests)
+    spread = compare.convention_spread(scored)
+    assert set(spread["method"]) == set(scores.main["method"])
+    assert list(spread.columns) == ["method", *conventions.PRESETS, "largest difference"]
+    assert (spread["largest difference"] >= 0).all()
 
 
 def test_pareto_front():
@@ -240,3 +251,28 @@ def test_points_share_the_68_point_truth():
     assert five.of(truth).shape == (2, 5, 2) and compare.points_of_scheme("cofw29") is None
     errors = compare.point_errors(truth + 1.0, compare.IBUG68, truth)
     assert np.allclose(errors.mean(1), metrics.nme(truth + 1.0, truth, "inter-ocular"))
+
+
+def test_factor_table_lists_every_factor_at_the_scale():
+    cfg = compare.SCALES["smoke"]
+    table = compare.factor_table(cfg).set_index("factor")
+    assert list(table.index) == list(compare.FACTORS)
+    assert table.loc["yaw", "values"] == "0, 90" and table.loc["occlusion", "kind"] == "bin edges of measured coverage"
+
+
+def test_calibration_reading_names_both_ratios_and_the_box_factor():
+    import pandas as pd
+
+    table = pd.DataFrame([{"subset": "full", "NME (%), our boxes, found faces": 6.0,
+                           "NME (%), dlib's boxes, found faces": 4.0,
+                           "ratio SynthFace / 300-W (dlib's boxes, found faces)": 0.6,
+                           "ratio SynthFace / 300-W (our boxes, all faces)": 1.5}])
+    text, ratios = compare.calibration_reading(table)
+    assert ratios == {"ratio full (dlib's boxes, found faces)": 0.6, "ratio full (our boxes, all faces)": 1.5}
+    assert "multiply the peer's error by 1.50" in text and "optimistic" in text
+
+
+def test_scale_marks_what_changes_no_training():
+    from falign.kit import chapter
+
+    assert set(chapter.recipe(compare.SCALES["small"])) == {"sdm", "precision"}

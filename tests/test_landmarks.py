@@ -201,3 +201,66 @@ def test_normaliser_indices_of_derived_schemes():
                                                                     "right_eye_outer"]
     assert get_scheme("aflw19").eye_centre_groups == ((7,), (10,))
     assert get_scheme("menpo39").outer_eye_corners is None
+
+
+# --- the chapter's functions (falign.chapters.landmarks) --------------------------------------------
+
+def test_the_scheme_table_lists_every_scheme():
+    from falign.chapters import landmarks as chapter
+
+    table = chapter.scheme_table()
+    assert list(table["scheme"]) == list(SCHEME_NAMES)
+    assert table.set_index("scheme").loc["ibug68", "normalisers available"] == "inter-ocular, inter-pupil, box-based"
+
+
+def test_toy_faces_are_seeded_and_scored_under_every_normaliser():
+    from falign.chapters import landmarks as chapter
+    from falign.measure import metrics
+
+    gt, pred, visible = chapter.toy_faces(20, seed=3)
+    again = chapter.toy_faces(20, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip((gt, pred, visible), again))
+    assert gt.shape == pred.shape == (20, 68, 2) and visible.shape == (20, 68) and visible.dtype == bool
+    errors = chapter.toy_errors(pred, gt, visible)
+    assert list(errors) == list(chapter.NORMALISERS)
+    assert np.allclose(errors["box width"], metrics.nme(pred, gt, norm="box-width", boxes=metrics.landmark_boxes(gt)))
+    assert np.allclose(errors["inter-ocular, visible only"],
+                       metrics.nme(pred, gt, norm="inter-ocular", scheme="ibug68", visible=visible))
+    summary = chapter.toy_summary(errors)
+    assert "mean (%)" in summary.columns and "n" in summary.columns
+    assert np.isclose(summary.loc[0, "mean (%)"], 100 * metrics.mean_error(errors["inter-ocular"]))
+    ratios = chapter.normaliser_ratios(gt, errors)
+    assert (ratios.set_index("normaliser d").loc["inter-pupil", "median d / d_inter-ocular"] < 1)
+
+
+def test_integrated_aucs_approach_the_exact_one_and_failures_differ_only_on_ties():
+    from falign.chapters import landmarks as chapter
+
+    errors = np.random.default_rng(0).uniform(0, 0.12, 500)
+    table, exact = chapter.auc_integration(errors, 0.08)
+    assert abs(table["trapezoid − exact"].iloc[-1]) < 1e-3 and (table["rectangle (left) − exact"] < 0).all()
+    rules = chapter.failure_rules(np.array([0.05, 0.08, 0.081, 0.2]), 0.08)
+    assert rules["failure rate, e ≥ α (ours, %)"].iloc[0] - rules["failure rate, e > α (%)"].iloc[0] == 25.0
+
+
+def test_faces_with_no_scored_point_are_left_out_with_a_warning():
+    from falign.chapters import landmarks as chapter
+
+    gt, pred, visible = chapter.toy_faces(10, seed=0)
+    errors = chapter.fully_hidden(pred, gt, visible, n=3)
+    assert np.isnan(errors[:3]).all() and np.isfinite(errors[3:]).all()
+    mean, warning = chapter.mean_error_and_warning(errors)
+    assert np.isclose(mean, errors[3:].mean()) and "3 of 10" in warning
+    assert chapter.mean_error_and_warning(errors[3:])[1] == ""
+
+
+def test_the_mean_face_is_its_own_mirror_image():
+    """The rendered mean face is symmetric and centred, so flip_perm must map its landmarks onto
+    themselves: the flip permutation checked against the model's geometry."""
+    from falign.chapters import landmarks as chapter
+
+    face = chapter.mean_face(96)
+    assert face.image.shape == (96, 96, 3) and face.points68.shape == (68, 2)
+    assert chapter.mirror_gap(face) < 1e-3
+    inter_ocular, inter_pupil = chapter.mean_face_normalisers(face)
+    assert inter_pupil < inter_ocular

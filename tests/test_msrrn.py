@@ -2,6 +2,7 @@
 box fallback, the rebuilt Table 1 and the aligner (fast, CPU)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -222,3 +223,57 @@ def test_aligner_round_trip(tmp_path):
     # untrained: the mean shape, in the square of side 1.4 x 40 centred on the box
     expected = torch.tensor([40.0, 35.0]) + (model.mean_shape - 0.5) * 40 * 1.4
     assert torch.allclose(points[0], expected, atol=1e-3)
+
+
+# --- the chapter's scale, tables and claims ledger -----------------------------------------------------
+
+def test_the_recipe_leaves_out_what_changes_no_training():
+    import dataclasses
+
+    from falign.kit import chapter
+
+    cfg = experiments.SCALES["small"]
+    recipe = chapter.recipe(cfg)
+    assert not {"n_test", "seeds", "eval_batch", "timing_repeats", "ced_limit", "sdm_stages", "hog_patch"} & set(recipe)
+    assert {"n_train", "n_val", "size", "epochs", "lr", "precision", "noise"} <= set(recipe)
+    assert chapter.recipe(dataclasses.replace(cfg, seeds=(5,), ced_limit=0.1, n_test={"common": 1})) == recipe
+    assert experiments.tiny(cfg) == {"n_train": 2 * cfg.batch, "n_val": 2, "n_test": {"common": 2, "challenging": 2}}
+
+
+class _History:
+    def __init__(self, plateaued: bool):
+        self._plateaued = plateaued
+
+    def plateaued(self) -> bool:
+        return self._plateaued
+
+
+def _results(T: int = 3, seeds=(0, 1, 2)):
+    """A long table in evaluate()'s format: every arm gets better with every stage; SDM is worse."""
+    rows = []
+    for arm, offset in {"msrrn": 0.0, "separate": 0.5, "single-scale": 1.0, "mean-shape": 2.0, "sdm": 5.0}.items():
+        for s in seeds:
+            for t in range(T + 1):
+                for norm in experiments.NORMS:
+                    for subset in ("common", "challenging", "full"):
+                        rows.append({"arm": arm, "seed": s, "stage": t, "norm": norm, "subset": subset,
+                                     "NME (%)": 10 + offset - t + 0.01 * s, "AUC@0.08": 0.5,
+                                     "failure@0.08 (%)": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_tables_and_claims_from_a_results_table():
+    results = _results()
+    models = {(arm, s): (None, _History(arm != "separate")) for arm in experiments.ARMS for s in (0, 1, 2)}
+    table = experiments.claims(results, models).to_frame().set_index("claim id")
+    assert list(table.index) == ["stages", "shared-weights", "multiscale", "initial-shape-cnn", "learned-features"]
+    assert table.loc["stages", "verdict"] == "holds" and table.loc["multiscale", "verdict"] == "holds"
+    assert table.loc["shared-weights", "verdict"] == "not converged"
+    assert experiments.final_nme(results, "msrrn") == pytest.approx([7.0, 7.01, 7.02])
+    t1 = experiments.table1(results).set_index(["method", "normaliser"])
+    assert t1.loc[("MSRRN (ours)", "inter-pupil"), "full"] == pytest.approx(7.01)
+    assert t1.loc[("SDM + HOG (ours)", "inter-pupil"), "full"] == pytest.approx(12.01)
+    t2 = experiments.table2(results)
+    assert len(t2) == 2 * (3 + 2) and list(t2.columns[:2]) == ["normaliser", "row"]
+    assert t2.loc[t2["row"] == "3 stages", "full"].iloc[0] == pytest.approx(7.01)
+    assert experiments.headline(results)["nme_full_inter_pupil_sdm"] == pytest.approx(12.01)

@@ -350,11 +350,54 @@ def test_sdm_baseline_on_the_34_points():
 def test_same_seed_trains_the_same_weights():
     from falign.papers.pifa.experiment import SCALES, load, train
 
-    cfg = dataclasses.replace(SCALES["smoke"], size=16, fc_hidden=8)
+    cfg = dataclasses.replace(SCALES["smoke"], size=16, fc_hidden=8, epochs=1)
     crops = load(cfg, "train", n=cfg.batch)
-    runs = [train(cfg, crops, epochs=1, seed=5, progress=False, val_crops=crops)[0] for _ in range(2)]
-    for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()):
+    runs = [train(cfg, {"train": crops, "val": crops}, seed=5, progress=False) for _ in range(2)]
+    for a, b in zip(runs[0][0].state_dict().values(), runs[1][0].state_dict().values()):
         assert torch.equal(a, b)
+    assert runs[0][1].validation is not None and len(runs[0][1].epochs) == 1
+
+
+def test_scale_recipe_leaves_out_what_changes_no_training():
+    from falign.kit import chapter
+    from falign.papers.pifa.experiment import SCALES, tiny
+
+    cfg = SCALES["small"]
+    recipe = chapter.recipe(cfg)
+    assert {"n_train", "n_val", "variations", "size", "epochs", "lr", "precision"} <= set(recipe)
+    assert not {"seeds", "n_test", "n_afw", "noise_levels", "noise_faces", "sdm_stages", "sdm_inits", "eval_batch",
+                "time_table1", "caveat"} & set(recipe)
+    assert chapter.recipe(dataclasses.replace(cfg, n_test=7, seeds=(4,), caveat="x")) == recipe
+    small = dataclasses.replace(SCALES["gpu"], **tiny(SCALES["gpu"]))      # 2 variations per face
+    assert small.n_train * small.variations >= 2 * small.batch and small.n_test == 2
+
+
+def _results(nme: dict[str, list[float]], plateaued: bool = True) -> pd.DataFrame:
+    """evaluate()-shaped rows: blocks 0..2 per arm and seed, the last block's NME given, earlier ones higher."""
+    return pd.DataFrame([{"arm": arm, "seed": s, "block": b, "NME": v + 2 - b, "plateaued": plateaued}
+                         for arm, values in nme.items() for s, v in enumerate(values) for b in range(3)])
+
+
+def test_arm_summary_and_claims_from_per_seed_results():
+    from falign.papers.pifa.experiment import ARMS, arm_summary, baseline_table, block_nme, claims, SCALES
+
+    nme = {arm: [5.0, 5.1, 4.9] if arm == "reference" else [6.0, 6.1, 5.9] for arm in ARMS}
+    results = _results(nme)
+    assert block_nme(results, "FV") == [6.0, 6.1, 5.9] and block_nme(results, "FV", 0) == [8.0, 8.1, 7.9]
+    summary = arm_summary(results).set_index("arm")
+    assert summary.loc["reference", "NME"] == pytest.approx(5.0) and summary.loc["FV", "std"] == pytest.approx(0.1)
+    assert summary["seeds"].eq(3).all() and summary["converged"].all()
+    noise = pd.DataFrame([{"level": level, "noisy block": b, "seed": s, "increase": level * b}
+                          for level in (0.05, 1.0) for b in (1, 2) for s in range(3)])
+    sdm = pd.DataFrame([{"stage": k, "seed": s, "NME": 9.0 - k} for k in range(3) for s in range(3)])
+    ledger = claims(results, noise, sdm).to_frame().set_index("claim id")
+    assert ledger.loc["vis", "verdict"] == "holds" and ledger.loc["sdm", "verdict"] == "holds"
+    assert ledger.loc["noise-late", "verdict"] == "holds"         # block 2 (the last) +2 against block 1 +1
+    assert ledger.loc["t3-blocks", "verdict"] == "holds"
+    table = baseline_table(results, sdm, SCALES["smoke"])
+    assert table["NME"].tolist() == pytest.approx([5.0, 7.0]) and table["seeds"].tolist() == [3, 3]
+    stalled = claims(_results(nme, plateaued=False), noise, sdm).to_frame().set_index("claim id")
+    assert stalled.loc["vis", "verdict"] == "not converged"
 
 
 def test_reasons_follow_the_verdicts():

@@ -169,12 +169,3 @@ def test_gpu_scale_without_cuda_is_refused_before_anything_runs(tmp_path, capsys
                                 stage_root=tmp_path / "stage")
     assert status == 1 and not (tmp_path / "results").exists() and not (tmp_path / "stage").exists()
     assert capsys.readouterr().err.strip() == "SCALE=gpu is sized for one GPU; run it with DEVICE=cuda (not DEVICE=cpu)"
-
-
-@pytest.mark.parametrize("chapter", ["foundations", "ccnn", "cfdrnn", "msrrn", "pifa", "rcsr", "compare"])
-def test_every_chapter_configures_every_scale(chapter):
-    import importlib
-
-    from falign.kit import report
-
-    assert tuple(importlib.import_module(f"falign.kit.chapter.{chapter}").SCALES) == report.SCALES

@@ -121,3 +121,78 @@ def test_paper_vs_ours_grouped_bars(ax):
     heights = [p.get_height() for p in ax.patches if p.get_visible()]
     assert heights == pytest.approx([9.26, 6.77, 10.0, 8.0, 7.0])
     assert ax.get_ylabel() == "NME (%)"
+
+
+# --- the pieces the book's own chapters draw faces with ---------------------------------------------
+
+def _face68():
+    from falign.chapters import landmarks as chapter
+
+    gt, _, _ = chapter.toy_faces(1, seed=0)
+    return gt[0]
+
+
+def test_face_and_box(ax):
+    image = np.zeros((40, 50, 3), np.uint8)
+    assert plots.face(ax, image, title="t", xlim=(5, 45), ylim=(35, 5)) is ax
+    assert ax.get_xlim() == (5, 45) and ax.get_ylim() == (35, 5) and ax.get_title() == "t"
+    plots.box(ax, torch.tensor([1.0, 2.0, 11.0, 22.0]), ls="--")
+    (rect,) = ax.patches
+    assert (rect.get_x(), rect.get_y(), rect.get_width(), rect.get_height()) == (1, 2, 10, 20)
+    assert rect.get_linestyle() == "--" and not rect.get_fill()
+
+
+def test_number_points_from_a_start_with_offsets(ax):
+    points = np.array([[1.0, 2.0], [3.0, 4.0]])
+    plots.number_points(ax, points, start=48, offsets=[[0, -11], [0, 5]], ha="center")
+    assert [t.get_text() for t in ax.texts] == ["48", "49"]
+    assert [t.xyann for t in ax.texts] == [(0, -11), (0, 5)]
+
+
+def test_eye_centres_are_the_means_of_each_eyes_points():
+    points = _face68()
+    centres = plots.eye_centres(points, "ibug68")
+    assert np.allclose(centres, [points[36:42].mean(0), points[42:48].mean(0)])
+
+
+def test_scheme_points_mark_kept_averaged_and_normaliser_points(ax):
+    plots.scheme_points(ax, _face68(), "five", numbered=True)
+    sizes = [len(c.get_offsets()) for c in ax.collections]
+    # context (68), kept (nose tip, mouth corners), averaged (eye centres), eye centres (inter-pupil)
+    assert sizes == [68, 3, 2, 2] and len(ax.texts) == 5
+    ax.clear()
+    plots.scheme_points(ax, _face68(), "ibug68")
+    assert [len(c.get_offsets()) for c in ax.collections] == [68, 68, 0, 2, 2]
+
+
+def test_normalisers_and_flip_pairs(ax):
+    points = _face68()
+    plots.normalisers(ax, points)
+    assert len(ax.patches) == 1 and len(ax.get_legend().get_texts()) == 3
+    ax.clear()
+    plots.flip_pairs(ax, points)
+    from falign.measure import landmarks
+
+    perm = landmarks.get_scheme("ibug68").flip_perm
+    own = int((perm == np.arange(68)).sum())
+    assert [len(c.get_offsets()) for c in ax.collections] == [68 - own, own]
+    assert len(ax.lines) == (68 - own) // 2
+
+
+def test_per_landmark_bars_and_visible_means(ax):
+    errors = np.tile(np.arange(68) / 100, (3, 1))
+    visible = np.ones((3, 68), bool)
+    visible[:, 0] = False
+    plots.per_landmark(ax, errors, visible)
+    assert len(ax.patches) == 68 and np.isclose(ax.patches[5].get_height(), 5.0)
+    dots = ax.lines[0].get_ydata()
+    assert np.isnan(dots[0]) and np.isclose(dots[5], 5.0)
+    assert [t.get_text() for t in ax.texts] == [name for _, name in plots.IBUG68_REGIONS]
+
+
+def test_ced_area_reads_auc_and_failure_from_metrics(ax):
+    errors = np.array([0.01, 0.03, 0.05, 0.2])
+    plots.ced_area(ax, errors, 0.08)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[1] == f"AUC@0.08 = {metrics.auc(errors, 0.08):.3f}"
+    assert labels[2] == f"failure rate@0.08 = {metrics.failure_rate(errors, 0.08):.1%}"

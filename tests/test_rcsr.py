@@ -8,6 +8,7 @@ import pytest
 import torch
 from skimage.feature import hog
 
+from falign.kit import chapter
 from falign.measure import protocol300w
 from falign.papers.rcsr import experiment as experiments
 from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
@@ -308,7 +309,7 @@ def crops_of(n: int, seed: int = 0):
                  "ibug68", "blobs", "0", boxes)
 
 
-CFG = dataclasses.replace(experiments.SCALES["smoke"], size=SIZE, batch=4)
+CFG = dataclasses.replace(experiments.SCALES["smoke"], size=SIZE, batch=4, epochs=1)
 
 
 def test_cnn_models_ignore_brightness_and_contrast():
@@ -325,27 +326,62 @@ def test_cnn_models_ignore_brightness_and_contrast():
 def test_trained_models_reload_from_their_checkpoints(tmp_path):
     crops = {"train": crops_of(8), "validation": crops_of(4, seed=2).replace(fingerprint="held-out")}
     for kind in ("convgru-srcnn", "sdm"):
-        first, _ = experiments.trained(CFG, crops, tmp_path, kind, kind=kind, epochs=1, progress=False)
-        again, _ = experiments.trained(CFG, crops, tmp_path, kind, kind=kind, epochs=1, progress=False)
+        first, _ = experiments.train(CFG, crops, tmp_path, kind)
+        again, _ = experiments.train(CFG, crops, tmp_path, kind)
         a, b = first.state_dict(), again.state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
         assert b["mean_shape"].abs().sum() > 0
     assert len(list(tmp_path.glob("sdm-*/sdm.pt"))) == 1
     assert len(list(tmp_path.glob("convgru-srcnn-*/*/checkpoint.pt"))) == 1
-    experiments.trained(dataclasses.replace(CFG, hidden=4), crops, tmp_path, "convgru-srcnn", epochs=1, progress=False)
-    assert len(list(tmp_path.glob("convgru-srcnn-*/*/checkpoint.pt"))) == 2      # a new config, a new run
-    _, history = experiments.trained(CFG, crops, tmp_path, "convgru-srcnn", epochs=1, progress=False)
+    experiments.train(dataclasses.replace(CFG, hidden=4), crops, tmp_path, "convgru-srcnn")
+    assert len(list(tmp_path.glob("convgru-srcnn-*/*/checkpoint.pt"))) == 2      # a new recipe, a new run
+    # fields that change no training (test sizes, figure settings, the seeds list) reuse the cached run
+    experiments.train(dataclasses.replace(CFG, hidden=4, n_test={"common": 1}, eval_steps=99, seeds=(4, 5),
+                                          ced_limit=1.0, caveat="x"), crops, tmp_path, "convgru-srcnn")
+    assert len(list(tmp_path.glob("convgru-srcnn-*/*/checkpoint.pt"))) == 2
+    _, history = experiments.train(CFG, crops, tmp_path, "convgru-srcnn")
     assert history.validation is not None and len(history.validation) == 1    # the held-out error per epoch
+
+
+def test_a_grid_of_arms_and_seeds_with_sdm_always_converged(tmp_path):
+    crops = {"train": crops_of(8)}
+    train_one = lambda arm, seed: experiments.train(CFG, crops, tmp_path, arm, seed)   # noqa: E731
+    models = chapter.grid(train_one, ["sdm", "fig7-RCSR2"], [0, 1])
+    assert list(models) == [("sdm", 0), ("sdm", 1), ("fig7-RCSR2", 0), ("fig7-RCSR2", 1)]
+    assert chapter.converged(models, "sdm") and isinstance(models[("sdm", 0)][1], experiments.ClosedForm)
+    assert models[("fig7-RCSR2", 1)][0].steps == 2 and models[("fig7-RCSR2", 1)][0].config["loss_schedule"] == "sec4.4"
+    again = experiments.train(CFG, crops, tmp_path, "sdm", 1)[1]                     # reloaded: still closed form
+    assert isinstance(again, experiments.ClosedForm) and again == models[("sdm", 1)][1]
+    assert experiments.training_table(models)["arm"].unique().tolist() == ["fig7-RCSR2"]
+
+
+def test_every_arm_of_every_scale_builds():
+    for cfg in experiments.SCALES.values():
+        arms = experiments.arms(cfg)
+        assert set(rcsr_table4.TABLE4) <= set(arms) and "fig5-depth-0-fc-1" not in arms   # that one is the main model
+        assert {f"fig7-RCSR{T}" for T in cfg.fig7} <= set(arms)
+    smoke = experiments.SCALES["smoke"]
+    kind, variant = experiments.arms(smoke)["fig5-depth-5-fc-1"]
+    assert experiments.build(smoke, kind, **variant).config["depth"] == 5
 
 
 def test_a_cached_model_is_not_reused_after_its_training_data_changes(tmp_path):
     """Same recipe, other training faces (another data root, say): a fresh run, never the stale model."""
     crops = {"train": crops_of(8)}
     other = {"train": crops_of(8, seed=1).replace(fingerprint="other-data")}
-    first, _ = experiments.trained(CFG, crops, tmp_path, "main", epochs=1, progress=False)
-    second, _ = experiments.trained(CFG, other, tmp_path, "main", epochs=1, progress=False)
-    assert len(list(tmp_path.glob("main-*/*/checkpoint.pt"))) == 2
+    first, _ = experiments.train(CFG, crops, tmp_path)
+    second, _ = experiments.train(CFG, other, tmp_path)
+    assert len(list(tmp_path.glob("convgru-srcnn-*/*/checkpoint.pt"))) == 2
     assert not torch.equal(first.mean_shape, second.mean_shape)
+
+
+def test_trainspeed_hooks_shrink_the_data_and_train_the_main_model():
+    cfg = experiments.SCALES["small"]
+    tiny = experiments.tiny(cfg)
+    assert tiny["n_train"] * 2 * cfg.replicates * cfg.inits >= 2 * cfg.batch and tiny["n_val"] == 2
+    assert tiny["n_test"] == {"common": 2, "challenging": 2}
+    histories = experiments.main_training(CFG, {"train": crops_of(8)})
+    assert len(histories) == 1 and len(histories[0].epochs) == 1
 
 
 def test_convgru_states_are_the_memory_the_head_reads():
@@ -426,8 +462,8 @@ def test_small_test_sets_have_the_300w_ratio():
 
 def test_same_seed_same_model(tmp_path):
     crops = {"train": crops_of(8)}
-    a, _ = experiments.trained(CFG, crops, tmp_path / "a", "m", epochs=1, seed=3, progress=False)
-    b, _ = experiments.trained(CFG, crops, tmp_path / "b", "m", epochs=1, seed=3, progress=False)
+    a, _ = experiments.train(CFG, crops, tmp_path / "a", seed=3)
+    b, _ = experiments.train(CFG, crops, tmp_path / "b", seed=3)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
@@ -438,7 +474,7 @@ def test_ledger_arms_and_explanations():
     a = experiments.ledger_arm(rows, "a", method="a", subset="full")
     assert a.values == (1.0, 2.0, 3.0) and a.converged
     assert not experiments.ledger_arm(rows, "b", method="b").converged
-    summary = experiments.mean_sd(rows, ["method"], ["NME (%, inter-ocular)"]).set_index("method")
+    summary = chapter.mean_sd(rows, ["method"], ["NME (%, inter-ocular)"]).set_index("method")
     assert summary.loc["a", "NME (%, inter-ocular) sd"] == pytest.approx(1.0) and summary.loc["a", "seeds"] == 3
     evidence = lambda name, first, last, loss: pd.Series({"method": name, "converged": 1.0, "parameters": 10,
                                                           "validation, epoch 1": first, "validation, last": last,

@@ -204,3 +204,24 @@ def test_registry_and_dataset():
         get_dataset("synthetic", "test", n=2)  # 300w-like has no test split
     with pytest.raises(ValueError, match="unknown SynthFace option"):
         synthface_arrays("300w-like", "train", 2, not_an_option=1)
+
+
+# --- the chapter's functions (falign.chapters.synthface) --------------------------------------------
+
+def test_the_preset_table_has_a_row_per_split():
+    from falign.chapters import synthface as chapter
+
+    table = chapter.preset_table()
+    expected = {(name, split) for name, p in PRESETS.items() for split in (*p.splits, *p.composite)}
+    assert set(zip(table["preset"], table["split"])) == expected and len(table) == len(expected)
+
+
+def test_split_statistics_read_the_arrays():
+    from falign.chapters import synthface as chapter
+
+    a = synthface_arrays("300w-like", "common", 3, size=64, seed=0, cache=False)
+    row = chapter.statistics({("300w-like", "common"): a}, size=64).iloc[0]
+    assert row["faces"] == 3 and row["scheme"] == "ibug68"
+    assert np.isclose(row["mean |yaw| (°)"], np.abs(a["pose"][:, 0]).mean())
+    assert np.isclose(row["hidden of 68 (%)"], 100 * (1 - a["visible68"].mean()))
+    assert np.isclose(row["box width / image"], ((a["boxes"][:, 2] - a["boxes"][:, 0]) / 64).mean())

@@ -235,3 +235,27 @@ def test_weights_that_diverge_on_the_last_step_are_an_error():
     with pytest.raises(FloatingPointError, match="weights became non-finite in epoch 1"):
         train.fit(_model(), _loss, _problem(), epochs=1, batch_size=64, optimizer=train.sgd(float("inf")),
                   progress=False)  # one step: its loss is finite, the weights it leaves are not
+
+
+def _curve(values):
+    return train.History([{"epoch": i + 1, "loss": 1.0, "validation": v} for i, v in enumerate(values)])
+
+
+def test_convergence_is_read_from_the_last_quarter_of_the_validation_curve():
+    assert not _curve([11.4, 10.8, 10.1, 9.4]).converged()              # still falling at the end
+    after_decay = [14, 12.5, 12.1, 12.0, 12.0, 11.99, 10.0, 9.6]          # an LR drop in the last quarter
+    assert not _curve(after_decay).converged()
+    flat_after_decay = [14, 13, 12.5, 12.2, 12.1, 12.0, 9.8, 9.7, 9.65, 9.64, 9.64, 9.63]
+    assert _curve(flat_after_decay).converged()                          # a quarter of the budget flat
+    assert _curve([5.0, 4.0, 3.9, 3.95, 4.0]).converged()               # rising is no longer improving
+    assert not _curve([5.0, 4.0]).converged()                            # fewer than 3 points: no evidence
+    assert not train.History([{"epoch": 1, "loss": 1.0}]).converged()     # no validation curve: no evidence
+
+
+def test_half_the_budget_is_kept_for_the_budget_check(tmp_path):
+    model = _model()
+    _fit(model, 4, ckpt=tmp_path)
+    half = train.half_weights(tmp_path)
+    assert half is not None and set(half) == set(model.state_dict())
+    assert any(not torch.equal(half[k], v) for k, v in model.state_dict().items())   # earlier weights
+    assert train.half_weights(tmp_path / "elsewhere") is None

@@ -3,13 +3,14 @@
 import pytest
 import torch
 
+from falign.kit import registry
 from falign.tools import devicecheck, trainspeed
 
 
 @pytest.mark.parametrize("chapter", trainspeed.chapters())
 def test_tiny_data_keeps_everything_but_the_face_counts(chapter):
     cfg = trainspeed.scale(chapter, "small")
-    original = __import__(f"falign.kit.chapter.{chapter}", fromlist=["SCALES"]).SCALES["small"]
+    original = registry.experiment(chapter).SCALES["small"]
     changed = {k for k in vars(cfg) if getattr(cfg, k) != getattr(original, k)}
     assert changed and changed <= {"n_train", "n_val", "n_test", "n_afw"}           # face counts only
 

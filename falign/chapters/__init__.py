@@ -6,8 +6,11 @@ from falign.kit.registry import register
 
 register(f"{__name__}.foundations", title="Foundations", order=10, experiment=f"{__name__}.foundations",
          paper=False)
-register(f"{__name__}.landmarks", title="Landmarks and metrics", order=20, experiment=None, paper=False)
-register(f"{__name__}.synthface", title="SynthFace, the default data", order=30, experiment=None, paper=False)
+register(f"{__name__}.landmarks", title="Landmarks and metrics", order=20, experiment=f"{__name__}.landmarks",
+         paper=False)
+register(f"{__name__}.synthface", title="SynthFace, the default data", order=30,
+         experiment=f"{__name__}.synthface", paper=False)
 register(f"{__name__}.compare", title="Every method on one protocol", order=80, experiment=f"{__name__}.compare",
          paper=False)
-register(f"{__name__}.aligner", title="Use it on your own photo", order=90, experiment=None, paper=False)
+register(f"{__name__}.aligner", title="Use it on your own photo", order=90, experiment=f"{__name__}.aligner",
+         paper=False)

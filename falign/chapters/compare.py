@@ -30,13 +30,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign.kit import aligner, atomic_files as atomic
+from falign.kit import aligner, atomic_files as atomic, chapter
+from falign.kit.chapter import not_recipe
 from falign.data import detect
-from falign.measure import metrics
+from falign.measure import conventions, metrics, protocol300w
 from falign import papers
 from falign.baselines import dlib_ert as peers
 from falign.kit import train as trainer
-from falign.tools.bench import aligner_speed
+from falign.kit.timing import aligner_speed
 from falign.data import transforms
 from falign.data.crops import load_faces
 from falign.synthface.dataset import synthface_arrays
@@ -57,18 +58,19 @@ ERT_ID = "table1/ert-9/{subset}"           # ERT's published 300-W row in falign
 DEVICE = "cpu"
 
 
-@dataclass(frozen=True)
-class Scale:
-    """One scale of the comparison: test and sweep sizes, the SDM recipe and the timing effort."""
+@dataclass(frozen=True, kw_only=True)
+class Scale(chapter.Scale):
+    """One scale of the comparison: test and sweep sizes, the SDM recipe and the timing effort. Only
+    ``sdm`` changes a training (SDM's closed-form fit); nothing else here is trained."""
 
-    n_test: dict               # faces per 300-W-like test subset
-    image: int                 # SynthFace render size (pixels); every method reads the same photos
-    sdm: str                   # the RCSR chapter scale whose recipe fits SDM + HOG (faces, crop, HOG patch)
-    sweep_faces: int           # faces per sweep point
-    bootstrap: int             # bootstrap resamples per sweep point
-    repeats: int               # timed calls per latency (median)
-    batch: int                 # faces per call for the throughput column
-    sweep_points: int | None = None   # values per factor (evenly thinned, ends kept); None: every value
+    n_test: dict = not_recipe()              # faces per 300-W-like test subset
+    image: int = not_recipe()                # SynthFace render size (pixels); every method reads the same photos
+    sdm: str                                 # the RCSR chapter scale whose recipe fits SDM + HOG (faces, crop, HOG patch)
+    sweep_faces: int = not_recipe()          # faces per sweep point
+    bootstrap: int = not_recipe()            # bootstrap resamples per sweep point
+    repeats: int = not_recipe()              # timed calls per latency (median)
+    batch: int = not_recipe()                # faces per call for the throughput column
+    sweep_points: int | None = not_recipe(None)   # values per factor (evenly thinned, ends kept); None: every value
 
 
 SCALES = {
@@ -293,7 +295,7 @@ def fit_sdm(cfg: Scale, work, *, seed: int = 0):
 
     rcfg = rcsr.SCALES[cfg.sdm]
     train = rcsr.load(rcfg, "train", seed=seed, train=True)
-    model, _ = rcsr.trained(rcfg, {"train": train}, work, "sdm", kind="sdm", seed=seed, progress=False)
+    model, _ = rcsr.train(rcfg, {"train": train}, work, "sdm", seed=seed, progress=False)
     return model.eval(), train
 
 
@@ -338,6 +340,11 @@ def methods_for(run, cfg: Scale) -> list[Method]:
     for name, fingerprint in fitted_on.items():
         run.dataset(name, fingerprint)
     return found
+
+
+def method_table(methods_: list[Method]) -> pd.DataFrame:
+    """The methods of a page: name, family (book, peer, baseline), the points each is scored on."""
+    return pd.DataFrame([{"method": m.name, "family": m.family, "points scored": m.points.label} for m in methods_])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -449,7 +456,7 @@ def accuracy(methods_: list[Method], preds: dict, tests: dict[str, Faces]) -> tu
 def costs(methods_: list[Method], photo: np.ndarray, box, cfg: Scale) -> pd.DataFrame:
     """Parameters, weight size, CPU latency at batch 1 (ms per face) and throughput (faces/s at
     ``cfg.batch``) of every method, measured in this run on the same photo and box
-    (:func:`falign.tools.bench.aligner_speed`)."""
+    (:func:`falign.kit.timing.aligner_speed`)."""
     out = []
     for m in methods_:
         ms, rate = aligner_speed(m.predict, photo, box, cfg.batch, DEVICE, cfg.repeats)
@@ -469,6 +476,66 @@ def leaderboard(acc: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
     order = ["method", "points", "parameters", "weights (MB)",
              *[c for c in cost.columns if "latency" in c or "throughput" in c]]
     return merged[order + [c for c in merged.columns if c not in order and c != "source"]]
+
+
+@dataclass
+class Scoreboard:
+    """The leaderboard page's results: ``board`` (every row, :func:`leaderboard`), split into ``main`` (the
+    68-point rows) and ``shared`` (the rows on other point sets); ``cost`` (:func:`costs`); and ``curves``
+    (row label -> subset -> per-face inter-ocular errors, for the CED curves)."""
+
+    board: pd.DataFrame
+    main: pd.DataFrame
+    shared: pd.DataFrame
+    cost: pd.DataFrame
+    curves: dict
+
+
+def scoreboard(methods_: list[Method], tests: dict[str, Faces], cfg: Scale, *, cache=None) -> Scoreboard:
+    """Every method predicted (:func:`predict`, cached in ``cache``), scored (:func:`accuracy`) and timed
+    (:func:`costs`, on the first common face from its detector box), then joined (:func:`leaderboard`)."""
+    preds = predict(methods_, tests, cache=cache)
+    acc, curves = accuracy(methods_, preds, tests)
+    faces = tests[TEST_SUBSETS[0]]
+    cost = costs(methods_, faces.images[0], faces.detector_boxes[0], cfg)
+    board = leaderboard(acc, cost)
+    on68 = board["points"] == IBUG68.label
+    return Scoreboard(board, board[on68].reset_index(drop=True), board[~on68].reset_index(drop=True), cost, curves)
+
+
+def ced_figure(curves: dict, names, step: float = 1e-4):
+    """One panel per subset (:data:`SUBSETS`): the CED of each row of ``names`` up to :data:`THRESHOLD`
+    (:func:`falign.kit.plots.ced`), the legend giving each AUC."""
+    import matplotlib.pyplot as plt
+
+    from falign.kit import plots
+
+    names = set(names)
+    fig, axes = plt.subplots(1, len(SUBSETS), figsize=(5 * len(SUBSETS), 4.3))
+    for ax, subset in zip(axes, SUBSETS):
+        plots.ced(ax, {m: e[subset] for m, e in curves.items() if m in names}, "inter-ocular", THRESHOLD, step=step,
+                  title=f"SynthFace 300-W-like {subset}")
+    fig.tight_layout()
+    return fig
+
+
+def write_ced_data(run, curves: dict, names) -> None:
+    """Write each subset's CED curves of the rows ``names`` (:func:`falign.measure.protocol300w.ced_data`)
+    as ``ced_<subset>.csv`` through ``run.table`` (:class:`falign.kit.report.Run`)."""
+    chosen = {m: curves[m] for m in names}
+    for subset in SUBSETS:
+        run.table(protocol300w.ced_data(chosen, subset, THRESHOLD), f"ced_{subset}")
+
+
+def reported_300w() -> pd.DataFrame:
+    """Recent methods' real 300-W NME as their authors report it (:func:`falign.papers.sota.table_300w`),
+    with ERT's published row (RCSR Table 1, full only) added for reference; nothing measured here."""
+    from falign.papers import sota
+
+    ert = {"method": "ERT (Kazemi & Sullivan 2014)", "venue": "CVPR 2014",
+           **{s: published_ert(s) for s in SUBSETS}, "normaliser": "inter-ocular",
+           "source": "as printed in RCSR Table 1 (full only)"}
+    return pd.concat([sota.table_300w(), pd.DataFrame([ert])], ignore_index=True).assign(status="as reported")
 
 
 def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -527,6 +594,38 @@ def published_ert(subset: str) -> float:
         return np.nan
 
 
+def peer_table(peers_: list[Method]) -> pd.DataFrame:
+    """The peer's models: the points each is scored on, where it comes from, its file size."""
+    return pd.DataFrame([{"model": m.name, "points scored": m.points.label, "source": m.source,
+                          "weights (MB)": round(m.megabytes, 1)} for m in peers_])
+
+
+def calibration_setting(cfg: Scale, tests: dict[str, Faces]) -> str:
+    """What the calibration compares: ERT's published real 300-W error, the SynthFace test faces, and
+    the licence of each of the peer's models."""
+    return "\n".join([
+        f"ERT on real 300-W full (RCSR Table 1): {papers.number('rcsr', ERT_ID.format(subset='full')):.2f} % NME "
+        "(inter-ocular)",
+        f"SynthFace test faces: {({s: len(f) for s, f in tests.items()})} rendered at {cfg.image} pixels",
+        *(f"{n}-point model licence: {peers.LICENCE[n]}" for n in (68, 5))])
+
+
+RATIOS = ("dlib's boxes, found faces", "our boxes, all faces")   # the calibration's two ratios, as read
+
+
+def calibration_reading(table: pd.DataFrame, subset: str = "full") -> tuple[str, dict[str, float]]:
+    """What the :func:`calibration` table says on ``subset``: each ratio read (:func:`reading_guide`) and
+    how much of their difference the box convention alone makes on the same found faces; also the
+    ratios, named for the run's log."""
+    row = table.set_index("subset").loc[subset]
+    ratios = {f"ratio {subset} ({k})": float(row[f"ratio SynthFace / 300-W ({k})"]) for k in RATIOS}
+    lines = [f"{k}: {reading_guide(row[f'ratio SynthFace / 300-W ({k})'])}" for k in RATIOS]
+    box_factor = row["NME (%), our boxes, found faces"] / row["NME (%), dlib's boxes, found faces"]
+    lines.append(f"On the same found faces, our boxes multiply the peer's error by {box_factor:.2f}: that much of "
+                 "the difference between the two ratios is the box convention, not the faces.")
+    return "\n".join(lines), ratios
+
+
 def calibration(peer: Method, tests: dict[str, Faces]) -> tuple[pd.DataFrame, dict]:
     """The peer (68 points) on each subset with our boxes and with dlib's HOG detector on the faces it
     finds, beside ERT's published real 300-W number; also subset -> dlib boxes (NaN rows: not found)."""
@@ -561,7 +660,6 @@ def calibration_figure(peer: Method, faces: Faces, dlib_boxes: np.ndarray, n: in
     """The peer on ``n`` faces found by dlib's detector: from our box (left of each pair) and from
     dlib's box (right), the box drawn, the peer's points in green."""
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
 
     from falign.kit import plots
 
@@ -571,7 +669,7 @@ def calibration_figure(peer: Method, faces: Faces, dlib_boxes: np.ndarray, n: in
         for j, (box, name) in enumerate(((faces.detector_boxes[i], "our box"), (dlib_boxes[i], "dlib's box"))):
             ax = axes[0, 2 * k + j]
             plots.landmarks(ax, faces.images[i], peer.predict(faces.images[i], box[None])[0], size=4)
-            ax.add_patch(Rectangle(box[:2], *(box[2:] - box[:2]), fill=False, color="yellow", lw=1))
+            plots.box(ax, box, lw=1)
             ax.set_title(f"face {i}, {name}", fontsize=8)
     if not len(found):
         axes[0, 0].axis("off")
@@ -711,6 +809,15 @@ def sweep_values(factor: str, cfg: Scale) -> tuple[float, ...]:
     return tuple(values[i] for i in np.unique(np.linspace(0, len(values) - 1, cfg.sweep_points).round().astype(int)))
 
 
+def factor_table(cfg: Scale) -> pd.DataFrame:
+    """Each factor of :data:`FACTORS`: its axis, the SynthFace fields it sets, the values it takes at
+    this scale (or, for a measured factor, its bin edges)."""
+    return pd.DataFrame([{"factor": f.name, "axis": f.label, "fields": ", ".join(f.fields),
+                          "values": ", ".join(f"{v:g}" for v in (f.edges or sweep_values(f.name, cfg))),
+                          "kind": "bin edges of measured coverage" if f.edges else "set"}
+                         for f in FACTORS.values()])
+
+
 def _rendered(methods_: list[Method], cfg: Scale, factor: str, value: float, seed: int, memo: dict):
     """(faces, method -> per-face errors) at one sweep point; points with the same overrides (every
     factor's neutral value) are rendered and predicted once."""
@@ -778,3 +885,33 @@ def sweep_figure(curves: pd.DataFrame, ncols: int = 4):
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Metric conventions: the same predictions under each toolkit's bookkeeping
+# --------------------------------------------------------------------------------------------------
+def convention_presets() -> pd.DataFrame:
+    """The choices of every preset of :data:`falign.measure.conventions.PRESETS` (without its source)."""
+    return pd.DataFrame([{k: v for k, v in dataclasses.asdict(c).items() if k != "source"}
+                         for c in conventions.PRESETS.values()])
+
+
+def convention_sources() -> pd.DataFrame:
+    """The code each convention preset follows."""
+    return pd.DataFrame([{"preset": c.name, "follows": c.source} for c in conventions.PRESETS.values()])
+
+
+def convention_scores(methods_: list[Method], preds: dict, tests: dict[str, Faces], subset: str = "full") -> pd.DataFrame:
+    """The 68-point rows' predictions on ``subset`` scored under every preset
+    (:func:`falign.measure.conventions.table`), with their visibility; normaliser: outer eye corners."""
+    on68 = [r for r in rows(methods_) if r.points == IBUG68]
+    errors = {r.label: row_point_errors(r, preds, tests)[subset] for r in on68}
+    visible = {r.label: row_visibility(r, tests)[subset] for r in on68}
+    return conventions.table(errors, visible)
+
+
+def convention_spread(scored: pd.DataFrame, value: str = "NME (%)") -> pd.DataFrame:
+    """Per method, ``value`` under every preset side by side and the largest difference between presets."""
+    table = scored.pivot(index="method", columns="convention", values=value)[list(conventions.PRESETS)]
+    table["largest difference"] = table.max(axis=1) - table.min(axis=1)
+    return table.reset_index()

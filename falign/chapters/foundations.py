@@ -1,20 +1,25 @@
-"""The Foundations chapter's tiny end-to-end example: a small CNN regressing five landmarks.
+"""The Foundations chapter: the environment a run records, the landmark schemes in brief, and a tiny
+end-to-end example, a small CNN regressing five landmarks.
 
-It exists to show the path every paper chapter takes (data -> crops -> model -> ``train.fit`` ->
-predictions in image coordinates -> metrics), not to be a good face aligner.
+The example exists to show the path every paper chapter takes (data -> crops -> model -> ``train.fit``
+-> predictions in image coordinates -> metrics), not to be a good face aligner. The notebook
+``notebooks/foundations/01_foundations`` calls these functions and explains them.
 """
 
 from __future__ import annotations
 
+import platform
 import sys
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from falign.kit import train as trainer
+from falign.kit import plots, report, train as trainer
 from falign.data.crops import Crops, crop_faces, load_faces
+from falign.measure import landmarks, metrics
 
 SCALES = {
     "smoke": dict(n_train=256, n_test=64, image=96, crop=48, epochs=3, batch=32, lr=2e-3),
@@ -25,6 +30,26 @@ SCALES = {
 PRESET = "lfpw5-like"
 DATASETS = ("synthetic",)   # the DATA it honours (checked before a run)
 MARGIN = 0.15
+SCHEMES = ("ibug68", "ibug51", "ibug49", "five", "afw6", "aflw-pifa34")   # the schemes the chapter lists
+NORM, FAILURE = "inter-pupil", 0.10        # the five points' normaliser and failure threshold
+
+
+def environment(run) -> pd.DataFrame:
+    """Where a run (:class:`falign.kit.report.Run`) ran: Python, torch, device, threads, scale, seed."""
+    return pd.DataFrame({
+        "item": ["python", "torch", "device", "threads", "scale", "seed"],
+        "value": [platform.python_version(), torch.__version__, report.describe_device(run.device),
+                  torch.get_num_threads(), run.scale, run.seed],
+    })
+
+
+def scheme_summary(names=SCHEMES) -> pd.DataFrame:
+    """Points and outer eye corners (the inter-ocular normaliser's points) of each scheme of ``names``."""
+    return pd.DataFrame([
+        {"scheme": s.name, "points": s.n_points,
+         "outer eye corners": s.outer_eye_corners if s.outer_eye_corners is not None else "—"}
+        for s in map(landmarks.get_scheme, names)
+    ])
 
 
 def datasets(cfg: dict, seed: int, data: str = "synthetic", root: str = "") -> tuple[Crops, Crops]:
@@ -98,3 +123,28 @@ def mean_shape_baseline(train_crops: Crops, test_crops: Crops) -> np.ndarray:
     """The training mean shape placed in each test crop: the error any model must beat."""
     mean = train_crops.landmarks.mean(0, keepdim=True).expand(len(test_crops), -1, -1)
     return test_crops.to_image(mean).numpy()
+
+
+def loss_figure(history):
+    """The tiny model's training loss per epoch (linear axis)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    plots.loss_curve(ax, history, ylabel="training loss (MSE, crop units)", log=False,
+                     title="Tiny 5-point regressor")
+    return fig
+
+
+def evaluate(model: nn.Module, train_crops: Crops, test_crops: Crops, *, device) -> tuple[pd.DataFrame, np.ndarray]:
+    """The tiny model beside the mean shape in the box (:func:`mean_shape_baseline`) on the test crops:
+    NME (inter-pupil, %) and failure@0.10 (%); also the tiny model's per-image errors."""
+    pred, gt = predict(model, test_crops, device=device)
+    errors = {"mean shape in the box": metrics.nme(mean_shape_baseline(train_crops, test_crops), gt, norm=NORM,
+                                                   scheme="five"),
+              "tiny CNN": metrics.nme(pred, gt, norm=NORM, scheme="five")}
+    table = pd.DataFrame({
+        "method": list(errors),
+        f"NME ({NORM}, %)": [100 * metrics.mean_error(e) for e in errors.values()],
+        f"failure@{FAILURE:.2f} (%)": [100 * metrics.failure_rate(e, FAILURE) for e in errors.values()],
+    })
+    return table, errors["tiny CNN"]

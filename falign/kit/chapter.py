@@ -24,10 +24,13 @@ def not_recipe(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Scale:
-    """Fields every chapter's scale has: the training ``seeds`` (offset by the notebook's SEED) and the
-    ``precision`` request (:func:`falign.kit.precision.choose`: "auto", "fp32" or "bf16")."""
+    """Fields every chapter's scale has: the training ``seeds`` (offset by the notebook's SEED), the
+    ``second_look`` seeds planned for the arms of claims the first look leaves undecided (declared with
+    the scale, before any result: :mod:`falign.kit.effects`), and the ``precision`` request
+    (:func:`falign.kit.precision.choose`: "auto", "fp32" or "bf16")."""
 
     seeds: tuple[int, ...] = not_recipe((0,))
+    second_look: tuple[int, ...] = not_recipe(())
     precision: str = "auto"
 
 
@@ -36,9 +39,13 @@ def recipe(cfg: Any) -> dict:
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.metadata.get("recipe", True)}
 
 
-def seeds(cfg: Any, base: int = 0) -> list[int]:
-    """The training seeds of every arm: the scale's seeds offset by the notebook's SEED."""
-    return [base + s for s in cfg.seeds]
+def seeds(cfg: Any, base: int = 0, look: int = 1) -> list[int]:
+    """The training seeds of an arm at ``look`` 1 (the scale's seeds) or 2 (those and the planned second
+    stage, ``second_look``), offset by the notebook's SEED."""
+    if look not in (1, 2):
+        raise ValueError(f"look must be 1 or 2, got {look}")
+    planned = tuple(cfg.seeds) + (tuple(getattr(cfg, "second_look", ())) if look == 2 else ())
+    return [base + s for s in planned]
 
 
 def grid(train_one: Callable[[str, int], Any], arms: Iterable[str], seed_list: Iterable[int]) -> dict:

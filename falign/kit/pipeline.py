@@ -110,16 +110,50 @@ def kept_scale(results: Path) -> str | None:
     return scale if scale in SCALES else None
 
 
-def destination(chapter: str, scale: str, results_dir: Path, book_dir: Path, side_root: Path) -> tuple[Path, Path]:
-    """Where a finished run goes: ``results/<chapter>`` and ``book/<chapter>``, unless they hold a
-    larger scale's run (``results/`` keeps the largest scale actually run, so a smoke or small run
-    never replaces a gpu or full one); then ``<side_root>/<scale>/``, and the run says so."""
+def budget_checked(results: Path) -> bool:
+    """Whether a run's claims pass the budget check: its claims ledger judged every claim at half the
+    budget too and none changed class. A chapter without a claims ledger has nothing to check (True)."""
+    import pandas as pd
+
+    from falign.kit import ledger
+
+    path = results / "claims.csv"
+    if not path.is_file():
+        return True
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return False
+    if not ledger.is_ledger(df):
+        return False
+    return bool((df["class at half budget"] != "not run").all() and (df["budget-sensitive"].astype(str) != "True").all())
+
+
+def shows_new_run(kept: str | None, kept_passes: bool, scale: str, passes: bool) -> bool:
+    """The rule, declared before any result is seen, that picks the run ``results/<chapter>`` shows: a
+    run whose claims pass the budget check (:func:`budget_checked`) over one whose do not; between
+    two that both pass, or both fail, the larger scale (a tie: the newer run). Never a less converged
+    run because its scale is larger, and never a run picked for its verdicts."""
+    if kept is None:
+        return True
+    if passes != kept_passes:
+        return passes
+    return SCALES.index(scale) >= SCALES.index(kept)
+
+
+def destination(chapter: str, scale: str, results_dir: Path, book_dir: Path, side_root: Path,
+                staged: Path | None = None) -> tuple[Path, Path]:
+    """Where a finished run (its tables staged in ``staged``) goes: ``results/<chapter>`` and
+    ``book/<chapter>`` when :func:`shows_new_run` picks it over the run they hold, else
+    ``<side_root>/<scale>/``, and the run says so."""
     kept = kept_scale(results_dir / chapter)
-    if kept is None or SCALES.index(kept) <= SCALES.index(scale):
+    passes = budget_checked(staged) if staged is not None else True
+    if shows_new_run(kept, budget_checked(results_dir / chapter), scale, passes):
         return results_dir / chapter, book_dir / chapter
     side = side_root / scale
-    print(f"[{chapter}] results/{chapter} holds a larger run (SCALE={kept}), which stays; this SCALE={scale} "
-          f"run goes to {side}/results/{chapter} and {side}/book/{chapter}")
+    print(f"[{chapter}] results/{chapter} holds the run the book shows (SCALE={kept}; the rule: the largest scale "
+          f"whose claims pass the budget check), which stays; this SCALE={scale} run goes to "
+          f"{side}/results/{chapter} and {side}/book/{chapter}")
     return side / "results" / chapter, side / "book" / chapter
 
 
@@ -284,7 +318,8 @@ def reproduce_chapter(
         print(f"[{chapter}] {py.stem} done in {time.time() - t0:.0f} s", flush=True)
     # A chapter without tables (none written) still gets an empty results folder with no run.json.
     (staged_results / chapter).mkdir(parents=True, exist_ok=True)
-    results, book = destination(chapter, params.scale, results_dir, book_dir, side_root=stage_root.parent / "runs")
+    results, book = destination(chapter, params.scale, results_dir, book_dir, side_root=stage_root.parent / "runs",
+                                staged=staged_results / chapter)
     try:
         _promote([(staged_results / chapter, results), (staged_book, book)])
     except OSError as err:
@@ -296,30 +331,58 @@ def reproduce_chapter(
 
 
 def write_scorecard(book_dir: Path = paths.BOOK_DIR, results_dir: Path = paths.RESULTS_DIR) -> Path:
-    """Write ``scorecard.md``: every claim of every chapter's claims ledger (results/<chapter>/claims.csv)
-    with its verdict, margin ± spread, seeds and scale, linked to the notebook that tests it."""
-    from falign.kit import ledger
+    """Write ``scorecard.md`` and its forest plot: every claim of every chapter's claims ledger
+    (results/<chapter>/claims.csv) with its effect, interval, the paper's effect, class, seeds, floor
+    and scale, linked to the notebook that shows it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from falign.kit import effects, ledger
 
     card = ledger.scorecard(results_dir)
     lines = ["# Scorecard: the papers' claims", "",
-             "Every claim the paper chapters test, gathered from their claims ledgers by `make reproduce`. A claim "
-             f"*holds* when its margin in the paper's direction exceeds {ledger.K_SD:g} pooled standard deviations "
-             "over seeds, *fails* when it does so the other way, and is *inconclusive* otherwise or with one seed; "
-             "no verdict is drawn from a training that did not converge. Margins are in each claim's own unit "
-             "(see its chapter).", ""]
+             "Every claim the paper chapters test, gathered from their claims ledgers. Each claim's *effect* is "
+             "the relative advantage of the arm the paper says is better, in the paper's direction (a fraction of "
+             "the beaten arm's error, so that our SynthFace numbers and the paper's real-data numbers can be set "
+             "side by side), with a "
+             f"{effects.LEVEL:.1%} t-interval, paired by seed where the arms share seeds. The two planned looks "
+             "(the scale's seeds, then a second stage of seeds declared with the scale for claims left undecided) "
+             "are each judged at that level, 95 % over both.", "",
+             "What each class means:", ""]
+    lines += [f"- **{c}**: {effects.MEANING[c]}." for c in effects.CLASSES]
+    lines += ["", "A class is followed by *budget-sensitive* when the same arms, evaluated from their weights at half "
+              "the training budget, fall in another class, and the table says when a compared arm had not "
+              "converged (its validation curve still falling over the last quarter of the budget).", ""]
     if card.empty:
-        lines.append("No chapter has a claims ledger yet.")
+        lines.append("No chapter has a claims ledger in this format yet.")
     else:
-        lines += ["| chapter | claim | source | verdict | margin ± spread | seeds | scale |", "|---|---|---|---|---|---|---|"]
-        for row in card.to_dict("records"):
-            chapter = row["chapter"]
-            where = next((f"{{doc}}`{chapter}/{nb.stem}`" for nb in sorted((book_dir / chapter).glob("*.ipynb"))
-                          if ledger.RULE_MARK in nb.read_text(encoding="utf-8")), chapter)
-            cells = [where, *(row[k] for k in ("claim", "source", "verdict", "margin ± spread", "seeds", "scale"))]
-            lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+        lines += [ledger.chance_note(len(card)), "", ledger.summary(card), ""]
+        fig = ledger.forest(card)
+        with atomic.atomic_path(book_dir / "scorecard_forest.png") as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+        lines += ["![Every claim's effect with its interval, the paper's effect marked](scorecard_forest.png)", ""]
+        shown = ledger.table(card)
+        shown["chapter"] = [_ledger_link(c, book_dir) for c in card["chapter"]]
+        lines += ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+        for row in shown.astype(str).itertuples(index=False):
+            lines.append("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+    skipped = card.attrs.get("skipped", [])
+    if skipped:
+        lines += ["", "Not in the ledger's format (an older run, judged by an older rule): "
+                  + ", ".join(f"`{Path(p).parent.name}`" for p in skipped) + "."]
     path = book_dir / "scorecard.md"
     atomic.write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _ledger_link(chapter: str, book_dir: Path) -> str:
+    """A short link to the chapter's notebook that shows its claims ledger (the last one that draws it)."""
+    pages = [nb for nb in sorted((book_dir / chapter).glob("*.ipynb"))
+             if "ledger.table(" in nb.read_text(encoding="utf-8")]
+    return f"{{doc}}`{chapter} <{chapter}/{pages[-1].stem}>`" if pages else chapter
 
 
 def write_toc(book_dir: Path = paths.BOOK_DIR) -> Path:

@@ -294,9 +294,11 @@ def per_landmark(ax, errors, visible=None, *, regions=IBUG68_REGIONS, xlabel: st
     n = errors.shape[1]
     ax.bar(np.arange(n), 100 * errors.mean(axis=0), color="0.7", label="all points")
     if visible is not None:
-        visible_only = np.where(_numpy(visible).astype(bool), errors, np.nan)
-        ax.plot(np.arange(n), 100 * np.nanmean(visible_only, axis=0), "o", ms=3, c="tab:blue",
-                label="visible points only")
+        vis = _numpy(visible).astype(bool)
+        count = vis.sum(axis=0)
+        mean = np.where(vis, errors, 0.0).sum(axis=0) / np.maximum(count, 1)
+        ax.plot(np.arange(n), np.where(count > 0, 100 * mean, np.nan), "o", ms=3, c="tab:blue",
+                label="visible points only")   # a point never visible has no dot
     top = 1.15 * ax.get_ylim()[1]
     for start, region in regions:
         ax.axvline(start - 0.5, c="0.4", lw=0.6)

@@ -32,3 +32,15 @@ def seconds_per_call(fn: Callable[[], object], device: torch.device | str = "cpu
             _sync(device)
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def aligner_speed(predict, photo, box, batch: int, device: torch.device | str = "cpu",
+                  repeats: int = 5) -> tuple[float, float]:
+    """(ms per face at batch 1, faces/s at ``batch``) of ``predict(photo, boxes)``, end to end: the
+    book's aligners, the peer and the comparison chapter's baselines are all timed by this one call."""
+    import numpy as np
+
+    boxes = np.tile(np.asarray(box, np.float32).reshape(1, 4), (batch, 1))
+    latency = seconds_per_call(lambda: predict(photo, boxes[:1]), device, repeats=repeats)
+    bulk = seconds_per_call(lambda: predict(photo, boxes), device, repeats=max(1, min(3, repeats)))
+    return 1000 * latency, batch / bulk

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import dataclasses
 import hashlib
 import inspect
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, default_collate
@@ -37,6 +39,13 @@ from falign.kit import precision as precision_
 from falign.kit import progress as progress_lines
 
 CHECKPOINT = "checkpoint.pt"
+HALF = "half.pt"  # the weights after half the optimiser steps: the claims' budget check
+
+
+# The convergence rule (History.converged), stated once: the fall of the validation trend over the last
+# quarter of the budget, at most 2 % of its level, judged on at least 3 epochs.
+CONVERGENCE_TOLERANCE = 0.02
+CONVERGENCE_POINTS = 3
 
 
 @dataclass
@@ -76,6 +85,24 @@ class History:
         last, before = curve[-1], curve[-2]
         return abs(before - last) <= tolerance * abs(before)
 
+    def converged(self, tolerance: float = CONVERGENCE_TOLERANCE) -> bool:
+        """The book's convergence label, read from the held-out validation curve over the last quarter
+        of the budget (at least its last :data:`CONVERGENCE_POINTS` epochs): converged when the trend
+        of a least-squares line through those points falls by at most ``tolerance`` of their mean level
+        over that stretch, or rises. A learning-rate decay cannot grant it: the curve's level over a
+        quarter of the budget, not the last epoch's step, is judged, so a curve still falling after a
+        decay stays "not converged". No validation curve, or fewer points than that: False (no
+        evidence). The rule and its numbers were fixed before the reruns that use it."""
+        curve = self.validation
+        if not curve:
+            return False
+        k = max(CONVERGENCE_POINTS, math.ceil(len(curve) / 4))
+        if len(curve) < k:
+            return False
+        tail = np.asarray(curve[-k:], dtype=float)
+        slope = np.polyfit(np.arange(k), tail, 1)[0]
+        return -slope * (k - 1) <= tolerance * abs(tail.mean())
+
 
 def distributed_context(device: str | torch.device) -> tuple[int, int]:
     """(rank, world size); joins the process group when launched by torchrun."""
@@ -99,6 +126,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -156,6 +184,15 @@ def finished(checkpoint_dir: str | Path, epochs: int, precision: str = "fp32") -
     return state if state.get("epoch") == epochs else None
 
 
+def half_weights(checkpoint_dir: str | Path, precision: str = "fp32") -> dict[str, Any] | None:
+    """The model's state dict after half of a finished training's optimiser steps (saved by :func:`fit`
+    beside its checkpoint), or None: a chapter evaluates it to judge its claims at half the budget."""
+    path = checkpoint_path(checkpoint_dir, precision)
+    if path is None or not (path.parent / HALF).exists():
+        return None
+    return load_checkpoint(path.parent / HALF)["model"]
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``: tensors and plain containers, never code."""
     path = Path(path)
@@ -203,6 +240,9 @@ def fit(
     and its value is recorded as the epoch's ``validation``: the curve :meth:`History.plateaued`
     reads. It must not touch test data.
 
+    With a ``checkpoint_dir``, the weights after half of all optimiser steps are kept too
+    (:func:`half_weights`), so every claim can also be judged at half its budget (evaluation only).
+
     ``max_steps`` (or an enclosing :func:`step_cap`) stops each epoch after that many optimiser steps: the
     tests run every scale's configuration for a few steps on the CPU, so a configuration error in a
     ``gpu`` or ``full`` scale shows before a GPU is found.
@@ -242,6 +282,7 @@ def fit(
     if len(loader) == 0:
         raise ValueError(f"{desc}: {len(train_data)} training samples are fewer than one batch of {batch_size}")
     per_epoch = min(len(loader), max_steps) if max_steps is not None else len(loader)
+    half_step = epochs * per_epoch // 2           # the budget check's evaluation point
     reporter = progress_lines.Reporter(desc, seed, epochs, per_epoch, batch_size, start_epoch)
     on_cpu = device.type == "cpu"
 
@@ -273,6 +314,8 @@ def fit(
             scaler.step(opt)
             scaler.update()
             steps.append(loss.detach())
+            if ckpt_path is not None and rank == 0 and epoch * per_epoch + len(steps) == half_step:
+                _save(ckpt_path.parent / HALF, {"model": model.state_dict(), "epoch": epoch, "step": half_step})
             if reporter.due():
                 running = float(torch.stack(steps).float().mean())
                 reporter.step(epoch, len(steps), running)

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from falign.kit import atomic_files as atomic, paths, report
-from falign.kit.timing import seconds_per_call
+from falign.kit.timing import aligner_speed, seconds_per_call
 
 
 def bench_synthface(device: torch.device, quick: bool) -> list[dict]:
@@ -75,18 +75,6 @@ def bench_training(device: torch.device, quick: bool) -> list[dict]:
                  dict(benchmark=f"{chapter} training (small) configured / float32", size=size, batch=batch,
                       value=a / b, unit="ratio")]
     return rows
-
-
-def aligner_speed(predict, photo, box, batch: int, device: torch.device | str = "cpu",
-                  repeats: int = 5) -> tuple[float, float]:
-    """(ms per face at batch 1, faces/s at ``batch``) of ``predict(photo, boxes)``, end to end: the
-    book's aligners, the peer and the comparison chapter's baselines are all timed by this one call."""
-    import numpy as np
-
-    boxes = np.tile(np.asarray(box, np.float32).reshape(1, 4), (batch, 1))
-    latency = seconds_per_call(lambda: predict(photo, boxes[:1]), device, repeats=repeats)
-    bulk = seconds_per_call(lambda: predict(photo, boxes), device, repeats=max(1, min(3, repeats)))
-    return 1000 * latency, batch / bulk
 
 
 def _aligner_rows(name: str, model, size, device: torch.device, quick: bool) -> list[dict]:

@@ -37,21 +37,16 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
-import matplotlib.pyplot as plt
-import pandas as pd
 import skimage.data
 
-from falign.kit import aligner, plots, report
+from falign.chapters import aligner as chapter
 from falign.data import detect
+from falign.kit import report
 
 run = report.start("aligner", "01_your_own_photo", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
                    SEED=SEED)
-models, refused = aligner.shipped(run.device)
-for name, why in refused.items():
-    print(f"{name} is not shown: {why.rsplit('/', 1)[-1]}")
-names = list(models)
-pd.DataFrame([{"aligner": name, **{k: model.provenance.get(k) for k in ("scale", "data", "seed", "commit")}}
-              for name, model in models.items()])
+models = chapter.shipped(run.device)
+chapter.provenance(models)
 
 # %% [markdown]
 # ## A real photograph
@@ -67,15 +62,7 @@ boxes = detect.detect_faces(photo, min_score=0.5)
 print(f"{len(boxes)} face(s) found; box {boxes[0].round(1).tolist()} (x1, y1, x2, y2, pixels)")
 
 # %%
-fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4.3), squeeze=False)
-for ax, (name, model) in zip(axes[0], models.items()):
-    points, visible = model.align(photo, boxes)
-    plots.landmarks(ax, photo, points[0], None if visible is None else visible[0])
-    x1, y1, x2, y2 = boxes[0]
-    ax.set(xlim=(x1 - 0.3 * (x2 - x1), x2 + 0.3 * (x2 - x1)), ylim=(y2 + 0.3 * (y2 - y1), y1 - 0.3 * (y2 - y1)))
-    ax.set_title(f"{name}: {model.n_points} points ({model.scheme})", fontsize=9)
-fig.tight_layout()
-run.figure(fig, "astronaut")
+run.figure(chapter.photo_figure(models, photo, boxes[0]), "astronaut")
 
 # %% [markdown]
 # Landmarks are in the photo's own pixel coordinates (0-based, pixel centres at integers); PIFA also

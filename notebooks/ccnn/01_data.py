@@ -32,41 +32,22 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import torch
-
-from falign.measure import metrics
-from falign import papers
-from falign.kit import plots
-from falign.papers.ccnn import experiment as experiments
 from falign.kit.chapter import setup
-from falign.papers.ccnn import model as ccnn
-from falign.papers.ccnn import published as paper
+from falign.papers.ccnn import experiment as experiments
 
 run, cfg, crops = setup("ccnn", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 train, test = crops["train"], crops["test"]
-if SCALE == "smoke":
-    print("SCALE=smoke: a few dozen faces, enough to run every cell; no number of this chapter means anything.")
+print(cfg.about)
 
 # %% [markdown]
 # ## The data at this scale and in the paper
 #
 # The paper's sizes come from `falign.papers.ccnn.published.dataset()`; ours are counted from the crops this run
-# built. `full` uses the paper's sizes; `small` and `smoke` fewer faces, with the same augmentation.
+# built (`experiments.sizes_table`). `full` uses the paper's sizes; `small` and `smoke` fewer faces,
+# with the same augmentation.
 
 # %%
-pd.DataFrame({
-    "item": ["training faces", "test faces", "augmented training samples", "rotations (degrees)",
-             "horizontal flips", "points"],
-    "paper": [papers.number("ccnn", "dataset/train"), papers.number("ccnn", "dataset/test"),
-              papers.number("ccnn", "dataset/train-after-rotation-and-flip"),
-              f"0, +{papers.number('ccnn', 'dataset/rotation-left-degrees'):g}, "
-              f"-{papers.number('ccnn', 'dataset/rotation-right-degrees'):g}", "yes", 5],
-    f"ours ({SCALE})": [cfg.n_train, len(test), len(train), ", ".join(f"{a:+g}" for a in experiments.ANGLES),
-                       "yes" if cfg.augment else "no", len(ccnn.POINTS)],
-}).astype(str)
+experiments.sizes_table(cfg, train, test, SCALE)
 
 # %% [markdown]
 # ## What the networks read
@@ -76,21 +57,11 @@ pd.DataFrame({
 # reads the crop *and the face box in the crop's pixels* (yellow): stage 1 cuts the box out and resizes
 # it to 39 × 39 (Table 1), stages 2 and 3 cut their small windows out of the crop around the previous
 # estimate (Eq. 5), and Fig. 5's "windows−" arm reads the whole crop. The green points are the five
-# landmarks; the image-left eye (the subject's right eye) is point 0, `LE`.
+# landmarks; the image-left eye (the subject's right eye) is point 0, `LE`. The face box in the crop's
+# pixels is `experiments.face_boxes(crops)`.
 
 # %%
-shown = min(6, len(test))
-boxes = experiments.face_boxes(test)
-fig, axes = plt.subplots(1, shown, figsize=(2.0 * shown, 2.2))
-for ax, i in zip(np.atleast_1d(axes), range(shown)):
-    plots.landmarks(ax, test.images[i], test.landmarks[i], size=10)
-    b = boxes[i].numpy()
-    ax.add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, ec="yellow", lw=1))
-    ax.annotate("LE", test.landmarks[i, 0].numpy(), color="white", fontsize=7, xytext=(-10, -8),
-                textcoords="offset points")
-fig.suptitle(f"test crops ({cfg.size}×{cfg.size}) with the face box", fontsize=9)
-fig.tight_layout()
-run.figure(fig, "test_crops")
+run.figure(experiments.crops_figure(test), "test_crops")
 
 # %% [markdown]
 # ## Sec. 4.1's augmentation: three rotations, each as is and mirrored
@@ -101,33 +72,18 @@ run.figure(fig, "test_crops")
 # samples (a `Decision`, listed in {doc}`04_ablations`). Rotation, mirror and crop are one affine map per
 # sample: the pixels are resampled once and the landmarks go through the same matrix. A mirror swaps
 # which eye is which, so the points are renumbered with the `five` scheme's flip permutation and `LE`
-# stays the image-left eye (the red point). The face box is kept as it is.
+# stays the image-left eye (the red point). The face box is kept as it is. Below, two training faces in
+# each of their versions (`experiments.versions(cfg)`, in the order `experiments.augment` stacks them).
 
 # %%
-n_faces = len(train) // (len(experiments.ANGLES) * len(experiments.FLIPS)) if cfg.augment else len(train)
-versions = [(a, f) for a in experiments.ANGLES for f in experiments.FLIPS] if cfg.augment else [(0.0, False)]
-train_boxes = experiments.face_boxes(train)
-fig, axes = plt.subplots(2, len(versions), figsize=(1.9 * len(versions), 4.0), squeeze=False)
-for row, face in enumerate((0, min(1, n_faces - 1))):
-    for col, (angle, flip) in enumerate(versions):
-        j = col * n_faces + face
-        ax = axes[row, col]
-        plots.landmarks(ax, train.images[j], train.landmarks[j], size=8)
-        ax.scatter(*train.landmarks[j, 0], s=14, c="red")
-        b = train_boxes[j].numpy()
-        ax.add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, ec="yellow", lw=0.8))
-        if row == 0:
-            ax.set_title(f"{angle:+g}°" + (", mirrored" if flip else ""), fontsize=8)
-fig.tight_layout()
-run.figure(fig, "augmentation")
+run.figure(experiments.augmentation_figure(train, cfg), "augmentation")
 
 # %% [markdown]
 # The augmented crops are not new data: mapped back through their affines (`Crops.to_image`), the six
 # versions of a face give back its original landmarks.
 
 # %%
-back = train.to_image(train.landmarks).view(len(versions), n_faces, 5, 2)
-print(f"largest difference between the six versions mapped back: {float((back - back[:1]).abs().max()):.2e} px")
+print(f"largest difference between the versions mapped back: {experiments.augmentation_roundtrip(train, cfg):.2e} px")
 
 # %% [markdown]
 # ## Where the points lie in the box
@@ -138,15 +94,7 @@ print(f"largest difference between the six versions mapped back: {float((back - 
 # network starts from.
 
 # %%
-box_targets = experiments.targets(train, train_boxes).numpy()
-fig, ax = plt.subplots(figsize=(3.4, 3.4))
-for k, name in enumerate(ccnn.POINTS):
-    ax.scatter(*box_targets[:, k].T, s=2, alpha=0.4, label=name)
-ax.add_patch(plt.Rectangle((0, 0), 1, 1, fill=False, ec="k"))
-ax.set(xlim=(-0.1, 1.1), ylim=(1.1, -0.1), aspect="equal", title="training points in box units")
-ax.legend(fontsize=7, markerscale=4)
-fig.tight_layout()
-run.figure(fig, "points_in_box")
+run.figure(experiments.points_in_box_figure(train), "points_in_box")
 
 # %% [markdown]
 # ## The error
@@ -161,17 +109,12 @@ run.figure(fig, "points_in_box")
 # floor every network starts from.
 
 # %%
-mean_shape = torch.from_numpy(box_targets.mean(0))
-test_boxes = experiments.face_boxes(test)
-placed = test.to_image(ccnn.box_to_pixels(mean_shape.expand(len(test), 5, 2), test_boxes))
-initial = pd.DataFrame([{"prediction": "training mean shape in the box", **experiments.error_row(placed, test)}])
+initial = experiments.mean_shape_error(train, test)
 run.table(initial, "mean_shape_error", caption="Error of the mean shape placed in the face box: "
           "per point and average in % of the box width, and NME in % of the eye-centre distance")
 
 # %%
-ratio = metrics.normaliser(test.ground_truth(), "box-width", boxes=test.boxes) / \
-    metrics.normaliser(test.ground_truth(), "inter-pupil", scheme=experiments.SCHEME)
-print(f"box width / eye-centre distance on the test faces: {np.mean(ratio):.2f} (mean)")
+print(f"box width / eye-centre distance on the test faces: {experiments.box_to_eye_ratio(test):.2f} (mean)")
 
 # %%
 # NBVAL_CHECK_OUTPUT

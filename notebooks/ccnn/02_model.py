@@ -35,17 +35,13 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 
-from falign import papers
-from falign.kit import plots
-from falign.papers.ccnn import experiment as experiments
+from falign.kit import decisions
 from falign.kit.chapter import setup
-from falign.papers.ccnn import model as ccnn, resnet
-from falign.papers.ccnn import published as paper
+from falign.papers.ccnn import experiment as experiments
+from falign.papers.ccnn import model as ccnn
 
 run, cfg, crops = setup("ccnn", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 test = crops["test"]
@@ -63,29 +59,15 @@ model
 
 # %%
 counts = ccnn.count_parameters(model)
-f1 = counts.query("network == 'F1'").set_index("layer")["weights"]
-table2 = paper.table2()
-table2["parameters (ours, F1)"] = table2["name"].map(
-    {"conv1": f1["conv1"], "conv2": f1["conv2"], "conv3": f1["conv3"], "120d-fc1": f1["fc1"],
-     "10d-fc2 (F1) / 6d-fc2 (EN1, NM1)": f"{f1['fc2']} / 720 / 720"})
-run.table(table2.rename(columns={"parameters": "parameters (paper)"}), "table2",
+run.table(experiments.table2(counts), "table2",
           caption="Table 2: the first stage, layer by layer; parameters are weights without biases")
 
 # %%
-per_network = counts.groupby(["stage", "network"], sort=False)[["weights", "with_biases"]].sum().reset_index()
-per_stage = counts.groupby("stage")[["weights", "with_biases"]].sum()
-totals = pd.DataFrame({
-    "": ["stage 1 (F1, EN1, NM1)", "stage 2 (10 CNNs)", "stage 3 (10 CNNs)", "all 23 CNNs"],
-    "weights (ours)": [*per_stage["weights"], per_stage["weights"].sum()],
-    "with biases (ours)": [*per_stage["with_biases"], per_stage["with_biases"].sum()],
-    "paper": ["", "", "", papers.number("ccnn", "text_numbers/parameters")],
-})
-totals["MB (float32)"] = [ccnn.megabytes(int(w)) for w in totals["weights (ours)"]]
-run.table(totals, "parameters", caption="Parameters per stage; Sec. 3.2.4: 643,920, 'approximately 2.46 MB'")
+run.table(experiments.parameter_totals(counts), "parameters",
+          caption="Parameters per stage; Sec. 3.2.4: 643,920, 'approximately 2.46 MB'")
 
 # %%
-weights = per_network.pivot_table(index="stage", columns="network", values="weights", sort=False)
-weights.astype("Int64").astype(str).replace("<NA>", "")
+experiments.weights_per_network(counts)
 
 # %% [markdown]
 # ## Stage 1's three inputs
@@ -96,20 +78,7 @@ weights.astype("Int64").astype(str).replace("<NA>", "")
 # mean and unit standard deviation, Sec. 4.1).
 
 # %%
-image = test.images[:1].float()
-box = experiments.face_boxes(test)[:1]
-stage1 = model.stages[0].eval()
-parts = ccnn.standardise(ccnn.crop_windows(image, box, stage1.parts(1), ccnn.STAGE1_SIZE))[0]
-fig, axes = plt.subplots(1, 4, figsize=(8.4, 2.3))
-plots.landmarks(axes[0], test.images[0], test.landmarks[0], size=8, title="crop and box")
-b = box[0].numpy()
-axes[0].add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, ec="yellow", lw=1))
-for ax, name, x in zip(axes[1:], stage1.names, parts):
-    ax.imshow(((x - x.min()) / (x.max() - x.min())).permute(1, 2, 0).numpy())
-    ax.set_title(f"{name}: 39×39", fontsize=8)
-    ax.axis("off")
-fig.tight_layout()
-run.figure(fig, "stage1_inputs")
+run.figure(experiments.stage1_inputs_figure(model, test), "stage1_inputs")
 
 # %% [markdown]
 # ## Eq. 5: the windows of stages 2 and 3, and the shake
@@ -122,42 +91,10 @@ run.figure(fig, "stage1_inputs")
 # the faint white rectangles are ten shaken draws of the a1 windows.
 
 # %%
-anchors = ccnn.pixels_to_box(test.landmarks[:1], box)
-size = box[0, 2:] - box[0, :2]
-
-
-def draw(ax, windows, **style):
-    """Windows (K, 4) in box units as rectangles on the crop."""
-    for x, y, w, h in windows.tolist():
-        corner = ccnn.box_to_pixels(torch.tensor([[[x, y]]]), box)[0, 0]
-        ax.add_patch(plt.Rectangle(corner.tolist(), w * float(size[0]), h * float(size[1]), fill=False, **style))
-
-
-fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.3))
-for ax, k in zip(axes, (2, 3)):
-    stage = model.stages[k - 1]
-    plots.landmarks(ax, test.images[0], test.landmarks[0], size=8, title=f"stage {k} windows")
-    stage.train()                                          # shaken, as in training
-    torch.manual_seed(0)
-    for _ in range(10):
-        draw(ax, stage.windows(anchors)[0, :5], ec="white", lw=0.3, alpha=0.5)
-    stage.eval()                                           # as at test time: centred on the anchors
-    wins = stage.windows(anchors)[0]
-    draw(ax, wins[:5], ec="cyan", lw=0.7)
-    draw(ax, wins[5:], ec="magenta", lw=0.7)
-fig.tight_layout()
-run.figure(fig, "windows")
+run.figure(experiments.windows_figure(model, test), "windows")
 
 # %%
-wins = model.stages[1].eval().windows(anchors)[0]
-stage2_inputs = ccnn.standardise(ccnn.crop_windows(image, box, wins[None], ccnn.WINDOW_SIZE))[0]
-fig, axes = plt.subplots(1, 10, figsize=(10, 1.4))
-for ax, name, x in zip(axes, model.stages[1].names, stage2_inputs):
-    ax.imshow(((x - x.min()) / (x.max() - x.min())).permute(1, 2, 0).numpy())
-    ax.set_title(name, fontsize=7)
-    ax.axis("off")
-fig.suptitle("stage 2's ten 15×15 inputs (LE21 ... RM21: ±0.16; LE22 ... RM22: ±0.18)", fontsize=8)
-run.figure(fig, "stage2_inputs")
+run.figure(experiments.stage2_inputs_figure(model, test), "stage2_inputs")
 
 # %% [markdown]
 # ## One forward pass
@@ -189,11 +126,12 @@ run.table(experiments.parameters_table(), "table3_parameters",
 # %% [markdown]
 # ## Choices the paper leaves open
 #
-# Each entry is a `Decision:` in `falign/papers/ccnn/model.py`; {doc}`04_ablations` collects every deviation of
-# the chapter, with what the paper says.
+# Each entry is a `Decision` in `falign/papers/ccnn/model.py`, read from the code
+# (`falign.kit.decisions.decisions_in`); {doc}`04_ablations` collects every deviation of the chapter,
+# with what the paper says.
 
 # %%
-pd.DataFrame(list(ccnn.DECISIONS.items()), columns=["topic", "decision"])
+pd.DataFrame(list(decisions.decisions_in(ccnn.__file__).items()), columns=["id", "decision"])
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -26,21 +26,15 @@ SEED = 0
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 
-from falign.kit import aligner, plots, report
-from falign import papers
+from falign.kit import aligner, chapter, plots, report
 from falign.papers.ccnn import experiment as experiments
-from falign.kit.chapter import setup
-from falign.papers.ccnn import model as ccnn
-from falign.papers.ccnn import published as paper
 
-run, cfg, crops = setup("ccnn", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
+run, cfg, crops = chapter.setup("ccnn", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
+                                SEED=SEED)
 train, test = crops["train"], crops["test"]
-seeds = experiments.seeds(cfg, SEED)
-if SCALE == "smoke":
-    print("SCALE=smoke: a few iterations on a few dozen faces; every number below is meaningless.")
+seeds = chapter.seeds(cfg, SEED)
+print(cfg.about)
 
 # %% [markdown]
 # ## Training (Sec. 3.3)
@@ -65,19 +59,15 @@ if SCALE == "smoke":
 
 # %%
 n = len(train)
-pd.DataFrame([
-    {"": "paper", "optimiser": "SGD (Eq. 7)", "lr": papers.number("ccnn", "text_numbers/initial-lr"),
-     "decay": "x0.9 / 100 iterations", "momentum": "not given", "L2 weight η": "not given", "batch": "not given",
-     "iterations per stage": "not given", "training samples": papers.number("ccnn", "dataset/train-after-rotation-and-flip"),
-     "dropout": papers.number("ccnn", "text_numbers/dropout")},
-    {"": f"ours ({SCALE})", "optimiser": "SGD", "lr": cfg.lr, "decay": f"x{cfg.lr_decay} / {cfg.decay_every} iterations",
-     "momentum": cfg.momentum, "L2 weight η": cfg.weight_decay, "batch": cfg.batch,
-     "iterations per stage": f"{experiments.iterations(cfg, n)} ({cfg.epochs} epochs); final lr "
-                             f"{experiments.final_lr(cfg, n):.2g}", "training samples": n, "dropout": 0.25},
-]).astype(str)
+experiments.recipe_table(cfg, n, SCALE)
+
+# %% [markdown]
+# One training per seed (`experiments.train`, one arm and seed, over the kit's `chapter.grid`), then the
+# training loss of every stage:
 
 # %%
-models = experiments.trained(cfg, train, ["ccnn"], run.work, base_seed=SEED, device=run.device, progress=True)
+models = chapter.grid(lambda arm, s: experiments.train(cfg, train, arm, work=run.work, seed=s, device=run.device),
+                      ["ccnn"], seeds)
 model, histories = models[("ccnn", seeds[0])]
 fig, axes = plt.subplots(1, 3, figsize=(11, 3))
 for k, ax in enumerate(axes, start=1):
@@ -116,16 +106,9 @@ aligner.save(run.out / aligner.FILENAME, model.cpu(), "ccnn",
 
 # %%
 results = experiments.evaluate(models, test, device=run.device, batch=cfg.eval_batch)
-summary = experiments.mean_std(results)
-stage_names = {1: "first stage", 2: "second stage", 3: "third stage"}
-ours4 = summary.assign(arm=summary["stage"].map(stage_names))
-fig4 = report.paper_vs_ours(paper.fig4(), ours4, on="arm", values=[*ccnn.POINTS, "Average"])
-extra = ours4.set_index("arm")
-fig4["Average std (ours)"] = fig4["arm"].map(extra["Average std"])
-fig4["NME (%, inter-pupil, ours)"] = fig4["arm"].map(extra["NME (%, inter-pupil)"])
-fig4["seeds"] = fig4["arm"].map(extra["seeds"])
+summary = chapter.mean_sd(results, ["arm", "stage"], experiments.ERRORS)
 run.log(**{f"error_stage{k}": float(v) for k, v in zip(summary["stage"], summary["Average"])})
-run.table(fig4, "fig4", caption="Fig. 4: test error (% of the face-box width) of each point after each stage; "
+run.table(experiments.fig4_table(summary), "fig4", caption="Fig. 4: test error (% of the face-box width) of each point after each stage; "
           "paper per-point values not recoverable (NaN)")
 
 # %%
@@ -134,28 +117,16 @@ report.check_smoke_reference(run, "test error after stage 3 (% of the box width)
                              float(summary.loc[summary["stage"] == 3, "Average"].mean()))
 
 # %%
-fig, ax = plt.subplots(figsize=(5.6, 3.4))
-labels = [*ccnn.POINTS, "Average"]
-for k, colour in zip((1, 2, 3), ("C0", "C3", "C2")):
-    row = summary[summary["stage"] == k].iloc[0]
-    ax.plot(labels, [row[c] for c in labels], marker="o", c=colour, label=f"{stage_names[k]} (ours)")
-    ax.scatter(["Average"], [paper.fig4()["Average"][k - 1]], marker="*", s=90, c=colour, edgecolors="k",
-               label=f"{stage_names[k]} (paper)", zorder=3)
-ax.set(ylabel="test error (% of box width)", title=f"Fig. 4 at {SCALE} scale ({len(seeds)} seed(s))")
-ax.grid(alpha=0.3)
-ax.legend(fontsize=7, ncol=2)
-fig.tight_layout()
-run.figure(fig, "fig4")
+run.figure(experiments.fig4_figure(summary, f"Fig. 4 at {SCALE} scale ({len(seeds)} seed(s))"), "fig4")
 
 # %% [markdown]
 # The distribution over faces (first seed): the cumulative share of test faces whose average error is
 # below x, per stage, with the area under each curve up to the plot's right end.
 
 # %%
-preds = experiments.predict_stages(model, test, "ccnn", run.device, cfg.eval_batch)
-per_face = {stage_names[k + 1]: experiments.point_errors(p, test).mean(1) / 100 for k, p in enumerate(preds)}
+per_face = experiments.per_face_errors(model, test, "ccnn", run.device, cfg.eval_batch)
 fig, ax = plt.subplots(figsize=(5, 3.4))
-plots.ced(ax, per_face, "box-width", max_error=0.15 if SCALE != "smoke" else 0.5)
+plots.ced(ax, dict(zip(experiments.STAGE_NAMES.values(), per_face)), "box-width", max_error=cfg.ced_max_error)
 fig.tight_layout()
 run.figure(fig, "ced_stages")
 
@@ -167,18 +138,8 @@ run.figure(fig, "ced_stages")
 # stage 3 estimates "no longer distinguishable by the naked eye".
 
 # %%
-shown = min(6, len(test))
-fig, axes = plt.subplots(3, shown, figsize=(1.9 * shown, 6), squeeze=False)
-for k in range(3):
-    for col in range(shown):
-        ax = axes[k, col]
-        plots.landmarks(ax, test.images[col], test.landmarks[col], size=8)
-        estimate = test.affines[col, :, :2] @ preds[k, col].T + test.affines[col, :, 2:]   # back into the crop
-        plots.landmarks(ax, None, estimate.T, size=8, colors=("red", "red"), axis_off=True)
-        if col == 0:
-            ax.set_title(stage_names[k + 1], fontsize=8, loc="left")
-fig.tight_layout()
-run.figure(fig, "fig8")
+preds = experiments.predict_stages(model, test, "ccnn", run.device, cfg.eval_batch)
+run.figure(experiments.fig8_figure(test, preds), "fig8")
 
 # %%
 # NBVAL_CHECK_OUTPUT

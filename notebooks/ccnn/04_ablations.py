@@ -27,24 +27,17 @@ SEED = 0
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
-from falign.kit import decisions as deviations, plots, report
-from falign.measure import metrics
-from falign import papers
+from falign.kit import chapter, decisions, plots, report
 from falign.papers.ccnn import experiment as experiments
-from falign.kit.chapter import setup
-from falign.kit.ledger import Arm, Claim, ClaimsLedger, summary
-from falign.papers.ccnn import model as ccnn, resnet
 from falign.papers.ccnn import published as paper
 
-run, cfg, crops = setup("ccnn", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
+run, cfg, crops = chapter.setup("ccnn", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
+                                SEED=SEED)
 train, test = crops["train"], crops["test"]
-seeds = experiments.seeds(cfg, SEED)
-POINTS = list(ccnn.POINTS)
-if SCALE == "smoke":
-    print("SCALE=smoke: a few iterations on a few dozen faces, one seed; every number and verdict below is meaningless.")
+seeds = chapter.seeds(cfg, SEED)
+print(cfg.about)
 
 # %% [markdown]
 # ## The arms
@@ -54,49 +47,14 @@ if SCALE == "smoke":
 # CCNN only after stage 1 share its trained stage 1.
 
 # %%
-names = ["ccnn", *experiments.ABLATIONS]
-what = {
-    "ccnn": "the paper's cascade (3 stages; stages 2-3 shaken)",
-    "windows-": "stage 1 given no face frame: reads the whole crop, predicts in the image's frame (Fig. 5)",
-    "shake+": "stage 1 with its three inputs shaken like the windows of stages 2-3 (Fig. 6)",
-    "sun2013": "Sun et al. 2013's stage-2/3 networks and windows, without shake; CCNN's stage 1 (Fig. 7)",
-    "resnet18": "ResNet18 regressor on the 39x39 face box (Table 3)",
-    "resnet34": "ResNet34 regressor on the 39x39 face box (Table 3)",
-}
-pd.DataFrame([{"arm": k, "label": experiments.VARIANTS[k].label, "what": what[k], "stages": experiments.VARIANTS[k].n_stages,
-               "epochs per stage": cfg.epochs, "iterations per stage": experiments.iterations(cfg, len(train)),
-               "seeds": len(seeds)} for k in names])
+experiments.arms_table(cfg, len(train))
 
 # %%
-models = experiments.trained(cfg, train, names, run.work, base_seed=SEED, device=run.device)
+models = chapter.grid(lambda arm, s: experiments.train(cfg, train, arm, work=run.work, seed=s, device=run.device,
+                                                       progress=False), experiments.ARMS, seeds)
 results = experiments.evaluate(models, test, device=run.device, batch=cfg.eval_batch)
-table = experiments.mean_std(results)
+table = chapter.mean_sd(results, ["arm", "stage"], experiments.ERRORS)
 run.table(results, "errors_per_seed", caption="Test error (% of the box width) per arm, seed and stage")
-
-
-def per_point_figure(name, fig_rows, title):
-    """A paper figure's rows, paper beside ours, and its line plot (ours per point; the paper's averages)."""
-    ours = experiments.figure_rows(table, fig_rows)
-    df = report.paper_vs_ours(paper.table(name), ours, on="arm", values=[*POINTS, "Average"])
-    extra = ours.set_index("arm")
-    for col, label in (("Average std", "Average std (ours)"), ("NME (%, inter-pupil)", "NME (%, inter-pupil, ours)"),
-                       ("seeds", "seeds")):
-        df[label] = df["arm"].map(extra[col])
-    colour = {label: f"C{i}" for i, label in enumerate(extra.index)}
-    fig, ax = plt.subplots(figsize=(5.4, 3.3))
-    for label, row in extra.iterrows():
-        ax.plot([*POINTS, "Average"], [row[c] for c in [*POINTS, "Average"]], marker="o", c=colour[label],
-                label=f"{label} (ours)")
-    for _, row in paper.table(name).iterrows():
-        if np.isfinite(row["Average"]):
-            ax.scatter(["Average"], [row["Average"]], marker="*", s=90, c=colour.get(row["arm"], "0.5"),
-                       edgecolors="k", label=f"{row['arm']} (paper)", zorder=3)
-    ax.set(ylabel="test error (% of box width)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    run.figure(fig, name)
-    return df
 
 
 # %% [markdown]
@@ -110,8 +68,9 @@ def per_point_figure(name, fig_rows, title):
 # coordinates could not know where its input lies in the image; a `Decision`.)
 
 # %%
-fig5 = per_point_figure("fig5", {"windows-": ("windows-", 1), "windows+": ("ccnn", 1)},
-                        f"Fig. 5: first stage, windows-/+ ({SCALE})")
+fig5, fig = experiments.paper_figure(table, "fig5", {"windows-": ("windows-", 1), "windows+": ("ccnn", 1)},
+                                     f"Fig. 5: first stage, windows-/+ ({SCALE})")
+run.figure(fig, "fig5")
 run.table(fig5, "fig5", caption="Fig. 5: first stage, test error (% of box width) without and with windows")
 
 # %% [markdown]
@@ -124,8 +83,9 @@ run.table(fig5, "fig5", caption="Fig. 5: first stage, test error (% of box width
 # Fig. 7's baseline below.
 
 # %%
-fig6 = per_point_figure("fig6", {"shake-": ("ccnn", 1), "shake+": ("shake+", 1)},
-                        f"Fig. 6: first stage, shake-/+ ({SCALE})")
+fig6, fig = experiments.paper_figure(table, "fig6", {"shake-": ("ccnn", 1), "shake+": ("shake+", 1)},
+                                     f"Fig. 6: first stage, shake-/+ ({SCALE})")
+run.figure(fig, "fig6")
 run.table(fig6, "fig6", caption="Fig. 6: first stage, test error (% of box width) without and with shake")
 
 # %% [markdown]
@@ -139,19 +99,20 @@ run.table(fig6, "fig6", caption="Fig. 6: first stage, test error (% of box width
 # `Decision`): this comparison isolates the shake of stages 2-3.
 
 # %%
-fig7 = per_point_figure("fig7", {"Sun et al. [22]": ("sun2013", 3), "CCNN (this paper)": ("ccnn", 3)},
-                        f"Fig. 7: after stage 3 ({SCALE})")
+fig7, fig = experiments.paper_figure(table, "fig7", {"Sun et al. [22]": ("sun2013", 3), "CCNN (this paper)": ("ccnn", 3)},
+                                     f"Fig. 7: after stage 3 ({SCALE})")
+run.figure(fig, "fig7")
 run.table(fig7, "fig7", caption="Fig. 7: test error (% of box width) of each point; ours: the Sun et al.-style "
           "cascade at the same budget; Chen Rui [13] not reproduced (no numbers survive)")
 
+# %% [markdown]
+# The distribution over faces after the last stage of each method (first seed): the cumulative share of
+# test faces whose average error is below x.
+
 # %%
-finals = {"CCNN": ("ccnn", 3), "Sun et al.-style": ("sun2013", 3), "ResNet18": ("resnet18", 1), "ResNet34": ("resnet34", 1)}
-first = seeds[0]
-errors = {label: experiments.point_errors(experiments.predict_stages(models[(arm, first)][0], test, arm, run.device,
-                                                                     cfg.eval_batch)[stage - 1], test).mean(1) / 100
-          for label, (arm, stage) in finals.items()}
 fig, ax = plt.subplots(figsize=(5, 3.4))
-plots.ced(ax, errors, "box-width", max_error=0.15 if SCALE != "smoke" else 0.6, title=f"seed {first}")
+plots.ced(ax, experiments.final_errors(models, test, seeds[0], run.device, cfg.eval_batch), "box-width",
+          max_error=cfg.ced_max_error, title=f"seed {seeds[0]}")
 fig.tight_layout()
 run.figure(fig, "ced_methods")
 
@@ -167,41 +128,17 @@ run.figure(fig, "ced_methods")
 # ratios between rows are what carries over.
 
 # %%
-params = experiments.parameters_table()
-ms = {}
-for k in (1, 2, 3):
-    ms[f"ccnn-{k}"] = 1000 * experiments.seconds_per_face(models[("ccnn", first)][0], cfg, run.device, stages=k)
-for arm in ("resnet18", "resnet34"):
-    ms[arm] = 1000 * experiments.seconds_per_face(models[(arm, first)][0], cfg, run.device)
-rows_of = {"Algorithm of this paper": ("ccnn", 3, "ccnn-3"), "CCNN, first 2 stages": ("ccnn", 2, "ccnn-2"),
-           "CCNN, first stage": ("ccnn", 1, "ccnn-1"), "ResNet18": ("resnet18", 1, "resnet18"),
-           "ResNet34": ("resnet34", 1, "resnet34")}
-index = table.set_index(["arm", "stage"])
-ours3 = pd.DataFrame([{
-    "method": method, "speed_ms": ms[key],
-    "parameters_MB": params.loc[params["method"] == method, "MB"].iloc[0] if method in set(params["method"]) else np.nan,
-    "test error (ours, %)": index.loc[(arm, k), "Average"], "std over seeds": index.loc[(arm, k), "Average std"],
-} for method, (arm, k, key) in rows_of.items()])
-table3 = report.paper_vs_ours(paper.table3(), ours3, on="method", values=["parameters_MB", "speed_ms"])
-table3 = table3.merge(ours3[["method", "test error (ours, %)", "std over seeds"]], on="method", how="left")
-table3["speed device (ours)"] = report.describe_device(run.device)
-run.table(table3, "table3", caption="Table 3: parameters (MB, float32; ours: the ImageNet-head ResNets) and "
-          "time per face (paper: RTX 2080 Ti GPU; ours: this device, batch 1), with our test error at one budget")
+ms = experiments.speeds(models, cfg, seeds[0], run.device)
+run.table(experiments.table3(table, ms, run.device), "table3",
+          caption="Table 3: parameters (MB, float32; ours: the ImageNet-head ResNets) and time per face "
+          "(paper: RTX 2080 Ti GPU; ours: this device, batch 1), with our test error at one budget")
 
 # %%
-run.table(params, "table3_parameters", caption="Parameters and MB of every network (float32, 2^20 bytes)")
+run.table(experiments.parameters_table(), "table3_parameters",
+          caption="Parameters and MB of every network (float32, 2^20 bytes)")
 
 # %%
-ccnn_weights = int(params.loc[params["network"].str.startswith("CCNN, weights"), "parameters"].iloc[0])
-ratios = pd.DataFrame({
-    "ratio": ["CCNN / ResNet18 parameters", "CCNN / Chen Rui parameters", "ResNet18 / CCNN time per face",
-              "ResNet34 / CCNN time per face"],
-    "paper": [papers.number("ccnn", "text_numbers/params-vs-resnet18") / 100,
-              papers.number("ccnn", "text_numbers/params-vs-chenrui") / 100, np.nan, np.nan],
-    "ours": [ccnn_weights / resnet.imagenet_parameters("resnet18"), np.nan, ms["resnet18"] / ms["ccnn-3"],
-             ms["resnet34"] / ms["ccnn-3"]],
-})
-ratios
+experiments.ratios(ms)
 
 # %% [markdown]
 # ## "Only the first 2 stages" (Sec. 4.2)
@@ -212,7 +149,7 @@ ratios
 # device).
 
 # %%
-trade = experiments.stage_trade(results, {k: ms[f"ccnn-{k}"] for k in (1, 2, 3)})
+trade = experiments.stage_trade(results, ms)
 run.table(trade, "stage_trade", caption="Error drop (% of box width) and added time (ms per face) of stages 2 and 3")
 
 # %% [markdown]
@@ -230,39 +167,7 @@ run.table(trade, "stage_trade", caption="Error drop (% of box width) and added t
 # fifth before: `falign.kit.train.History.plateaued`): such rows say "not converged".
 
 # %%
-def values(arm, stage=None):
-    return experiments.per_seed(results, arm, stage)
-
-
-def converged(*arms):
-    return all(experiments.converged(models, arm) for arm in arms)
-
-
-share18 = ccnn_weights / resnet.imagenet_parameters("resnet18")
-share34 = ccnn_weights / resnet.imagenet_parameters("resnet34")
-ledger = ClaimsLedger()
-ledger.add(Claim("stages", "each stage lowers the test error (stage 3 < stage 2 < stage 1)", "Sec. 4.2, Fig. 4"),
-           Arm("stage 3", values("ccnn", 3)), Arm("stage 2", values("ccnn", 2)), Arm("stage 1", values("ccnn", 1)),
-           converged=converged("ccnn"))
-ledger.add(Claim("windows", "windows+ (relative positioning in the face frame) beats windows- in stage 1",
-                 "Sec. 4.2, Fig. 5"), Arm("windows+", values("ccnn", 1)), Arm("windows-", values("windows-")),
-           converged=converged("ccnn", "windows-"))
-ledger.add(Claim("shake", "shake lowers the first stage's error", "Sec. 4.2, Fig. 6"),
-           Arm("shake+", values("shake+")), Arm("shake-", values("ccnn", 1)),
-           converged=converged("ccnn", "shake+"))
-ledger.add(Claim("sun2013", "CCNN beats a Sun et al. 2013-style cascade (no shake) at the same budget",
-                 "Sec. 4.2, Fig. 7"), Arm("CCNN", values("ccnn", 3)), Arm("Sun et al.-style", values("sun2013", 3)),
-           converged=converged("ccnn", "sun2013"))
-ledger.add(Claim("resnet18", f"CCNN, with {share18:.1%} of ResNet18's parameters, is at least as accurate "
-                 "(same budget)", "Sec. 4.2, Table 3"), Arm("CCNN", values("ccnn", 3)), Arm("ResNet18", values("resnet18")),
-           converged=converged("ccnn", "resnet18"))
-ledger.add(Claim("resnet34", f"CCNN, with {share34:.1%} of ResNet34's parameters, is at least as accurate "
-                 "(same budget)", "Sec. 4.2, Table 3"), Arm("CCNN", values("ccnn", 3)), Arm("ResNet34", values("resnet34")),
-           converged=converged("ccnn", "resnet34"))
-ledger.add(Claim("two-stages", "stage 3 buys less accuracy per ms than stage 2 (two stages for real time)",
-                 "Sec. 4.2", better="higher"),
-           Arm("stage 2: error drop per ms", trade["stage 2 gain per ms"]),
-           Arm("stage 3: error drop per ms", trade["stage 3 gain per ms"]), converged=converged("ccnn"))
+ledger = experiments.claims(results, models, trade)
 claims = ledger.to_frame()
 ledger.write(run, caption="CCNN's claims, checked on this run (test error in % of the box width)")
 
@@ -271,9 +176,7 @@ ledger.write(run, caption="CCNN's claims, checked on this run (test error in % o
 # a claim gets a verdict only where every seed of every stage it compares did:
 
 # %%
-pd.DataFrame([{"arm": a, "stage": k, "on a plateau": h.plateaued()} for (a, _), (_, hs) in models.items()
-              for k, h in enumerate(hs, start=1)]
-             ).groupby(["arm", "stage"])["on a plateau"].agg(lambda p: f"{p.sum()} of {len(p)}").to_frame("seeds on a plateau")
+experiments.plateaus(models)
 
 # %% [markdown]
 # ## Training time, and the `full` scale
@@ -329,7 +232,7 @@ estimate
 # The deviations ledger, gathered from every `Decision [ccnn.…]` in the code with what the paper says:
 
 # %%
-deviations.write(run, "ccnn")
+decisions.write(run, "ccnn")
 
 # %% [markdown]
 # The paper also disagrees with itself, or leaves gaps, in places (`falign.papers.ccnn.published.notes()`):
@@ -344,10 +247,7 @@ pd.DataFrame({"inconsistency or gap in the paper": paper.notes()})
 # typed here):
 
 # %%
-print(summary(claims))
-print(run.label())
-for _, c in claims.iterrows():
-    print(f"- {c['claim']}: {c['verdict']} (arms {c['arms']}: {c['mean ± std']})")
+print(experiments.verdicts(claims, run.label()))
 
 # %% [markdown]
 # Why our numbers differ from the paper's, with this run's values computed below:
@@ -364,33 +264,15 @@ for _, c in claims.iterrows():
 #   and "first stage" shake mean, the baseline), the claims test our reading, listed above.
 
 # %%
-mean = table.set_index(["arm", "stage"])["Average"]
-sentences = [
-    f"Scale and data: {run.label()}.",
-    f"CCNN's average test error after stages 1, 2, 3: {mean[('ccnn', 1)]:.2f}, {mean[('ccnn', 2)]:.2f}, "
-    f"{mean[('ccnn', 3)]:.2f}% of the box width (paper: 2.21, 1.37, 1.03).",
-    f"Stage 1 without windows: {mean[('windows-', 1)]:.2f}% against {mean[('ccnn', 1)]:.2f}% with (paper: 3.38 → 2.35); "
-    f"with shake {mean[('shake+', 1)]:.2f}% (paper: 2.35 → 1.90).",
-    f"After stage 3, the Sun et al.-style cascade: {mean[('sun2013', 3)]:.2f}%; ResNet18 {mean[('resnet18', 1)]:.2f}%, "
-    f"ResNet34 {mean[('resnet34', 1)]:.2f}% at the same budget, with {1 / share18:.0f} and {1 / share34:.0f} times "
-    f"CCNN's parameters and {ms['resnet18'] / ms['ccnn-3']:.1f} and {ms['resnet34'] / ms['ccnn-3']:.1f} times "
-    "its time per face here.",
-]
-unjudged = claims[claims["verdict"] == "not converged"]
-if len(unjudged):
-    sentences.append(f"{len(unjudged)} of {len(claims)} claims get no verdict: an arm they compare was still "
-                     "improving by more than 5% at the end of its training (the plateau table above). Their "
-                     "margins are this run's, at this budget; they do not test the claim.")
-if SCALE == "smoke":
-    sentences.append("At smoke scale none of this means anything: the networks trained for a few iterations.")
-print("\n".join(sentences))
+print(experiments.discussion(cfg, run.label(), table, claims, ms))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"CCNN weights / ResNet18 (ImageNet head): {share18:.2%}; / ResNet34: {share34:.2%}")
+share = experiments.parameter_shares()
+print(f"CCNN weights / ResNet18 (ImageNet head): {share['resnet18']:.2%}; / ResNet34: {share['resnet34']:.2%}")
 
 # %%
-run.log(**{f"error_{a}_stage{k}": float(v) for (a, k), v in mean.items()},
+run.log(**{f"error_{a}_stage{k}": float(v) for a, k, v in zip(table["arm"], table["stage"], table["Average"])},
         ms_per_face={k: float(v) for k, v in ms.items()},
         full_training_minutes_estimate=float(estimate["minutes (estimate)"].sum()))
 run.finish();

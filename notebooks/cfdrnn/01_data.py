@@ -35,45 +35,22 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import torch
-
-from falign.kit import plots
-from falign.measure import protocol300w
-from falign.synthface.dataset import PRESETS
-from falign.papers.cfdrnn import experiment as experiments
 from falign.kit.chapter import setup
-from falign.papers.cfdrnn import model as cfdrnn
+from falign.papers.cfdrnn import experiment as experiments
 from falign.papers.cfdrnn import published as paper
+from falign.synthface.dataset import PRESETS
 
 run, cfg, crops = setup("cfdrnn", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
 
 # %% [markdown]
 # ## The data at this scale and in the paper
 #
 # The paper's numbers come from `falign.papers.cfdrnn.published` (its Sec. 2, 5 and 6); ours are counted from the
-# crops this run built. The paper's full set pools common and challenging; the private set pools indoor
-# and outdoor.
+# crops this run built (`experiment.data_sizes`). The paper's full set pools common and challenging; the
+# private set pools indoor and outdoor.
 
 # %%
-protocol = paper.training_protocol()
-n = lambda k: paper.number(f"text_numbers/{k}")  # noqa: E731
-data_table = pd.DataFrame({
-    "item": ["training images", "validation images (held out of training)", "common test", "challenging test",
-             "public (full) test", "private indoor", "private outdoor", "private (both)", "input side (px)",
-             "heat-map side (px)", "landmarks"],
-    "paper": [protocol["train_images"] - protocol["validation_images"], protocol["validation_images"],
-              n("common-images"), n("challenging-images"), n("public-images"), n("private-images/1"),
-              n("private-images/2"), n("private-total"), protocol["input_size"], protocol["heatmap_size"],
-              protocol["landmarks"]],
-    f"ours ({SCALE})": [len(crops["train"]), len(crops["validation"]), len(tests["common"]), len(tests["challenging"]),
-                       len(tests["common"]) + len(tests["challenging"]), len(tests["indoor"]), len(tests["outdoor"]),
-                       len(tests["indoor"]) + len(tests["outdoor"]), cfg.size, cfg.size // cfdrnn.S, 68],
-})
-run.table(data_table.astype({"paper": int}), "data_sizes", caption="Data of the paper and of this run (faces)")
+run.table(experiments.data_sizes(cfg, crops, SCALE), "data_sizes", caption="Data of the paper and of this run (faces)")
 
 # %% [markdown]
 # The paper's "11,007 training images" includes the 2,500 it validates on; we count them apart. The
@@ -98,16 +75,7 @@ run.table(paper.table1(), "table1_paper", caption="Table 1 of the paper, transcr
 # smaller (`size` above).
 
 # %%
-shown = 6
-splits = ("train", "validation", *experiments.TEST_SUBSETS)
-fig, axes = plt.subplots(len(splits), shown, figsize=(1.7 * shown, 1.8 * len(splits)))
-for row, split in enumerate(splits):
-    c = crops[split]
-    for col, i in enumerate(np.linspace(0, len(c) - 1, shown).astype(int)):
-        plots.landmarks(axes[row, col], c.images[i], c.landmarks[i], size=2)
-    axes[row, 0].set_title(split, fontsize=9, loc="left")
-fig.tight_layout()
-run.figure(fig, "samples_per_split")
+run.figure(experiments.samples_figure(crops, shown=6), "samples_per_split")
 
 # %% [markdown]
 # ## Indoor and outdoor
@@ -125,8 +93,8 @@ if DATA == "synthetic":
 # split. On real 300-W the same numbers describe the photographs.
 
 # %%
-run.table(pd.DataFrame([{"split": s, **crops[s].light()} for s in ("train", *experiments.TEST_SUBSETS)]),
-          "image_statistics", caption="Light and sharpness of the crops per split", precision=3)
+run.table(experiments.light_table(crops), "image_statistics", caption="Light and sharpness of the crops per split",
+          precision=3)
 
 # %% [markdown]
 # ## Augmentation (Sec. 5.1)
@@ -135,23 +103,10 @@ run.table(pd.DataFrame([{"split": s, **crops[s].light()} for s in ("train", *exp
 # reduction and a shift (one affine about the crop's centre, so pixels and landmarks move together),
 # then a change of colour (a gain per colour channel). The paper names the kinds of change, not their
 # sizes; ours are `rotate`, `rescale`, `shift` and `colour` of the scale. Each row shows one face and
-# four draws.
+# four draws of `experiment.augment`, the function the training calls.
 
 # %%
-torch.manual_seed(SEED)
-train = crops["train"]
-fig, axes = plt.subplots(3, 5, figsize=(8.5, 5.2))
-for row, i in enumerate(range(3)):
-    plots.landmarks(axes[row, 0], train.images[i], train.landmarks[i], size=2)
-    images, points = experiments.augment(train.images[i:i + 1].expand(4, -1, -1, -1), train.landmarks[i:i + 1].expand(4, -1, -1),
-                                         cfg)
-    for col in range(4):
-        plots.landmarks(axes[row, col + 1], images[col], points[col], size=2)
-axes[0, 0].set_title("as cropped", fontsize=9)
-for col in range(1, 5):
-    axes[0, col].set_title(f"draw {col}", fontsize=9)
-fig.tight_layout()
-run.figure(fig, "augmentation")
+run.figure(experiments.augmentation_figure(crops["train"], cfg, seed=SEED), "augmentation")
 
 # %% [markdown]
 # ## Heat-map targets (Eq. 5, Fig. 4)
@@ -162,20 +117,7 @@ run.figure(fig, "augmentation")
 # and the 68 heat-maps overlaid (their maximum).
 
 # %%
-faces = train.subset(torch.arange(4))
-targets = cfdrnn.render_heatmaps(faces.landmarks, cfg.size // cfdrnn.S)
-nose = 30
-fig, axes = plt.subplots(3, 4, figsize=(7, 5.4))
-for col in range(4):
-    plots.landmarks(axes[0, col], faces.images[col], faces.landmarks[col], size=2)
-    axes[1, col].imshow(targets[col, nose], cmap="magma", vmin=0, vmax=1)
-    axes[2, col].imshow(targets[col].amax(0), cmap="magma", vmin=0, vmax=1)
-    for row in (1, 2):
-        axes[row, col].axis("off")
-axes[1, 0].set_title("one point (nose tip)", fontsize=8, loc="left")
-axes[2, 0].set_title("68 points", fontsize=8, loc="left")
-fig.tight_layout()
-run.figure(fig, "fig4_targets")
+run.figure(experiments.targets_figure(crops["train"], cfg), "fig4_targets")
 
 # %% [markdown]
 # ## The resolution limit of the heat-map grid
@@ -187,10 +129,7 @@ run.figure(fig, "fig4_targets")
 # cannot go below, and that the landmark level's residual ΔL exists to remove.
 
 # %%
-truth = experiments.ground_truth(tests)
-decoded = {s: c.to_image(cfdrnn.coarse_landmarks(cfdrnn.render_heatmaps(c.landmarks, cfg.size // cfdrnn.S)))
-           for s, c in tests.items()}
-floor = experiments.scores(decoded, truth, "s·argmax of the true heat-map")
+floor = experiments.heatmap_floor(cfg, crops)
 run.table(floor, "heatmap_floor", caption="Error of Eq. 1 on perfect heat-maps (the grid's resolution limit)")
 
 # %%
@@ -198,5 +137,5 @@ run.table(floor, "heatmap_floor", caption="Error of Eq. 1 on perfect heat-maps (
 print(sorted(crops), list(floor.columns[:3]))
 
 # %%
-run.log(train=len(crops["train"]), validation=len(crops["validation"]), **{s: len(c) for s, c in tests.items()})
+run.log(**{s: len(crops[s]) for s in ("train", "validation", *experiments.TEST_SUBSETS)})
 run.finish();

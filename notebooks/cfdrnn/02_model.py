@@ -40,20 +40,16 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
-import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 
-from falign.kit import plots, report
-from falign.papers.cfdrnn import experiment as experiments
 from falign.kit.chapter import setup
+from falign.papers.cfdrnn import experiment as experiments
 from falign.papers.cfdrnn import model as cfdrnn
 
 run, cfg, crops = setup("cfdrnn", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED,
                         load_data=False)
-full_cfg = experiments.SCALES["full"]
 with torch.device("meta"):                  # the paper's network, shapes only: no memory, no compute
-    full = experiments.build(full_cfg)
+    full = experiments.build(experiments.SCALES["full"])
 ours = experiments.build(cfg)
 
 # %% [markdown]
@@ -66,11 +62,9 @@ ours = experiments.build(cfg)
 # for Ej ⊕ Ej−1).
 
 # %%
-tables = experiments.layer_tables(full)
-captions = {"table2": "Table 2: the resizer block", "table3": "Table 3: one HML branch",
-            "table4": "Table 4: one LML branch"}
-for name, table in tables.items():
-    display(run.table(table, f"{name}_layers", caption=f"{captions[name]}, paper beside ours (full size)"))
+for name, table in experiments.layer_tables(full).items():
+    caption = f"{experiments.LAYER_TABLES[name]}, paper beside ours (full size)"
+    display(run.table(table, f"{name}_layers", caption=caption))
 
 # %% [markdown]
 # ## The products of Fig. 2-3
@@ -81,9 +75,8 @@ for name, table in tables.items():
 # (64 → 32 → 31 → 16 → 15 → 8 → 7 → 4 → 3 → 2 → 1 → 1).
 
 # %%
-shapes = experiments.products(full).merge(experiments.products(ours), on="product", how="left",
-                                          suffixes=(" (full, 256 px)", f" (ours, {SCALE}: {cfg.size} px)"))
-run.table(shapes, "products", caption="Products of the network for one image (batch x channels x height x width)")
+run.table(experiments.product_shapes(full, ours, SCALE), "products",
+          caption="Products of the network for one image (batch x channels x height x width)")
 
 # %% [markdown]
 # ## Size of the network
@@ -93,10 +86,7 @@ run.table(shapes, "products", caption="Products of the network for one image (ba
 # parameters.
 
 # %%
-params = pd.DataFrame({"full (paper)": experiments.parameter_counts(full),
-                       f"ours ({SCALE})": experiments.parameter_counts(ours)})
-params.index.name = "part"
-run.table(params.reset_index(), "parameters", caption="Trainable parameters")
+run.table(experiments.parameter_table(full, ours, SCALE), "parameters", caption="Trainable parameters")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -111,41 +101,22 @@ print(f"full-size CFDRNN: {experiments.parameter_counts(full)['total']:,} parame
 # few random points of a 64-pixel image go through the round trip.
 
 # %%
-g = torch.Generator().manual_seed(SEED)
-points = torch.rand(1, 68, 2, generator=g) * 60
-maps = cfdrnn.render_heatmaps(points, 16)
-decoded = cfdrnn.coarse_landmarks(maps)
-fig, axes = plt.subplots(1, 2, figsize=(7, 3.3))
-axes[0].imshow(maps[0].amax(0), cmap="magma", extent=(-2, 62, 62, -2))
-axes[0].scatter(*points[0].T, s=6, c="cyan", label="p")
-axes[0].set_title("68 Gaussians (Eq. 5) and the points", fontsize=9)
-axes[0].legend(fontsize=7)
-axes[1].hist((decoded - points)[0].flatten(), bins=16)
-axes[1].set(xlabel="s·argmax − p (pixels, x and y)", title="the round trip's error", yticks=[])
-fig.tight_layout()
+fig, largest = experiments.round_trip_figure(SEED)
 run.figure(fig, "heatmap_round_trip")
-print(f"largest error of the round trip: {(decoded - points).abs().max():.2f} px (s / 2 = {cfdrnn.S / 2})")
+print(f"largest error of the round trip: {largest:.2f} px (s / 2 = {cfdrnn.S / 2})")
 
 # %% [markdown]
 # ## The Ej link between LML branches
 #
-# Table 4's row 7 feeds each branch the previous branch's mid-product. The check below changes E2 (the
-# output of branch 2's first half) with a forward hook and compares the residuals: branch 1, upstream of
-# E2, is unchanged; branches 2 and 3 change (branch 2 reads E2 in its own row 7, branch 3 reads
-# E3 ⊕ E2); branch 4 reads E4 ⊕ E3, neither of which depends on E2. The ΔL output layers start at zero (so every Lj starts at s · argmax(Hj)); for this check
-# they are given random weights.
+# Table 4's row 7 feeds each branch the previous branch's mid-product. The check below
+# (`experiment.ej_link`) changes E2 (the output of branch 2's first half) with a forward hook and compares
+# the residuals: branch 1, upstream of E2, is unchanged; branches 2 and 3 change (branch 2 reads E2 in its
+# own row 7, branch 3 reads E3 ⊕ E2); branch 4 reads E4 ⊕ E3, neither of which depends on E2. The ΔL
+# output layers start at zero (so every Lj starts at s · argmax(Hj)); for this check they are given
+# random weights.
 
 # %%
-probe = experiments.build(cfg).eval()
-for branch in probe.lml:
-    torch.nn.init.normal_(branch.head[-1].weight, std=0.1)
-x = torch.rand(2, 3, cfg.size, cfg.size, generator=g)
-with torch.no_grad():
-    before = probe(x).deltas
-    handle = probe.lml[1].to_e.register_forward_hook(lambda m, a, out: out + 1.0)
-    after = probe(x).deltas
-    handle.remove()
-pd.DataFrame({"branch": [1, 2, 3, 4], "ΔL changed when E2 changes": [not torch.equal(a, b) for a, b in zip(after, before)]})
+experiments.ej_link(cfg, seed=SEED)
 
 # %% [markdown]
 # ## Speed of one forward pass
@@ -154,16 +125,9 @@ pd.DataFrame({"branch": [1, 2, 3, 4], "ΔL changed when E2 changes": [not torch.
 # network this scale trains, on this run's device. The paper gives no timing.
 
 # %%
-net_full = experiments.build(full_cfg)
-speed = pd.DataFrame([
-    {"network": "full (256 px, width 1)", "device": report.describe_device(run.device),
-     "ms per face": 1000 * experiments.inference_seconds(net_full, full_cfg.size, device=run.device,
-                                                         repeats=1 if SCALE == "smoke" else 3)},
-    {"network": f"ours ({cfg.size} px, width {cfg.width})", "device": report.describe_device(run.device),
-     "ms per face": 1000 * experiments.inference_seconds(ours, cfg.size, device=run.device)},
-])
-run.table(speed, "speed", caption="Forward pass at batch 1")
+run.table(experiments.speed(cfg, ours, run.device), "speed", caption="Forward pass at batch 1")
 
 # %%
-run.log(parameters_full=experiments.parameter_counts(full)["total"], parameters_ours=experiments.parameter_counts(ours)["total"])
+run.log(parameters_full=experiments.parameter_counts(full)["total"],
+        parameters_ours=experiments.parameter_counts(ours)["total"])
 run.finish();

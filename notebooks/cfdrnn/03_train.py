@@ -28,16 +28,11 @@ SEED = 0
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import torch
 
 from falign.kit import aligner, plots
+from falign.kit.chapter import setup
 from falign.measure import protocol300w
 from falign.papers.cfdrnn import experiment as experiments
-from falign.kit.chapter import setup
-from falign.papers.cfdrnn import model as cfdrnn
-from falign.papers.cfdrnn import published as paper
 
 run, cfg, crops = setup("cfdrnn", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = experiments.test_sets(crops)
@@ -54,20 +49,10 @@ tests = experiments.test_sets(crops)
 # epoch, so {doc}`04_analysis` reloads this model and an interrupted run resumes.
 
 # %%
-protocol = paper.training_protocol()
-pd.DataFrame([
-    {"": "paper", "optimiser": protocol["optimiser"], "learning rates": " / ".join(f"{x:g}" for x in protocol["lr"]),
-     "changed after epochs": " / ".join(map(str, protocol["lr_change_after_epochs"])), "batch": protocol["batch_size"],
-     "epochs": protocol["epochs"], "input (px)": protocol["input_size"], "training faces": protocol["train_images"]
-     - protocol["validation_images"], "validation faces": protocol["validation_images"]},
-    {"": f"ours ({SCALE})", "optimiser": "Adam", "learning rates": " / ".join(f"{cfg.lr * f:g}" for f in (1, 0.5, 0.1)),
-     "changed after epochs": " / ".join(map(str, cfg.lr_steps)), "batch": cfg.batch, "epochs": cfg.epochs,
-     "input (px)": cfg.size, "training faces": len(crops["train"]), "validation faces": len(crops["validation"])},
-]).astype(str)
+experiments.protocol_table(cfg, crops, SCALE)
 
 # %%
-model, history = experiments.trained(cfg, crops, run.work, "cfdrnn", seed=SEED, device=run.device)
-epochs = pd.DataFrame(history.epochs)
+model, history = experiments.train(cfg, crops, run.work, "cfdrnn", seed=SEED, device=run.device)
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
 plots.loss_curve(axes[0], history.losses, ylabel="training loss (heat-map L2 + weighted ΔL L2)",
                  title="training loss")
@@ -75,10 +60,7 @@ plots.loss_curve(axes[1], history.validation, label="validation", ylabel="NME of
                  title="validation error")
 fig.tight_layout()
 run.figure(fig, "loss_curve")
-plateau = "reached a plateau" if history.plateaued() else "had NOT reached a plateau"
-print(f"{len(crops['train'])} training faces, {len(epochs)} epochs, {epochs['seconds'].sum() / 60:.1f} min on "
-      f"{run.device.type}; the validation error {plateau} (plateau: the last epoch improved it by less than 5%, "
-      "or not at all)")
+print(experiments.training_summary(history, crops, run.device))
 
 # %% [markdown]
 # The trained network ships with the results as an *aligner* (`results/cfdrnn/aligner.pt`): weights,
@@ -99,8 +81,8 @@ aligner.save(run.out / aligner.FILENAME, model.cpu(), "cfdrnn", preprocess={"siz
 
 # %%
 res = experiments.results({("cfdrnn", SEED): (model, history)}, tests, device=run.device, batch=cfg.eval_batch)
-stages = res.pivot_table(index=["norm", "stage"], columns="subset", values="NME (%)", sort=False).reset_index()
-run.table(stages, "stages", caption="NME (%) of every stage's estimate, per subset and normaliser")
+run.table(experiments.stage_table(res), "stages",
+          caption="NME (%) of every stage's estimate, per subset and normaliser")
 
 # %% [markdown]
 # ## Table 5: the 300-W public set
@@ -111,7 +93,7 @@ run.table(stages, "stages", caption="NME (%) of every stage's estimate, per subs
 # only.
 
 # %%
-methods = {("cfdrnn", "L4"): "CFDRNN", ("cfdrnn", "argmax H4"): "CFDRNN, s·argmax(H4) only (ours)"}
+methods = experiments.METHODS
 on = "" if DATA != "synthetic" else "; ours on SynthFace 300-W-like"
 run.table(experiments.table5(res, methods), "table5", caption=f"Table 5: NME (%) on the 300-W public set{on}")
 
@@ -155,31 +137,7 @@ run.table(experiments.table1(res, training), "table1", caption="Table 1: NME (%)
 # and H2-H4 (the HML branches), and the targets of Eq. 5. The paper's Fig. 4 shows targets only.
 
 # %%
-picks = [(s, 0) for s in ("common", "challenging", "outdoor") if s in tests]
-nose = 30
-fig, axes = plt.subplots(2 * len(picks), 6, figsize=(10, 3.4 * len(picks)))
-for k, (subset, i) in enumerate(picks):
-    c = tests[subset]
-    with torch.no_grad():
-        out = model.to(run.device).eval()(c.float_images(slice(i, i + 1)).to(run.device))
-    final = model.landmarks(out)[-1][0].cpu()
-    target = cfdrnn.render_heatmaps(c.landmarks[i:i + 1], cfg.size // cfdrnn.S)[0]
-    maps = [h[0].float().cpu() for h in out.heatmaps] + [target]
-    names = ["H1", "H2", "H3", "H4", "target"]
-    for row, reduce in ((2 * k, lambda m: m[nose]), (2 * k + 1, lambda m: m.amax(0))):
-        ax = axes[row, 0]
-        if row == 2 * k:
-            ax.imshow(c.images[i].permute(1, 2, 0))
-            ax.scatter(*c.landmarks[i].T, s=2, c="lime")
-            ax.scatter(*final.T, s=2, c="red")
-            ax.set_title(subset, fontsize=8)
-        ax.axis("off")
-        for col, (m, name) in enumerate(zip(maps, names), 1):
-            axes[row, col].imshow(reduce(m), cmap="magma", vmin=0, vmax=1)
-            axes[row, col].set_title(f"{name} ({'nose' if row == 2 * k else '68 points'})", fontsize=7)
-            axes[row, col].axis("off")
-fig.tight_layout()
-run.figure(fig, "fig4_heatmaps")
+run.figure(experiments.heatmaps_figure(model, tests, cfg, run.device), "fig4_heatmaps")
 
 # %% [markdown]
 # ## Figs. 5-7: CED curves of the private set
@@ -188,20 +146,14 @@ run.figure(fig, "fig4_heatmaps")
 # of the private set against the five best entries of the 2015 300-W challenge. Those entries' curves
 # are not published as numbers and the challenge's entries are not run here: **their curves are
 # absent**. We plot what this run computed: L4 and the heat-map argmax alone, inter-ocular
-# normalisation. The x axis ends at 0.08 (the paper's AUC limit) at `full`, further at the CPU
-# scales, whose errors are larger.
+# normalisation. The x axis ends at `ced_limit` of the scale: 0.08 (the paper's AUC limit) at `full`,
+# further at the CPU scales, whose errors are larger.
 
 # %%
-preds = experiments.stage_predictions(model, tests, run.device, cfg.eval_batch)
-truth = experiments.ground_truth(tests)
-errors = {"CFDRNN (L4)": experiments.errors(preds["L4"], truth),
-          "s·argmax(H4)": experiments.errors(preds["argmax H4"], truth)}
-limit = experiments.THRESHOLD if SCALE == "full" else 0.3
-figures = {"indoor": "fig5_ced_indoor", "outdoor": "fig6_ced_outdoor", "private": "fig7_ced_private",
-           "common": "ced_common", "challenging": "ced_challenging", "full": "ced_full"}
-for subset, name in figures.items():
-    run.figure(protocol300w.ced_figure(errors, subset, max_error=limit), name)
-    run.table(protocol300w.ced_data(errors, subset, max_error=limit, step=1e-3), name)
+errors = experiments.ced_errors(model, tests, run.device, cfg.eval_batch)
+for subset, name in experiments.CED_FIGURES.items():
+    run.figure(protocol300w.ced_figure(errors, subset, max_error=cfg.ced_limit), name)
+    run.table(protocol300w.ced_data(errors, subset, max_error=cfg.ced_limit, step=1e-3), name)
 
 # %% [markdown]
 # ## Figs. 8-9: LFPW and Helen
@@ -210,9 +162,9 @@ for subset, name in figures.items():
 # absent here). They exist only with real 300-W, whose common set carries each face's source folder.
 
 # %%
-for part, name in (("LFPW", "fig8_ced_lfpw"), ("Helen", "fig9_ced_helen")):
+for part, name in experiments.PART_FIGURES.items():
     if part in tests:
-        run.figure(protocol300w.ced_figure(errors, part, max_error=limit), name)
+        run.figure(protocol300w.ced_figure(errors, part, max_error=cfg.ced_limit), name)
     else:
         print(f"{name}: absent (DATA={DATA} has no {part} test part)")
 
@@ -224,38 +176,19 @@ for part, name in (("LFPW", "fig8_ced_lfpw"), ("Helen", "fig9_ced_helen")):
 # the truth in green, L4 in red.
 
 # %%
-private = {s: tests[s] for s in experiments.PRIVATE}
-worst = []
-for subset, c in private.items():
-    e = errors["CFDRNN (L4)"][subset]
-    worst += [(float(e[i]), subset, int(i)) for i in np.argsort(-e)[:4]]
-worst = sorted(worst, reverse=True)[:8]
-fig, axes = plt.subplots(2, 4, figsize=(8.5, 4.6))
-for ax, (err, subset, i) in zip(axes.flat, worst):
-    c = tests[subset]
-    with torch.no_grad():
-        points = model.predict(c.float_images(slice(i, i + 1)).to(run.device))[0].cpu()
-    ax.imshow(c.images[i].permute(1, 2, 0))
-    ax.scatter(*c.landmarks[i].T, s=2, c="lime")
-    ax.scatter(*points.T, s=2, c="red")
-    ax.set_title(f"{subset}: {100 * err:.1f}%", fontsize=8)
-    ax.set(xlim=(-0.5, c.size - 0.5), ylim=(c.size - 0.5, -0.5))
-    ax.axis("off")
-fig.tight_layout()
-run.figure(fig, "fig10_hardest")
+run.figure(experiments.hardest_figure(model, tests, errors, run.device), "fig10_hardest")
 
 # %%
 # NBVAL_CHECK_OUTPUT
 print(list(experiments.table7(res, methods).columns), sorted(experiments.STAGES))
 
 # %%
-L4 = res[(res["stage"] == "L4") & (res["norm"] == "inter-ocular")].set_index("subset")["NME (%)"]
-run.log(train_seconds=float(epochs["seconds"].sum()), plateaued=history.plateaued(),
-        **{f"nme_io_{s}": float(v) for s, v in L4.items()})
+values = experiments.logged_values(res, history)
+run.log(**values)
 run.finish();
 
 # %%
 # The trained result checked against the committed smoke reference (only at SCALE=smoke, DATA=synthetic)
 from falign.kit import report
 
-report.check_smoke_reference(run, "L4 NME on the full set (%, inter-ocular)", float(L4["full"]))
+report.check_smoke_reference(run, "L4 NME on the full set (%, inter-ocular)", values["nme_io_full"])

@@ -34,21 +34,16 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-
-from falign.kit import decisions as deviations
+from falign.kit import chapter, decisions
 from falign.papers.cfdrnn import experiment as experiments
-from falign.kit.chapter import setup
-from falign.kit.ledger import summary
 from falign.papers.cfdrnn import published as paper
 
-run, cfg, crops = setup("cfdrnn", "04_analysis", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
+run, cfg, crops = chapter.setup("cfdrnn", "04_analysis", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
+                                SEED=SEED)
 tests = experiments.test_sets(crops)
-seeds = experiments.seeds(cfg, SEED)
-if SCALE == "smoke":
-    print("SCALE=smoke: seconds of training, one seed; every number and verdict below is meaningless.")
+seeds = chapter.seeds(cfg, SEED)
+if cfg.caveat:
+    print(cfg.caveat)
 
 # %% [markdown]
 # ## The arms
@@ -57,33 +52,21 @@ if SCALE == "smoke":
 # reloaded here), on the same faces, for the same epochs, once per seed.
 
 # %%
-pd.DataFrame([{"arm": k, "what": v["label"], "second resizer": v["second_resizer"], "epochs": cfg.epochs,
-               "batch": cfg.batch, "seeds": ", ".join(map(str, seeds))} for k, v in experiments.ARMS.items()])
+experiments.arms_table(cfg, seeds)
 
 # %%
-models = experiments.trained_arms(cfg, crops, run.work, base_seed=SEED, device=run.device)
-training = pd.DataFrame([{"arm": arm, "seed": seed, "epochs": len(h.epochs),
-                          "minutes": sum(e["seconds"] for e in h.epochs) / 60,
-                          "final validation NME (%)": 100 * h.validation[-1], "plateau": h.plateaued()}
-                         for (arm, seed), (_, h) in models.items()])
+models = chapter.grid(lambda arm, seed: experiments.train(cfg, crops, run.work, arm, seed, device=run.device,
+                                                          progress=False), experiments.ARMS, seeds)
+training = experiments.training_table(models)
 run.table(training, "training", caption="Training of every arm and seed (plateau: the last epoch improved the "
           "validation error by less than 5%, or not at all)")
 
 # %%
-fig, ax = plt.subplots(figsize=(5.5, 3.4))
-for (arm, seed), (_, h) in models.items():
-    ax.plot(range(1, len(h.validation) + 1), 100 * np.array(h.validation), c="C0" if arm == "cfdrnn" else "C1",
-            alpha=0.8, label=f"{arm}" if seed == seeds[0] else None)
-ax.set(xlabel="epoch", ylabel="validation NME of L4 (%, inter-ocular)", yscale="log", title="validation curves")
-ax.grid(alpha=0.3)
-ax.legend(fontsize=8)
-fig.tight_layout()
-run.figure(fig, "validation_curves")
+run.figure(experiments.validation_figure(models), "validation_curves")
 
 # %%
 res = experiments.results(models, tests, device=run.device, batch=cfg.eval_batch)
 run.table(res, "results_per_seed", caption="Every arm, seed, stage, normaliser and subset")
-mean = experiments.mean_over_seeds(res)
 
 # %% [markdown]
 # ## Stage by stage
@@ -93,23 +76,9 @@ mean = experiments.mean_over_seeds(res)
 # the full set under the inter-ocular normaliser.
 
 # %%
-cfd = mean[mean["arm"] == "cfdrnn"]
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=False)
-for ax, subset in zip(axes, ("full", "private")):
-    for norm, style in zip(experiments.NORMS, ("-", "--")):
-        for kind, colour in (("argmax H", "C0"), ("L", "C3")):
-            rows = cfd[(cfd["subset"] == subset) & (cfd["norm"] == norm)].set_index("stage")
-            names = [f"{kind}{j}" if kind == "L" else f"argmax H{j}" for j in range(1, 5)]
-            ax.errorbar(range(1, 5), rows.loc[names, "NME (%)"], yerr=rows.loc[names, "NME std"].fillna(0), c=colour,
-                        ls=style, marker="o", ms=3, capsize=2,
-                        label=f"{'s·argmax(Hj)' if kind == 'argmax H' else 'Lj'}, {norm}")
-    ax.set(xlabel="stage j", ylabel="NME (%)", title=f"{subset}", xticks=range(1, 5))
-    ax.grid(alpha=0.3)
-axes[0].legend(fontsize=7)
-fig.tight_layout()
-run.figure(fig, "stages")
-run.table(cfd.pivot_table(index=["norm", "stage"], columns="subset", values="NME (%)", sort=False).reset_index(),
-          "stages_mean", caption=f"NME (%) of every stage, mean over {len(seeds)} seed(s)")
+run.figure(experiments.stages_figure(res), "stages")
+run.table(experiments.stage_table(res), "stages_mean",
+          caption=f"NME (%) of every stage, mean over {len(seeds)} seed(s)")
 
 # %% [markdown]
 # ## Tables 5-7 over the seeds, with the ablation
@@ -118,8 +87,7 @@ run.table(cfd.pivot_table(index=["norm", "stage"], columns="subset", values="NME
 # the second resizer as an extra row.
 
 # %%
-methods = {("cfdrnn", "L4"): "CFDRNN", ("cfdrnn", "argmax H4"): "CFDRNN, s·argmax(H4) only (ours)",
-           ("no-second-resizer", "L4"): f"{experiments.ARMS['no-second-resizer']['label']} (ours)"}
+methods = experiments.WITH_ABLATION
 over = f"ours: mean of {len(seeds)} seed(s)" + ("" if DATA != "synthetic" else ", SynthFace 300-W-like")
 display(run.table(experiments.table5(res, methods), "table5_seeds", caption=f"Table 5: NME (%), public set ({over})"))
 display(run.table(experiments.table6(res, methods), "table6_seeds",
@@ -152,10 +120,7 @@ run.table(experiments.headline_ratios(res), "headline_ratios", caption="Headline
 
 # %%
 verdicts = book.to_frame()
-print(summary(verdicts))
-for _, row in verdicts.iterrows():
-    print(f"- {row['claim']}: {row['verdict']} (margin {row['margin']:+.3g}, pooled SD {row['pooled sd']:.2g}, "
-          f"seeds {row['seeds']})")
+print(experiments.discussion(book))
 
 # %% [markdown]
 # How to read it. A claim can fail here and hold in the paper, for reasons the ledger cannot separate:
@@ -178,10 +143,11 @@ for _, row in verdicts.iterrows():
 # ## Deviations
 #
 # Every place where the paper is silent, ambiguous or self-contradictory and the code had to choose,
-# from the `Decision` comments in the code and the registry in `falign/kit/decisions.py`:
+# from the `Decision` comments in the code (each with the paper's side after `Paper:`), collected by
+# `falign.kit.decisions.deviations("cfdrnn")`:
 
 # %%
-deviations.write(run, "cfdrnn")
+decisions.write(run, "cfdrnn")
 
 # %% [markdown]
 # ## Notes on the paper's text

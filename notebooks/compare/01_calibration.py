@@ -36,17 +36,13 @@ DEVICE = "cpu"       # the chapter runs on the CPU (dlib has no GPU path)
 SEED = 0
 
 # %%
-import pandas as pd
-
-from falign import papers
 from falign.chapters import compare
 from falign.kit.chapter import setup
 
 run, cfg, tests = setup("compare", "01_calibration", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
                         SEED=SEED)
 peer68, peer5 = compare.peer_methods()
-pd.DataFrame([{"model": m.name, "points scored": m.points.label, "source": m.source,
-               "weights (MB)": round(m.megabytes, 1)} for m in (peer68, peer5)])
+compare.peer_table([peer68, peer5])
 
 # %% [markdown]
 # ## What we compare against
@@ -58,10 +54,7 @@ pd.DataFrame([{"model": m.name, "points scored": m.points.label, "source": m.sou
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"ERT on real 300-W full (RCSR Table 1): {papers.number('rcsr', 'table1/ert-9/full'):.2f} % NME (inter-ocular)")
-print("SynthFace test faces:", {s: len(f) for s, f in tests.items()}, f"rendered at {cfg.image} pixels")
-for n in (68, 5):
-    print(f"{n}-point model licence: {compare.peers.LICENCE[n]}")
+print(compare.calibration_setting(cfg, tests))
 
 # %% [markdown]
 # ## Two ways to give the peer a face
@@ -95,14 +88,9 @@ run.table(calibration, "calibration",
 # number was measured in) and with ours, and how much of the difference the boxes alone make.
 
 # %%
-full = calibration.set_index("subset").loc["full"]
-for boxes in ("dlib's boxes, found faces", "our boxes, all faces"):
-    print(f"{boxes}: {compare.reading_guide(full[f'ratio SynthFace / 300-W ({boxes})'])}")
-box_factor = full["NME (%), our boxes, found faces"] / full["NME (%), dlib's boxes, found faces"]
-print(f"On the same found faces, our boxes multiply the peer's error by {box_factor:.2f}: that much of the "
-      "difference between the two ratios is the box convention, not the faces.")
-run.log(**{f"ratio full ({k})": float(full[f"ratio SynthFace / 300-W ({k})"])
-           for k in ("dlib's boxes, found faces", "our boxes, all faces")})
+reading, ratios = compare.calibration_reading(calibration)
+print(reading)
+run.log(**ratios)
 
 # %% [markdown]
 # The peer on a few faces that dlib's detector found, from each box. Where the two boxes differ, the
@@ -110,9 +98,7 @@ run.log(**{f"ratio full ({k})": float(full[f"ratio SynthFace / 300-W ({k})"])
 # corrects it in a fixed number of steps, so a box unlike its training boxes starts it far from the face.
 
 # %%
-subset = "common"
-fig = compare.calibration_figure(peer68, tests[subset], dlib_boxes[subset])
-run.figure(fig, "peer_on_faces")
+run.figure(compare.calibration_figure(peer68, tests["common"], dlib_boxes["common"]), "peer_on_faces")
 
 # %% [markdown]
 # **Reading every SynthFace number in the book.** The chapters' tables put SynthFace errors beside the

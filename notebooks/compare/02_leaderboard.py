@@ -47,14 +47,9 @@ DEVICE = "cpu"       # the chapter runs on the CPU (dlib has no GPU path)
 SEED = 0
 
 # %%
-import matplotlib.pyplot as plt
-import pandas as pd
-
-from falign.kit import decisions as deviations, plots
-from falign.measure import protocol300w
 from falign.chapters import compare
+from falign.kit import decisions
 from falign.kit.chapter import setup
-from falign.papers import sota
 
 run, cfg, tests = setup("compare", "02_leaderboard", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
                         SEED=SEED)
@@ -62,16 +57,11 @@ methods = compare.methods_for(run, cfg)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-pd.DataFrame([{"method": m.name, "family": m.family, "points scored": m.points.label} for m in methods])
+compare.method_table(methods)
 
 # %%
-preds = compare.predict(methods, tests, cache=run.work)
-accuracy, curves = compare.accuracy(methods, preds, tests)
-photo, box = tests["common"].images[0], tests["common"].detector_boxes[0]
-cost = compare.costs(methods, photo, box, cfg)
-board = compare.leaderboard(accuracy, cost)
-main = board[board["points"] == compare.IBUG68.label].reset_index(drop=True)
-run.table(main, "leaderboard",
+scores = compare.scoreboard(methods, tests, cfg, cache=run.work)
+run.table(scores.main, "leaderboard",
           "Every method on the 68 iBUG points of SynthFace 300-W-like, from the same boxes; NME in % "
           "(inter-ocular and inter-pupil), AUC@0.08 and failure@0.08 (inter-ocular); CPU latency and throughput "
           "measured in this run", precision=2)
@@ -81,7 +71,7 @@ run.table(main, "leaderboard",
 # model file, the baselines' fit):
 
 # %%
-run.table(cost[["method", "source", "parameters", "weights (MB)"]], "sources", "Where each method comes from",
+run.table(scores.cost[["method", "source", "parameters", "weights (MB)"]], "sources", "Where each method comes from",
           precision=1)
 
 # %% [markdown]
@@ -93,8 +83,7 @@ run.table(cost[["method", "source", "parameters", "weights (MB)"]], "sources", "
 # a block the rows are comparable; across blocks they are not (different points are harder or easier).
 
 # %%
-shared = board[board["points"] != compare.IBUG68.label].reset_index(drop=True)
-run.table(shared, "leaderboard_shared_points",
+run.table(scores.shared, "leaderboard_shared_points",
           "Methods predicting other point sets, on the points they share with every 68-point method; the same "
           "normalisers from the 68-point truth", precision=2)
 
@@ -105,14 +94,8 @@ run.table(shared, "leaderboard_shared_points",
 # further up and to the left is better; the legend gives each AUC@0.08.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
-for ax, subset in zip(axes, compare.SUBSETS):
-    plots.ced(ax, {m: e[subset] for m, e in curves.items() if m in set(main["method"])}, "inter-ocular",
-              compare.THRESHOLD, step=1e-4, title=f"SynthFace 300-W-like {subset}")
-    run.table(protocol300w.ced_data({m: curves[m] for m in main["method"]}, subset, compare.THRESHOLD),
-              f"ced_{subset}")
-fig.tight_layout()
-run.figure(fig, "ced")
+run.figure(compare.ced_figure(scores.curves, scores.main["method"]), "ced")
+compare.write_ced_data(run, scores.curves, scores.main["method"])
 
 # %% [markdown]
 # ## Error against speed
@@ -122,8 +105,7 @@ run.figure(fig, "ced")
 # the front is beaten on both counts by a method on it.
 
 # %%
-fig = compare.pareto_figure(board, "full NME (%, inter-ocular)")
-run.figure(fig, "pareto")
+run.figure(compare.pareto_figure(scores.board, "full NME (%, inter-ocular)"), "pareto")
 
 # %% [markdown]
 # ## Where the field is now (as reported)
@@ -135,12 +117,7 @@ run.figure(fig, "pareto")
 # the two kinds of number can be.
 
 # %%
-reported = sota.table_300w().assign(status="as reported")
-ert = {"method": "ERT (Kazemi & Sullivan 2014)", "venue": "CVPR 2014",
-       **{s: compare.published_ert(s) for s in compare.SUBSETS}, "normaliser": "inter-ocular",
-       "source": "as printed in RCSR Table 1 (full only)", "status": "as reported"}
-reported = pd.concat([reported, pd.DataFrame([ert])], ignore_index=True)
-run.table(reported, "sota_as_reported",
+run.table(compare.reported_300w(), "sota_as_reported",
           "Real 300-W NME (%), as reported by each method's authors; not measured here", precision=2)
 
 # %% [markdown]
@@ -150,7 +127,7 @@ run.table(reported, "sota_as_reported",
 # once in the code and listed here.
 
 # %%
-deviations.write(run, "compare", "Decisions of the comparison chapter and where the code makes each")
+decisions.write(run, "compare", "Decisions of the comparison chapter and where the code makes each")
 
 # %%
 run.finish();

@@ -33,8 +33,6 @@ DEVICE = "cpu"       # the chapter runs on the CPU (dlib has no GPU path)
 SEED = 0
 
 # %%
-import pandas as pd
-
 from falign.chapters import compare
 from falign.kit.chapter import setup
 
@@ -53,10 +51,7 @@ methods = compare.methods_for(run, cfg)
 # %%
 # NBVAL_CHECK_OUTPUT
 print("neutral:", compare.NEUTRAL)
-pd.DataFrame([{"factor": f.name, "axis": f.label, "fields": ", ".join(f.fields),
-               "values": ", ".join(f"{v:g}" for v in (f.edges or compare.sweep_values(f.name, cfg))),
-               "kind": "bin edges of measured coverage" if f.edges else "set"}
-              for f in compare.FACTORS.values()])
+compare.factor_table(cfg)
 
 # %%
 curves = compare.sweeps(methods, cfg, seed=run.seed)
@@ -64,8 +59,7 @@ run.table(curves, "sweeps", "Robustness sweeps: per factor value and method, fac
           "sqrt(w·h) of the 68-point box) and its 95% bootstrap interval", precision=2)
 
 # %%
-fig = compare.sweep_figure(curves)
-run.figure(fig, "sweeps")
+run.figure(compare.sweep_figure(curves), "sweeps")
 
 # %% [markdown]
 # **Reading the curves.** A flat curve is a method that does not care about the factor; a steep one is

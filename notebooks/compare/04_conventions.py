@@ -33,11 +33,6 @@ DEVICE = "cpu"       # the chapter runs on the CPU (dlib has no GPU path)
 SEED = 0
 
 # %%
-import dataclasses
-
-import pandas as pd
-
-from falign.measure import conventions
 from falign.chapters import compare
 from falign.kit.chapter import setup
 
@@ -46,14 +41,13 @@ run, cfg, tests = setup("compare", "04_conventions", SCALE=SCALE, DATA=DATA, DAT
 
 # %%
 # NBVAL_CHECK_OUTPUT
-pd.DataFrame([{k: v for k, v in dataclasses.asdict(c).items() if k != "source"} for c in conventions.PRESETS.values()])
+compare.convention_presets()
 
 # %% [markdown]
 # Each preset names the code it follows:
 
 # %%
-run.table(pd.DataFrame([{"preset": c.name, "follows": c.source} for c in conventions.PRESETS.values()]),
-          "convention_sources", "The code each preset follows")
+run.table(compare.convention_sources(), "convention_sources", "The code each preset follows")
 
 # %% [markdown]
 # ## The same predictions, five ways
@@ -64,10 +58,7 @@ run.table(pd.DataFrame([{"preset": c.name, "follows": c.source} for c in convent
 # %%
 methods = compare.methods_for(run, cfg)
 preds = compare.predict(methods, tests, cache=run.work)
-rows = [r for r in compare.rows(methods) if r.points == compare.IBUG68]
-errors = {r.label: compare.row_point_errors(r, preds, tests)["full"] for r in rows}
-visible = {r.label: compare.row_visibility(r, tests)["full"] for r in rows}
-scored = conventions.table(errors, visible)
+scored = compare.convention_scores(methods, preds, tests)
 run.table(scored, "conventions", "The same predictions (68 points, SynthFace 300-W-like full) scored under each "
           "toolkit's conventions; normaliser: outer eye corners", precision=3)
 
@@ -79,9 +70,8 @@ run.table(scored, "conventions", "The same predictions (68 points, SynthFace 300
 # where the threshold, the comparison or the integration differ.
 
 # %%
-nme = scored.pivot(index="method", columns="convention", values="NME (%)")[list(conventions.PRESETS)]
-nme["largest difference"] = nme.max(axis=1) - nme.min(axis=1)
-run.table(nme.reset_index(), "conventions_nme", "NME (%) of each method under each preset", precision=3)
+run.table(compare.convention_spread(scored), "conventions_nme", "NME (%) of each method under each preset",
+          precision=3)
 
 # %% [markdown]
 # **What to take from it.** When two papers' numbers differ by less than the spread a change of convention

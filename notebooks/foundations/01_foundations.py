@@ -21,19 +21,12 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
-import platform
-
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import torch
-
-from falign.measure import landmarks, metrics
-from falign.kit import report
 from falign.chapters import foundations as tiny
+from falign.kit.chapter import setup
+from falign.measure import metrics
 
-run = report.start("foundations", "01_foundations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT,
-                   DEVICE=DEVICE, SEED=SEED)
+run, cfg, _ = setup("foundations", "01_foundations", load_data=False, SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT,
+                    DEVICE=DEVICE, SEED=SEED)
 
 # %% [markdown]
 # ## The environment
@@ -42,11 +35,7 @@ run = report.start("foundations", "01_foundations", SCALE=SCALE, DATA=DATA, DATA
 # commit and whether the working tree had uncommitted changes.
 
 # %%
-pd.DataFrame({
-    "item": ["python", "torch", "device", "threads", "scale", "seed"],
-    "value": [platform.python_version(), torch.__version__, report.describe_device(run.device),
-              torch.get_num_threads(), SCALE, SEED],
-})
+tiny.environment(run)
 
 # %% [markdown]
 # ## Conventions
@@ -61,12 +50,7 @@ pd.DataFrame({
 #   The {doc}`../landmarks/01_landmarks_and_metrics` chapter defines each one.
 
 # %%
-schemes = pd.DataFrame([
-    {"scheme": s.name, "points": s.n_points,
-     "outer eye corners": s.outer_eye_corners if s.outer_eye_corners is not None else "—"}
-    for s in map(landmarks.get_scheme, ["ibug68", "ibug51", "ibug49", "five", "afw6", "aflw-pifa34"])
-])
-schemes
+tiny.scheme_summary()
 
 # %% [markdown]
 # ## A tiny end-to-end example
@@ -74,10 +58,10 @@ schemes
 # A small convolutional network regresses the five points (eye centres, nose tip, mouth corners) of
 # SynthFace faces. At `SCALE=smoke` it trains for a handful of steps, so its error means nothing: the
 # point is that data, model, training loop, metrics and report fit together. The configuration for each
-# scale lives in `falign.chapters.foundations`.
+# scale, the network and the steps below (train, predict, score against the mean shape) live in
+# `falign.chapters.foundations`.
 
 # %%
-cfg = tiny.SCALES[SCALE]
 train_set, test_set = tiny.datasets(cfg, seed=SEED)
 run.dataset(train_set.name, train_set.fingerprint)
 cfg
@@ -85,22 +69,10 @@ cfg
 # %%
 model, history = tiny.train(cfg, train_set, device=run.device, seed=SEED,
                             checkpoint_dir=run.work / f"tiny-{train_set.fingerprint[:12]}")
-fig, ax = plt.subplots(figsize=(5, 3))
-ax.plot([e["epoch"] for e in history.epochs], history.losses, marker="o")
-ax.set(xlabel="epoch", ylabel="training loss (MSE, crop units)", title="Tiny 5-point regressor")
-run.figure(fig, "tiny_loss")
+run.figure(tiny.loss_figure(history), "tiny_loss")
 
 # %%
-pred, gt = tiny.predict(model, test_set, device=run.device)
-errors = metrics.nme(pred, gt, norm="inter-pupil", scheme="five")
-mean_shape_errors = metrics.nme(tiny.mean_shape_baseline(train_set, test_set), gt,
-                                norm="inter-pupil", scheme="five")
-table = pd.DataFrame({
-    "method": ["mean shape in the box", "tiny CNN"],
-    "NME (inter-pupil, %)": [100 * metrics.mean_error(mean_shape_errors), 100 * metrics.mean_error(errors)],
-    "failure@0.10 (%)": [100 * metrics.failure_rate(mean_shape_errors, 0.10),
-                         100 * metrics.failure_rate(errors, 0.10)],
-})
+table, errors = tiny.evaluate(model, train_set, test_set, device=run.device)
 run.table(table, "tiny_nme", caption="Tiny 5-point regressor on SynthFace lfpw5-like test")
 
 # %% [markdown]

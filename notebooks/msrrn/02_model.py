@@ -36,18 +36,16 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from falign.kit import decisions as deviations
-from falign.papers.msrrn import experiment as experiments
+from falign.kit import decisions
 from falign.kit.chapter import setup
+from falign.papers.msrrn import experiment as experiments
 from falign.papers.msrrn import model as msrrn
 from falign.papers.msrrn import published as paper
 
 run, cfg, crops = setup("msrrn", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-full = experiments.SCALES["full"]
 
 # %% [markdown]
 # ## What the available text has lost
@@ -65,29 +63,14 @@ paper.absent()
 # bilinear `grid_sample` call for all faces and points). P is the same number of pixels at every scale,
 # so one set of convolutions reads all of them, and a patch covers a large part of the face at the
 # coarse scale (context for a coarse shape) and a small part at the fine scale (detail for a nearly
-# right shape). Below, the patches of a few landmarks of one face around its true shape, per stage.
+# right shape). Below, the patches of a few landmarks (eye corners, nose tip, a mouth corner, chin) of
+# one face around its true shape, per stage (`experiments.patches_figure`).
 
 # %%
 model = experiments.build(cfg)
 model.mean_shape.copy_(experiments.mean_shape(crops["train"]))
 face = crops["common"]
-levels = msrrn.pyramid(msrrn.standardise(face.float_images(slice(0, 1))), model.sides)
-truth = experiments.targets(face)[:1]
-points = [36, 45, 30, 48, 8]                       # eye corners, nose tip, a mouth corner, chin
-fig, axes = plt.subplots(len(model.sides), len(points) + 1, figsize=(1.6 * (len(points) + 1), 1.7 * len(model.sides)))
-for t, side in enumerate(model.sides):
-    image = levels[side]
-    axes[t, 0].imshow(image[0, 0], cmap="gray")
-    axes[t, 0].scatter(*msrrn.to_pixels(truth[0, points], side).T, s=8, c="red")
-    axes[t, 0].set_title(f"stage {t + 1}: {side} px", fontsize=8)
-    patches = model.patches(image, truth)[0, points, 0]
-    for ax, k, patch in zip(axes[t, 1:], points, patches):
-        ax.imshow(patch, cmap="gray")
-        ax.set_title(f"point {k + 1}", fontsize=7)
-for ax in axes.ravel():
-    ax.axis("off")
-fig.tight_layout()
-run.figure(fig, "patches_per_scale")
+run.figure(experiments.patches_figure(model, face), "patches_per_scale")
 
 # %% [markdown]
 # ## The network, layer by layer
@@ -97,8 +80,7 @@ run.figure(fig, "patches_per_scale")
 # and 16-pixel patches) and at this run's scale.
 
 # %%
-pd.concat({"paper-sized (full)": msrrn.layer_table(experiments.build(full)),
-           f"this run ({SCALE})": msrrn.layer_table(model)}, names=["model", "#"]).reset_index(level=0)
+experiments.layer_tables(model, SCALE)
 
 # %% [markdown]
 # ## Shared weights: the parameter count does not grow with T
@@ -109,13 +91,7 @@ pd.concat({"paper-sized (full)": msrrn.layer_table(experiments.build(full)),
 # stages' gradients.)
 
 # %%
-def regression_parameters(T, shared):
-    return msrrn.parameter_counts(msrrn.MSRRN(**{**model.config, "stages": T, "shared": shared}))["regression"]
-
-
-counts = pd.DataFrame([{"T": T, "shared weights": regression_parameters(T, True),
-                        "separate weights per stage": regression_parameters(T, False)} for T in (1, 2, 3, 4)])
-counts["initial-shape CNN"] = msrrn.parameter_counts(model)["initial-shape CNN"]
+counts = experiments.parameters_by_stages(model, (1, 2, 3, 4))
 run.table(counts, "parameters_vs_stages", caption=f"Parameters against the number of stages T ({SCALE} sizes)")
 
 # %% [markdown]
@@ -138,7 +114,7 @@ print(f"untrained: largest move from the mean shape {float((shapes - model.mean_
 # deviations ledger with the paper's side of each.
 
 # %%
-pd.DataFrame(list(deviations.decisions_in(msrrn.__file__).items()), columns=["id", "decision"])
+pd.DataFrame(list(decisions.decisions_in(msrrn.__file__).items()), columns=["id", "decision"])
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -36,19 +36,17 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
+import functools
 
-from falign.kit import aligner, plots, report
-from falign.papers.msrrn import experiment as experiments
+import numpy as np
+
+from falign.kit import aligner, chapter
 from falign.kit.chapter import setup
-from falign.papers.msrrn import model as msrrn
-from falign.papers.msrrn import published as paper
+from falign.papers.msrrn import experiment as experiments
 
 run, cfg, crops = setup("msrrn", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-train = crops["train"]
-seeds = experiments.seeds(cfg, SEED)
+seeds = chapter.seeds(cfg, SEED)
+iterations = experiments.iterations(cfg, len(crops["train"]))
 
 # %% [markdown]
 # ## The training protocol, the paper's and ours
@@ -60,21 +58,15 @@ seeds = experiments.seeds(cfg, SEED)
 # `run.work`, so {doc}`04_analysis` reloads the same models and an interrupted run resumes.
 
 # %%
-protocol = paper.training_protocol()
-iterations = cfg.epochs * (len(train) // cfg.batch)
-pd.DataFrame([
-    {"": "paper", "optimiser": "SGD", "learning rate": "not given", "batch": "not given", "lambda": "not given",
-     "iterations": protocol["iterations"], "training faces": protocol["train_images"], "seeds": "not given",
-     "validation faces": "none"},
-    {"": f"ours ({SCALE})", "optimiser": f"SGD, momentum {cfg.momentum}", "learning rate": cfg.lr, "batch": cfg.batch,
-     "lambda": cfg.lam, "iterations": iterations, "training faces": len(train), "seeds": len(seeds),
-     "validation faces": len(crops["validation"])},
-]).astype(str)
+experiments.protocol_table(cfg, crops, SCALE)
+
+# %% [markdown]
+# Every arm at every seed (`chapter.grid` over `experiments.train`, one cached training each), then SDM:
 
 # %%
-models = experiments.trained(cfg, train, experiments.ARMS, run.work, val_crops=crops["validation"], base_seed=SEED,
-                             device=run.device)
-sdm_model, sdm_errors = experiments.train_sdm(cfg, train, run.work, seed=SEED)
+models = chapter.grid(functools.partial(experiments.train, cfg, crops, work=run.work, device=run.device, progress=False),
+                      experiments.ARMS, seeds)
+sdm_model, sdm_errors = experiments.train_sdm(cfg, crops["train"], run.work, seed=SEED)
 
 # %% [markdown]
 # ## Training curves and convergence
@@ -86,33 +78,15 @@ sdm_model, sdm_errors = experiments.train_sdm(cfg, train, run.work, seed=SEED)
 # draws no verdict from an arm that did not converge.
 
 # %%
-fig, axes = plt.subplots(2, len(experiments.ARMS), figsize=(3.4 * len(experiments.ARMS), 5.6), sharey="row",
-                         squeeze=False)
-for (top, bottom), arm in zip(axes.T, experiments.ARMS):
-    for s in seeds:
-        history = models[(arm, s)][1]
-        plots.loss_curve(top, history.losses, label=f"seed {s}", ylabel="training loss (Eq. 5)",
-                         title=experiments.VARIANTS[arm].label)
-        plots.loss_curve(bottom, history.validation, label=f"seed {s}", ylabel="validation NME (%, inter-ocular)",
-                         log=False)
-    top.title.set_fontsize(8)
-fig.tight_layout()
-run.figure(fig, "loss_curves")
-
-status = pd.DataFrame([{"arm": arm, "seed": s, "epochs": len(h.epochs), "iterations": iterations,
-                        "final loss": h.losses[-1], "final validation NME (%)": h.validation[-1],
-                        "plateaued": h.plateaued(),
-                        "minutes": sum(e["seconds"] for e in h.epochs) / 60,
-                        "regression parameters": msrrn.parameter_counts(m)["regression"],
-                        "initial-shape CNN parameters": msrrn.parameter_counts(m)["initial-shape CNN"]}
-                       for (arm, s), (m, h) in models.items()])
+run.figure(experiments.loss_curves_figure(models), "loss_curves")
+status = experiments.training_table(models, iterations)
 run.table(status, "training", caption="Every training: final loss and validation error, convergence and time",
           precision=4)
 
 # %%
-for arm in experiments.ARMS:
-    print(f"{experiments.VARIANTS[arm].label}: "
-          f"{'converged' if experiments.converged(models, arm) else 'NOT converged'} on every seed")
+converged = experiments.convergence(models)
+for arm, ok in converged.items():
+    print(f"{experiments.VARIANTS[arm].label}: {'converged' if ok else 'NOT converged'} on every seed")
 print(f"SDM + HOG: mean training point error (px) before and after each stage: {np.round(sdm_errors, 2).tolist()}")
 
 # %% [markdown]
@@ -124,12 +98,8 @@ print(f"SDM + HOG: mean training point error (px) before and after each stage: {
 # the order of magnitude is comparable.
 
 # %%
-per_iteration = status[status["arm"] == "msrrn"]["minutes"].mean() * 60 / iterations
-hours, its = paper.number("text_numbers/train-hours"), paper.number("text_numbers/train-iterations")
-pd.DataFrame([{"": "paper", "device": "NVIDIA GTX 1080", "s per iteration": hours * 3600 / its,
-               "hours for 10,000 iterations": hours},
-              {"": f"ours ({SCALE}, batch {cfg.batch})", "device": report.describe_device(run.device),
-               "s per iteration": per_iteration, "hours for 10,000 iterations": per_iteration * its / 3600}])
+times = experiments.training_time_table(status, iterations, cfg, run.device, SCALE)
+times
 
 # %% [markdown]
 # ## The shipped aligner
@@ -151,6 +121,6 @@ print(f"arms {list(experiments.ARMS)} x seeds {seeds}: {len(models)} trainings o
       f"{iterations} iterations each")
 
 # %%
-run.log(train_minutes=float(status["minutes"].sum()), seconds_per_iteration=float(per_iteration),
-        converged={arm: experiments.converged(models, arm) for arm in experiments.ARMS})
+run.log(train_minutes=float(status["minutes"].sum()), seconds_per_iteration=float(times["s per iteration"].iloc[1]),
+        converged=converged)
 run.finish();

@@ -32,14 +32,11 @@ SEED = 0
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import torch
 
-from falign.kit import plots, report
-from falign.papers.pifa import experiment as experiments
+from falign.kit import plots
 from falign.kit.chapter import setup
-from falign.papers.pifa import model as pifa
+from falign.papers.pifa import experiment as experiments
 
 run, cfg, crops = setup("pifa", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 pd.Series(vars(cfg), name=SCALE).to_frame().T
@@ -59,12 +56,8 @@ pd.Series(vars(cfg), name=SCALE).to_frame().T
 # `A[:, :2] M + [0 | A[:, 2]]`, so `M [S_p; 1]` lands on the cropped landmarks.
 
 # %%
-sizes = pd.DataFrame([{
-    "set": name, "source": c.name, "crops": len(c), "scheme": c.scheme, "points": c.landmarks.shape[1],
-    "crop size": c.size, "hidden points (%)": 100 * (1 - c.visible.float().mean().item()),
-    "mean |yaw| (°)": c.pose[:, 0].abs().mean().item() if c.pose is not None else np.nan,
-} for name, c in crops.items()])
-run.table(sizes, "datasets", caption="The chapter's data at this scale (train includes the box-noise copies)")
+run.table(experiments.data_table(crops), "datasets",
+          caption="The chapter's data at this scale (train includes the box-noise copies)")
 
 # %% [markdown]
 # ## Samples across poses
@@ -74,9 +67,8 @@ run.table(sizes, "datasets", caption="The chapter's data at this scale (train in
 # visible points only, as the paper does.
 
 # %%
-test = crops["test"]
-yaw = test.pose[:, 0].numpy() if test.pose is not None else np.zeros(len(test))
-order = np.argsort(yaw)[np.linspace(0, len(test) - 1, 8).astype(int)]
+train, test = crops["train"], crops["test"]
+yaw, order = experiments.yaws(test), experiments.across_yaw(test, 8)
 fig, axes = plt.subplots(1, len(order), figsize=(2 * len(order), 2.3))
 for ax, i in zip(axes, order):
     plots.landmarks(ax, test.images[i], test.landmarks[i], test.visible[i], size=5, legend=False,
@@ -92,21 +84,8 @@ run.figure(fig, "samples")
 # is what makes the task "large-pose" and why the paper estimates visibility from the 3D pose.
 
 # %%
-train = crops["train"]
 if train.pose is not None:
-    pose = train.pose.numpy()
-    hidden = 1 - train.visible.float().mean(1).numpy()
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3))
-    for k, name in enumerate(("yaw", "pitch", "roll")):
-        axes[k].hist(pose[:, k], bins=np.arange(-90, 91, 10), color="tab:blue")
-        axes[k].set(xlabel=f"{name} (°)", ylabel="training crops")
-    bins = np.arange(-90, 91, 15)
-    which = np.digitize(pose[:, 0], bins) - 1
-    share = [100 * hidden[which == b].mean() if (which == b).any() else np.nan for b in range(len(bins) - 1)]
-    axes[3].bar(bins[:-1] + 7.5, share, width=14, color="tab:red")
-    axes[3].set(xlabel="yaw (°)", ylabel="hidden landmarks (%)")
-    fig.tight_layout()
-    run.figure(fig, "pose_visibility")
+    run.figure(experiments.pose_figure(train), "pose_visibility")
 else:
     print("The real dataset carries no pose angles; see the visibility share in the table above.")
 
@@ -117,19 +96,7 @@ else:
 # a new crop, so the landmarks, and `M`, move with it.
 
 # %%
-faces = len(train) // cfg.variations
-shown = min(cfg.variations, 6)
-fig, axes = plt.subplots(2, shown, figsize=(2.2 * shown, 4.6), squeeze=False)
-for row, face in enumerate((0, 1)):
-    for v in range(shown):
-        i = v * faces + face
-        ax = axes[row, v]
-        ax.imshow(train.images[i].permute(1, 2, 0).numpy())
-        ax.scatter(*train.landmarks[i].numpy().T, s=4, c="yellow", linewidths=0)
-        ax.set_title(f"face {face}, variation {v}", fontsize=8)
-        ax.axis("off")
-fig.tight_layout()
-run.figure(fig, "box_noise")
+run.figure(experiments.box_noise_figure(train, cfg.variations), "box_noise")
 
 # %% [markdown]
 # ## Checking the ground-truth parameters
@@ -140,21 +107,15 @@ run.figure(fig, "box_noise")
 # floating-point noise; for real data it is the 3DMM fitting error.
 
 # %%
-projected = experiments.scheme_landmarks(pifa.join_params(train.M, train.p), train.scheme)
-residual = (projected - train.landmarks).norm(dim=-1)
-check = pd.DataFrame({
-    "crops": [len(train)],
-    "mean residual (px)": [residual.mean().item()],
-    "max residual (px)": [residual.max().item()],
-    "mean residual / crop size (%)": [100 * residual.mean().item() / train.size],
-})
+check = experiments.reprojection_check(train)
+residual = float(check["mean residual (px)"][0])
 run.table(check, "reprojection_check", caption="Ground truth M, p reprojected onto the ground-truth landmarks",
           precision=5)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"{len(train)} training crops, mean 3DMM reprojection residual {residual.mean().item():.4f} px")
+print(f"{len(train)} training crops, mean 3DMM reprojection residual {residual:.4f} px")
 
 # %%
-run.log(train_crops=len(train), test_crops=len(test), reprojection_mean_px=residual.mean().item())
+run.log(train_crops=len(train), test_crops=len(test), reprojection_mean_px=residual)
 run.finish();

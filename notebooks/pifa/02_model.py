@@ -21,16 +21,12 @@ SEED = 0
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 import torch
 
-from falign.kit import report
-from falign.papers.pifa import experiment as experiments
 from falign.kit.chapter import setup
+from falign.papers.pifa import experiment as experiments
 from falign.papers.pifa import model as pifa
 from falign.synthface.morphable import builtin_model, centred_camera
-from falign.papers.pifa import published as paper
 
 run, cfg, _ = setup("pifa", "02_model", load_data=False, SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 model = builtin_model()
@@ -83,13 +79,7 @@ run.figure(fig, "visualization_poses")
 # same face with the first identity and expression coefficients at ±3 standard deviations, at 57×57.
 
 # %%
-sigma = model.sigma
-variants = {"mean": zero}
-for k, label in ((0, "identity 0"), (model.n_id, "expression 0")):
-    for sign in (-3, 3):
-        p = zero.clone()
-        p[0, k] = sign * sigma[k]
-        variants[f"{label} {sign:+d}σ"] = p
+variants = experiments.shape_variants(model)
 fig, axes = plt.subplots(1, len(variants), figsize=(2 * len(variants), 2.3))
 for ax, (name, p) in zip(axes, variants.items()):
     ax.imshow(layer(centred_camera(model, 20), p, 57, 0.5)[0, 0].numpy(), cmap="gray")
@@ -108,23 +98,19 @@ run.figure(fig, "visualization_shapes")
 # blue negative); bottom row: the resulting visualization at 30° yaw.
 
 # %%
-lm_mean = model.mean.numpy()
 fig, axes = plt.subplots(2, len(pifa.MASKS), figsize=(3.2 * len(pifa.MASKS), 6.2))
-mask_stats = []
 for col, name in enumerate(pifa.MASKS):
     vis_layer = pifa.VisualizationLayer(model, name)
     a = vis_layer.mask.numpy()
-    mask_stats.append({"mask": {"nose": "Mask 1 (Eq. 11)", "five": "Mask 2 (Fig. 8)", "none": "No mask"}[name],
-                       "mean": a.mean(), "std": a.std(), "positive vertices (%)": 100 * (a > 0).mean()})
     scale = max(abs(a).max(), 1e-6)
-    axes[0, col].scatter(lm_mean[:, 0], lm_mean[:, 1], c=a, s=2, cmap="coolwarm", vmin=-scale, vmax=scale)
-    axes[0, col].set(aspect="equal", title=mask_stats[-1]["mask"])
-    axes[0, col].axis("off")
+    axes[0, col].scatter(*model.mean.numpy()[:, :2].T, c=a, s=2, cmap="coolwarm", vmin=-scale, vmax=scale)
+    axes[0, col].set(aspect="equal", title=experiments.MASK_NAMES[name])
     axes[1, col].imshow(vis_layer(centred_camera(model, 30), zero, 114)[0, 0].numpy(), cmap="gray")
-    axes[1, col].axis("off")
+for ax in axes.ravel():
+    ax.axis("off")
 fig.tight_layout()
 run.figure(fig, "masks")
-run.table(pd.DataFrame(mask_stats), "masks", caption="Mask values over the 3DMM vertices", precision=3)
+run.table(experiments.mask_table(model), "masks", caption="Mask values over the 3DMM vertices", precision=3)
 
 # %% [markdown]
 # ## The network (Sec. 3.2, Fig. 2-3, Table 1)
@@ -144,22 +130,7 @@ run.table(pd.DataFrame(mask_stats), "masks", caption="Mask values over the 3DMM 
 # `experiments.SCALES`); their blocks' conv layers are Table 1's.
 
 # %%
-published = paper.table1()
-published["conv"] = published["filters"].astype(str) + " (" + published["kernel"].astype(str) + "x" + \
-    published["kernel"].astype(str) + ")"
-paper_blocks = published.groupby("block")["conv"].agg(", ".join).rename("conv layers (paper)").reset_index()
-full = experiments.architecture().rename(columns=lambda c: c if c == "block" else f"{c} (ours, paper's network)")
-ours = experiments.architecture(cfg).rename(columns=lambda c: c if c == "block" else f"{c} (ours, {SCALE})")
-table1 = paper_blocks.merge(full, on="block").merge(ours[["block", f"conv+BN params (ours, {SCALE})",
-                                                          f"FC params (ours, {SCALE})", f"total (ours, {SCALE})"]],
-                                                    on="block")
-table1["FC sizes (paper)"] = "800, 236"
-table1["FC sizes (ours, paper's network)"] = f"{experiments.SCALES['full'].fc_hidden}, 236"
-table1[f"FC sizes (ours, {SCALE})"] = f"{cfg.fc_hidden}, 236"
-totals = pd.DataFrame([{"network": "paper's (114×114, full FC)", "parameters": full["total (ours, paper's network)"].sum().item()},
-                       {"network": f"{SCALE} ({cfg.size}×{cfg.size}, FC input pooled to "
-                                   f"{cfg.fc_grid}×{cfg.fc_grid})" if cfg.fc_grid else f"{SCALE}",
-                        "parameters": ours[f"total (ours, {SCALE})"].sum().item()}])
+table1, totals = experiments.table1(cfg, SCALE)
 print(totals.to_string(index=False))
 run.table(table1, "table1", caption="Table 1: conv filters per visualization block, paper beside ours, "
           "with trainable parameter counts (conv + batch norm, FC)")
@@ -186,18 +157,8 @@ run.table(table1, "table1", caption="Table 1: conv filters per visualization blo
 # %%
 sample = experiments.load(cfg, "train", data=DATA, root=DATA_ROOT, seed=SEED, n=8)
 run.dataset(sample.name, sample.fingerprint)
-torch.manual_seed(SEED)
-net = experiments.build_network(cfg)
-net.calibrate(sample.M)
-batch = next(iter(torch.utils.data.DataLoader(experiments.TrainSet(sample), batch_size=len(sample))))
-with torch.no_grad():
-    losses = pifa.block_losses(net.eval(), net(batch["image"]), batch)
-loss_table = pd.DataFrame({"block": range(1, len(losses) + 1),
-                           "loss": ["Eq. 6 (parameters)"] * (len(losses) // 2) +
-                                   ["Eq. 7 (landmarks)"] * (len(losses) - len(losses) // 2),
-                           "weight": range(1, len(losses) + 1), "E^i at initialisation": losses.numpy()})
-loss_table["weighted"] = loss_table["weight"] * loss_table["E^i at initialisation"]
-print(f"Eq. 6's ratio r from the training ground truth: {net.rotation_ratio.item():.4g}")
+loss_table, ratio = experiments.initial_losses(cfg, sample, SEED)
+print(f"Eq. 6's ratio r from the training ground truth: {ratio:.4g}")
 run.table(loss_table, "losses", caption="Per-block losses of the untrained network (8 training faces)")
 
 # %%

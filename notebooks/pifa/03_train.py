@@ -29,13 +29,11 @@ SEED = 0
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
-import torch
 
 from falign.kit import aligner, plots, report
+from falign.kit.chapter import setup
 from falign.measure import metrics
 from falign.papers.pifa import experiment as experiments
-from falign.kit.chapter import setup
 from falign.papers.pifa import published as paper
 
 run, cfg, crops = setup("pifa", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
@@ -60,26 +58,17 @@ run, cfg, crops = setup("pifa", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DA
 # is reloaded instantly and an interrupted one resumes.
 
 # %%
-pd.DataFrame([{"": "paper", **{k: paper.training_protocol()[k] for k in ("epochs", "momentum", "weight_decay")},
-               "optimizer": "SGD", "learning rate": paper.training_protocol()["lr_as_printed"]},
-              {"": f"ours ({SCALE})", "epochs": cfg.epochs, "momentum": np.nan, "weight_decay": cfg.weight_decay,
-               "optimizer": "Adam",
-               "learning rate": f"{cfg.lr:g}, x{cfg.lr_factors} after epochs {cfg.milestones}"}])
+experiments.protocol_table(cfg, SCALE)
 
 # %%
-net, history = experiments.main_network(cfg, crops, run.work, device=run.device, seed=SEED)
-epochs = pd.DataFrame(history.epochs)
-train_seconds = float(epochs["seconds"].sum())
+net, history = experiments.train(cfg, crops, experiments.MAIN, SEED, work=run.work, device=run.device)
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
 plots.loss_curve(axes[0], history.losses, ylabel="training loss (Σ_i i·E^i)", title="training loss")
 plots.loss_curve(axes[1], history.validation, label="validation", ylabel="NME (%)", log=False,
                  title=f"validation NME ({len(crops['val'])} held-out training faces)")
 fig.tight_layout()
 run.figure(fig, "loss_curve")
-print(f"{len(crops['train'])} training crops, {len(epochs)} epochs, {train_seconds / 60:.1f} min of training "
-      f"on {run.device.type}; validation NME {history.validation[0]:.2f}% after epoch 1, "
-      f"{history.validation[-1]:.2f}% after epoch {len(epochs)}: "
-      f"{'on a plateau' if history.plateaued() else 'NOT converged (still improving by more than 5% per epoch)'}")
+print(experiments.training_sentence(history, crops, run.device))
 
 # %% [markdown]
 # The trained network ships with the results as an *aligner* (`results/pifa/aligner.pt`): its weights,
@@ -102,16 +91,13 @@ aligner.save(run.out / aligner.FILENAME, net.cpu(), "pifa", provenance=aligner.r
 test = crops["test"]
 params = experiments.block_params(net, test, run.device)
 nme = experiments.nme_per_block(net, test, params)
-table3 = report.paper_vs_ours(paper.table3(), experiments.block_table(nme), on="block", values="NME", tolerance=1.0)
+table3 = experiments.table3(nme)
 run.log(**{f"nme_block{b}": float(v) for b, v in zip(table3["block"], table3["NME (ours)"])})
 run.table(table3, "table3", caption=f"Table 3: {paper.NME_BOX} after each visualization block (0 = P^0)")
 
 # %%
 final = metrics.mean_error(nme[-1])
-ours2 = pd.DataFrame({"method": ["Proposed method"], "NME": [final]})
-table2 = report.paper_vs_ours(paper.table2(), ours2, on="method", values="NME", tolerance=1.0)
-table2["ours"] = np.where(table2["NME (ours)"].notna(), "this run", "not run (reported baseline)")
-run.table(table2, "table2", caption=f"Table 2: {paper.NME_BOX}; baselines as reported in the paper")
+run.table(experiments.table2(final), "table2", caption=f"Table 2: {paper.NME_BOX}; baselines as reported in the paper")
 
 # %%
 # The trained result checked against the committed smoke reference (only at SCALE=smoke, DATA=synthetic)
@@ -122,15 +108,11 @@ report.check_smoke_reference(run, "final-block NME on the test set (%, box)", fi
 # knows each test face's yaw, so we can look (this breakdown is not in the paper).
 
 # %%
-if test.pose is not None:
-    yaw_bin = pd.cut(test.pose[:, 0].abs().numpy(), [0, 30, 60, 90], include_lowest=True)
-    by_yaw = pd.DataFrame({"|yaw| (°)": yaw_bin.astype(str), "NME P^0": nme[0], "NME final": nme[-1]})
-    by_yaw = by_yaw.groupby("|yaw| (°)", observed=True).agg(faces=("NME final", "size"), **{
-        "NME P^0": ("NME P^0", "mean"), "NME final": ("NME final", "mean")}).reset_index()
-    display_yaw = run.table(by_yaw, "nme_by_yaw", caption=f"{paper.NME_BOX} by |yaw| (not in the paper)")
+by_yaw = experiments.nme_by_yaw(nme, test)
+if by_yaw is None:
+    print("The real test set has no pose angles.")
 else:
-    display_yaw = "The real test set has no pose angles."
-display_yaw
+    display(run.table(by_yaw, "nme_by_yaw", caption=f"{paper.NME_BOX} by |yaw| (not in the paper)"))
 
 # %% [markdown]
 # ## AFW (Table 4)
@@ -142,19 +124,10 @@ display_yaw
 # SynthFace's renders (size printed below), and the pixel numbers are not comparable even in scale.
 
 # %%
-if "afw" in crops:
-    afw = crops["afw"]
-    mape = experiments.afw_mape(experiments.block_params(net, afw, run.device)[-1], afw)
-    ours4 = pd.DataFrame({"method": ["Proposed method"], "MAPE": [metrics.mean_error(mape)]})
-    table4 = report.paper_vs_ours(paper.table4(), ours4, on="method", values="MAPE", tolerance=1.0)
-    table4["ours"] = np.where(table4["MAPE (ours)"].notna(), "this run", "not run (reported baseline)")
-    box_size = ((afw.boxes[:, 2:] - afw.boxes[:, :2]).prod(1).sqrt()).mean().item()
-    print(f"AFW-like: {len(afw)} faces rendered at {cfg.image}x{cfg.image} px, mean box size "
-          f"sqrt(wh) = {box_size:.1f} px; MAPE / box size = {100 * ours4['MAPE'][0] / box_size:.2f}%")
-    display4 = run.table(table4, "table4", caption=f"Table 4: {paper.MAPE}, AFW-like test set")
-else:
-    mape, display4 = None, f"DATA={DATA}: no AFW set loaded with it, Table 4 not run."
-display4
+table4, mape, note = experiments.table4(net, crops, cfg, run.device)
+print(note)
+if table4 is not None:
+    display(run.table(table4, "table4", caption=f"Table 4: {paper.MAPE}, AFW-like test set"))
 
 # %% [markdown]
 # ## 300-W (Table 5): an analogue
@@ -171,22 +144,11 @@ display4
 # quotes for the paper's network on 300-W.
 
 # %%
-if test.landmarks68 is not None:
-    err68 = experiments.ibug68_nme(params[-1], test)
-    row = {"method": "Proposed method, ours (analogue: 68-point projection, AFLW-like |yaw| ≤ 60°)"}
-    for subset in ("Common", "Challenging"):
-        values = err68.loc[err68["subset"] == subset, "NME"]
-        row[subset] = values.mean() if len(values) else np.nan
-    row["Full"] = err68["NME"].mean()
-    row["failure rate @0.08 (%, Full)"] = 100 * metrics.failure_rate(err68["NME"].to_numpy(), 8.0)
-    table5 = pd.concat([paper.table5().assign(source="paper (300-W, as reported)"),
-                        pd.DataFrame([row]).assign(source=f"this run ({len(err68)} faces)")], ignore_index=True)
-    table5.loc[table5["method"] == "Proposed method", "failure rate @0.08 (%, Full)"] = \
-        paper.number("text_numbers/failure68-proposed")
-    display5 = run.table(table5, "table5", caption=f"Table 5: {paper.NME_IOD}; our row is a synthetic analogue")
+table5 = experiments.table5(params[-1], test)
+if table5 is None:
+    print(f"DATA={DATA} has no 68-point ground truth: Table 5 not run (paper rows in papers.pifa.published.table5).")
 else:
-    display5 = f"DATA={DATA} has no 68-point ground truth: Table 5 not run (paper rows in papers.pifa.table5)."
-display5
+    display(run.table(table5, "table5", caption=f"Table 5: {paper.NME_IOD}; our row is a synthetic analogue"))
 
 # %% [markdown]
 # ## CED curves
@@ -200,7 +162,7 @@ fig, axes = plt.subplots(1, 2 if mape is not None else 1, figsize=(10, 3.8), squ
 plots.ced(axes[0, 0], {f"block {b}": nme[b] for b in sorted({0, len(nme) // 2, len(nme) - 1})}, "box", 30.0,
           unit="%", title="AFLW-like test")
 if mape is not None:
-    plots.ced(axes[0, 1], {"final block": mape}, "none", float(np.nanpercentile(mape, 95)) * 1.5,
+    plots.ced(axes[0, 1], {"final block": mape}, "none", 1.5 * float(np.nanpercentile(mape, 95)),
               title="AFW-like test (MAPE)")
 fig.tight_layout()
 run.figure(fig, "ced")
@@ -215,43 +177,14 @@ run.figure(fig, "ced")
 # and coloured by AFW's visibility labels.
 
 # %%
-def show_alignment(ax_top, ax_bottom, c, i, P):
-    image = c.images[i].permute(1, 2, 0).numpy()
-    lm = experiments.scheme_landmarks(P[None], c.scheme)[0].numpy() if c.scheme != net.scheme else \
-        net.landmarks(P[None])[0].numpy()
-    vis = (net.visibility(P[None])[0].numpy() if c.scheme == net.scheme else c.visible[i].numpy())
-    plots.landmarks(ax_top, image, lm, vis, size=7, legend=False)
-    verts, facing = experiments.dense_vertices(P[None])
-    v = verts[0][facing[0]].numpy()
-    ax_bottom.imshow(image)
-    ax_bottom.scatter(*v.T, s=0.5, c="cyan", alpha=0.25, linewidths=0)
-    for ax in (ax_top, ax_bottom):
-        ax.set(xlim=(0, c.size - 1), ylim=(c.size - 1, 0))
-        ax.axis("off")
-
-
-yaw = test.pose[:, 0].numpy() if test.pose is not None else np.zeros(len(test))
-picks = [("test", i) for i in np.argsort(yaw)[np.linspace(0, len(test) - 1, 6).astype(int)]]
-if "afw" in crops:
-    afw_params = experiments.block_params(net, crops["afw"].subset([0, 1]), run.device)[-1]
-    picks += [("afw", 0), ("afw", 1)]
-fig, axes = plt.subplots(2, len(picks), figsize=(2 * len(picks), 4.3))
-for col, (which, i) in enumerate(picks):
-    P = params[-1][i] if which == "test" else afw_params[i]
-    show_alignment(axes[0, col], axes[1, col], crops[which], i, P)
-    axes[0, col].set_title(f"{'AFLW' if which == 'test' else 'AFW'}-like" +
-                           (f", yaw {yaw[i]:.0f}°" if which == "test" else ""), fontsize=8)
-fig.tight_layout()
-run.figure(fig, "fig9_alignments")
+run.figure(experiments.fig9(net, crops, params, run.device), "fig9_alignments")
 
 # %% [markdown]
 # How often is the visibility derived from `P` right? Our ground truth also hides points behind
 # occluders (glasses, hands), which a 3D pose cannot know, so the agreement has a ceiling below 100%.
 
 # %%
-pred_vis = net.visibility(params[-1].to(net.p_sigma.device)).cpu()
-print(f"visibility from P agrees with the ground truth for {100 * (pred_vis == test.visible).float().mean():.1f}% "
-      f"of the test landmarks (all points visible would give {100 * test.visible.float().mean():.1f}%)")
+print(experiments.visibility_sentence(net, params[-1], test))
 
 # %% [markdown]
 # ## The visualization images per block (Fig. 10)
@@ -260,48 +193,22 @@ print(f"visibility from P agrees with the ground truth for {100 * (pred_vis == t
 # face in the box; later blocks see the current estimate, which turns and deforms towards the face.
 
 # %%
-shown = [int(i) for i in np.argsort(np.abs(yaw))[[-1, len(test) // 2, 0]]]
-with torch.no_grad():
-    _, vis = net.to(run.device)(test.float_images(shown).to(run.device), return_visualizations=True)
-fig, axes = plt.subplots(len(shown), len(vis) + 1, figsize=(1.8 * (len(vis) + 1), 1.9 * len(shown)), squeeze=False)
-for row, i in enumerate(shown):
-    axes[row, 0].imshow(test.images[i].permute(1, 2, 0).numpy())
-    axes[row, 0].set_title("input", fontsize=8)
-    for b, V in enumerate(vis):
-        axes[row, b + 1].imshow(V[row, 0].cpu().numpy(), cmap="gray")
-        axes[row, b + 1].set_title(f"block {b + 1}", fontsize=8)
-for ax in axes.ravel():
-    ax.axis("off")
-fig.tight_layout()
-run.figure(fig, "fig10_visualizations")
+run.figure(experiments.fig10(net, test, run.device), "fig10_visualizations")
 
 # %% [markdown]
 # ## Training time and test speed (Sec. 4.4)
 #
 # The paper gives its training time (Caffe, GPU) and its test speed on a Titan X (the table below).
 # We time our training and the forward pass of one face (batch 1) on this run's device, for the network
-# this run trained and, at `small` and `full`, for the paper's Table 1 network at 114×114 (untrained
-# weights time the same as trained ones; `make bench` measures it too). Hardware, network width (at the
+# this run trained and, at every scale but `smoke` (the scale's `time_table1`), for the paper's Table 1
+# network at 114×114 (untrained weights time the same as trained ones; `make bench` measures it too). Hardware, network width (at the
 # CPU scales) and data size differ, so these are this run's facts, not a reproduction of the paper's
 # speed.
 
 # %%
-fps = experiments.inference_fps(net, run.device)
-paper_fps = paper.number("text_numbers/fps-proposed")
-timing = pd.DataFrame([
-    {"quantity": "training epochs", "paper": paper.number("text_numbers/epochs-proposed"), "ours": len(epochs)},
-    {"quantity": "training time (hours)", "paper": 24 * paper.number("text_numbers/train-days-proposed"), "ours": train_seconds / 3600},
-    {"quantity": "training crops per epoch", "paper": paper.number("training_protocol/train-faces") * paper.number("training_protocol/variations"), "ours": len(crops["train"])},
-    {"quantity": f"test speed (faces/s, batch 1), this run's network ({cfg.size}x{cfg.size})",
-     "paper": paper_fps, "ours": fps},
-])
-if SCALE != "smoke":  # the 500M-parameter network takes seconds to build: not in CI
-    full_fps = experiments.inference_fps(experiments.build_network(), run.device)
-    timing.loc[len(timing)] = {"quantity": "test speed (faces/s, batch 1), the paper's Table 1 network "
-                               "(114x114)", "paper": paper_fps, "ours": full_fps}
-    run.log(fps_table1_network=full_fps)
-run.log(train_seconds=train_seconds, fps=fps, nme_final=final)
-run.table(timing, "timing", caption=f"Sec. 4.4: training time and test speed (ours on {report.describe_device(run.device)})")
+speed, measured = experiments.speed_table(cfg, net, history, crops, run.device)
+run.log(nme_final=final, **measured)
+run.table(speed, "timing", caption=f"Sec. 4.4: training time and test speed (ours on {report.describe_device(run.device)})")
 
 # %% [markdown]
 # ## Where our numbers differ from the paper's
@@ -313,20 +220,9 @@ run.table(timing, "timing", caption=f"Sec. 4.4: training time and test speed (ou
 # claims ledger, not from this one network.
 
 # %%
-ours3, theirs3 = table3["NME (ours)"].to_numpy(), table3["NME (paper)"].to_numpy()
-falls = np.all(np.diff(ours3) < 0)
-gain_first = ours3[0] - ours3[1]
 print(f"This run ({run.label()}):")
-print(f"- NME goes from {ours3[0]:.2f}% (P^0) to {ours3[-1]:.2f}% after block {len(ours3) - 1}; it "
-      f"{'falls after every block' if falls else 'does not fall after every block'} "
-      f"(paper: {theirs3[0]:.1f}% -> {theirs3[-1]:.2f}%, falling throughout).")
-print(f"- Block 1 removes {100 * gain_first / max(ours3[0] - ours3[-1], 1e-9):.0f}% of the total reduction "
-      f"(paper: {100 * (theirs3[0] - theirs3[1]) / (theirs3[0] - theirs3[-1]):.0f}%); the last block removes "
-      f"{100 * (ours3[-2] - ours3[-1]) / max(ours3[0] - ours3[-1], 1e-9):.1f}% (paper: "
-      f"{100 * (theirs3[-2] - theirs3[-1]) / (theirs3[0] - theirs3[-1]):.1f}%).")
-print(f"- Our final NME is {ours3[-1] - theirs3[-1]:+.2f} points from the paper's, on other data at another scale.")
-if SCALE == "smoke":
-    print("- SCALE=smoke: the network trained for seconds; none of these numbers mean anything.")
+for sentence in experiments.differences(table3, cfg):
+    print(f"- {sentence}")
 
 # %%
 # NBVAL_CHECK_OUTPUT

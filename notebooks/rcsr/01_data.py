@@ -32,23 +32,17 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
-import dataclasses
-
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
-import torch
 
 from falign.kit import plots
-from falign.measure import protocol300w
-from falign.data.crops import load_faces
-from falign.papers.rcsr import experiment as experiments
 from falign.kit.chapter import setup
 from falign.measure.landmarks import convert, get_scheme
+from falign.papers.rcsr import experiment as experiments
 from falign.papers.rcsr import model as rcsr
-from falign.papers.rcsr import published as paper
 
 run, cfg, crops = setup("rcsr", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
+n_train = experiments.fitted_faces(cfg, crops)   # faces read (a partial copy of a real set has fewer)
 
 # %% [markdown]
 # ## The data at this scale and in the paper
@@ -61,22 +55,7 @@ run, cfg, crops = setup("rcsr", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DAT
 # tables. The test sets keep 300-W's share of challenging faces in the full set.
 
 # %%
-protocol = paper.training_protocol()
-n_train = len(crops["train"]) // (2 * cfg.replicates)   # faces read (a partial copy of a real set has fewer)
-pd.DataFrame({
-    "item": ["training faces", "held-out training faces (validation)", "box-noise replicates",
-             "train crops (with mirrors)", "common test faces", "challenging test faces", "full test faces",
-             "challenging share of full (%)", "crop side (px)", "landmarks"],
-    "paper": [protocol["train_images"], 0, protocol["replicates"], protocol["train_images"] * 2 * protocol["replicates"],
-              protocol300w.SUBSET_SIZES["common"], protocol300w.SUBSET_SIZES["challenging"],
-              protocol300w.SUBSET_SIZES["full"],
-              round(100 * protocol300w.SUBSET_SIZES["challenging"] / protocol300w.SUBSET_SIZES["full"], 1),
-              "not given", 68],
-    f"ours ({SCALE})": [n_train, len(crops["validation"]) // 2, cfg.replicates, len(crops["train"]), len(crops["common"]),
-                       len(crops["challenging"]), len(crops["common"]) + len(crops["challenging"]),
-                       round(100 * len(crops["challenging"]) / (len(crops["common"]) + len(crops["challenging"])), 1),
-                       cfg.size, get_scheme(experiments.SCHEME).n_points],
-}).astype(str)
+experiments.data_table(cfg, crops, f"ours ({SCALE})")
 
 # %% [markdown]
 # ## Crops of every subset
@@ -103,9 +82,7 @@ run.figure(fig, "samples_per_subset")
 
 # %%
 if DATA == "synthetic":
-    poses = {s: load_faces("synthetic", s, preset=experiments.PRESET,
-                           n=cfg.n_train if s == "train" else cfg.n_test[s], size=cfg.image,
-                           seed=SEED)["pose"] for s in ("train", "common", "challenging")}
+    poses = experiments.poses(cfg, SEED)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3))
     for s, pose in poses.items():
         for k, angle in enumerate(("yaw", "pitch", "roll")):
@@ -115,8 +92,7 @@ if DATA == "synthetic":
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     run.figure(fig, "pose_histograms")
-    display(pd.DataFrame([{"subset": s, "faces": len(p), "mean |yaw| (°)": np.abs(p[:, 0]).mean(),
-                           "|yaw| > 30° (%)": 100 * (np.abs(p[:, 0]) > 30).mean()} for s, p in poses.items()]))
+    display(experiments.pose_table(poses))
 else:
     print(f"{DATA}: no pose ground truth, histogram skipped")
 
@@ -143,17 +119,10 @@ fig.tight_layout()
 run.figure(fig, "mirrored_pairs")
 
 # %%
-faces = load_faces(DATA, "train", preset=experiments.PRESET, n=n_train, size=cfg.image, seed=SEED,
-                   root=DATA_ROOT)
-if DATA == "synthetic":
-    image, box = faces["images"][0], torch.as_tensor(faces["detector_boxes"][:1], dtype=torch.float32)
-else:
-    image, box = faces[0].image, torch.as_tensor(faces[0].box[None], dtype=torch.float32)
+image, boxes = experiments.box_noise_example(cfg, n_train, data=DATA, root=DATA_ROOT, seed=SEED)
 fig, ax = plt.subplots(figsize=(3.2, 3.2))
 ax.imshow(image)
-for b, colour in zip(experiments.replicate_boxes(dataclasses.replace(cfg, replicates=3), box, SEED),
-                     ("yellow", "cyan", "magenta")):
-    b = b[0].numpy()
+for b, colour in zip(boxes, ("yellow", "cyan", "magenta")):
     ax.add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, ec=colour, lw=1))
 ax.set_title("three box-noise replicates", fontsize=9)
 ax.axis("off")
@@ -169,7 +138,7 @@ run.figure(fig, "box_noise")
 # the 68 points without the jaw line and the two inner mouth corners.
 
 # %%
-mean = rcsr.mean_shape(train.landmarks.numpy(), train.crop_boxes().numpy())
+mean = experiments.training_mean_shape(train)
 starts = rcsr.jittered_initial_shapes(mean, train.crop_boxes()[:1].numpy(), 5, shift=cfg.init_noise,
                                       scale=cfg.init_noise, seed=SEED)[0]
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
@@ -199,11 +168,7 @@ run.figure(fig, "mean_shape")
 # coordinates by `falign.measure.protocol300w`). Every method of the chapter starts here.
 
 # %%
-tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
-start = {s: c.to_image(torch.from_numpy(rcsr.place_in_box(mean, c.crop_boxes().numpy()))) for s, c in tests.items()}
-initial = pd.concat([protocol300w.evaluate(start, experiments.ground_truth(tests), experiments.SCHEME,
-                                           eval_scheme=e, method=f"mean shape, {n} points")
-                     for e, n in ((None, 68), ("ibug49", 49))], ignore_index=True)
+initial = experiments.initial_error(crops)
 run.table(initial, "initial_error", caption="Error of the mean shape placed in the box (inter-ocular NME)")
 
 # %%
@@ -211,6 +176,6 @@ run.table(initial, "initial_error", caption="Error of the mean shape placed in t
 print(f"mean-shape NME, common: {initial['NME (%, inter-ocular)'].iloc[0]:.3f}%")
 
 # %%
-run.log(train_crops=len(train), validation_crops=len(crops["validation"]), common=len(tests["common"]),
-        challenging=len(tests["challenging"]))
+run.log(train_crops=len(train), validation_crops=len(crops["validation"]), common=len(crops["common"]),
+        challenging=len(crops["challenging"]))
 run.finish();

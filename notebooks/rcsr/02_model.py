@@ -37,9 +37,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign.papers.rcsr import experiment as experiments
+from falign.kit import decisions
 from falign.kit.chapter import setup
-from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
+from falign.papers.rcsr import experiment as experiments
+from falign.papers.rcsr import model as rcsr
 from falign.papers.rcsr import published as paper
 
 run, cfg, _ = setup("rcsr", "02_model", load_data=False, SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
@@ -59,10 +60,8 @@ run.dataset(test.name, test.fingerprint)
 # costs a fraction (a `Decision`).
 
 # %%
-model = experiments.build(cfg)
 train_crops = experiments.load(cfg, "train", data=DATA, root=DATA_ROOT, seed=SEED, train=True)
-model.mean_shape.copy_(torch.from_numpy(rcsr.mean_shape(train_crops.landmarks.numpy(),
-                                                        train_crops.crop_boxes().numpy())))
+model = experiments.untrained(cfg, train_crops)          # h^_0: the training crops' mean shape
 init = experiments.initial_shapes(model, test)
 points = [36, 39, 42, 45, 30, 48, 54, 8]                  # eye corners, nose tip, mouth corners, chin
 patches = rcsr.sample_patches(test.float_images(slice(0, 1)), init[:1], cfg.patch)[0, points, 0]
@@ -82,8 +81,8 @@ run.figure(fig, "patches")
 # ## The architecture, layer by layer
 #
 # The paper fixes SRCNN's layers (Eq. 9) and the recurrence (Eq. 4-7) but not the patch size, the
-# ConvGRU's kernel and memory, or how the landmarks' maps are combined; `falign.papers.rcsr.model.DECISIONS`
-# lists our choices. The shapes below are those of the paper-sized model (`full` scale) and of the model
+# ConvGRU's kernel and memory, or how the landmarks' maps are combined; the table of our choices closes
+# this notebook. The shapes below are those of the paper-sized model (`full` scale) and of the model
 # at this run's scale, for one face.
 
 # %%
@@ -102,12 +101,7 @@ pd.concat({"paper-sized (full)": rcsr.layer_table(paper_model),
 # paper's sizes and at this scale (SDM's are its regression matrices, one per stage).
 
 # %%
-sizes = pd.DataFrame([{
-    "kind": kind, "method (Table 4)": row,
-    "parameters, paper-sized": rcsr_table4.learned_numbers(experiments.build(full, kind)),
-    f"parameters, {SCALE}": rcsr_table4.learned_numbers(experiments.build(cfg, kind)),
-} for kind, (row, _) in rcsr_table4.TABLE4.items()])
-run.table(sizes, "parameters", caption="Parameters of the Table 4 architectures (the 68x2 mean shape not counted)")
+run.table(experiments.parameter_table(cfg, f"parameters, {SCALE}"), "parameters", caption="Parameters of the Table 4 architectures (the 68x2 mean shape not counted)")
 
 # %% [markdown]
 # ## One forward pass
@@ -166,11 +160,12 @@ print("normalised increments of an untrained model:",
 # %% [markdown]
 # ## Choices the paper leaves open
 #
-# Each entry is a `Decision:` in `falign/papers/rcsr/model.py`; {doc}`04_ablations` collects every deviation of
-# the chapter.
+# Each entry is a `Decision:` in `falign/papers/rcsr/model.py` (read from the code by
+# `falign.kit.decisions.decisions_in`); {doc}`04_ablations` collects every deviation of the chapter, with
+# what the paper says.
 
 # %%
-pd.DataFrame(list(rcsr.DECISIONS.items()), columns=["topic", "decision"])
+pd.DataFrame(list(decisions.decisions_in(rcsr.__file__).items()), columns=["id", "decision"])
 
 # %%
 # NBVAL_CHECK_OUTPUT

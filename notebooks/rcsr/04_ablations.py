@@ -26,24 +26,26 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
+import functools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign.kit import decisions as deviations
+from falign.kit import decisions
+from falign.kit.chapter import grid, mean_sd, seeds, setup
+from falign.kit.ledger import summary
 from falign.measure import protocol300w
 from falign.papers.rcsr import experiment as experiments
-from falign.kit.chapter import setup
-from falign.kit.ledger import Claim, ClaimsLedger, summary
-from falign.papers.rcsr import table4 as rcsr_table4
 from falign.papers.rcsr import published as paper
+from falign.papers.rcsr import table4 as rcsr_table4
 
 run, cfg, crops = setup("rcsr", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
-tests = {s: crops[s] for s in experiments.TEST_SUBSETS}
-NME, NME_PUPIL = experiments.NME, experiments.NME_PUPIL
-LABEL = {kind: row for kind, (row, _) in rcsr_table4.TABLE4.items()}
-if SCALE == "smoke":
-    print("SCALE=smoke: a few updates on a few faces, one seed; every number and verdict below is meaningless.")
+tests = experiments.subsets(crops)
+NME, NME_PUPIL, LABEL = experiments.NME, experiments.NME_PUPIL, experiments.LABEL
+train_one = functools.partial(experiments.train, cfg, crops, run.work, device=run.device)   # (arm, seed) -> cached
+if cfg.caveat:
+    print(cfg.caveat)
 
 # %% [markdown]
 # ## Table 4: the regressor and the features
@@ -56,14 +58,8 @@ if SCALE == "smoke":
 # with its fc head (its units in the table), so the two regressors compare at equal size.
 
 # %%
-models = experiments.table4_models(cfg, crops, run.work, device=run.device, base_seed=SEED)
-evidence = experiments.training_evidence(models)
-arms = pd.DataFrame([{"kind": kind, "method": LABEL[kind],
-                      "epochs": "closed form" if kind == "sdm" else cfg.epochs, "seeds": len(by_seed),
-                      "GRU units / ConvGRU channels": "" if kind == "sdm" else by_seed[SEED][0].config["hidden"],
-                      "parameters": evidence.set_index("kind").loc[kind, "parameters"]}
-                     for kind, by_seed in models.items()])
-arms
+models = grid(train_one, rcsr_table4.TABLE4, seeds(cfg, SEED))        # (kind, seed) -> (model, history)
+experiments.table4_arms(cfg, models)
 
 # %% [markdown]
 # Whether each training converged: the validation curve (the error on the held-out *training* faces after
@@ -71,16 +67,11 @@ arms
 # model that did not converge gives no verdict below.
 
 # %%
-convergence = pd.DataFrame([{"method": LABEL[kind], "seed": s,
-                             "validation NME (%), last epoch": h.validation[-1],
-                             "validation NME (%), epoch before": h.validation[-2] if len(h.epochs) > 1 else np.nan,
-                             "converged": experiments.converged(h), "minutes": experiments.training_seconds(h) / 60}
-                            for kind, by_seed in models.items() if kind != "sdm" for s, (_, h) in by_seed.items()])
+convergence = experiments.training_table(models)
 run.table(convergence, "convergence", caption="Convergence of every Table 4 training (validation plateau)")
 fig, ax = plt.subplots(figsize=(6, 3.6))
-for kind, by_seed in models.items():
-    if kind != "sdm":
-        h = by_seed[SEED][1]
+for (kind, s), (_, h) in models.items():
+    if kind != "sdm" and s == SEED:
         ax.plot(np.arange(1, len(h.validation) + 1), h.validation, marker="o", ms=3, label=LABEL[kind])
 ax.set(xlabel="epoch", ylabel=f"held-out {NME}", title=f"Table 4 trainings, seed {SEED}")
 ax.grid(alpha=0.3)
@@ -95,33 +86,22 @@ run.figure(fig, "table4_validation_curves")
 # table gives every model after exactly T recurrences.
 
 # %%
-results = experiments.table4_results(models, crops, device=run.device)
+gammas = experiments.calibrate_all(models, crops["validation"], device=run.device)   # (kind, seed) -> gamma
+results = experiments.table4_results(models, crops, gammas, device=run.device)
 run.table(results, "table4_per_seed", caption="Table 4 per model and seed: with the stopping rule and after T "
           "recurrences, both normalisers, with each training's convergence label and gamma")
-rule = results[results["scoring"] == "stopping rule"]
-at_T = results[results["scoring"] == "T recurrences"]
-table4 = experiments.paper_vs_ours_sd(paper.table("table4").drop(columns="kind"),
-                                      experiments.mean_sd(rule, ["method", "subset"], [NME]))
-converged_seeds = rule.drop_duplicates(["method", "seed"]).groupby("method")["converged"].sum()
-table4.insert(1, "converged seeds", table4["method"].map(converged_seeds).astype("Int64"))
+table4 = experiments.table4(results)
 run.table(table4, "table4", caption="Table 4: architectures on 300-W, NME (%, inter-ocular); ours with the stopping "
           "rule (SDM: its stages), mean and sd over seeds" + ("; ours on SynthFace 300-W-like" if DATA == "synthetic" else ""))
 
 # %%
-run.table(experiments.mean_sd(at_T, ["method", "subset"], [NME, NME_PUPIL]), "table4_at_T",
+run.table(mean_sd(results[results["scoring"] == "T recurrences"], ["method", "subset"], [NME, NME_PUPIL]), "table4_at_T",
           caption=f"Table 4 models after exactly T = {cfg.steps} recurrences (SDM: its stages), mean and sd over seeds")
 
 # %%
-errors = {}
-for kind, by_seed in models.items():
-    m = by_seed[SEED][0]
-    g = results[(results["kind"] == kind) & (results["seed"] == SEED)]["gamma"].iloc[0]
-    preds = {s: (experiments.predict_steps(m, c, device=run.device)[-1] if kind == "sdm" else
-                 experiments.predict_adaptive(m, c, g, device=run.device)[0]) for s, c in tests.items()}
-    errors[LABEL[kind]] = protocol300w.subset_errors(preds, experiments.ground_truth(tests), experiments.SCHEME)
+errors = experiments.table4_ced_errors(models, gammas, tests, SEED, device=run.device)
 for subset in protocol300w.SUBSETS:
-    run.figure(protocol300w.ced_figure(errors, subset, max_error=0.08 if SCALE == "full" else 0.2),
-               f"ced_table4_{subset}")
+    run.figure(protocol300w.ced_figure(errors, subset, max_error=cfg.ced_limit), f"ced_table4_{subset}")
 
 # %% [markdown]
 # ## Fig. 5: depth of the CNN module and fully connected layers
@@ -134,23 +114,7 @@ for subset in protocol300w.SUBSETS:
 # claim.
 
 # %%
-main = models["convgru-srcnn"]
-fig5 = []
-for name, variant in experiments.fig5_variants(cfg).items():
-    plain = variant == {"depth": 0, "fc_layers": 1}           # the main model, same recipe
-    by_seed = ({s: main[s] for s in experiments.seeds(cfg, SEED, figure=True)} if plain else
-               experiments.trained_seeds(cfg, crops, run.work, f"fig5-{name}", variant=variant, device=run.device,
-                                         base_seed=SEED, figure=True))
-    for s, (m, h) in by_seed.items():
-        nme = experiments.evaluate(m, tests, device=run.device).set_index("subset")[NME]
-        fig5.append({"variant": name, **variant, "seed": s, "converged": experiments.converged(h),
-                     "ms per face (ours)": 1000 * experiments.inference_seconds(m, cfg, device=run.device),
-                     "full NME (ours)": nme["full"]})
-fig5 = pd.DataFrame(fig5)
-fig5["time (paper, s)"] = fig5["variant"].map({"depth-0-fc-1": paper.number("text_numbers/time-depth0-fc1"),
-                                                "depth-10-fc-1": paper.number("text_numbers/time-depth10-fc1")})
-fig5["time / depth-0-fc-1 (ours)"] = fig5["ms per face (ours)"] / fig5.loc[fig5["variant"] == "depth-0-fc-1",
-                                                                           "ms per face (ours)"].mean()
+fig5 = experiments.fig5(cfg, crops, train_one, base_seed=SEED, device=run.device)
 run.table(fig5, "fig5", caption=f"Fig. 5: time against error after T = {cfg.steps} recurrences; the paper gives times "
           "for two points only (depth-10-fc-1: 5.22 / 0.44 = 11.9 times depth-0-fc-1)")
 
@@ -175,30 +139,17 @@ run.figure(fig, "fig5_time_vs_error")
 # step run.
 
 # %%
-fig7_variants = experiments.fig7_variants(cfg)
-fig7 = {name: experiments.trained_seeds(cfg, crops, run.work, f"fig7-{name}", variant=variant, device=run.device,
-                                        base_seed=SEED)
-        for name, variant in fig7_variants.items()}
-fig7_curves = pd.concat([experiments.curves(m, tests, cfg.eval_steps, device=run.device)
-                         .query("subset == 'full'").assign(model=name, seed=s, converged=experiments.converged(h))
-                         for name, by_seed in fig7.items() for s, (m, h) in by_seed.items()], ignore_index=True)
+fig7 = experiments.fig7(cfg, crops, train_one, base_seed=SEED, device=run.device)
 fig, ax = plt.subplots(figsize=(5, 3.6))
-for name, curve in experiments.mean_sd(fig7_curves, ["model", "step"], [NME]).groupby("model", sort=False):
+for name, curve in mean_sd(fig7, ["model", "step"], [NME]).groupby("model", sort=False):
     ax.errorbar(curve["step"], curve[NME], yerr=curve[f"{NME} sd"].fillna(0), marker="o", ms=3, capsize=2, label=name)
 ax.set(xlabel="recurrent step", ylabel="NME full (%)", title="Fig. 7: trained recurrences (mean ± sd over seeds)")
 ax.grid(alpha=0.3)
 ax.legend(fontsize=8)
 fig.tight_layout()
 run.figure(fig, "fig7_recurrences")
-paper_best = {"RCSR5": "about 9", "RCSR10": "more than 17", "RCSR20": "more than 17", "RCSR30": "more than 17"}
-best7 = fig7_curves.loc[fig7_curves.groupby(["model", "seed"], sort=False)[NME].idxmin()]
-last7 = fig7_curves[fig7_curves["step"] == cfg.eval_steps]
-run.table(pd.DataFrame([{"model": name, "best step (paper)": paper_best.get(name, "not in the paper"),
-                         "best step (ours, mean over seeds)": best7.loc[best7["model"] == name, "step"].mean(),
-                         "lowest NME (ours)": best7.loc[best7["model"] == name, NME].mean(),
-                         f"NME at step {cfg.eval_steps} (ours)": last7.loc[last7["model"] == name, NME].mean(),
-                         "seeds": len(fig7[name])} for name in fig7]),
-          "fig7", caption=f"Fig. 7: best step on the full set (ours up to {cfg.eval_steps} steps)")
+run.table(experiments.fig7_table(fig7, cfg), "fig7",
+          caption=f"Fig. 7: best step on the full set (ours up to {cfg.eval_steps} steps)")
 
 # %% [markdown]
 # ## The claims ledger
@@ -212,37 +163,8 @@ run.table(pd.DataFrame([{"model": name, "best step (paper)": paper_best.get(name
 # models of {doc}`03_train` run three ways, so their arms share the seeds' training noise.
 
 # %%
-main_rows = experiments.table1_per_seed(main, crops, dict(zip(rule.loc[rule["kind"] == "convgru-srcnn", "seed"],
-                                                              rule.loc[rule["kind"] == "convgru-srcnn", "gamma"])),
-                                        device=run.device)
-main_rows["converged"] = main_rows["seed"].map({s: experiments.converged(h) for s, (_, h) in main.items()})
-adaptive, ten, five = "RCSR adaptive", "RCSR 10 recurrences", "RCSR 5 recurrences"
-rule_arm = lambda kind, name=None: experiments.ledger_arm(rule, name or LABEL[kind], kind=kind, subset="full")
-by_T = sorted(fig7, key=lambda name: fig7_variants[name]["steps"])
-T_small, T_large = by_T[0], by_T[-1]      # fewest and most trained recurrences
-fig7_arm = lambda name: experiments.ledger_arm(last7.assign(method=name), name, model=name)
-ledger = ClaimsLedger()
-ledger.add(Claim("t1-stop-10", "the stopping rule beats 10 recurrences", "Sec. 4.3, Table 1"),
-           experiments.ledger_arm(main_rows, "stopping rule", method=adaptive, subset="full"),
-           experiments.ledger_arm(main_rows, "10 recurrences", method=ten, subset="full"))
-ledger.add(Claim("t1-stop-5", "the stopping rule beats 5 recurrences", "Table 1"),
-           experiments.ledger_arm(main_rows, "stopping rule", method=adaptive, subset="full"),
-           experiments.ledger_arm(main_rows, "5 recurrences", method=five, subset="full"))
-ledger.add(Claim("t1-10-5-challenging", "10 recurrences beat 5 on the challenging set", "Sec. 4.3, Table 1"),
-           experiments.ledger_arm(main_rows, "10 recurrences", method=ten, subset="challenging"),
-           experiments.ledger_arm(main_rows, "5 recurrences", method=five, subset="challenging"))
-ledger.add(Claim("t4-rcsr-sdm", "RCSR (ConvGRU + SRCNN) beats SDM + HOG", "Table 4"),
-           rule_arm("convgru-srcnn"), rule_arm("sdm"))
-ledger.add(Claim("t4-gru-sdm", "a recurrent regressor beats SDM's linear cascade on the same HOG features",
-                 "Sec. 5.1, Table 4"), rule_arm("gru-hog"), rule_arm("sdm"))
-ledger.add(Claim("t4-srcnn-hog", "learned SRCNN features beat HOG (traditional GRU)", "Sec. 5.2, Table 4"),
-           rule_arm("gru-srcnn"), rule_arm("gru-hog"))
-ledger.add(Claim("t4-convgru-gru", "the ConvGRU beats the traditional GRU at equal parameters (SRCNN features)",
-                 "Sec. 5.1, Table 4"), rule_arm("convgru-srcnn"), rule_arm("gru-srcnn"))
-ledger.add(Claim("t4-features", "with the ConvGRU, SRCNN beats FAUC and FAUC beats LeNet", "Sec. 5.2, Table 4"),
-           rule_arm("convgru-srcnn"), rule_arm("convgru-fauc"), rule_arm("convgru-lenet"))
-ledger.add(Claim("fig7-stable", f"trained with more recurrences, {T_large} has a lower error than {T_small} after "
-                 f"{cfg.eval_steps} steps", "Sec. 4.4, Fig. 7"), fig7_arm(T_large), fig7_arm(T_small))
+table1 = experiments.table1_per_seed(models, crops, gammas, device=run.device)   # the main model run three ways
+ledger = experiments.claims(cfg, table1, results, fig7)
 claims = ledger.to_frame()
 ledger.write(run, caption="The paper's comparative claims, checked on this run (NME, %, inter-ocular)")
 
@@ -294,7 +216,7 @@ ledger.write(run, caption="The paper's comparative claims, checked on this run (
 #   scale's subsets.
 
 # %%
-deviations.write(run, "rcsr")
+decisions.write(run, "rcsr")
 
 # %% [markdown]
 # The paper also disagrees with itself in places (`falign.papers.rcsr.published.notes()`):
@@ -312,41 +234,8 @@ pd.DataFrame({"inconsistency in the paper": paper.notes()})
 # %%
 print(run.label())
 print(summary(claims))
-ev = evidence.set_index("kind")
-steps_ev = experiments.step_evidence(main, crops["validation"], experiments.MAX_STEPS, device=run.device)
-gamma_mean = rule.loc[rule["kind"] == "convgru-srcnn", "gamma"].mean()
-stopped = experiments.stopping_summary(main, crops, dict(zip(main_rows["seed"], main_rows["gamma"])), device=run.device)
-mean_stop = stopped.loc[stopped["subset"] == "full", "mean step"].mean()
-overshoot = ("rises past" if steps_ev["step 10"] > steps_ev["step 5"] else "keeps falling past")
-full_mean = rule[rule["subset"] == "full"].groupby("kind")[NME].mean()
-worst_link = max((("convgru-srcnn", "convgru-fauc"), ("convgru-fauc", "convgru-lenet")),
-                 key=lambda link: full_mean[link[0]] - full_mean[link[1]])
-b7, lo7 = best7.groupby("model")["step"].mean(), best7.groupby("model")[NME].mean()
-end7 = last7.groupby("model")[NME].mean()
-why = {
-    "t1-stop-10": f"on the held-out faces the error is lowest at step {steps_ev['best step']:.1f} (mean over seeds), "
-                  f"and the rule stops the test faces at step {mean_stop:.1f} on average with gamma {gamma_mean:.3g}: "
-                  + ("it stops before the best step." if mean_stop < steps_ev["best step"] else
-                     "it stops after the best step, where the error has turned up again."),
-    "t1-stop-5": f"the held-out error {overshoot} the trained T = 5 ({steps_ev['step 5']:.2f}% at step 5, "
-                 f"{steps_ev['step 10']:.2f}% at step 10), and the rule stops at step {mean_stop:.1f} on average.",
-    "t1-10-5-challenging": f"the model was trained for T = 5 recurrences and its held-out error {overshoot} T "
-                           f"({steps_ev['step 5']:.2f}% at step 5, {steps_ev['step 10']:.2f}% at step 10).",
-    "t4-rcsr-sdm": experiments.reason(ev.loc["convgru-srcnn"], ev.loc["sdm"]),
-    "t4-gru-sdm": experiments.reason(ev.loc["gru-hog"], ev.loc["sdm"]),
-    "t4-srcnn-hog": experiments.reason(ev.loc["gru-srcnn"], ev.loc["gru-hog"]),
-    "t4-convgru-gru": experiments.reason(ev.loc["convgru-srcnn"], ev.loc["gru-srcnn"]),
-    "t4-features": experiments.reason(ev.loc[worst_link[0]], ev.loc[worst_link[1]]),
-    "fig7-stable": (f"{T_large} is best at step {b7[T_large]:.1f} ({lo7[T_large]:.2f}%) and ends at {end7[T_large]:.2f}%; "
-                    f"{T_small} is best at step {b7[T_small]:.1f} ({lo7[T_small]:.2f}%) and ends at "
-                    f"{end7[T_small]:.2f}% (means over seeds): "
-                    + ("the model trained with more recurrences drifts less after its best step."
-                       if end7[T_large] - lo7[T_large] < end7[T_small] - lo7[T_small] else
-                       "the model trained with more recurrences drifts as much or more after its best step, so at "
-                       "this budget more trained recurrences did not make the recurrence more stable.")),
-}
-for _, c in claims[claims["verdict"] != "holds"].iterrows():
-    print("- " + experiments.explain(c, why[c["claim id"]]))
+for line in experiments.discussion(claims, cfg, models, crops, gammas, results, fig7, device=run.device):
+    print("- " + line)
 
 # %% [markdown]
 # The numbers differ from the paper's for three further reasons, whose weight depends on the scale that
@@ -358,41 +247,19 @@ for _, c in claims[claims["verdict"] != "holds"].iterrows():
 # the rows come in the same order, and the relative gains the paper quotes in its text.
 
 # %%
-ratio = pd.DataFrame({s: table4[f"{s} (ours)"] / table4[f"{s} (paper)"] for s in protocol300w.SUBSETS})
-ratio.insert(0, "method", table4["method"])
-display(ratio.round(2).rename(columns={s: f"{s}: ours / paper" for s in protocol300w.SUBSETS}))
-paper_rows = table4.dropna(subset=["full (paper)", "full (ours)"])
-rank = paper_rows["full (paper)"].rank().corr(paper_rows["full (ours)"].rank())
-print(f"Spearman rank correlation of the {len(paper_rows)} Table 4 rows on the full set, ours against the paper: "
-      f"{rank:.2f}")
-
-
-def gain(before, after):
-    return 100 * (before - after) / before
-
-
-t1 = paper.table("table1").set_index("method")
-ours1 = experiments.mean_sd(main_rows, ["method", "subset"], [NME]).set_index(["method", "subset"])[NME]
-ours4 = table4.set_index("method")["full (ours)"]
-gains = pd.DataFrame({
-    "paper (text)": [paper.number("text_numbers/convgru-gain-full"), paper.number("text_numbers/stop-gain-full"), np.nan],
-    "paper (tables)": [gain(*paper.table("table4").set_index("kind").loc[["gru-srcnn", "convgru-srcnn"], "full"]),
-                       gain(*t1.loc[["RCSR 10 recurrences", "RCSR adaptive"], "full"]),
-                       gain(*t1.loc[["RCSR 5 recurrences", "RCSR adaptive"], "full"])],
-    "ours (mean over seeds)": [gain(ours4[LABEL["gru-srcnn"]], ours4[LABEL["convgru-srcnn"]]),
-                               gain(ours1[(ten, "full")], ours1[(adaptive, "full")]),
-                               gain(ours1[(five, "full")], ours1[(adaptive, "full")])],
-}, index=["ConvGRU vs traditional GRU, full", "stopping rule vs 10 recurrences, full",
-          "stopping rule vs 5 recurrences, full"])
-gains
+display(experiments.ratio_to_paper(table4).round(2))
+rank, rows = experiments.rank_correlation(table4)
+print(f"Spearman rank correlation of the {rows} Table 4 rows on the full set, ours against the paper: {rank:.2f}")
+experiments.gains(table4, table1)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 arm_counts = [len(a.split(" | ")) for a in claims["arms"]]
 print(f"claims: {len(claims)}; arms per claim: {arm_counts}")
-print(f"Table 4 rows: {len(table4)}, SDM stages: {models['sdm'][SEED][0].steps}")
+print(f"Table 4 rows: {len(table4)}, SDM stages: {models[('sdm', SEED)][0].steps}")
 
 # %%
+ours4 = table4.set_index("method")["full (ours)"]
 run.log(**{f"table4_full_{kind}": float(ours4[label]) for kind, label in LABEL.items()},
         rank_correlation_table4=float(rank), verdicts=claims.set_index("claim id")["verdict"].to_dict())
 run.finish();

@@ -31,19 +31,13 @@ DEVICE = "cpu"       # cpu | cuda
 SEED = 0
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
+from falign.chapters import synthface as chapter
+from falign.kit.chapter import setup
 
-from falign.synthface import morphable
-from falign.kit import report
-from falign.synthface.dataset import PRESETS, render_shapes, synthface_arrays
-
-run = report.start("synthface", "01_synthface", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT,
-                   DEVICE=DEVICE, SEED=SEED)
-# Faces per split for the statistics below: at smoke the numbers are rough, the figures still show
-# every ingredient. This chapter is about the synthetic data, so DATA does not change it.
-FACES = {"smoke": 64, "small": 2000, "gpu": 2000, "full": 2000}[SCALE]
+# Faces per split for the statistics below (cfg.faces): at smoke the numbers are rough, the figures
+# still show every ingredient. This chapter is about the synthetic data, so DATA does not change it.
+run, cfg, _ = setup("synthface", "01_synthface", load_data=False, SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT,
+                    DEVICE=DEVICE, SEED=SEED)
 
 # %% [markdown]
 # ## Presets
@@ -55,18 +49,7 @@ FACES = {"smoke": 64, "small": 2000, "gpu": 2000, "full": 2000}[SCALE]
 # differ between presets.
 
 # %%
-rows = []
-for name, preset in PRESETS.items():
-    for split, cfg in preset.splits.items():
-        rows.append({"preset": name, "split": split, "scheme": preset.scheme,
-                     "standard size": preset.sizes[split], "yaw": cfg.yaw, "yaw std": cfg.yaw_std,
-                     "pitch": cfg.pitch, "roll": cfg.roll, "expression": cfg.expression,
-                     "occluder prob.": cfg.occlusion, "ambient": cfg.ambient})
-    for split, parts in preset.composite.items():
-        rows.append({"preset": name, "split": split, "scheme": preset.scheme,
-                     "standard size": preset.sizes[split],
-                     "yaw": " + ".join(f"{s} ({w})" for s, w in parts)})
-run.table(pd.DataFrame(rows), "presets", caption="SynthFace presets (angles in degrees; "
+run.table(chapter.preset_table(), "presets", caption="SynthFace presets (angles in degrees; "
           "expression: range of the per-face factor on the model's sigmas)")
 
 # %% [markdown]
@@ -80,28 +63,8 @@ run.table(pd.DataFrame(rows), "presets", caption="SynthFace presets (angles in d
 # with; the solid box is the tight box around the 68 points.
 
 # %%
-stats = {}
-for name, preset in PRESETS.items():
-    for split in preset.split_names:
-        stats[name, split] = synthface_arrays(name, split, FACES, size=128, seed=SEED, device=run.device)
-        run.dataset(f"synthface:{name}/{split}", stats[name, split]["fingerprint"])
-
-faces = stats["aflw-pifa-like", "test"]
-yaws = np.linspace(-90, 90, 7)
-fig, axes = plt.subplots(3, len(yaws), figsize=(2.1 * len(yaws), 6.6))
-for col, yaw in enumerate(yaws):
-    for row, i in enumerate(np.argsort(np.abs(faces["pose"][:, 0] - yaw))[:3]):
-        ax = axes[row, col]
-        ax.imshow(faces["images"][i])
-        lm, vis = faces["landmarks68"][i], faces["visible68"][i]
-        ax.scatter(*lm[vis].T, s=4, c="lime", linewidths=0)
-        ax.scatter(*lm[~vis].T, s=4, c="red", linewidths=0)
-        for box, style in ((faces["boxes"][i], "-"), (faces["detector_boxes"][i], "--")):
-            ax.add_patch(plt.Rectangle(box[:2], *(box[2:] - box[:2]), fill=False, ec="yellow", lw=0.7, ls=style))
-        ax.set_title(f"yaw {faces['pose'][i, 0]:.0f}°", fontsize=8)
-        ax.axis("off")
-fig.tight_layout()
-run.figure(fig, "grid_by_yaw")
+stats = chapter.splits(run, cfg)
+run.figure(chapter.faces_by_yaw_figure(stats["aflw-pifa-like", "test"]), "grid_by_yaw")
 
 # %% [markdown]
 # ## What the splits draw
@@ -114,33 +77,11 @@ run.figure(fig, "grid_by_yaw")
 # landmarks are hidden.
 
 # %%
-shown = [("300w-like", "train"), ("300w-like", "common"), ("300w-like", "challenging"),
-         ("aflw-pifa-like", "test"), ("afw-like", "test"), ("lfpw5-like", "test")]
-fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
-for key in shown:
-    a, label = stats[key], "/".join(key)
-    for k, angle in enumerate(("yaw", "pitch", "roll")):
-        axes[k].hist(a["pose"][:, k], bins=np.arange(-90, 91, 10), histtype="step", density=True, label=label)
-    axes[3].hist(1 - a["visible68"].mean(1), bins=np.linspace(0, 1, 21), histtype="step", density=True, label=label)
-for ax, what in zip(axes, ("yaw (°)", "pitch (°)", "roll (°)", "hidden share of the 68 landmarks")):
-    ax.set(xlabel=what, yticks=[])
-axes[0].set_ylabel("density")
-axes[3].legend(fontsize=7)
-fig.tight_layout()
-run.figure(fig, "distributions")
+run.figure(chapter.distributions_figure(stats), "distributions")
 
 # %%
-table = pd.DataFrame([{
-    "preset": preset, "split": split, "faces": len(a["pose"]),
-    "mean |yaw| (°)": np.abs(a["pose"][:, 0]).mean(),
-    "|yaw| > 45° (%)": 100 * (np.abs(a["pose"][:, 0]) > 45).mean(),
-    "hidden of 68 (%)": 100 * (1 - a["visible68"].mean()),
-    "scheme": PRESETS[preset].scheme,
-    "hidden of the scheme (%)": 100 * (1 - a["visible"].mean()),
-    "box width / image": ((a["boxes"][:, 2] - a["boxes"][:, 0]) / 128).mean(),
-} for (preset, split), a in stats.items()])
-run.table(table, "statistics", caption=f"SynthFace statistics, {FACES} faces per split at 128×128 (a "
-          "point derived from several iBUG points is hidden if any of them is)")
+run.table(chapter.statistics(stats), "statistics", caption=f"SynthFace statistics, {cfg.faces} faces per split "
+          f"at {chapter.SIZE}×{chapter.SIZE} (a point derived from several iBUG points is hidden if any of them is)")
 
 # %% [markdown]
 # ## The morphable model behind it
@@ -154,23 +95,7 @@ run.table(table, "statistics", caption=f"SynthFace statistics, {FACES} faces per
 # eyes close at most fully.
 
 # %%
-model = morphable.builtin_model()
-modes = [("identity", k, model.id_names[k], float(model.id_sigma[k])) for k in range(3)] + \
-        [("expression", k, model.exp_names[k], float(model.exp_sigma[k])) for k in range(3)]
-p = np.zeros((len(modes), 3, model.n_params), np.float32)
-for row, (kind, k, _, sigma) in enumerate(modes):
-    index = k if kind == "identity" else model.n_id + k
-    p[row, :, index] = np.array([-3, 0, 3]) * sigma
-renders = render_shapes(p.reshape(-1, model.n_params), yaw=30.0, size=128, width=0.45)["images"]
-fig, axes = plt.subplots(3, len(modes), figsize=(2.2 * len(modes), 6.8))
-for row, (kind, k, name, _) in enumerate(modes):
-    for j, label in enumerate(("−3σ", "mean", "+3σ")):
-        ax = axes[j, row]
-        ax.imshow(renders[3 * row + j])
-        ax.set_title(f"{kind} {k}: {name}\n{label}" if j == 0 else label, fontsize=8)
-        ax.axis("off")
-fig.tight_layout()
-run.figure(fig, "model_modes")
+run.figure(chapter.modes_figure(), "model_modes")
 
 # %% [markdown]
 # ## What synthetic results can and cannot say

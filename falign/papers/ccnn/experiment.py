@@ -1,7 +1,9 @@
-"""CCNN chapter experiments: data and augmentation, scale configurations, stage-by-stage training,
-the ablation arms, evaluation and timing.
+"""CCNN chapter experiments: data and augmentation, scale configurations, stage-by-stage training
+(:func:`train`, one arm and seed; a grid of them through :func:`falign.kit.chapter.grid`), the
+ablation arms, evaluation, speed, the paper's tables and figures beside ours, and the claims ledger
+(:func:`claims`).
 
-The notebooks of ``notebooks/ccnn`` call these functions; the model is :mod:`falign.papers.ccnn.model`, the
+The notebooks of ``notebooks/ccnn`` call these functions and show what they return; the model is :mod:`falign.papers.ccnn.model`, the
 ResNet baselines :mod:`falign.papers.ccnn.resnet` and the published numbers :mod:`falign.papers.ccnn.published`.
 
 Protocol (Sec. 4.1, 3.3): five points with a face box per face; 10,000 training and 3,466 test faces;
@@ -18,24 +20,26 @@ the face box *in the crop's pixels* (:func:`face_boxes`), exactly as it would re
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import sys
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign.kit import batching, timing
-from falign.measure import metrics
-from falign.kit import train as trainer
+from falign import papers
 from falign.data import transforms
 from falign.data.crops import Crops, concat, crop_faces, load_faces
 from falign.data.sample import FaceDataset
+from falign.kit import batching, chapter, ledger, plots, report, timing
+from falign.kit import train as trainer
+from falign.kit.chapter import not_recipe
+from falign.measure import metrics
 from falign.measure.landmarks import get_scheme
-from falign.papers.ccnn import model as ccnn, resnet
+from falign.papers.ccnn import model as ccnn, published, resnet
 
 PRESET, SCHEME = "lfpw5-like", ccnn.SCHEME
 DATASETS = ("synthetic", "lfpw5")   # the DATA it honours (checked before a run)
@@ -56,27 +60,29 @@ FLIPS = (False, True)
 
 
 @dataclass(frozen=True)
-class Scale:
+class Scale(chapter.Scale):
     """One CCNN scale: data sizes, the crop every face is kept as, and the training budget shared by
-    every stage and every arm (``epochs`` over the augmented training set at ``batch``)."""
+    every stage and every arm (``epochs`` over the augmented training set at ``batch``). ``seeds`` and
+    ``precision`` are :class:`falign.kit.chapter.Scale`'s; the :func:`~falign.kit.chapter.not_recipe`
+    fields change no training."""
 
     n_train: int                 # training faces (before the x6 augmentation)
-    n_test: int                  # test faces
+    n_test: int = not_recipe()   # test faces
     image: int                   # SynthFace render size (pixels)
     size: int                    # stored crop side (pixels)
     margin: float                # crop margin around the face box (fraction of the box per side)
     batch: int
     epochs: int                  # per stage and per arm
-    seeds: tuple[int, ...]       # training seeds of every arm (added to the notebook's SEED)
     augment: bool = True         # Sec. 4.1's rotations and mirrors (x6)
     lr: float = 5e-3             # Sec. 3.3
     lr_decay: float = 0.9        # Sec. 3.3: x0.9 ...
     decay_every: int = 100       # ... every 100 iterations
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    precision: str = "auto"      # falign.kit.precision: bf16 only where native and measured faster
-    eval_batch: int = 512
-    timing_repeats: int = 50     # timed calls per speed measurement (median)
+    eval_batch: int = not_recipe(512)
+    timing_repeats: int = not_recipe(50)    # timed calls per speed measurement (median)
+    ced_max_error: float = not_recipe(0.15)  # right end of the CED plots (fraction of the box width)
+    about: str = not_recipe("")             # what this scale's numbers can and cannot say (printed by setup)
 
 
 # Decision [ccnn.crop] (data): every face is stored as a 78 x 78 crop around its face box with a margin of
@@ -110,15 +116,23 @@ class Scale:
 # Paper: Batch size and iterations are 'selected according to the actual situation' (Sec. 3.3); none is given.
 SCALES = {
     "smoke": Scale(n_train=48, n_test=24, image=96, size=78, margin=0.5, batch=32, epochs=1, seeds=(0,),
-                   eval_batch=256, timing_repeats=5, precision="fp32"),
-    "small": Scale(n_train=2000, n_test=1000, image=96, size=78, margin=0.5, batch=32, epochs=7, seeds=(0, 1, 2)),
+                   eval_batch=256, timing_repeats=5, precision="fp32", ced_max_error=0.6,
+                   about="SCALE=smoke: a few iterations on a few dozen faces, one seed; every number and verdict "
+                         "of this chapter is meaningless."),
+    "small": Scale(n_train=2000, n_test=1000, image=96, size=78, margin=0.5, batch=32, epochs=7, seeds=(0, 1, 2),
+                   about="SCALE=small: 2,000 training faces (x6), 7 epochs per stage, 3 seeds: sized for 2 CPU "
+                         "cores."),
     # One GPU (never run yet: no GPU has been lent to this project). The paper's data for 4 epochs at
     # batch 128: the same 1,875 iterations per stage as full (so Sec. 3.3's staircase ends at the same
     # rate), four times the samples, and enough epochs for a plateau. Sized by estimate, not measured
     # (book/intro.md, "Scales"): 9 trained stages x 3 seeds x 1,875 steps, at about 5 ms a step for the
     # lightweight networks and 15 ms for ResNet18/34, about 6 minutes.
-    "gpu": Scale(n_train=10000, n_test=3466, image=96, size=78, margin=0.5, batch=128, epochs=4, seeds=(0, 1, 2)),
-    "full": Scale(n_train=10000, n_test=3466, image=96, size=78, margin=0.5, batch=32, epochs=1, seeds=(0, 1, 2)),
+    "gpu": Scale(n_train=10000, n_test=3466, image=96, size=78, margin=0.5, batch=128, epochs=4, seeds=(0, 1, 2),
+                 about="SCALE=gpu: the paper's 10,000 training faces (x6) and 3,466 test faces, 4 epochs per "
+                       "stage at batch 128, 3 seeds: sized for one GPU."),
+    "full": Scale(n_train=10000, n_test=3466, image=96, size=78, margin=0.5, batch=32, epochs=1, seeds=(0, 1, 2),
+                  about="SCALE=full: the paper's 10,000 training faces (x6) and 3,466 test faces, 1 epoch per "
+                        "stage, 3 seeds."),
 }
 
 
@@ -193,13 +207,19 @@ def _to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images * 255).round().clamp(0, 255).to(torch.uint8)
 
 
+def versions(cfg: Scale) -> list[tuple[float, bool]]:
+    """The (angle, mirrored) versions of every training face: each angle of :data:`ANGLES`, as is and
+    mirrored (angle-major), or the face as given without ``cfg.augment``."""
+    return [(a, f) for a in ANGLES for f in FLIPS] if cfg.augment else [(0.0, False)]
+
+
 def augment(faces, cfg: Scale) -> Crops:
-    """Sec. 4.1's training set: every face at each angle of :data:`ANGLES`, as is and mirrored
-    (angle-major, then mirror, then face): 6 x the faces. Its fingerprint hashes the source data's
-    with the augmentation and crop, so a changed recipe never reuses a stale model."""
-    versions = [(a, f) for a in ANGLES for f in FLIPS] if cfg.augment else [(0.0, False)]
-    crops = concat(crop_versions(faces, cfg, versions))
-    key = f"{crops.fingerprint}|{versions}|{cfg.size}|{cfg.margin}"
+    """Sec. 4.1's training set: every face in each of its :func:`versions` (version-major, then face):
+    6 x the faces. Its fingerprint hashes the source data's with the augmentation and crop, so a
+    changed recipe never reuses a stale model."""
+    vs = versions(cfg)
+    crops = concat(crop_versions(faces, cfg, vs))
+    key = f"{crops.fingerprint}|{vs}|{cfg.size}|{cfg.margin}"
     return crops.replace(name=crops.name + (":augmented" if cfg.augment else ""),
                          fingerprint=hashlib.sha1(key.encode()).hexdigest()[:20])
 
@@ -314,7 +334,15 @@ VARIANTS = {
     "resnet18": Variant("ResNet18", kind="resnet18", n_stages=1),
     "resnet34": Variant("ResNet34", kind="resnet34", n_stages=1),
 }
-ABLATIONS = ("windows-", "shake+", "sun2013", "resnet18", "resnet34")
+ARMS = {
+    "ccnn": "the paper's cascade (3 stages; stages 2-3 shaken)",
+    "windows-": "stage 1 given no face frame: reads the whole crop, predicts in the image's frame (Fig. 5)",
+    "shake+": "stage 1 with its three inputs shaken like the windows of stages 2-3 (Fig. 6)",
+    "sun2013": "Sun et al. 2013's stage-2/3 networks and windows, without shake; CCNN's stage 1 (Fig. 7)",
+    "resnet18": "ResNet18 regressor on the 39x39 face box (Table 3)",
+    "resnet34": "ResNet34 regressor on the 39x39 face box (Table 3)",
+}
+"""Every arm, in the order 04_ablations trains them (CCNN, then its ablations and baselines), with what it is."""
 
 
 def build(variant: Variant) -> torch.nn.Module:
@@ -388,18 +416,9 @@ def loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
         return resnet.loss_fn(model, batch)
     return ccnn.loss_fn(model, batch)
 
-
 def code_version() -> str:
     """The version of the code that defines and trains every arm (part of every cache key)."""
     return trainer.code_version(ccnn, resnet, sys.modules[__name__], trainer)
-
-
-def _recipe(cfg: Scale) -> dict:
-    """The fields of a scale that change a training (test size, seeds and eval batch do not)."""
-    out = dataclasses.asdict(cfg)
-    for k in ("n_test", "seeds", "eval_batch", "timing_repeats"):
-        out.pop(k)
-    return out
 
 
 @torch.no_grad()
@@ -414,14 +433,17 @@ def training_anchors(model: ccnn.CCNN, k: int, train: Crops, boxes: torch.Tensor
 
 def train(cfg: Scale, train_crops: Crops, variant: Variant | str = "ccnn", *, work=None, seed: int = 0,
           device: str | torch.device = "cpu", progress: bool = True):
-    """Train one arm stage by stage; returns (model in eval mode, [History per stage]).
+    """Train one arm for one seed, stage by stage; returns (model in eval mode, [History per stage]).
+    Every arm of every notebook goes through here, a grid of them through
+    ``falign.kit.chapter.grid(lambda arm, s: train(cfg, crops, arm, work=..., seed=s), arms, seeds)``.
 
     Stage k + 1 trains on windows around stage k's estimates of the training crops, computed after
     stage k has finished (``CCNN.anchors``), so no stage ever sees test data. With ``work`` every stage
-    is cached in ``work/<arm>-stage<k>-<key>``: the key covers the scale's training recipe, the stage's
-    specification, the seed, the previous stages' keys, the training crops' fingerprint and the code
-    version. Arms that share a stage (the Sun et al.-style cascade shares CCNN's stage 1) share its
-    folder, and a finished stage is reloaded without recomputing anything."""
+    is cached in ``work/<arm>-stage<k>-<key>``: the key covers the scale's training recipe
+    (:func:`falign.kit.chapter.recipe`), the stage's specification, the seed, the previous stages' keys,
+    the training crops' fingerprint and the code version. Arms that share a stage (the Sun et
+    al.-style cascade shares CCNN's stage 1) share its folder, and a finished stage is reloaded without
+    recomputing anything."""
     variant = VARIANTS[variant] if isinstance(variant, str) else variant
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -432,7 +454,7 @@ def train(cfg: Scale, train_crops: Crops, variant: Variant | str = "ccnn", *, wo
     for k, stage in enumerate(stages, start=1):
         spec = variant.stage_spec(k)
         folder = None if work is None else trainer.cache_dir(
-            work, f"{variant.kind}-stage{k}", recipe=(_recipe(cfg), spec, seed, parent),
+            work, f"{variant.kind}-stage{k}", recipe=(chapter.recipe(cfg), spec, seed, parent),
             data=train_crops.fingerprint, code=code_version())
         parent = None if folder is None else folder.name
         done = None if folder is None else trainer.finished(folder, cfg.epochs, cfg.precision)
@@ -450,28 +472,44 @@ def train(cfg: Scale, train_crops: Crops, variant: Variant | str = "ccnn", *, wo
     return model.to(device).eval(), histories
 
 
-def converged(models: dict, arm: str) -> bool:
-    """Whether every stage of every seed of ``arm`` ended on a training-loss plateau
-    (:meth:`falign.kit.train.History.plateaued`); the claims ledger draws no verdict otherwise."""
-    return all(h.plateaued() for (name, _), (_, histories) in models.items() if name == arm for h in histories)
+def stage_trainings(models: dict) -> dict:
+    """A :func:`falign.kit.chapter.grid` of (model, [History per stage]) as one entry per trained stage,
+    ``(arm, (seed, stage)) -> (model, History)``: the form :func:`falign.kit.chapter.converged` reads, so
+    an arm counts as converged only when every stage of every seed ended on a plateau."""
+    return {(arm, (s, k)): (model, h) for (arm, s), (model, hs) in models.items() for k, h in enumerate(hs, start=1)}
 
 
-def seeds(cfg: Scale, base: int = 0) -> list[int]:
-    """The training seeds of every arm: the scale's seeds offset by the notebook's SEED."""
-    return [base + s for s in cfg.seeds]
+def plateaus(models: dict) -> pd.DataFrame:
+    """Per arm and stage: how many seeds' trainings ended on a plateau
+    (:meth:`falign.kit.train.History.plateaued`; a stage shared by two arms counts under both)."""
+    rows = [{"arm": arm, "stage": k, "on a plateau": h.plateaued()}
+            for (arm, (_, k)), (_, h) in stage_trainings(models).items()]
+    return (pd.DataFrame(rows).groupby(["arm", "stage"])["on a plateau"]
+            .agg(lambda p: f"{p.sum()} of {len(p)}").to_frame("seeds on a plateau"))
 
 
-def trained(cfg: Scale, train_crops: Crops, names, work, *, base_seed: int = 0, device="cpu",
-            progress: bool = False) -> dict[tuple[str, int], tuple[torch.nn.Module, list]]:
-    """(arm, seed) -> (model, histories) for every arm in ``names`` and every seed of the scale,
-    cached under ``work`` (any notebook reloads what another trained)."""
-    return {(name, s): train(cfg, train_crops, name, work=work, seed=s, device=device, progress=progress)
-            for name in names for s in seeds(cfg, base_seed)}
+# --------------------------------------------------------------------------------------------------
+# Trainspeed hooks (falign.tools.trainspeed)
+# --------------------------------------------------------------------------------------------------
+def tiny(cfg: Scale) -> dict:
+    """The scale fields that shrink the data to two training batches: each face gives one sample per
+    version (x6 augmented), and two test faces."""
+    return dict(n_train=-(-2 * cfg.batch // len(versions(cfg))), n_test=2)
+
+
+def main_training(cfg: Scale, crops: dict, device="cpu") -> list[trainer.History]:
+    """One training of the main model (the three-stage cascade, seed 0, uncached) through :func:`train`;
+    its History per stage."""
+    return train(cfg, crops["train"], device=device, progress=False)[1]
 
 
 # --------------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------------
+ERRORS = [*POINTS, "Average", "NME (%, inter-pupil)"]   # the error columns of evaluate()
+STAGE_NAMES = {1: "first stage", 2: "second stage", 3: "third stage"}
+
+
 @torch.no_grad()
 def predict_stages(model: torch.nn.Module, crops: Crops, variant: Variant | str = "ccnn", device="cpu",
                    batch: int = 512) -> torch.Tensor:
@@ -512,7 +550,8 @@ def error_row(pred: torch.Tensor, crops: Crops) -> dict[str, float]:
 
 
 def evaluate(models: dict, test: Crops, device="cpu", batch: int = 512) -> pd.DataFrame:
-    """Per arm, seed and stage: the errors of :func:`error_row`. ``models`` is :func:`trained`'s dict."""
+    """Per arm, seed and stage: the errors of :func:`error_row`. ``models`` is a
+    :func:`falign.kit.chapter.grid` of :func:`train`."""
     rows = []
     for (name, s), (model, _) in models.items():
         for k, pred in enumerate(predict_stages(model, test, name, device, batch), start=1):
@@ -520,34 +559,104 @@ def evaluate(models: dict, test: Crops, device="cpu", batch: int = 512) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def per_seed(results: pd.DataFrame, arm: str, stage: int | None = None, column: str = "Average") -> list[float]:
-    """One arm's value per seed (at ``stage``, default its last), in seed order: a ledger arm."""
-    rows = results[results["arm"] == arm]
-    stage = rows["stage"].max() if stage is None else stage
-    return rows[rows["stage"] == stage].sort_values("seed")[column].tolist()
+def per_face_errors(model: torch.nn.Module, test: Crops, variant: str = "ccnn", device="cpu",
+                    batch: int = 512) -> list[np.ndarray]:
+    """Per stage of one model: every test face's average error as a fraction of the box width (the CED
+    plots' input)."""
+    return [point_errors(p, test).mean(1) / 100 for p in predict_stages(model, test, variant, device, batch)]
 
 
-def mean_std(results: pd.DataFrame, by=("arm", "stage")) -> pd.DataFrame:
-    """Mean over seeds of every error column (and the std of the average), one row per ``by``."""
-    cols = [*POINTS, "Average", "NME (%, inter-pupil)"]
-    g = results.groupby(list(by), sort=False)
-    out = g[cols].mean()
-    out["Average std"] = g["Average"].std()
-    out["seeds"] = g["seed"].count()
-    return out.reset_index()
+FINALS = {"CCNN": ("ccnn", 3), "Sun et al.-style": ("sun2013", 3), "ResNet18": ("resnet18", 1),
+          "ResNet34": ("resnet34", 1)}
+"""The final estimate of every method compared after stage 3: label -> (arm, stage)."""
+
+
+def final_errors(models: dict, test: Crops, seed: int, device="cpu", batch: int = 512) -> dict[str, np.ndarray]:
+    """Per method of :data:`FINALS`: every test face's average error (fraction of the box width) of seed
+    ``seed``'s model at its final stage, for a CED plot."""
+    return {label: per_face_errors(models[(arm, seed)][0], test, arm, device, batch)[stage - 1]
+            for label, (arm, stage) in FINALS.items()}
+
+
+def _beside(df: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
+    """A paper-vs-ours table with our sd of the average, inter-pupil NME and seed count added by row."""
+    extra = ours.set_index("arm")
+    for col, label in (("Average sd", "Average sd (ours)"), ("NME (%, inter-pupil)", "NME (%, inter-pupil, ours)"),
+                       ("seeds", "seeds")):
+        df[label] = df["arm"].map(extra[col])
+    return df
 
 
 def figure_rows(summary: pd.DataFrame, rows: dict[str, tuple[str, int]]) -> pd.DataFrame:
-    """The rows of a paper figure from :func:`mean_std`: ``label -> (arm, stage)``, in that order, with
-    the label in an ``arm`` column (the paper tables' key), ready for ``report.paper_vs_ours``."""
+    """The rows of a paper figure, ``label -> (arm, stage)`` in that order, from the mean and sd over seeds
+    of :func:`evaluate`'s errors (``chapter.mean_sd(results, ["arm", "stage"], ERRORS)``), with the label
+    in an ``arm`` column (the paper tables' key), ready for ``report.paper_vs_ours``."""
     index = summary.set_index(["arm", "stage"])
-    out = pd.DataFrame([{"arm": label, **index.loc[key].to_dict()} for label, key in rows.items()])
-    return out
+    return pd.DataFrame([{"arm": label, **index.loc[key].to_dict()} for label, key in rows.items()])
+
+
+def fig4_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 4: the paper's error of each point after each stage beside the cascade's, with our sd over
+    seeds, the inter-pupil NME and the number of seeds."""
+    ours = figure_rows(summary, {STAGE_NAMES[k]: ("ccnn", k) for k in (1, 2, 3)})
+    return _beside(report.paper_vs_ours(published.fig4(), ours, on="arm", values=[*POINTS, "Average"]), ours)
+
+
+def paper_figure(summary: pd.DataFrame, name: str, rows: dict[str, tuple[str, int]], title: str):
+    """One of Figs. 5-7: (the paper's rows beside ours, ``label -> (arm, stage)``; its line plot: ours per
+    point, the paper's averages as stars)."""
+    ours = figure_rows(summary, rows)
+    df = _beside(report.paper_vs_ours(published.table(name), ours, on="arm", values=[*POINTS, "Average"]), ours)
+    labels = [*POINTS, "Average"]
+    colour = {label: f"C{i}" for i, label in enumerate(ours["arm"])}
+    fig, ax = plt.subplots(figsize=(5.4, 3.3))
+    for _, row in ours.iterrows():
+        ax.plot(labels, [row[c] for c in labels], marker="o", c=colour[row["arm"]], label=f"{row['arm']} (ours)")
+    for _, row in published.table(name).iterrows():
+        if np.isfinite(row["Average"]):
+            ax.scatter(["Average"], [row["Average"]], marker="*", s=90, c=colour.get(row["arm"], "0.5"),
+                       edgecolors="k", label=f"{row['arm']} (paper)", zorder=3)
+    ax.set(ylabel="test error (% of box width)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return df, fig
 
 
 # --------------------------------------------------------------------------------------------------
 # Parameters and speed (Table 2, Table 3)
 # --------------------------------------------------------------------------------------------------
+def table2(counts: pd.DataFrame) -> pd.DataFrame:
+    """Table 2 (the first stage, layer by layer) with F1's weights counted beside the paper's
+    (``counts``: :func:`falign.papers.ccnn.model.count_parameters`)."""
+    f1 = counts.query("network == 'F1'").set_index("layer")["weights"]
+    df = published.table2()
+    df["parameters (ours, F1)"] = df["name"].map(
+        {"conv1": f1["conv1"], "conv2": f1["conv2"], "conv3": f1["conv3"], "120d-fc1": f1["fc1"],
+         "10d-fc2 (F1) / 6d-fc2 (EN1, NM1)": f"{f1['fc2']} / 720 / 720"})
+    return df.rename(columns={"parameters": "parameters (paper)"})
+
+
+def parameter_totals(counts: pd.DataFrame) -> pd.DataFrame:
+    """Weights (and with biases) per stage and in all, beside Sec. 3.2.4's 643,920, with the MB."""
+    per_stage = counts.groupby("stage")[["weights", "with_biases"]].sum()
+    totals = pd.DataFrame({
+        "": ["stage 1 (F1, EN1, NM1)", "stage 2 (10 CNNs)", "stage 3 (10 CNNs)", "all 23 CNNs"],
+        "weights (ours)": [*per_stage["weights"], per_stage["weights"].sum()],
+        "with biases (ours)": [*per_stage["with_biases"], per_stage["with_biases"].sum()],
+        "paper": ["", "", "", papers.number("ccnn", "text_numbers/parameters")],
+    })
+    totals["MB (float32)"] = [ccnn.megabytes(int(w)) for w in totals["weights (ours)"]]
+    return totals
+
+
+def weights_per_network(counts: pd.DataFrame) -> pd.DataFrame:
+    """Weights of every network, one row per stage (empty where a stage has no such network)."""
+    per_network = counts.groupby(["stage", "network"], sort=False)[["weights", "with_biases"]].sum().reset_index()
+    weights = per_network.pivot_table(index="stage", columns="network", values="weights", sort=False)
+    return weights.astype("Int64").astype(str).fillna("").replace("<NA>", "")
+
+
 def parameters_table() -> pd.DataFrame:
     """Table 3's first column, computed: parameters and MB (float32, MiB as the paper counts) of CCNN
     (weights without biases, as Sec. 3.2.4 counts, and with them) and of the ResNets (with the
@@ -564,6 +673,12 @@ def parameters_table() -> pd.DataFrame:
     return df
 
 
+def parameter_shares() -> dict[str, float]:
+    """CCNN's weights (Sec. 3.2.4's count) as a fraction of each ImageNet ResNet's parameters."""
+    weights = int(ccnn.count_parameters(ccnn.CCNN())["weights"].sum())
+    return {name: weights / resnet.imagenet_parameters(name) for name in ("resnet18", "resnet34")}
+
+
 def first_stages(model: ccnn.CCNN, k: int) -> ccnn.CCNN:
     """A cascade of the first ``k`` stages of ``model`` (copies of their weights): what runs when only
     k stages are used (``CCNN.predict(stage=k)`` computes every stage and returns the k-th)."""
@@ -573,48 +688,178 @@ def first_stages(model: ccnn.CCNN, k: int) -> ccnn.CCNN:
     return out.to(next(model.parameters()).device).eval()
 
 
-def seconds_per_face(model: torch.nn.Module, cfg: Scale, device="cpu", stages: int | None = None,
-                     repeats: int | None = None) -> float:
-    """Median seconds to align one face at batch 1 (a ``cfg.size`` crop and its face box in, points in
-    the crop's pixels out: the whole ``predict``), after a warm-up: Table 3's speed on this machine.
-    ``stages``: time only the first ``stages`` stages of a CCNN."""
-    model = model.to(device).eval()
-    if isinstance(model, ccnn.CCNN) and stages is not None and stages < len(model.stages):
-        model = first_stages(model, stages)
-    S = cfg.size
+def speeds(models: dict, cfg: Scale, seed: int, device="cpu") -> dict[str, float]:
+    """Table 3's speed on this machine: median ms to align one face at batch 1 (a ``cfg.size`` crop and
+    its face box in, points in the crop's pixels out: the whole ``predict``, after a warm-up;
+    :func:`falign.kit.timing.seconds_per_call`) for the first 1, 2 and 3 stages of seed ``seed``'s
+    cascade (``ccnn-<k>``) and its ResNets."""
+    S, q = cfg.size, cfg.size / 4
     x = torch.randint(0, 256, (1, 3, S, S), dtype=torch.uint8, device=device).float()
-    q = S / 4
     box = torch.tensor([[q - 0.5, q - 0.5, S - q - 0.5, S - q - 0.5]], device=device)
-    return timing.seconds_per_call(lambda: model.predict(x, box), device, repeats or cfg.timing_repeats, warmup=5)
+    cascade = models[("ccnn", seed)][0].to(device).eval()
+    nets = {f"ccnn-{k}": first_stages(cascade, k) if k < len(cascade.stages) else cascade for k in (1, 2, 3)}
+    nets.update({arm: models[(arm, seed)][0].to(device).eval() for arm in ("resnet18", "resnet34")})
+    return {key: 1000 * timing.seconds_per_call(lambda: net.predict(x, box), device, cfg.timing_repeats, warmup=5)
+            for key, net in nets.items()}
 
 
-def stage_trade(results: pd.DataFrame, stage_ms: dict[int, float], arm: str = "ccnn") -> pd.DataFrame:
+TABLE3_ROWS = {"Algorithm of this paper": ("ccnn", 3, "ccnn-3"), "CCNN, first 2 stages": ("ccnn", 2, "ccnn-2"),
+               "CCNN, first stage": ("ccnn", 1, "ccnn-1"), "ResNet18": ("resnet18", 1, "resnet18"),
+               "ResNet34": ("resnet34", 1, "resnet34")}
+
+
+def table3(summary: pd.DataFrame, ms: dict[str, float], device) -> pd.DataFrame:
+    """Table 3: the paper's MB and ms per face beside ours (the ImageNet-head ResNets' MB; :func:`speeds`
+    on ``device``), with our test error at one budget (``summary``: mean and sd over seeds, as for
+    :func:`figure_rows`)."""
+    params, index = parameters_table(), summary.set_index(["arm", "stage"])
+    mb = params.groupby("method", sort=False)["MB"].first()
+    ours = pd.DataFrame([{
+        "method": method, "speed_ms": ms[key], "parameters_MB": mb.get(method, np.nan),
+        "test error (ours, %)": index.loc[(arm, k), "Average"], "sd over seeds": index.loc[(arm, k), "Average sd"],
+    } for method, (arm, k, key) in TABLE3_ROWS.items()])
+    df = report.paper_vs_ours(published.table3(), ours, on="method", values=["parameters_MB", "speed_ms"])
+    df = df.merge(ours[["method", "test error (ours, %)", "sd over seeds"]], on="method", how="left")
+    df["speed device (ours)"] = report.describe_device(device)
+    return df
+
+
+def ratios(ms: dict[str, float]) -> pd.DataFrame:
+    """Sec. 4.2's ratios: CCNN's share of ResNet18's and Chen Rui's parameters, and the ResNets' time
+    per face over CCNN's (ours: this device, batch 1; the paper gives no ResNet speed)."""
+    return pd.DataFrame({
+        "ratio": ["CCNN / ResNet18 parameters", "CCNN / Chen Rui parameters", "ResNet18 / CCNN time per face",
+                  "ResNet34 / CCNN time per face"],
+        "paper": [papers.number("ccnn", "text_numbers/params-vs-resnet18") / 100,
+                  papers.number("ccnn", "text_numbers/params-vs-chenrui") / 100, np.nan, np.nan],
+        "ours": [parameter_shares()["resnet18"], np.nan, ms["resnet18"] / ms["ccnn-3"], ms["resnet34"] / ms["ccnn-3"]],
+    })
+
+
+def stage_trade(results: pd.DataFrame, ms: dict[str, float], arm: str = "ccnn") -> pd.DataFrame:
     """Per seed: the error drop stage 2 and stage 3 each buy, per millisecond each adds (Sec. 4.2's
-    "only the first 2 stages" for real-time use). ``stage_ms``: k -> ms per face of the first k stages.
+    "only the first 2 stages" for real-time use). ``ms``: :func:`speeds` (``ccnn-<k>``: ms per face of
+    the first k stages).
 
     Decision [ccnn.speed-claim] (evaluation): the paper's remark is read as "stage 3 buys less accuracy per unit of
     time than stage 2": error drop (box-width %) per added ms at batch 1 on this machine.
     Paper: Sec. 4.2: 'If we face tasks with very high real-time requirements, then only the first 2 layers of
     cascaded convolutional neural networks are sufficient.'"""
-    rows = []
-    for s in sorted(results.loc[results["arm"] == arm, "seed"].unique()):
-        e = {k: per_seed(results[results["seed"] == s], arm, k)[0] for k in (1, 2, 3)}
-        rows.append({"seed": s, "stage 2 gain (%)": e[1] - e[2], "stage 3 gain (%)": e[2] - e[3],
-                     "stage 2 ms": stage_ms[2] - stage_ms[1], "stage 3 ms": stage_ms[3] - stage_ms[2]})
-    df = pd.DataFrame(rows)
+    e = {k: chapter.per_seed(results, "Average", arm=arm, stage=k) for k in (1, 2, 3)}
+    seeds = sorted(results.loc[results["arm"] == arm, "seed"].unique())
+    stage_ms = {k: ms[f"ccnn-{k}"] for k in (1, 2, 3)}
+    df = pd.DataFrame({"seed": seeds,
+                       "stage 2 gain (%)": np.subtract(e[1], e[2]), "stage 3 gain (%)": np.subtract(e[2], e[3]),
+                       "stage 2 ms": stage_ms[2] - stage_ms[1], "stage 3 ms": stage_ms[3] - stage_ms[2]})
     df["stage 2 gain per ms"] = df["stage 2 gain (%)"] / df["stage 2 ms"]
     df["stage 3 gain per ms"] = df["stage 3 gain (%)"] / df["stage 3 ms"]
     return df
 
 
-def training_minutes(histories: dict) -> pd.DataFrame:
-    """Measured training time per arm and stage (summed over seeds): seconds per epoch and in all."""
+# --------------------------------------------------------------------------------------------------
+# The claims
+# --------------------------------------------------------------------------------------------------
+def claims(results: pd.DataFrame, models: dict, trade: pd.DataFrame) -> ledger.ClaimsLedger:
+    """The chapter's claims ledger: each claim of Sec. 4.2 and Table 3, its arms (one value per seed,
+    box-width error of :func:`evaluate`, or :func:`stage_trade`'s error drop per ms) and the verdict of
+    :mod:`falign.kit.ledger`; no verdict where an arm's training (any stage, any seed of ``models``, a
+    grid of (model, [History per stage])) did not end on a plateau."""
+    stages = stage_trainings(models)
+
+    def ok(*arms):
+        return all(chapter.converged(stages, a) for a in arms)
+
+    def arm(label, name, stage=1):
+        return ledger.Arm(label, chapter.per_seed(results, "Average", arm=name, stage=stage))
+
+    share = parameter_shares()
+    out = ledger.ClaimsLedger()
+    out.add(ledger.Claim("stages", "each stage lowers the test error (stage 3 < stage 2 < stage 1)", "Sec. 4.2, Fig. 4"),
+            arm("stage 3", "ccnn", 3), arm("stage 2", "ccnn", 2), arm("stage 1", "ccnn", 1), converged=ok("ccnn"))
+    out.add(ledger.Claim("windows", "windows+ (relative positioning in the face frame) beats windows- in stage 1",
+                         "Sec. 4.2, Fig. 5"), arm("windows+", "ccnn"), arm("windows-", "windows-"),
+            converged=ok("ccnn", "windows-"))
+    out.add(ledger.Claim("shake", "shake lowers the first stage's error", "Sec. 4.2, Fig. 6"),
+            arm("shake+", "shake+"), arm("shake-", "ccnn"), converged=ok("ccnn", "shake+"))
+    out.add(ledger.Claim("sun2013", "CCNN beats a Sun et al. 2013-style cascade (no shake) at the same budget",
+                         "Sec. 4.2, Fig. 7"), arm("CCNN", "ccnn", 3), arm("Sun et al.-style", "sun2013", 3),
+            converged=ok("ccnn", "sun2013"))
+    for name, label in (("resnet18", "ResNet18"), ("resnet34", "ResNet34")):
+        out.add(ledger.Claim(name, f"CCNN, with {share[name]:.1%} of {label}'s parameters, is at least as accurate "
+                             "(same budget)", "Sec. 4.2, Table 3"), arm("CCNN", "ccnn", 3), arm(label, name),
+                converged=ok("ccnn", name))
+    out.add(ledger.Claim("two-stages", "stage 3 buys less accuracy per ms than stage 2 (two stages for real time)",
+                         "Sec. 4.2", better="higher"),
+            ledger.Arm("stage 2: error drop per ms", trade["stage 2 gain per ms"]),
+            ledger.Arm("stage 3: error drop per ms", trade["stage 3 gain per ms"]), converged=ok("ccnn"))
+    return out
+
+
+def verdicts(claims_df: pd.DataFrame, label: str) -> str:
+    """The ledger's verdicts as text: its one-line summary, the run, and one line per claim with its arms'
+    mean ± sd over seeds (``claims_df``: :meth:`falign.kit.ledger.ClaimsLedger.to_frame`)."""
+    lines = [ledger.summary(claims_df), label]
+    lines += [f"- {c['claim']}: {c['verdict']} (arms {c['arms']}: {c['mean ± std']})" for _, c in claims_df.iterrows()]
+    return "\n".join(lines)
+
+
+def discussion(cfg: Scale, label: str, summary: pd.DataFrame, claims_df: pd.DataFrame, ms: dict[str, float]) -> str:
+    """The discussion's numbers as sentences: this run's errors per stage and arm beside the paper's, the
+    ResNets' size and time relative to CCNN's, and why claims got no verdict (``label``: the run's)."""
+    mean = summary.set_index(["arm", "stage"])["Average"]
+    share = parameter_shares()
+    sentences = [
+        f"Scale and data: {label}.",
+        f"CCNN's average test error after stages 1, 2, 3: {mean[('ccnn', 1)]:.2f}, {mean[('ccnn', 2)]:.2f}, "
+        f"{mean[('ccnn', 3)]:.2f}% of the box width (paper: 2.21, 1.37, 1.03).",
+        f"Stage 1 without windows: {mean[('windows-', 1)]:.2f}% against {mean[('ccnn', 1)]:.2f}% with (paper: 3.38 → 2.35); "
+        f"with shake {mean[('shake+', 1)]:.2f}% (paper: 2.35 → 1.90).",
+        f"After stage 3, the Sun et al.-style cascade: {mean[('sun2013', 3)]:.2f}%; ResNet18 {mean[('resnet18', 1)]:.2f}%, "
+        f"ResNet34 {mean[('resnet34', 1)]:.2f}% at the same budget, with {1 / share['resnet18']:.0f} and "
+        f"{1 / share['resnet34']:.0f} times CCNN's parameters and {ms['resnet18'] / ms['ccnn-3']:.1f} and "
+        f"{ms['resnet34'] / ms['ccnn-3']:.1f} times its time per face here.",
+    ]
+    unjudged = claims_df[claims_df["verdict"] == ledger.NOT_CONVERGED]
+    if len(unjudged):
+        sentences.append(f"{len(unjudged)} of {len(claims_df)} claims get no verdict: an arm they compare was still "
+                         "improving by more than 5% at the end of its training (the plateau table above). Their "
+                         "margins are this run's, at this budget; they do not test the claim.")
+    sentences.append(cfg.about)
+    return "\n".join(sentences)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training time, and the full scale
+# --------------------------------------------------------------------------------------------------
+def recipe_table(cfg: Scale, n_samples: int, scale: str) -> pd.DataFrame:
+    """Sec. 3.3's training recipe beside ours at ``scale`` (``n_samples`` augmented training samples)."""
+    return pd.DataFrame([
+        {"": "paper", "optimiser": "SGD (Eq. 7)", "lr": papers.number("ccnn", "text_numbers/initial-lr"),
+         "decay": "x0.9 / 100 iterations", "momentum": "not given", "L2 weight η": "not given", "batch": "not given",
+         "iterations per stage": "not given",
+         "training samples": papers.number("ccnn", "dataset/train-after-rotation-and-flip"),
+         "dropout": papers.number("ccnn", "text_numbers/dropout")},
+        {"": f"ours ({scale})", "optimiser": "SGD", "lr": cfg.lr, "decay": f"x{cfg.lr_decay} / {cfg.decay_every} iterations",
+         "momentum": cfg.momentum, "L2 weight η": cfg.weight_decay, "batch": cfg.batch,
+         "iterations per stage": f"{iterations(cfg, n_samples)} ({cfg.epochs} epochs); final lr "
+                                 f"{final_lr(cfg, n_samples):.2g}", "training samples": n_samples, "dropout": 0.25},
+    ]).astype(str)
+
+
+def arms_table(cfg: Scale, n_samples: int) -> pd.DataFrame:
+    """Every arm of :data:`ARMS`: its label, what it is, its stages and its budget."""
+    return pd.DataFrame([{"arm": k, "label": VARIANTS[k].label, "what": what, "stages": VARIANTS[k].n_stages,
+                          "epochs per stage": cfg.epochs, "iterations per stage": iterations(cfg, n_samples),
+                          "seeds": len(cfg.seeds)} for k, what in ARMS.items()])
+
+
+def training_minutes(models: dict) -> pd.DataFrame:
+    """Measured training time per arm, stage and seed: seconds per epoch and in all."""
     rows = []
-    for (name, s), (_, hs) in histories.items():
-        for k, h in enumerate(hs, start=1):
-            secs = [e["seconds"] for e in h.epochs]
-            rows.append({"arm": name, "seed": s, "stage": k, "epochs": len(secs),
-                         "seconds per epoch": float(np.mean(secs)) if secs else np.nan, "seconds": float(np.sum(secs))})
+    for (name, (s, k)), (_, h) in stage_trainings(models).items():
+        secs = [e["seconds"] for e in h.epochs]
+        rows.append({"arm": name, "seed": s, "stage": k, "epochs": len(secs),
+                     "seconds per epoch": float(np.mean(secs)) if secs else np.nan, "seconds": float(np.sum(secs))})
     return pd.DataFrame(rows)
 
 
@@ -649,7 +894,7 @@ def full_estimate(times: pd.DataFrame, n_samples: int, target: Scale | None = No
     measured here x the target's samples per stage x its epochs x its seeds, per (arm, stage) that
     trains (shared stages once). Training only: data generation, anchors and evaluation come on top."""
     target = SCALES["full"] if target is None else target
-    per_epoch = (len(ANGLES) * len(FLIPS) if target.augment else 1) * target.n_train
+    per_epoch = len(versions(target)) * target.n_train
     keep = set(unique_stages(dict.fromkeys(times["arm"])))
     rows = []
     for (name, k), g in times.groupby(["arm", "stage"], sort=False):
@@ -659,3 +904,190 @@ def full_estimate(times: pd.DataFrame, n_samples: int, target: Scale | None = No
         rows.append({"arm": name, "stage": k, "seconds per sample (measured)": per_sample,
                      "minutes (estimate)": per_sample * per_epoch * target.epochs * len(target.seeds) / 60})
     return pd.DataFrame(rows)
+
+# --------------------------------------------------------------------------------------------------
+# What the data and the model look like (01_data, 02_model)
+# --------------------------------------------------------------------------------------------------
+def sizes_table(cfg: Scale, train: Crops, test: Crops, scale: str) -> pd.DataFrame:
+    """Sec. 4.1's data beside this run's (counted from the crops it built)."""
+    return pd.DataFrame({
+        "item": ["training faces", "test faces", "augmented training samples", "rotations (degrees)",
+                 "horizontal flips", "points"],
+        "paper": [papers.number("ccnn", "dataset/train"), papers.number("ccnn", "dataset/test"),
+                  papers.number("ccnn", "dataset/train-after-rotation-and-flip"),
+                  f"0, +{papers.number('ccnn', 'dataset/rotation-left-degrees'):g}, "
+                  f"-{papers.number('ccnn', 'dataset/rotation-right-degrees'):g}", "yes", 5],
+        f"ours ({scale})": [cfg.n_train, len(test), len(train), ", ".join(f"{a:+g}" for a in ANGLES),
+                            "yes" if cfg.augment else "no", len(POINTS)],
+    }).astype(str)
+
+
+def _box(ax, box: torch.Tensor, **style) -> None:
+    b = box.numpy()
+    ax.add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, **{"ec": "yellow", "lw": 1, **style}))
+
+
+def crops_figure(test: Crops, shown: int = 6):
+    """The first test crops with their landmarks, the face box the model reads (yellow) and point 0 named."""
+    shown = min(shown, len(test))
+    boxes = face_boxes(test)
+    fig, axes = plt.subplots(1, shown, figsize=(2.0 * shown, 2.2))
+    for ax, i in zip(np.atleast_1d(axes), range(shown)):
+        plots.landmarks(ax, test.images[i], test.landmarks[i], size=10)
+        _box(ax, boxes[i])
+        ax.annotate("LE", test.landmarks[i, 0].numpy(), color="white", fontsize=7, xytext=(-10, -8),
+                    textcoords="offset points")
+    fig.suptitle(f"test crops ({test.size}×{test.size}) with the face box", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def augmentation_figure(train: Crops, cfg: Scale):
+    """Two training faces in each of their versions (columns: angle, mirror; :func:`augment`'s order),
+    point 0 in red and the face box in yellow."""
+    vs = versions(cfg)
+    n_faces, boxes = len(train) // len(vs), face_boxes(train)
+    fig, axes = plt.subplots(2, len(vs), figsize=(1.9 * len(vs), 4.0), squeeze=False)
+    for row, face in enumerate((0, min(1, n_faces - 1))):
+        for col, (angle, flip) in enumerate(vs):
+            j, ax = col * n_faces + face, axes[row, col]
+            plots.landmarks(ax, train.images[j], train.landmarks[j], size=8)
+            ax.scatter(*train.landmarks[j, 0], s=14, c="red")
+            _box(ax, boxes[j], lw=0.8)
+            if row == 0:
+                ax.set_title(f"{angle:+g}°" + (", mirrored" if flip else ""), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def augmentation_roundtrip(train: Crops, cfg: Scale) -> float:
+    """The largest difference (pixels) between the versions of a face mapped back to the original
+    image (:meth:`Crops.to_image`): zero up to rounding, as the augmentation makes no new data."""
+    back = train.to_image(train.landmarks).view(len(versions(cfg)), -1, ccnn.N_POINTS, 2)
+    return float((back - back[:1]).abs().max())
+
+
+def points_in_box_figure(train: Crops):
+    """The training points in box units (Eq. 9's frame of stage 1), one colour per point."""
+    box_targets = targets(train, face_boxes(train)).numpy()
+    fig, ax = plt.subplots(figsize=(3.4, 3.4))
+    for k, name in enumerate(POINTS):
+        ax.scatter(*box_targets[:, k].T, s=2, alpha=0.4, label=name)
+    ax.add_patch(plt.Rectangle((0, 0), 1, 1, fill=False, ec="k"))
+    ax.set(xlim=(-0.1, 1.1), ylim=(1.1, -0.1), aspect="equal", title="training points in box units")
+    ax.legend(fontsize=7, markerscale=4)
+    fig.tight_layout()
+    return fig
+
+
+def mean_shape_error(train: Crops, test: Crops) -> pd.DataFrame:
+    """The errors (:func:`error_row`) of the training mean shape, in box units, placed in every test box:
+    the floor every network starts from."""
+    mean_shape = targets(train, face_boxes(train)).mean(0)
+    placed = test.to_image(ccnn.box_to_pixels(mean_shape.expand(len(test), ccnn.N_POINTS, 2), face_boxes(test)))
+    return pd.DataFrame([{"prediction": "training mean shape in the box", **error_row(placed, test)}])
+
+
+def box_to_eye_ratio(test: Crops) -> float:
+    """Mean ratio of the face box's width to the eye-centre distance on the test faces: how much larger
+    the inter-pupil NME is than the box-width error."""
+    truth = test.ground_truth()
+    ratio = metrics.normaliser(truth, "box-width", boxes=test.boxes) / metrics.normaliser(truth, "inter-pupil",
+                                                                                         scheme=SCHEME)
+    return float(np.mean(ratio))
+
+
+def _show_inputs(axes, inputs: torch.Tensor, names, fontsize: int) -> None:
+    """Standardised network inputs (C, H, W each) rescaled to [0, 1] for display."""
+    for ax, name, x in zip(axes, names, inputs):
+        ax.imshow(((x - x.min()) / (x.max() - x.min())).permute(1, 2, 0).numpy())
+        ax.set_title(name, fontsize=fontsize)
+        ax.axis("off")
+
+
+def stage1_inputs_figure(model: ccnn.CCNN, test: Crops):
+    """The first test crop and its box, and the three 39 x 39 inputs of stage 1 (F1, EN1, NM1) as the
+    networks see them (standardised)."""
+    image, box = test.images[:1].float(), face_boxes(test)[:1]
+    stage1 = model.stages[0].eval()
+    parts = ccnn.standardise(ccnn.crop_windows(image, box, stage1.parts(1), ccnn.STAGE1_SIZE))[0]
+    fig, axes = plt.subplots(1, 4, figsize=(8.4, 2.3))
+    plots.landmarks(axes[0], test.images[0], test.landmarks[0], size=8, title="crop and box")
+    _box(axes[0], box[0])
+    _show_inputs(axes[1:], parts, [f"{name}: 39×39" for name in stage1.names], 8)
+    fig.tight_layout()
+    return fig
+
+
+def windows_figure(model: ccnn.CCNN, test: Crops):
+    """Eq. 5's windows of stages 2 and 3 around the first test face's true points: a1 (cyan) and a2
+    (magenta) as at test time, and ten shaken draws of the a1 windows (faint white) as in training."""
+    box = face_boxes(test)[:1]
+    anchors, size = ccnn.pixels_to_box(test.landmarks[:1], box), box[0, 2:] - box[0, :2]
+
+    def draw(ax, windows, **style):
+        for x, y, w, h in windows.tolist():
+            corner = ccnn.box_to_pixels(torch.tensor([[[x, y]]]), box)[0, 0]
+            ax.add_patch(plt.Rectangle(corner.tolist(), w * float(size[0]), h * float(size[1]), fill=False, **style))
+
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.3))
+    for ax, k in zip(axes, (2, 3)):
+        stage = model.stages[k - 1]
+        plots.landmarks(ax, test.images[0], test.landmarks[0], size=8, title=f"stage {k} windows")
+        stage.train()                                          # shaken, as in training
+        torch.manual_seed(0)
+        for _ in range(10):
+            draw(ax, stage.windows(anchors)[0, :5], ec="white", lw=0.3, alpha=0.5)
+        stage.eval()                                           # as at test time: centred on the anchors
+        wins = stage.windows(anchors)[0]
+        draw(ax, wins[:5], ec="cyan", lw=0.7)
+        draw(ax, wins[5:], ec="magenta", lw=0.7)
+    fig.tight_layout()
+    return fig
+
+
+def stage2_inputs_figure(model: ccnn.CCNN, test: Crops):
+    """Stage 2's ten 15 x 15 inputs (standardised) around the first test face's true points."""
+    image, box = test.images[:1].float(), face_boxes(test)[:1]
+    wins = model.stages[1].eval().windows(ccnn.pixels_to_box(test.landmarks[:1], box))[0]
+    inputs = ccnn.standardise(ccnn.crop_windows(image, box, wins[None], ccnn.WINDOW_SIZE))[0]
+    fig, axes = plt.subplots(1, 10, figsize=(10, 1.4))
+    _show_inputs(axes, inputs, model.stages[1].names, 7)
+    fig.suptitle("stage 2's ten 15×15 inputs (LE21 ... RM21: ±0.16; LE22 ... RM22: ±0.18)", fontsize=8)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures of the trained cascade (03_train)
+# --------------------------------------------------------------------------------------------------
+def fig4_figure(summary: pd.DataFrame, title: str):
+    """Fig. 4 as a line plot: our error of each point after each stage, the paper's averages as stars."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    labels = [*POINTS, "Average"]
+    for k, colour in zip((1, 2, 3), ("C0", "C3", "C2")):
+        row = summary[(summary["arm"] == "ccnn") & (summary["stage"] == k)].iloc[0]
+        ax.plot(labels, [row[c] for c in labels], marker="o", c=colour, label=f"{STAGE_NAMES[k]} (ours)")
+        ax.scatter(["Average"], [published.fig4()["Average"][k - 1]], marker="*", s=90, c=colour, edgecolors="k",
+                   label=f"{STAGE_NAMES[k]} (paper)", zorder=3)
+    ax.set(ylabel="test error (% of box width)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def fig8_figure(test: Crops, preds: torch.Tensor, shown: int = 6):
+    """Fig. 8: rows the output of stage 1, 2 and 3 (``preds``: :func:`predict_stages`, image pixels) on
+    the first test faces, mapped back into the crop; green the truth, red the estimate."""
+    shown = min(shown, len(test))
+    fig, axes = plt.subplots(3, shown, figsize=(1.9 * shown, 6), squeeze=False)
+    for k in range(3):
+        for col in range(shown):
+            ax = axes[k, col]
+            plots.landmarks(ax, test.images[col], test.landmarks[col], size=8)
+            estimate = test.affines[col, :, :2] @ preds[k, col].T + test.affines[col, :, 2:]   # back into the crop
+            plots.landmarks(ax, None, estimate.T, size=8, colors=("red", "red"), axis_off=True)
+            if col == 0:
+                ax.set_title(STAGE_NAMES[k + 1], fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig

@@ -24,16 +24,19 @@ forward call, not ten, and training all of a stage's CNNs at once ("parallel wit
 is exactly training each alone: the summed loss gives every network its own gradient.
 
 Coordinates: points are in *box units*, (0, 0) the face box's top-left corner and (1, 1) its
-bottom-right, x right, y down (Decision [ccnn.frame] (model): the paper normalises by the box, Eq. 9, and so
-do Sun et al. 2013; the unit makes windows, shake and targets independent of the image resolution.
-Paper: Targets are relative to the window (Eq. 9); the unit of the coordinates is not stated.).
+bottom-right, x right, y down. Decision [ccnn.frame] (model): every point, window, shake and target is in
+units of the face box, as Eq. 9 normalises by its frames and Sun et al. 2013 by the box; the unit makes
+windows, shake and targets independent of the image resolution.
+Paper: Targets are relative to the window (Eq. 9); the unit of the coordinates is not stated.
+
 Boxes are (x1, y1, x2, y2) *edges* in 0-based pixels (pixel centres at integers), as
 ``falign.data.crops`` writes them; without boxes the whole image is the face box, i.e. the edges
 (-0.5, -0.5, W - 0.5, H - 0.5). :meth:`CCNN.predict` returns image pixels. A *window* is
 (x0, y0, w, h) in box units: its top-left corner and size.
 
-Choices the paper leaves open are marked ``Decision [ccnn.<id>]:`` where they are made and
-collected in :data:`DECISIONS` for the chapter's Deviations section.
+Choices the paper leaves open are marked ``Decision [ccnn.<id>]:`` where they are made, each with what
+the paper says; :func:`falign.kit.decisions.deviations` collects them for the chapter's Deviations
+section.
 """
 
 from __future__ import annotations
@@ -124,7 +127,8 @@ def crop_windows(images: torch.Tensor, boxes: torch.Tensor, windows: torch.Tenso
     cell (i, j) of the window divided into size x size cells; outside the image the border repeats.
     ``supersample`` = s > 1 samples s x s points per cell and averages them (a box filter against
     aliasing when a window spans many more image pixels than ``size``). Decision [ccnn.sampling] (data):
-    bilinear with border padding; the paper does not say how its windows are resized.
+    windows are resampled bilinearly, the image's border repeated outside it, box-filtered with
+    ``supersample`` > 1.
     Paper: The windows are resized to 15x15 (Fig. 3); the paper does not say how."""
     B, C, H, W = images.shape
     K, n = windows.shape[1], size * supersample
@@ -327,8 +331,8 @@ class Stage1(nn.Module):
     Paper: Fig. 5 compares 'absolute positioning' (windows-) with relative positioning (windows+); absolute positioning is not defined.).
 
     ``shake_std`` > 0 shakes the three parts in training like the windows of stages 2-3.
-    Decision [ccnn.fig6-stage] (training): Fig. 6 reports shake-/shake+ "in the first stage", whose input
-    Sec. 3.1.1 does not shake; 0 by default, the option serves that arm.
+    Decision [ccnn.fig6-stage] (training): stage 1 is not shaken by default (``shake_std=0``); ``shake_std``
+    > 0 shakes its three parts in training, for Fig. 6's shake+ arm only.
     Paper: Fig. 6 reports shake-/shake+ 'in the first stage', whose input Sec. 3.1.1 does not shake.
     """
 
@@ -401,9 +405,10 @@ class WindowStage(nn.Module):
     Names follow Sec. 3.2.1: LE21 is stage 2's first left-eye CNN (window a1), LE22 its second (a2).
     Decision [ccnn.order] (model): the networks are ordered as Eq. 5 numbers the windows (all a1, then all
     a2), not as Sec. 3.2.1 lists them (LE21, LE22, RE21, ...).
-    ``shake_std``: the shake of Sec. 3.1.2, applied in ``train()`` mode only; ``eval()`` never shakes.
     Paper: Sec. 3.2.1 lists stage 2's networks point by point (LE21, LE22, RE21, ...) while Eq. 5 numbers the
     windows size by size.
+
+    ``shake_std``: the shake of Sec. 3.1.2, applied in ``train()`` mode only; ``eval()`` never shakes.
     """
 
     def __init__(self, stage: int = 2, sizes: tuple[float, float] | None = None, *, in_channels: int = 3,
@@ -519,14 +524,15 @@ def stage_loss(out: StageOutput, target: torch.Tensor, owners: torch.Tensor,
     (1/m) sum_j 1/(2 N_n) sum_i ||y_i^j - d_i^j||^2 over its N_n points i and the m faces j of the
     batch, both in that network's window frame (Eq. 9); the stage's loss is the *sum* over its
     networks, so each network gets exactly its own gradient ("parallel within groups").
-    Decision [ccnn.loss] (training): i runs over a network's points (N_n = 5, 3 or 1), and every network is
+    Decision [ccnn.loss] (training): Eq. 6's i runs over a network's points (N_n = 5, 3 or 1), and every network is
     trained on its own predictions, not on the Eq. 4 average.
     Paper: Eq. 6 sums over 'the points' and 'the samples' without saying whether each network is trained on
     its own output or on the Eq. 4 average.
 
     The L2 term (1/2) eta ||W||^2 is the optimiser's ``weight_decay=eta`` (its gradient eta W), e.g.
-    ``falign.kit.train.sgd(5e-3, weight_decay=eta)``; Decision [ccnn.weight-decay] (training): eta is not given,
-    and torch's SGD decays the biases too unless the chapter passes parameter groups.
+    ``falign.kit.train.sgd(5e-3, weight_decay=eta)``. Decision [ccnn.weight-decay] (training): the L2 term is
+    the optimiser's weight decay, not part of this loss (the same gradient); eta, and which parameters it
+    decays (torch's SGD decays the biases too unless given parameter groups), are the chapter's optimiser's.
     Paper: Eq. 6 adds (1/2) eta ||W||^2 to the loss; eta is not given."""
     d = to_window(target.float()[:, owners], out.windows)             # (B, P, 2) targets, window frame
     sq = (out.rel.float() - d).pow(2).sum(-1)                          # ||y - d||^2 per prediction
@@ -596,28 +602,3 @@ def count_parameters(model: nn.Module) -> pd.DataFrame:
     if held != int(df["with_biases"].sum()):
         raise AssertionError(f"count_parameters: rows sum to {int(df['with_biases'].sum())}, modules hold {held}")
     return df
-
-
-DECISIONS: dict[str, str] = {
-    "ccnn.frame": "Points in box units ((0,0) top-left, (1,1) bottom-right of the face box); boxes are pixel "
-                  "edges; windows are cut from the image itself (any resolution), not from the 39x39 resize.",
-    "ccnn.en1-nm1-region": "EN1 sees the top 31/39 of the box, NM1 the bottom 31/39 (Sun et al. 2013), each "
-                           "stretched to 39x39 so that Table 2 (fc1 = 64,800 weights) and the 643,920 total hold.",
-    "ccnn.window-extent": "Eq. 5's a*h, b*w are the extents on each side of the anchor (window 2a*h x 2b*w, Sun "
-                          "et al.'s +-0.16/+-0.18); extent='full' takes them as the whole side.",
-    "ccnn.shake-unit": "shake ~ N(0, 1e-4) read as variance 1e-4 in box units: std 0.01 box width (x) / height "
-                       "(y), per window, per axis, per sample; training mode only; same for stage 3.",
-    "ccnn.fig6-stage": "Fig. 6 reports shake in 'the first stage'; stage 1 is not shaken by default "
-                       "(stage1_shake_std=0); the option shakes its three parts for that arm.",
-    "ccnn.absolute": "Fig. 5 'windows-' (absolute positioning): targets relative to the whole image (x/W, y/H).",
-    "ccnn.standardise": "Each network input standardised on its own (zero mean, unit std over pixels and "
-                        "channels), as Sun et al.'s code; 'dividing the variance' read as the std.",
-    "ccnn.fc-relu": "ReLU after fc1 (only conv ReLUs are stated); the output fc is linear.",
-    "ccnn.dropout": "Dropout 0.25 on the input of both fc layers.",
-    "ccnn.loss": "Eq. 6 per network with i over its points (N = points), summed over the networks of a stage; "
-                 "each network is trained on its own predictions, not on the Eq. 4 average.",
-    "ccnn.weight-decay": "Eq. 6's L2 term = SGD weight_decay; eta not given (chapter's choice).",
-    "ccnn.order": "Stage-2/3 networks ordered as Eq. 5 (windows a1 for k = 0..4, a2 for k = 5..9).",
-    "ccnn.sampling": "Windows resampled bilinearly (grid_sample, border padding); supersample > 1 box-filters "
-                     "windows much larger than their 15x15 / 39x39 input.",
-}

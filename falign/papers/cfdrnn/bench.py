@@ -17,7 +17,8 @@ def inference(device: torch.device, quick: bool) -> list[dict]:
         cfg = chapter.SCALES[scale]
         net = chapter.build(cfg).to(device).eval()
         for batch in (1, 2 if quick else bulk):
-            s = chapter.inference_seconds(net, cfg.size, batch, device, repeats=1 if quick else 5)
+            x = torch.rand(batch, 3, cfg.size, cfg.size, device=device)
+            s = seconds_per_call(lambda: net.predict(x), device, repeats=1 if quick else 5)
             rows.append(dict(benchmark=f"CFDRNN inference ({scale})", size=cfg.size, batch=batch, value=batch / s,
                              unit="faces/s"))
     return rows

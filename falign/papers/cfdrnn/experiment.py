@@ -3,6 +3,9 @@
 
 The notebooks of ``notebooks/cfdrnn`` call these functions; the model is :mod:`falign.papers.cfdrnn.model`,
 the published numbers :mod:`falign.papers.cfdrnn.published` and the metric :mod:`falign.measure.protocol300w`.
+One training is :func:`train` (one arm, one seed, cached); every arm and seed of the claims ledger is
+:func:`falign.kit.chapter.grid` over it; :func:`tiny` and :func:`main_training` serve
+:mod:`falign.tools.trainspeed`. The last section builds what the notebooks show (tables and figures).
 
 Protocol (Sec. 5-6): RGB face crops of 256x256 around the face box, 68 points; a random part of the
 training set held out for validation (2,500 of 11,007 images); augmentation by colour, small
@@ -15,6 +18,7 @@ image coordinates. Decisions are marked ``Decision [cfdrnn.<id>]``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 import tempfile
@@ -450,15 +454,15 @@ def table1(res: pd.DataFrame, training: str, arm: str = "cfdrnn", stage: str = "
 # --------------------------------------------------------------------------------------------------
 # The claims ledger
 # --------------------------------------------------------------------------------------------------
-# Decision [cfdrnn.comparator] (evaluation): the headline ratios are the paper's against DAN-Menpo, which this book does
-# not train; ours compare CFDRNN with the only other complete method the chapter trains, the variant
-# without the second resizer, at the same budget and seeds, labelled as such.
+# Decision [cfdrnn.comparator] (evaluation): the headline ratios are the paper's against DAN-Menpo, which this
+# book does not train; ours compare CFDRNN with the only other complete method the chapter trains, the
+# variant without the second resizer, at the same budget and seeds, labelled as such.
 # Paper: The abstract's ratios (-45% failure, +11.5% AUC0.08 on the private set, 13% lower challenging NME)
 # are against DAN-Menpo [20], a different published method.
 COMPARATOR = "no-second-resizer"
-# Decision [cfdrnn.claim-subset] (evaluation): the paper tests no design claim, so it names no set for one; the claims on
-# the design (stages, residual, second resizer) are judged on the 300-W public set (common + challenging,
-# "full"), inter-ocular, the set and normaliser of the paper's main comparison (Tables 5, 7).
+# Decision [cfdrnn.claim-subset] (evaluation): the paper tests no design claim, so it names no set for one;
+# the claims on the design (stages, residual, second resizer) are judged on the 300-W public set (common +
+# challenging, "full"), inter-ocular, the set and normaliser of the paper's main comparison (Tables 5, 7).
 # Paper: The paper reports no ablation of its design.
 CLAIM_SUBSET = "full"
 
@@ -480,7 +484,8 @@ CLAIMS = {
 
 def claims(res: pd.DataFrame, models: dict) -> ledger.ClaimsLedger:
     """The chapter's claims ledger from :func:`results` of every arm and seed (:func:`train` through
-    :func:`falign.kit.chapter.grid`; inter-ocular errors). Arms whose training did not reach a plateau draw no verdict."""
+    :func:`falign.kit.chapter.grid`; inter-ocular errors). Arms whose training did not reach a plateau
+    draw no verdict."""
     ok = {arm: chapter.converged(models, arm) for arm in ARMS}
     main, other = ARMS["cfdrnn"]["label"], ARMS[COMPARATOR]["label"]
 
@@ -739,7 +744,7 @@ def speed(cfg: Scale, ours: cfdrnn.CFDRNN, device="cpu") -> pd.DataFrame:
                                (f"ours ({cfg.size} px, width {cfg.width})", ours, 5)):
         net = net.to(device).eval()
         x = torch.rand(1, 3, net.size, net.size, device=device)
-        seconds = timing.seconds_per_call(lambda: net.predict(x), device, repeats)  # noqa: B023 - called here
+        seconds = timing.seconds_per_call(functools.partial(net.predict, x), device, repeats)
         rows.append({"network": name, "device": report.describe_device(device), "ms per face": 1000 * seconds})
     return pd.DataFrame(rows)
 
@@ -749,12 +754,14 @@ def protocol_table(cfg: Scale, crops: dict[str, Crops], scale: str) -> pd.DataFr
     change, batch, epochs, input side and faces."""
     protocol = paper.training_protocol()
     return pd.DataFrame([
-        {"": "paper", "optimiser": protocol["optimiser"], "learning rates": " / ".join(f"{x:g}" for x in protocol["lr"]),
+        {"": "paper", "optimiser": protocol["optimiser"],
+         "learning rates": " / ".join(f"{x:g}" for x in protocol["lr"]),
          "changed after epochs": " / ".join(map(str, protocol["lr_change_after_epochs"])),
          "batch": protocol["batch_size"], "epochs": protocol["epochs"], "input (px)": protocol["input_size"],
          "training faces": protocol["train_images"] - protocol["validation_images"],
          "validation faces": protocol["validation_images"]},
-        {"": f"ours ({scale})", "optimiser": "Adam", "learning rates": " / ".join(f"{cfg.lr * f:g}" for f in (1, 0.5, 0.1)),
+        {"": f"ours ({scale})", "optimiser": "Adam",
+         "learning rates": " / ".join(f"{cfg.lr * f:g}" for f in (1, 0.5, 0.1)),
          "changed after epochs": " / ".join(map(str, cfg.lr_steps)), "batch": cfg.batch, "epochs": cfg.epochs,
          "input (px)": cfg.size, "training faces": len(crops["train"]), "validation faces": len(crops["validation"])},
     ]).astype(str)
@@ -828,7 +835,7 @@ def hardest_figure(model: cfdrnn.CFDRNN, tests: dict[str, Crops], ced: dict, dev
     outdoor, then the worst of those), the truth in green, L4 in red, the error in each title."""
     import matplotlib.pyplot as plt
 
-    worst = []
+    model, worst = model.to(device).eval(), []
     for subset in PRIVATE:
         e = ced["CFDRNN (L4)"][subset]
         worst += [(float(e[i]), subset, int(i)) for i in np.argsort(-e)[:4]]

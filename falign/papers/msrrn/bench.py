@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from falign.kit.timing import seconds_per_call
 
 
 def inference(device: torch.device, quick: bool) -> list[dict]:
@@ -17,7 +18,8 @@ def inference(device: torch.device, quick: bool) -> list[dict]:
         cfg = chapter.SCALES[scale]
         net = chapter.build(cfg).to(device).eval()
         for batch in (1, 8 if quick else 64):
-            s = chapter.seconds_per_face(net, cfg.size, batch, device, repeats=2 if quick else 20)
+            x = torch.rand(batch, 1, cfg.size, cfg.size, device=device)
+            s = seconds_per_call(lambda: net.predict(x), device, 2 if quick else 20, warmup=2) / batch
             rows.append(dict(benchmark=f"MSRRN inference ({scale})", size=cfg.size, batch=batch, value=1 / s,
                              unit="faces/s"))
     return rows

@@ -1,7 +1,9 @@
 """MSRRN chapter experiments: detected face boxes, data and augmentation, scale configurations, the
-arms of the claims ledger, SDM + HOG, evaluation and speed.
+arms of the claims ledger and their training, SDM + HOG, evaluation, and the tables, figures, speed
+and claims ledger each notebook shows.
 
-The notebooks of ``notebooks/msrrn`` call these functions; the model is :mod:`falign.papers.msrrn.model`,
+The notebooks of ``notebooks/msrrn`` call these functions (one section per notebook at the end of this
+file); the model is :mod:`falign.papers.msrrn.model`,
 the baseline :mod:`falign.baselines.sdm`, what the text gives :mod:`falign.papers.msrrn.published` and the metric
 :mod:`falign.measure.protocol300w` (inter-pupil, the paper's, and inter-ocular, RCSR's and CFDRNN's).
 
@@ -15,7 +17,6 @@ Decisions are marked ``Decision [msrrn.<id>]``.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import sys
 from dataclasses import dataclass
@@ -25,16 +26,18 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign.kit import atomic_files as atomic, batching, paths, precision, timing
-from falign.data import detect
-from falign.measure import protocol300w
-from falign.kit import train as trainer
-from falign.data import transforms
+from falign.baselines import sdm
+from falign.data import detect, transforms
 from falign.data.crops import Crops, crop_faces, load_faces, split_validation
 from falign.data.sample import FaceDataset
+from falign.kit import atomic_files as atomic, batching, chapter, ledger, paths, plots, precision, report, timing
+from falign.kit import train as trainer
+from falign.kit.chapter import not_recipe
+from falign.kit.ledger import Arm, Claim
+from falign.measure import protocol300w
 from falign.measure.landmarks import get_scheme
 from falign.papers.msrrn import model as msrrn
-from falign.baselines import sdm
+from falign.papers.msrrn import published as paper
 from falign.papers.rcsr.model import jittered_initial_shapes
 
 PRESET, SCHEME = "300w-like", "ibug68"
@@ -493,7 +496,13 @@ def predict_stages(model: torch.nn.Module, crops: Crops, device="cpu", batch: in
 
 
 def ground_truth(tests: dict[str, Crops]) -> dict[str, torch.Tensor]:
+    """Every test subset's landmarks in original image pixels (:meth:`Crops.ground_truth`), by subset."""
     return {s: c.ground_truth() for s, c in tests.items()}
+
+
+def test_sets(crops: dict[str, Crops]) -> dict[str, Crops]:
+    """The test subsets of :func:`datasets` (common, challenging; "full" is pooled by protocol300w)."""
+    return {s: crops[s] for s in TEST_SUBSETS}
 
 
 def stage_errors(stages: dict[str, torch.Tensor], tests: dict[str, Crops], norm: str) -> list[dict]:
@@ -508,13 +517,13 @@ def evaluate(models: dict, tests: dict[str, Crops], device="cpu", batch: int = 2
     a long table (arm, seed, stage, norm, subset, NME %, AUC@0.08, failure %) and the per-image
     errors ``{(arm, seed, stage, norm): {subset: errors}}`` for the CED curves."""
     rows, errors = [], {}
+    truth = ground_truth(tests)
     for (arm, seed), (model, _) in models.items():
         stages = {s: predict_stages(model, c, device, batch) for s, c in tests.items()}
         for norm in NORMS:
             for t, per_subset in enumerate(stage_errors(stages, tests, norm)):
                 errors[(arm, seed, t, norm)] = per_subset
-                table = protocol300w.evaluate({s: p[t] for s, p in stages.items()}, ground_truth(tests), SCHEME,
-                                              norm=norm)
+                table = protocol300w.evaluate({s: p[t] for s, p in stages.items()}, truth, SCHEME, norm=norm)
                 for r in table.to_dict("records"):
                     rows.append({"arm": arm, "seed": seed, "stage": t, "norm": norm, "subset": r["subset"],
                                  "NME (%)": r[f"NME (%, {norm})"], "AUC@0.08": r["AUC@0.08"],
@@ -522,29 +531,386 @@ def evaluate(models: dict, tests: dict[str, Crops], device="cpu", batch: int = 2
     return pd.DataFrame(rows), errors
 
 
-def per_seed(results: pd.DataFrame, arm: str, *, stage: int | None = None, subset: str = "full",
-             norm: str = "inter-pupil", column: str = "NME (%)") -> list[float]:
-    """One arm's value per seed (at ``stage``, default its last), in seed order: a ledger arm."""
-    rows = results[(results["arm"] == arm) & (results["subset"] == subset) & (results["norm"] == norm)]
-    stage = rows["stage"].max() if stage is None else stage
-    return rows[rows["stage"] == stage].sort_values("seed")[column].tolist()
+def final_nme(results: pd.DataFrame, arm: str, stage: int | None = None) -> list[float]:
+    """The ledger's measure: one arm's NME (%) on the full set under the paper's normaliser
+    (inter-pupil) after ``stage`` (default the arm's last), per seed in seed order."""
+    if stage is None:
+        stage = results.loc[results["arm"] == arm, "stage"].max()
+    return chapter.per_seed(results, "NME (%)", arm=arm, stage=stage, subset="full", norm="inter-pupil")
 
 
-def stage_table(results: pd.DataFrame, arm: str = "msrrn") -> pd.DataFrame:
-    """Table 2's analogue: mean +- std over seeds of ``arm``'s NME after each stage, per normaliser
-    and subset (stage 0 is S^0: the CNN's start, or the mean shape)."""
-    rows = results[results["arm"] == arm]
-    g = rows.groupby(["norm", "stage", "subset"], sort=False)["NME (%)"]
-    out = g.mean().rename("mean").to_frame().join(g.std().rename("std")).reset_index()
-    return out.pivot_table(index=["norm", "stage"], columns="subset", values=["mean", "std"], sort=False)
+def last_stages(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`evaluate`'s table after each arm's last stage."""
+    return results[results["stage"] == results.groupby("arm")["stage"].transform("max")]
 
 
 # --------------------------------------------------------------------------------------------------
-# Speed
+# Notebook 1: the data
 # --------------------------------------------------------------------------------------------------
-def seconds_per_face(model: torch.nn.Module, size: int, batch: int = 1, device="cpu", repeats: int = 20) -> float:
-    """Median seconds per face of the whole forward pass (pyramid, S^0, T stages) on random
-    ``size``-pixel crops, ``batch`` faces per call, after a warm-up."""
-    model = model.to(device).eval()
-    x = torch.rand(batch, 1, size, size, device=device)
-    return timing.seconds_per_call(lambda: model.predict(x), device, repeats, warmup=2) / batch
+def data_table(cfg: Scale, crops: dict[str, Crops], scale: str) -> pd.DataFrame:
+    """The data at this scale beside the paper's (``published``): faces per split, the face side of
+    every stage and the landmarks."""
+    n = paper.number
+    common, ibug = int(n("text_numbers/lfpw-test") + n("text_numbers/helen-test")), int(n("text_numbers/ibug"))
+    ours = [len(crops[s]) for s in ("train", "validation", *TEST_SUBSETS)]
+    return pd.DataFrame({
+        "item": ["training faces", "validation faces (held out of the training split)", "common test faces",
+                 "challenging test faces", "full test faces", "face sides per stage (px)", "landmarks"],
+        "paper": [int(n("text_numbers/train-images")), 0, common, ibug, common + ibug,
+                  paper.training_protocol()["face_sizes"][::-1], int(n("text_numbers/landmarks"))],
+        f"ours ({scale})": [*ours, ours[2] + ours[3], list(msrrn.stage_sides(cfg.size, cfg.stages)),
+                            crops["train"].landmarks.shape[1]],
+    }).astype(str)
+
+
+def detector_figure(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int = 0, shown: int = 3):
+    """Challenging faces dlib found (its box in cyan) and missed (the calibrated dataset box in
+    magenta), each beside the dataset's own box (yellow); returns (figure, calibration)."""
+    import matplotlib.pyplot as plt
+
+    faces = load(cfg, "challenging", data=data, root=root, seed=seed)
+    _, found = detect_boxes(faces, cfg.upsample)
+    calibration = calibration_of(load(cfg, "train", data=data, root=root, seed=seed), cfg.upsample)
+    given = given_boxes(faces)
+    used, _ = face_boxes(faces, calibration, cfg.upsample)
+    order = list(np.flatnonzero(found)[:shown]) + list(np.flatnonzero(~found)[:shown])
+    fig, axes = plt.subplots(1, max(1, len(order)), figsize=(2.2 * max(1, len(order)), 2.4), squeeze=False)
+    for ax, i in zip(axes[0], order):
+        ax.imshow(faces[i].image if isinstance(faces, FaceDataset) else faces["images"][i])
+        for box, colour in ((given[i], "yellow"), (used[i], "cyan" if found[i] else "magenta")):
+            ax.add_patch(plt.Rectangle(box[:2], *(box[2:] - box[:2]), fill=False, ec=colour, lw=1))
+        ax.set_title("dlib found it" if found[i] else "missed: calibrated box", fontsize=8)
+    for ax in axes[0]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig, calibration
+
+
+def samples_figure(crops: dict[str, Crops], shown: int = 6):
+    """``shown`` crops of the training split and of each test subset, with their landmarks."""
+    import matplotlib.pyplot as plt
+
+    splits = ("train", *TEST_SUBSETS)
+    fig, axes = plt.subplots(len(splits), shown, figsize=(1.9 * shown, 2 * len(splits)), squeeze=False)
+    for row, split in enumerate(splits):
+        c = crops[split]
+        for col, i in enumerate(np.linspace(0, len(c) - 1, shown).astype(int)):
+            plots.landmarks(axes[row, col], c.images[i], c.landmarks[i], size=3)
+        axes[row, 0].set_title(split, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def scales_figure(cfg: Scale, crops: Crops):
+    """The first face of ``crops`` at every stage's side, with its ground truth in [0, 1] units
+    placed at that side."""
+    import matplotlib.pyplot as plt
+
+    sides = msrrn.stage_sides(cfg.size, cfg.stages)
+    levels = msrrn.pyramid(crops.float_images(slice(0, 1)), sides)
+    shape = targets(crops)[0]
+    fig, axes = plt.subplots(1, len(sides), figsize=(2.6 * len(sides), 2.6), squeeze=False)
+    for t, (ax, s) in enumerate(zip(axes[0], sides)):
+        plots.landmarks(ax, levels[s][0, 0], msrrn.to_pixels(shape, s), size=4, title=f"stage {t + 1}: {s} x {s} px")
+    fig.tight_layout()
+    return fig
+
+
+def augmentation_figure(cfg: Scale, train_crops: Crops, seed: int = 0, k: int = 5):
+    """The first training crop, ``k`` draws of :func:`augment` from it (the subject's right outer eye
+    corner in red, to follow the flip permutation), and sigma = 0.5 read on [0, 1] intensities."""
+    import matplotlib.pyplot as plt
+
+    k = min(k, len(train_crops))
+    torch.manual_seed(seed)
+    x, moved = augment(train_crops.images[:1].repeat(k, 1, 1, 1), targets(train_crops)[:1].repeat(k, 1, 1), cfg)
+    eye = get_scheme(SCHEME).outer_eye_corners[0]
+    S = train_crops.size
+    fig, axes = plt.subplots(1, k + 2, figsize=(1.9 * (k + 2), 2.2))
+    plots.landmarks(axes[0], train_crops.images[0], train_crops.landmarks[0], size=3, title="crop")
+    axes[0].scatter(*train_crops.landmarks[0, eye], s=14, c="red")
+    for j in range(k):
+        pts = msrrn.to_pixels(moved[j], S)
+        plots.landmarks(axes[j + 1], x[j, 0], pts, size=3, title=f"augmented {j + 1}")
+        axes[j + 1].scatter(*pts[eye], s=14, c="red")
+    noisy = (train_crops.float_images(slice(0, 1))[0, 0] + 0.5 * torch.randn(S, S)).clamp(0, 1)
+    plots.landmarks(axes[-1], noisy, train_crops.landmarks[0, :0], title="σ = 0.5 on [0, 1]")
+    fig.tight_layout()
+    return fig
+
+
+def mean_shape_table(crops: dict[str, Crops]) -> pd.DataFrame:
+    """The error of the training mean shape placed in every test crop, under both normalisers, in
+    original image coordinates (Table 2's first row)."""
+    tests = test_sets(crops)
+    mean = mean_shape(crops["train"])
+    start = {s: c.to_image(msrrn.to_pixels(mean, c.size).expand(len(c), -1, -1)) for s, c in tests.items()}
+    return pd.concat([protocol300w.evaluate(start, ground_truth(tests), SCHEME, norm=norm, method=f"mean shape ({norm})")
+                      for norm in NORMS], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Notebook 2: the model
+# --------------------------------------------------------------------------------------------------
+def patches_figure(model: msrrn.MSRRN, crops: Crops, points=(36, 45, 30, 48, 8)):
+    """The first face of ``crops`` at every stage's side with its true ``points`` (default: eye
+    corners, nose tip, a mouth corner, chin), and the patch the stage cuts around each."""
+    import matplotlib.pyplot as plt
+
+    points = list(points)
+    levels = msrrn.pyramid(msrrn.standardise(crops.float_images(slice(0, 1))), model.sides)
+    truth = targets(crops)[:1]
+    fig, axes = plt.subplots(len(model.sides), len(points) + 1,
+                             figsize=(1.6 * (len(points) + 1), 1.7 * len(model.sides)), squeeze=False)
+    for t, side in enumerate(model.sides):
+        image = levels[side]
+        axes[t, 0].imshow(image[0, 0], cmap="gray")
+        axes[t, 0].scatter(*msrrn.to_pixels(truth[0, points], side).T, s=8, c="red")
+        axes[t, 0].set_title(f"stage {t + 1}: {side} px", fontsize=8)
+        for ax, k, patch in zip(axes[t, 1:], points, model.patches(image, truth)[0, points, 0]):
+            ax.imshow(patch, cmap="gray")
+            ax.set_title(f"point {k + 1}", fontsize=7)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def layer_tables(model: msrrn.MSRRN, scale: str) -> pd.DataFrame:
+    """:func:`falign.papers.msrrn.model.layer_table` of the paper-sized network (``full``) and of
+    ``model`` (this run's), one above the other."""
+    return pd.concat({"paper-sized (full)": msrrn.layer_table(build(SCALES["full"])),
+                      f"this run ({scale})": msrrn.layer_table(model)}, names=["model", "#"]).reset_index(level=0)
+
+
+def parameters_by_stages(model: msrrn.MSRRN, stages=(1, 2, 3, 4)) -> pd.DataFrame:
+    """Regression parameters of ``model`` unrolled to every T in ``stages``, with shared and with
+    separate weights, and the initial-shape CNN's (which T does not change)."""
+
+    def regression(T: int, shared: bool) -> int:
+        return msrrn.parameter_counts(msrrn.MSRRN(**{**model.config, "stages": T, "shared": shared}))["regression"]
+
+    counts = pd.DataFrame([{"T": T, "shared weights": regression(T, True),
+                            "separate weights per stage": regression(T, False)} for T in stages])
+    counts["initial-shape CNN"] = msrrn.parameter_counts(model)["initial-shape CNN"]
+    return counts
+
+
+# --------------------------------------------------------------------------------------------------
+# Notebook 3: training
+# --------------------------------------------------------------------------------------------------
+def iterations(cfg: Scale, n_train: int) -> int:
+    """Optimiser steps of one training: full batches per epoch times the epochs."""
+    return cfg.epochs * (n_train // cfg.batch)
+
+
+def protocol_table(cfg: Scale, crops: dict[str, Crops], scale: str) -> pd.DataFrame:
+    """The training protocol, the paper's (``published.training_protocol``) and this scale's."""
+    protocol = paper.training_protocol()
+    return pd.DataFrame([
+        {"": "paper", "optimiser": "SGD", "learning rate": "not given", "batch": "not given", "lambda": "not given",
+         "iterations": protocol["iterations"], "training faces": protocol["train_images"], "seeds": "not given",
+         "validation faces": "none"},
+        {"": f"ours ({scale})", "optimiser": f"SGD, momentum {cfg.momentum}", "learning rate": cfg.lr,
+         "batch": cfg.batch, "lambda": cfg.lam, "iterations": iterations(cfg, len(crops["train"])),
+         "training faces": len(crops["train"]), "seeds": len(cfg.seeds), "validation faces": len(crops["validation"])},
+    ]).astype(str)
+
+
+def loss_curves_figure(models: dict):
+    """Per arm (columns): every seed's training loss (top) and validation NME (bottom) by epoch."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(ARMS), figsize=(3.4 * len(ARMS), 5.6), sharey="row", squeeze=False)
+    for (top, bottom), arm in zip(axes.T, ARMS):
+        for (name, s), (_, history) in models.items():
+            if name != arm:
+                continue
+            plots.loss_curve(top, history.losses, label=f"seed {s}", ylabel="training loss (Eq. 5)",
+                             title=VARIANTS[arm].label)
+            plots.loss_curve(bottom, history.validation, label=f"seed {s}", ylabel="validation NME (%, inter-ocular)",
+                             log=False)
+        top.title.set_fontsize(8)
+    fig.tight_layout()
+    return fig
+
+
+def training_table(models: dict, steps: int) -> pd.DataFrame:
+    """Every training of the grid: epochs, ``steps`` (iterations), final loss and validation NME,
+    whether it plateaued, minutes and parameters."""
+    return pd.DataFrame([{"arm": arm, "seed": s, "epochs": len(h.epochs), "iterations": steps,
+                          "final loss": h.losses[-1], "final validation NME (%)": h.validation[-1],
+                          "plateaued": h.plateaued(), "minutes": sum(e["seconds"] for e in h.epochs) / 60,
+                          "regression parameters": msrrn.parameter_counts(m)["regression"],
+                          "initial-shape CNN parameters": msrrn.parameter_counts(m)["initial-shape CNN"]}
+                         for (arm, s), (m, h) in models.items()])
+
+
+def convergence(models: dict) -> dict[str, bool]:
+    """arm -> whether every seed of it converged (:func:`falign.kit.chapter.converged`)."""
+    return {arm: chapter.converged(models, arm) for arm in ARMS}
+
+
+def training_time_table(training: pd.DataFrame, steps: int, cfg: Scale, device, scale: str) -> pd.DataFrame:
+    """Seconds per iteration and hours for the paper's 10,000 iterations: the paper's (GTX 1080) and
+    this run's MSRRN arm (mean over its seeds in ``training``, :func:`training_table`)."""
+    per_iteration = training[training["arm"] == "msrrn"]["minutes"].mean() * 60 / steps
+    hours, its = paper.number("text_numbers/train-hours"), paper.number("text_numbers/train-iterations")
+    return pd.DataFrame([{"": "paper", "device": "NVIDIA GTX 1080", "s per iteration": hours * 3600 / its,
+                          "hours for 10,000 iterations": hours},
+                         {"": f"ours ({scale}, batch {cfg.batch})", "device": report.describe_device(device),
+                          "s per iteration": per_iteration, "hours for 10,000 iterations": per_iteration * its / 3600}])
+
+
+# --------------------------------------------------------------------------------------------------
+# Notebook 4: the results
+# --------------------------------------------------------------------------------------------------
+ABSENT = "absent from the available text"
+
+
+def table1(results: pd.DataFrame) -> pd.DataFrame:
+    """Table 1's analogue: MSRRN and SDM + HOG after their last stage, mean and sd over the seeds
+    (:func:`falign.kit.chapter.mean_sd`) on every subset under both normalisers; the paper's MSRRN row
+    (absent); and the other methods' published rows (``published.rebuilt_table1``)."""
+    final = last_stages(results)
+    stats = chapter.mean_sd(final, ["arm", "norm", "subset"], ["NME (%)"]).set_index(["arm", "norm", "subset"])
+    n_seeds = final.loc[final["arm"] == "msrrn", "seed"].nunique()
+
+    def ours(arm: str, label: str, source: str) -> list[dict]:
+        return [{"method": label, "normaliser": n, "source": source, "table": "—",
+                 **{s: stats.loc[(arm, n, s), "NME (%)"] for s in protocol300w.SUBSETS},
+                 **{f"{s} sd": stats.loc[(arm, n, s), "NME (%) sd"] for s in protocol300w.SUBSETS}} for n in NORMS]
+
+    table = pd.DataFrame(ours("msrrn", "MSRRN (ours)", f"this run, {n_seeds} seed(s)")
+                         + ours("sdm", "SDM + HOG (ours)", "this run, closed-form fit")
+                         + [{"method": "MSRRN (paper)", "normaliser": "inter-pupil", "source": ABSENT, "table": "Table 1"}]
+                         + paper.rebuilt_table1().drop(columns="as printed").to_dict("records"))
+    return table[["method", "normaliser", *protocol300w.SUBSETS, *[f"{s} sd" for s in protocol300w.SUBSETS],
+                  "source", "table"]]
+
+
+def table2(results: pd.DataFrame) -> pd.DataFrame:
+    """Table 2's analogue, per normaliser: the mean shape (the mean-shape arm's S^0), MSRRN's S^0 (the
+    initial-shape CNN) and MSRRN after each stage, mean and sd over the seeds on every subset."""
+    T = int(results.loc[results["arm"] == "msrrn", "stage"].max())
+    names = ["initial-shape CNN (S⁰)"] + [f"{t} stage{'s' if t > 1 else ''}" for t in range(1, T + 1)]
+    rows = []
+    for norm in NORMS:
+        r = results[results["norm"] == norm]
+        parts = [("mean shape", r[(r["arm"] == "mean-shape") & (r["stage"] == 0)])]
+        parts += [(name, r[(r["arm"] == "msrrn") & (r["stage"] == t)]) for t, name in enumerate(names)]
+        for label, part in parts:
+            stats = chapter.mean_sd(part, ["subset"], ["NME (%)"])
+            rows.append({"normaliser": norm, "row": label, **dict(zip(stats["subset"], stats["NME (%)"])),
+                         **{f"{s} sd": v for s, v in zip(stats["subset"], stats["NME (%) sd"])}, "paper": ABSENT})
+    return pd.DataFrame(rows)
+
+
+def fig3_curves(errors: dict, cfg: Scale, seed: int, sdm_seed: int, norm: str = "inter-pupil") -> dict:
+    """Fig. 3's curves that this run measures: MSRRN after T stages (``seed``), SDM + HOG and the mean
+    shape, per-image errors by subset (:func:`evaluate`'s ``errors``)."""
+    return {"MSRRN (ours)": errors[("msrrn", seed, cfg.stages, norm)],
+            "SDM + HOG (ours)": errors[("sdm", sdm_seed, cfg.sdm_stages, norm)],
+            "mean shape": errors[("mean-shape", seed, 0, norm)]}
+
+
+def fig4_curves(errors: dict, cfg: Scale, seed: int, norm: str = "inter-pupil") -> dict:
+    """Fig. 4's curves: MSRRN's S^0 and every stage (``seed``), per-image errors by subset."""
+    return {("S⁰ (initial-shape CNN)" if t == 0 else f"stage {t}"): errors[("msrrn", seed, t, norm)]
+            for t in range(cfg.stages + 1)}
+
+
+def examples_figure(model: msrrn.MSRRN, tests: dict[str, Crops], errors: dict, device="cpu",
+                    percentiles=(10, 50, 90)):
+    """Fig. 5's analogue: per test subset (rows), the faces at ``percentiles`` of ``model``'s error
+    (``errors``: per-image errors by subset), its last stage in red over the ground truth in green."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(tests), len(percentiles), figsize=(2.5 * len(percentiles), 2.6 * len(tests)),
+                             squeeze=False)
+    for row, (subset, c) in enumerate(tests.items()):
+        e = errors[subset]
+        for col, q in enumerate(percentiles):
+            i = int(np.argsort(e)[min(len(e) - 1, int(q / 100 * len(e)))])
+            pred = msrrn.to_pixels(model.predict(c.float_images(slice(i, i + 1)).to(device))[-1, 0].cpu(), c.size)
+            ax = axes[row, col]
+            plots.landmarks(ax, c.images[i], c.landmarks[i], size=3, colors=("lime", "lime"))
+            ax.scatter(*pred.T, s=3, c="red", linewidths=0)
+            ax.set_title(f"{subset}, {q}th pct: NME {100 * e[i]:.1f}%", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def speed_table(model: msrrn.MSRRN, cfg: Scale, scale: str, device="cpu", bulk: int = 64) -> pd.DataFrame:
+    """Faces per second of the whole forward pass (pyramid, S^0, T stages) on random crops, at batch 1
+    (latency, ``cfg.timing_repeats`` timed calls) and ``bulk`` (throughput, 3 calls), for ``model`` and
+    for the paper-sized network (speed does not depend on the weights), beside the paper's figures
+    and as a ratio to its CPU figure. Moves ``model`` to ``device``."""
+    device = torch.device(device)
+    full = SCALES["full"]
+    cpu_fps = paper.number("text_numbers/cpu-fps")
+    rows = [{"": "paper", "model": "MSRRN (paper)", "device": "NVIDIA GTX 1080", "batch": "not given",
+             "faces per second": paper.number("text_numbers/gpu-fps")},
+            {"": "paper", "model": "MSRRN (paper)", "device": f"Core i7 @ {paper.number('text_numbers/cpu-ghz')} GHz",
+             "batch": "not given", "faces per second": cpu_fps}]
+    for label, net, size in ((f"ours, trained ({scale}, {cfg.size} px)", model, cfg.size),
+                             (f"ours, paper-sized ({full.size} px)", build(full), full.size)):
+        net = net.to(device).eval()
+        for batch in (1, bulk):
+            x = torch.rand(batch, 1, size, size, device=device)
+            seconds = timing.seconds_per_call(lambda: net.predict(x), device,
+                                              cfg.timing_repeats if batch == 1 else 3, warmup=2) / batch
+            rows.append({"": "ours", "model": label, "device": report.describe_device(device), "batch": batch,
+                         "faces per second": 1 / seconds})
+    speed = pd.DataFrame(rows)
+    speed["/ paper's CPU"] = speed["faces per second"] / cpu_fps
+    return speed
+
+
+def claims(results: pd.DataFrame, models: dict) -> ledger.ClaimsLedger:
+    """The claims ledger on the final-stage NME of the full set, inter-pupil (:func:`final_nme`):
+    the paper's stages study (Table 2), the book's ablations of its three design choices (shared
+    weights, multiscale input, initial-shape CNN; the paper argues for them but does not ablate
+    them) and its remark on Fig. 3 against SDM + HOG (one closed-form fit, a fixed reference).
+    ``results`` is :func:`evaluate`'s table with SDM's rows (arm "sdm"); ``models`` the (arm, seed) ->
+    (model, history) grid, whose histories say which arms converged (only ``plateaued()`` is read)."""
+    conv = {arm: chapter.converged(models, arm) for arm in ARMS}
+
+    def arm(label: str, name: str, stage: int | None = None) -> Arm:
+        return Arm(label, final_nme(results, name, stage), conv[name])
+
+    T = int(results.loc[results["arm"] == "msrrn", "stage"].max())
+    book = ledger.ClaimsLedger()
+    book.add(Claim("stages", "more stages help: 3 stages < 2 < 1", "Performance effects with different stages, Table 2"),
+             *[arm(f"{t} stage{'s' if t > 1 else ''}", "msrrn", t) for t in range(T, 0, -1)])
+    book.add(Claim("shared-weights", "shared weights are at least as good as separate weights per stage (with 1/T "
+                                     "the regression parameters)", "Proposed method (recurrence); the book's ablation"),
+             arm("shared", "msrrn"), arm("separate", "separate"))
+    book.add(Claim("multiscale", "multiscale input beats a single scale at the same budget",
+                   "Proposed method (multiscale); the book's ablation"),
+             arm("multiscale", "msrrn"), arm("single scale", "single-scale"))
+    book.add(Claim("initial-shape-cnn", "the initial-shape CNN beats the mean shape as S⁰ (after T stages)",
+                   "Proposed method (inference); the book's ablation"),
+             arm("CNN start", "msrrn"), arm("mean-shape start", "mean-shape"))
+    book.add(Claim("learned-features", "learned features beat handcrafted ones (MSRRN against SDM + HOG)",
+                   "Comparisons with state-of-the-art methods, Fig. 3"),
+             arm("MSRRN", "msrrn"), Arm.reference("SDM + HOG", final_nme(results, "sdm")[0]))
+    return book
+
+
+def shared_weights_remark(models: dict, seed: int, ledger_table: pd.DataFrame) -> str:
+    """The regression parameters of the shared and separate arms (``seed``'s models), and what the
+    ledger's verdict on "shared-weights" (which tests "better") says of the paper's "at least as good"."""
+    params = {arm: msrrn.parameter_counts(models[(arm, seed)][0])["regression"] for arm in ("msrrn", "separate")}
+    verdict = ledger_table.set_index("claim id").loc["shared-weights", "verdict"]
+    return (f"regression parameters: shared {params['msrrn']:,}, separate {params['separate']:,} "
+            f"({params['separate'] / params['msrrn']:.0f}x)\n"
+            "Shared against separate weights: the ledger's rule tests 'better'; the paper claims 'at least as good', "
+            + ("which this run contradicts (separate weights are better by the rule)." if verdict == ledger.FAILS
+               else "which this run does not contradict (the rule finds separate weights no better)."))
+
+
+def headline(results: pd.DataFrame) -> dict[str, float]:
+    """The numbers ``run.log`` keeps: every arm's and SDM's mean final-stage NME (full, inter-pupil)."""
+    return {f"nme_full_inter_pupil_{arm.replace('-', '_')}": float(np.mean(final_nme(results, arm)))
+            for arm in (*ARMS, "sdm")}

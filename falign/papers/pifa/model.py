@@ -363,8 +363,8 @@ class PIFA(nn.Module):
 
     # ---- parameter units ---------------------------------------------------------------------------
     def update_scale(self) -> torch.Tensor:
-        """Decision [pifa.parameter-units] (model):(the one place M and p are normalised): the last FC layer
-        outputs dP in natural units, multiplied here into raw parameters: p_k in units of its std
+        """Decision [pifa.parameter-units] (model): this is the one place M and p are normalised: the last FC
+        layer outputs dP in natural units, multiplied here into raw parameters: p_k in units of its std
         sigma_k, the scaled rotation entries of M in units of the box-fitted scale s^0, translations in
         units of the crop size. A fixed per-output rescaling, so Eq. 6-7 still act on raw P.
         Paper: The last FC layer has 236 outputs (Table 1); in what units M and p are regressed (any

@@ -1,8 +1,9 @@
-"""RCSR chapter experiments: data preparation, scale configurations, training and evaluation.
+"""RCSR chapter experiments: data preparation, scale configurations, training, evaluation, the
+tables and figures of the paper, its claims and the discussion of what did not hold.
 
-The notebooks of ``notebooks/rcsr`` call these functions; the model is :mod:`falign.papers.rcsr.model`,
-the Table 4 baselines :mod:`falign.papers.rcsr.table4`, the published numbers :mod:`falign.papers.rcsr.published`
-and the metric :mod:`falign.measure.protocol300w`.
+The notebooks of ``notebooks/rcsr`` set their parameters, call these functions and show what they
+return; the model is :mod:`falign.papers.rcsr.model`, the Table 4 baselines :mod:`falign.papers.rcsr.table4`,
+the published numbers :mod:`falign.papers.rcsr.published` and the metric :mod:`falign.measure.protocol300w`.
 
 Protocol (Sec. 4, 4.1): 300-W, 68 points; train on 3,148 faces, test on common / challenging / full;
 grey crops around the face box; the training set is doubled with mirrored copies and replicated with
@@ -12,30 +13,35 @@ held out: it gives every training its validation curve (the convergence label) a
 rule its threshold (Sec. 4.3's procedure); the test sets are never used for either. Errors are
 computed in original image coordinates, normalised by the outer-eye-corner distance (and, beside
 it, by the eye centres). Decisions are marked ``Decision [rcsr.<id>]``.
+
+Every model the chapter trains is an *arm* (:func:`arms`: the six Table 4 rows, Fig. 5's and Fig. 7's
+variants); :func:`train` trains one arm with one seed, cached, and :func:`falign.kit.chapter.grid`
+makes the arm x seed grids the tables read, ``(arm, seed) -> (model, history)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign.kit import atomic_files as atomic, batching, timing
 from falign import papers
-from falign.measure import protocol300w
-from falign.kit import train as trainer
+from falign.baselines import sdm
 from falign.data import transforms
 from falign.data.crops import Crops, concat, crop_faces, load_faces
 from falign.data.sample import FaceDataset
+from falign.kit import atomic_files as atomic, batching, chapter, report, timing
+from falign.kit import train as trainer
+from falign.kit.chapter import not_recipe
+from falign.kit.ledger import FAILS, HOLDS, NOT_CONVERGED, ONE_SEED, Arm, Claim, ClaimsLedger
+from falign.measure import protocol300w
 from falign.measure.landmarks import get_scheme
-from falign.kit.ledger import FAILS, NOT_CONVERGED, ONE_SEED, Arm
-from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
-from falign.baselines import sdm
+from falign.papers.rcsr import model as rcsr, published as paper, table4 as rcsr_table4
 
 PRESET, SCHEME = "300w-like", "ibug68"
 DATASETS = ("synthetic", "300w")   # the DATA it honours (checked before a run)
@@ -43,17 +49,20 @@ TEST_SUBSETS = ("common", "challenging")      # "full" is pooled by protocol300w
 NME, NME_PUPIL = "NME (%, inter-ocular)", "NME (%, inter-pupil)"
 MAX_STEPS = int(papers.number("rcsr", "text_numbers/max-steps"))    # Sec. 4.3: the rule recurs at most 13 times
 PAPER_GAMMA = papers.number("rcsr", "text_numbers/gamma")           # Sec. 4.3: the paper's threshold, 0.01
+MAIN = "convgru-srcnn"                                              # the paper's model: ConvGRU + SRCNN
+LABEL = {kind: row for kind, (row, _) in rcsr_table4.TABLE4.items()}  # Table 4's row of each kind
 
 
-@dataclass(frozen=True)
-class Scale:
+@dataclasses.dataclass(frozen=True)
+class Scale(chapter.Scale):
     """One RCSR scale: data sizes and augmentation, network sizes, one optimisation budget for every
-    recurrent model, the seeds, and the variants the figures train (Fig. 5's depth/FC grid, Fig. 7's
-    recurrence counts)."""
+    recurrent model, and the variants the figures train (Fig. 5's depth/FC grid, Fig. 7's recurrence
+    counts); ``seeds`` (every model a claim compares) and ``precision`` come from
+    :class:`falign.kit.chapter.Scale`. The fields marked :func:`not_recipe` change no training."""
 
     n_train: int                  # training faces the models fit (before mirrors and replicates)
     n_val: int                    # held-out training faces: validation curve and gamma, never test faces
-    n_test: dict                  # test faces per 300-W subset, in 300-W's 554 : 135 ratio
+    n_test: dict = not_recipe()   # test faces per 300-W subset, in 300-W's 554 : 135 ratio
     image: int                    # SynthFace render size (pixels)
     size: int                     # grey crop fed to the network
     margin: float                 # crop margin around the box (fraction of the box per side)
@@ -75,14 +84,20 @@ class Scale:
     decay_every: int              # the LR is halved every this many epochs
     sdm_stages: int
     sdm_alpha: float
-    seeds: tuple                  # training seeds of every model a claim compares (added to SEED)
-    figure_seeds: tuple           # training seeds of the Fig. 5 / Fig. 7 variants (no claims)
-    fig5: tuple                   # (depth, fc layers) pairs
-    fig7: tuple                   # recurrence counts
-    eval_steps: int               # recurrences run for Fig. 6 / Fig. 7
-    precision: str                # falign.kit.precision: "auto" (bf16 only where native and faster) or "fp32"
+    figure_seeds: tuple = not_recipe()   # training seeds of the Fig. 5 variants (no claims)
+    fig5: tuple = not_recipe()           # (depth, fc layers) pairs
+    fig7: tuple = not_recipe()           # recurrence counts
+    eval_steps: int = not_recipe()       # recurrences run for Fig. 6 / Fig. 7
+    ced_limit: float = not_recipe(0.2)   # x axis of the CED curves: the CPU scales' errors are larger
+    caveat: str = not_recipe("")         # printed where the numbers of this scale mean nothing
 
 
+# Decision [rcsr.budget] (training): every recurrent model of the chapter (the six Table 4 rows, Fig. 5's and Fig. 7's
+# variants) trains the same ``epochs`` on the same samples with the same schedule, and every model a claim
+# compares trains once per seed of ``seeds``, so each claim is judged on equal budgets with a spread.
+# Fig. 5's extra variants train with ``figure_seeds`` only and enter no claim.
+# Paper: Every model, ablations included, trains with the schedule of Sec. 4.1 (200 + 200 epochs); one run
+# each, no seeds reported.
 SCALES = {
     # CI: numbers mean nothing, every notebook in seconds.
     "smoke": Scale(n_train=16, n_val=6, n_test={"common": 12, "challenging": 3}, image=64, size=40, margin=0.1,
@@ -90,7 +105,9 @@ SCALES = {
                    widths={"srcnn": 0.25, "lenet": 0.25, "fauc": 0.125}, steps=3, replicates=1, inits=1,
                    box_noise=0.05, init_noise=0.03, epochs=2, finetune_epochs=0, batch=8, lr=1e-3, grad_clip=1.0,
                    decay_every=10, sdm_stages=3, sdm_alpha=0.1, seeds=(0,), figure_seeds=(0,),
-                   fig5=((0, 1), (5, 1)), fig7=(2, 3), eval_steps=6, precision="fp32"),
+                   fig5=((0, 1), (5, 1)), fig7=(2, 3), eval_steps=6, precision="fp32",
+                   caveat="SCALE=smoke: a few updates on a few faces, one seed; every number and verdict below "
+                          "is meaningless."),
     # CPU-sized, for 2 cores: every compared model x 3 seeds. 800 training faces (3,200 samples an epoch:
     # mirrors x 2 jittered starts) and 150 held-out ones; the test sets have 300-W's sizes (554 + 135).
     # 48x48 crops, 17x17 patches; SRCNN at half width, LeNet at a quarter, FAUC at an eighth. Every
@@ -100,7 +117,8 @@ SCALES = {
     # Speed, measured as CPU time per training sample on 1 thread (ConvGRU + SRCNN, batch 16): 15.6 ms
     # before this scale's speed work; about 2.2 ms with the dense features (rcsr.dense-features, 7x);
     # 1.6 ms with bf16 autocast and channels-last as well (1.35x more; this AMD CPU has avx512-bf16 but
-    # no AMX; falign.kit.precision now picks bf16 only where native and measured faster); fused Adam makes the optimiser step 12x faster for a 23M-parameter GRU. The other models:
+    # no AMX; falign.kit.precision now picks bf16 only where native and measured faster); fused Adam makes
+    # the optimiser step 12x faster for a 23M-parameter GRU. The other models:
     # GRU + SRCNN 1.0 ms, GRU + HOG 0.9 ms, ConvGRU + LeNet 2.8 ms, ConvGRU + FAUC 8.5 ms, depth-5 SRCNN
     # 5.2 ms, RCSR10 3.1 ms; inference 0.08-0.2 ms per face and recurrence. Summed over the chapter's 23
     # trainings (25,600 samples each) with evaluation and data, about 2,000 s of single-thread CPU time:
@@ -127,28 +145,23 @@ SCALES = {
     # The paper's protocol (GPU): Sec. 4.1's augmentation (mirrors, 3 box-noise replicates, then the
     # fine-tuning round on 3 new replicates), batch 204, 200 + 200 epochs, learning rate halved every 10
     # epochs; Fig. 5's whole grid and Fig. 7's four models. 300 of the 3,148 training faces are held out.
+    # The CED curves end at 300-W's 0.08.
     "full": Scale(n_train=2848, n_val=300, n_test={"common": 554, "challenging": 135}, image=256, size=128,
                   margin=0.1, patch=25, hog_patch=32, hidden=64, fc_width=512,
                   widths={"srcnn": 1.0, "lenet": 1.0, "fauc": 1.0}, steps=5, replicates=3, inits=1,
                   box_noise=0.05, init_noise=0.03, epochs=200, finetune_epochs=200, batch=204, lr=3e-4,
                   grad_clip=1.0, decay_every=10, sdm_stages=5, sdm_alpha=0.1, seeds=(0, 1, 2), figure_seeds=(0,),
                   fig5=tuple((d, f) for d in (0, 5, 10, 15, 20) for f in (1, 2, 3)), fig7=(5, 10, 20, 30),
-                  eval_steps=40, precision="fp32"),
+                  eval_steps=40, precision="fp32", ced_limit=0.08),
 }
-# Decision [rcsr.budget] (training): every recurrent model of the chapter (the six Table 4 rows, Fig. 5's and Fig. 7's
-# variants) trains the same ``epochs`` on the same samples with the same schedule, and every model a claim
-# compares trains once per seed of ``seeds``, so each claim is judged on equal budgets with a spread.
-# Fig. 5's extra variants train with ``figure_seeds`` only and enter no claim.
-# Paper: Every model, ablations included, trains with the schedule of Sec. 4.1 (200 + 200 epochs); one run
-# each, no seeds reported.
 
-# Decision [rcsr.optimizer] (training): Adam with global-norm gradient clipping at every scale. The paper's SGD at lr
-# 0.01 belongs to its (Caffe) loss scale: under Eq. 8 as computed here (rcsr.rcsr_loss) SGD 0.01 with
-# momentum 0.9 diverged within 13 iterations on SynthFace, and Adam 1e-3 without clipping showed loss
-# spikes. The paper's schedule shape (x0.5 every 10 epochs) is kept for "full"; the CPU scales halve the
-# rate every ``decay_every`` epochs of their shorter budget.
-# Paper: Sec. 4.1: SGD, learning rate 0.01 halved every 10 epochs, batch 204, 200 epochs, then 200 more on new
-# noisy replicates.
+
+def tiny(cfg: Scale) -> dict:
+    """The scale fields that shrink a training to two batches (``falign.tools.trainspeed``): enough
+    fitted faces for two batches when each gives its mirror x replicates x jittered starts samples,
+    two held-out faces, two test faces per subset."""
+    per_face = 2 * cfg.replicates * cfg.inits
+    return dict(n_train=-(-2 * cfg.batch // per_face), n_val=2, n_test={k: 2 for k in cfg.n_test})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -168,14 +181,21 @@ def mirror(crops: Crops) -> Crops:
 
 def replicate_boxes(cfg: Scale, given: torch.Tensor, seed: int, round: int = 0) -> list[torch.Tensor]:
     """The boxes of Sec. 4.1's training replicates: one jittered copy of ``given`` per replicate
-    (``round`` 1: the fine-tuning round's new replicates; 2: the held-out faces' replicate)."""
+    (``round`` 1: the fine-tuning round's new replicates; 2: the held-out faces' replicate).
+
+    Decision [rcsr.box-noise] (data): the box noise is :func:`falign.data.transforms.jitter_boxes`: the
+    box's centre, width and height move by up to ``box_noise`` of the box, uniformly.
+    Paper: Training data replicated 3 times with noise on the boxes, plus mirrored copies (Sec. 4.1); the
+    magnitude is not given."""
     return [transforms.jitter_boxes(given, cfg.box_noise, cfg.box_noise, rng=seed * 1000 + 100 * round + r)
             for r in range(cfg.replicates if round < 2 else 1)]
 
 
-def _faces(cfg: Scale, split: str, data: str, root: str, seed: int):
-    """The faces of a split (the training split: the fitted faces, then the held-out ones) and their boxes."""
-    n = cfg.n_train + cfg.n_val if split == "train" else cfg.n_test[split]
+def _faces(cfg: Scale, split: str, data: str, root: str, seed: int, n: int | None = None):
+    """The faces of a split (the training split: the fitted faces, then the held-out ones; or its first
+    ``n``) and their boxes."""
+    if n is None:
+        n = cfg.n_train + cfg.n_val if split == "train" else cfg.n_test[split]
     faces = load_faces(data, split, preset=PRESET, n=n, size=cfg.image, seed=seed, root=root)
     given = torch.as_tensor(np.stack([s.box for s in faces]) if isinstance(faces, FaceDataset)
                             else faces["detector_boxes"], dtype=torch.float32)
@@ -198,11 +218,8 @@ def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", see
          train: bool = False) -> Crops:
     """Grey crops of one test subset around the detector-like box as given, or (``train=True``) the
     training crops of the fitted faces: ``replicates`` copies whose boxes are jittered
-    (:func:`falign.data.transforms.jitter_boxes`: centre, width and height by up to ``box_noise`` of
-    the box, uniform; Decision [rcsr.box-noise] (data): the paper gives no magnitude), each with its mirrored copy.
-    The mean shape is placed in each crop's :meth:`Crops.crop_boxes`.
-    Paper: Training data replicated 3 times with noise on the boxes, plus mirrored copies (Sec. 4.1); the
-    magnitude is not given."""
+    (:func:`replicate_boxes`), each with its mirrored copy. The mean shape is placed in each crop's
+    :meth:`Crops.crop_boxes`."""
     faces, given = _faces(cfg, split, data, root, seed)
     if train:
         return _augmented(cfg, faces, given, range(cfg.n_train), seed, 0, "fit")
@@ -231,9 +248,31 @@ def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int =
     return out
 
 
+def subsets(crops: dict[str, Crops]) -> dict[str, Crops]:
+    """The test sets of :func:`datasets`, one per 300-W subset ("full" is pooled from them)."""
+    return {s: crops[s] for s in TEST_SUBSETS}
+
+
+def fitted_faces(cfg: Scale, crops: dict[str, Crops]) -> int:
+    """How many faces the training crops were cut from (a partial copy of a real set has fewer than
+    ``n_train``): the crops hold every face once per replicate and mirror, the originals first."""
+    return len(crops["train"]) // (2 * cfg.replicates)
+
+
+def training_mean_shape(train: Crops) -> np.ndarray:
+    """S-bar (Sec. 3: h^_0) of the training crops, in box units (:func:`falign.papers.rcsr.model.mean_shape`)."""
+    return rcsr.mean_shape(train.landmarks.numpy(), train.crop_boxes().numpy())
+
+
 def initial_shapes(model: torch.nn.Module, crops: Crops) -> torch.Tensor:
     """h^_0: the model's mean shape placed in every crop's face box, (n, N, 2)."""
     return torch.from_numpy(rcsr.place_in_box(model.mean_shape.cpu().numpy(), crops.crop_boxes().numpy()))
+
+
+def one_face(model: torch.nn.Module, crops: Crops, device="cpu", i: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Face ``i`` of ``crops`` as a batch of one on ``device``, the input of a forward pass: its image
+    (1, 1, S, S) in [0, 1] and h^_0 (1, N, 2), the model's mean shape placed in its box."""
+    return crops.float_images(slice(i, i + 1)).to(device), initial_shapes(model, crops)[i:i + 1].to(device)
 
 
 class TrainSet(Dataset):
@@ -257,13 +296,69 @@ class TrainSet(Dataset):
 
 
 # --------------------------------------------------------------------------------------------------
+# The data notebook (01_data)
+# --------------------------------------------------------------------------------------------------
+def data_table(cfg: Scale, crops: dict[str, Crops], label: str) -> pd.DataFrame:
+    """The data of this run (column ``label``) beside the paper's (``published.training_protocol`` and
+    300-W's test-set sizes): faces, held-out faces, replicates, training crops, test faces per subset,
+    the challenging share of full, crop side and landmarks."""
+    protocol, sizes = paper.training_protocol(), protocol300w.SUBSET_SIZES
+    common, challenging = len(crops["common"]), len(crops["challenging"])
+    return pd.DataFrame({
+        "item": ["training faces", "held-out training faces (validation)", "box-noise replicates",
+                 "train crops (with mirrors)", "common test faces", "challenging test faces", "full test faces",
+                 "challenging share of full (%)", "crop side (px)", "landmarks"],
+        "paper": [protocol["train_images"], 0, protocol["replicates"],
+                  protocol["train_images"] * 2 * protocol["replicates"], sizes["common"], sizes["challenging"],
+                  sizes["full"], round(100 * sizes["challenging"] / sizes["full"], 1), "not given", 68],
+        label: [fitted_faces(cfg, crops), len(crops["validation"]) // 2, cfg.replicates, len(crops["train"]), common,
+                challenging, common + challenging, round(100 * challenging / (common + challenging), 1), cfg.size,
+                get_scheme(SCHEME).n_points],
+    }, dtype=object).astype(str)
+
+
+def poses(cfg: Scale, seed: int = 0) -> dict[str, np.ndarray]:
+    """SynthFace's head pose (yaw, pitch, roll in degrees, one row per face) of the fitted training
+    faces and of each test subset (300-W has no pose labels)."""
+    return {s: load_faces("synthetic", s, preset=PRESET, n=cfg.n_train if s == "train" else cfg.n_test[s],
+                          size=cfg.image, seed=seed)["pose"] for s in ("train", *TEST_SUBSETS)}
+
+
+def pose_table(poses: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per subset of :func:`poses`: faces, mean |yaw| and the share turned more than 30 degrees."""
+    return pd.DataFrame([{"subset": s, "faces": len(p), "mean |yaw| (°)": np.abs(p[:, 0]).mean(),
+                          "|yaw| > 30° (%)": 100 * (np.abs(p[:, 0]) > 30).mean()} for s, p in poses.items()])
+
+
+def box_noise_example(cfg: Scale, n_faces: int, *, data: str = "synthetic", root: str = "", seed: int = 0,
+                      replicates: int = 3) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The first training face's image (the split read with ``n_faces`` faces) and ``replicates`` of its
+    box-noise replicates (:func:`replicate_boxes`), x1, y1, x2, y2 in image pixels."""
+    faces, given = _faces(cfg, "train", data, root, seed, n=n_faces)
+    image = faces[0].image if isinstance(faces, FaceDataset) else faces["images"][0]
+    boxes = replicate_boxes(dataclasses.replace(cfg, replicates=replicates), given[:1], seed)
+    return image, [b[0].numpy() for b in boxes]
+
+
+def initial_error(crops: dict[str, Crops]) -> pd.DataFrame:
+    """The error of the training mean shape placed in every test face's box, the start of every method
+    of the chapter, scored on 68 points and on Tables 2-3's 49."""
+    mean, tests = training_mean_shape(crops["train"]), subsets(crops)
+    start = {s: c.to_image(torch.from_numpy(rcsr.place_in_box(mean, c.crop_boxes().numpy()))) for s, c in tests.items()}
+    return pd.concat([protocol300w.evaluate(start, ground_truth(tests), SCHEME, eval_scheme=e,
+                                            method=f"mean shape, {n} points")
+                      for e, n in ((None, 68), ("ibug49", 49))], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------
 # Models and training
 # --------------------------------------------------------------------------------------------------
-def build(cfg: Scale, kind: str = "convgru-srcnn", **variant) -> torch.nn.Module:
+def build(cfg: Scale, kind: str = MAIN, **variant) -> torch.nn.Module:
     """A Table 4 architecture at a scale's sizes; ``variant`` overrides (depth, fc_layers, steps, ...).
     The traditional GRU gets the ConvGRU's parameter count (:func:`falign.papers.rcsr.model.gru_units`).
-    Decision [rcsr.baseline-width] (model): at the CPU scales every CNN is thinned by its ``widths`` entry, LeNet and FAUC
-    more than SRCNN, to fit the budget; FAUC, whose three 5x5 layers cost most, most.
+
+    Decision [rcsr.baseline-width] (model): at the CPU scales every CNN is thinned by its ``widths``
+    entry, LeNet and FAUC more than SRCNN, to fit the budget; FAUC, whose three 5x5 layers cost most, most.
     Paper: LeNet and FAUC keep their published widths (Sec. 5.2)."""
     if kind == "sdm":
         return rcsr_table4.build_model(kind, stages=cfg.sdm_stages, alpha=cfg.sdm_alpha,
@@ -278,6 +373,58 @@ def build(cfg: Scale, kind: str = "convgru-srcnn", **variant) -> torch.nn.Module
     return rcsr_table4.build_model(kind, **{**sizes, **variant})
 
 
+def fig5_variants(cfg: Scale) -> dict[str, dict]:
+    """Fig. 5's grid at this scale: name "depth-d-fc-f" -> RCSR keyword arguments."""
+    return {f"depth-{d}-fc-{f}": {"depth": d, "fc_layers": f} for d, f in cfg.fig5}
+
+
+def fig7_variants(cfg: Scale) -> dict[str, dict]:
+    """Fig. 7's models RCSR5/10/20/30 at this scale.
+
+    Decision [rcsr.fig7-weights] (training): Sec. 4.4's printed loss weights, 10^w with w evenly spaced
+    in [-2, 2] (``loss_schedule="sec4.4"``), since that section trains them.
+    Paper: Sec. 4.4 trains RCSR5/10/20/30 with weights 10^w, w evenly spaced in [-2, 2], and says they follow
+    Sec. 3.1.1 (10^(t/T))."""
+    return {f"RCSR{T}": {"steps": T, "loss_schedule": "sec4.4"} for T in cfg.fig7}
+
+
+def arms(cfg: Scale) -> dict[str, tuple[str, dict]]:
+    """Every model the chapter trains at this scale, arm name -> (Table 4 kind, :func:`build` overrides):
+    the six Table 4 rows by kind (``MAIN``, ConvGRU + SRCNN, is the paper's model and Fig. 5's
+    depth-0-fc-1), Fig. 5's other variants as "fig5-<variant>" and Fig. 7's as "fig7-<model>"."""
+    out = {kind: (kind, {}) for kind in rcsr_table4.TABLE4}
+    out.update({f"fig5-{name}": (MAIN, v) for name, v in fig5_variants(cfg).items()
+                if v != {"depth": 0, "fc_layers": 1}})
+    out.update({f"fig7-{name}": (MAIN, v) for name, v in fig7_variants(cfg).items()})
+    return out
+
+
+def untrained(cfg: Scale, train: Crops, arm: str = MAIN) -> torch.nn.Module:
+    """An arm's model at this scale (:func:`build`), untrained, its h^_0 set to the mean shape of the
+    training crops ``train`` (Sec. 3)."""
+    kind, variant = arms(cfg)[arm]
+    model = build(cfg, kind, **variant)
+    model.mean_shape.copy_(torch.from_numpy(training_mean_shape(train)))
+    return model
+
+
+class ClosedForm(list):
+    """SDM's training record: its training error after each stage. A closed-form fit has no epochs and
+    nothing that could stop early, so it always counts as converged (:func:`falign.kit.chapter.converged`)."""
+
+    def plateaued(self, tolerance: float = 0.05) -> bool:
+        return True
+
+
+def parameter_table(cfg: Scale, label: str) -> pd.DataFrame:
+    """The numbers every Table 4 architecture learns (:func:`falign.papers.rcsr.table4.learned_numbers`:
+    SDM's are its regression matrices; the 68x2 mean shape is not counted) at the paper's sizes (the
+    ``full`` scale) and at ``cfg`` (column ``label``)."""
+    return pd.DataFrame([{"kind": kind, "method (Table 4)": LABEL[kind],
+                          "parameters, paper-sized": rcsr_table4.learned_numbers(build(SCALES["full"], kind)),
+                          label: rcsr_table4.learned_numbers(build(cfg, kind))} for kind in rcsr_table4.TABLE4])
+
+
 @torch.no_grad()
 def validation_error(model: torch.nn.Module, crops: Crops, device="cpu") -> float:
     """The validation value of a training: mean NME (%, inter-ocular) after T recurrences on the
@@ -286,29 +433,40 @@ def validation_error(model: torch.nn.Module, crops: Crops, device="cpu") -> floa
     return 100 * float(np.mean(protocol300w.subset_errors({"v": shapes}, {"v": crops.ground_truth()}, SCHEME)["v"]))
 
 
-def train(cfg: Scale, crops: dict[str, Crops], *, kind: str = "convgru-srcnn", variant: dict | None = None,
-          epochs: int | None = None, device: str | torch.device = "cpu", seed: int = 0, checkpoint_dir=None,
-          progress: bool = True):
-    """Train one model from scratch on ``crops["train"]`` and return (model in eval mode, history).
+def fused_adam(lr: float):
+    """Adam as one fused kernel over all parameters: the same update as ``falign.kit.train.adam``, about 12
+    times faster per step on the CPU for the 23M parameters of a large GRU (measured, 1 thread)."""
+    return lambda params: torch.optim.Adam(params, lr=lr, fused=True)
 
-    Recurrent models: ``falign.kit.train.fit`` on Eq. 8, lr halved every ``decay_every`` epochs, the
-    validation error on ``crops["validation"]`` after every epoch; with ``crops["finetune"]`` and
-    ``finetune_epochs`` > 0, Sec. 4.1's second round on fresh replicates, its epochs appended to the
-    history. SDM: closed-form ridge per stage; its history is the training error after each stage.
+
+def fit_arm(cfg: Scale, crops: dict[str, Crops], arm: str = MAIN, seed: int = 0, *, device: str | torch.device = "cpu",
+            checkpoint_dir=None, progress: bool = True):
+    """Train one arm from scratch on ``crops["train"]`` (not cached: see :func:`train`) and return
+    (model in eval mode, history).
+
+    Recurrent models: ``falign.kit.train.fit`` on Eq. 8, the validation error on ``crops["validation"]``
+    after every epoch; with ``crops["finetune"]`` and ``finetune_epochs`` > 0, Sec. 4.1's second round
+    on fresh replicates, its epochs appended to the history. SDM: closed-form ridge per stage; its
+    history is a :class:`ClosedForm`.
     """
+    # Decision [rcsr.optimizer] (training): Adam with global-norm gradient clipping at every scale. The paper's SGD at lr
+    # 0.01 belongs to its (Caffe) loss scale: under Eq. 8 as computed here (rcsr.rcsr_loss) SGD 0.01 with
+    # momentum 0.9 diverged within 13 iterations on SynthFace, and Adam 1e-3 without clipping showed loss
+    # spikes. The paper's schedule shape (x0.5 every 10 epochs) is kept for "full"; the CPU scales halve the
+    # rate every ``decay_every`` epochs of their shorter budget.
+    # Paper: Sec. 4.1: SGD, learning rate 0.01 halved every 10 epochs, batch 204, 200 epochs, then 200 more on new
+    # noisy replicates.
     torch.manual_seed(seed)
     train_crops, validation = crops["train"], crops.get("validation")
-    model = build(cfg, kind, **(variant or {}))
-    mean = rcsr.mean_shape(train_crops.landmarks.numpy(), train_crops.crop_boxes().numpy())
-    model.mean_shape.copy_(torch.from_numpy(mean))
+    model = untrained(cfg, train_crops, arm)
+    mean = model.mean_shape.numpy()
     data = TrainSet(train_crops, mean, cfg.inits, cfg.init_noise, seed)
-    if kind == "sdm":
+    if arms(cfg)[arm][0] == "sdm":
         images = train_crops.images.float().repeat_interleave(cfg.inits, 0) / 255
         errors = model.to(device).fit(images, data.inits, train_crops.landmarks.repeat_interleave(cfg.inits, 0))
-        return model.eval(), errors
-    epochs = epochs or cfg.epochs
+        return model.eval(), ClosedForm(errors)
     validate = None if validation is None else (lambda m: validation_error(m, validation, device))
-    rounds = [(data, epochs, seed, checkpoint_dir, "")]
+    rounds = [(data, cfg.epochs, seed, checkpoint_dir, "")]
     if crops.get("finetune") is not None and cfg.finetune_epochs:
         rounds.append((TrainSet(crops["finetune"], mean, cfg.inits, cfg.init_noise, seed + 1), cfg.finetune_epochs,
                        seed + 1, None if checkpoint_dir is None else f"{checkpoint_dir}/finetune", " fine-tune"))
@@ -317,23 +475,11 @@ def train(cfg: Scale, crops: dict[str, Crops], *, kind: str = "convgru-srcnn", v
         decay = trainer.step_decay(list(range(cfg.decay_every, n, cfg.decay_every)), 0.5)
         part = trainer.fit(model, rcsr.loss_fn, round_data, epochs=n, batch_size=cfg.batch,
                            optimizer=fused_adam(cfg.lr), scheduler=decay, device=device, seed=round_seed,
-                           checkpoint_dir=folder, desc=f"rcsr {kind}{label}", progress=progress,
+                           checkpoint_dir=folder, desc=f"rcsr {arm}{label}", progress=progress,
                            grad_clip=cfg.grad_clip, precision=cfg.precision, validate=validate)
         history.epochs += part.epochs
         history.precision = part.precision
     return model.eval(), history
-
-
-def fused_adam(lr: float):
-    """Adam as one fused kernel over all parameters: the same update as ``falign.kit.train.adam``, about 12
-    times faster per step on the CPU for the 23M parameters of a large GRU (measured, 1 thread)."""
-    return lambda params: torch.optim.Adam(params, lr=lr, fused=True)
-
-
-def converged(history) -> bool:
-    """The convergence label of a training: a plateau of its validation curve
-    (:meth:`falign.kit.train.History.plateaued`); SDM, fit in closed form, always is."""
-    return True if isinstance(history, list) else history.plateaued()
 
 
 def code_version() -> str:
@@ -341,48 +487,60 @@ def code_version() -> str:
     return trainer.code_version(rcsr, sdm, rcsr_table4, sys.modules[__name__], trainer)
 
 
-def seeds(cfg: Scale, base: int = 0, figure: bool = False) -> list[int]:
-    """The training seeds of every compared model (``figure``: of the figures' variants), offset by SEED."""
-    return [base + s for s in (cfg.figure_seeds if figure else cfg.seeds)]
-
-
-def trained(cfg: Scale, crops: dict[str, Crops], work, name: str, *, kind: str = "convgru-srcnn",
-            variant: dict | None = None, epochs: int | None = None, device="cpu", seed: int = 0,
-            progress: bool = True):
-    """:func:`train` cached in ``work/<name>-<key>``, so any notebook gets the same model: a finished
-    recurrent run resumes at once; SDM (closed form, no epochs) is saved whole. The key covers the
-    scale, kind, variant, epochs, seed, the training, validation and fine-tuning crops' fingerprints
-    and the code version, so a changed recipe, data set or code never reuses a stale model."""
-    epochs = epochs or cfg.epochs
+def train(cfg: Scale, crops: dict[str, Crops], work, arm: str = MAIN, seed: int = 0, *, device="cpu",
+          progress: bool = False):
+    """One arm (:func:`arms`) trained with one seed by :func:`fit_arm`, cached in ``work/<arm>-<key>``,
+    so any notebook gets the same model: a finished recurrent run resumes at once; SDM (closed form, no
+    epochs) is saved whole. Returns (model in eval mode, history). The key covers the scale's recipe
+    (:func:`falign.kit.chapter.recipe`), the arm's kind and overrides, the seed, the training,
+    validation and fine-tuning crops' fingerprints and the code version, so a changed recipe, data set
+    or code never reuses a stale model. ``functools.partial(train, cfg, crops, work)`` is the
+    ``train_one`` of :func:`falign.kit.chapter.grid`."""
+    kind, variant = arms(cfg)[arm]
     data = [crops[k].fingerprint for k in ("train", "validation", "finetune") if crops.get(k) is not None]
-    folder = trainer.cache_dir(work, name, recipe=(cfg, kind, variant, epochs, seed), data=data, code=code_version())
+    folder = trainer.cache_dir(work, arm, recipe=(chapter.recipe(cfg), kind, variant, seed), data=data,
+                               code=code_version())
     if kind != "sdm":
-        return train(cfg, crops, kind=kind, variant=variant, epochs=epochs, device=device, seed=seed,
-                     checkpoint_dir=folder, progress=progress)
+        return fit_arm(cfg, crops, arm, seed, device=device, checkpoint_dir=folder, progress=progress)
     path = folder / "sdm.pt"
     if path.exists():
         state = trainer.load_checkpoint(path)
-        model = build(cfg, kind, **(variant or {}))
+        model = build(cfg, kind, **variant)
         model.load_state_dict(state["model"])
-        return model.eval(), state["errors"]
-    model, errors = train(cfg, crops, kind=kind, variant=variant, device=device, seed=seed)
+        return model.eval(), ClosedForm(state["errors"])
+    model, errors = fit_arm(cfg, crops, arm, seed, device=device)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(path) as tmp:
-        torch.save({"model": model.cpu().state_dict(), "errors": errors}, tmp)
+        torch.save({"model": model.cpu().state_dict(), "errors": list(errors)}, tmp)
     return model, errors
 
 
-def trained_seeds(cfg: Scale, crops: dict[str, Crops], work, name: str, *, kind: str = "convgru-srcnn",
-                  variant: dict | None = None, device="cpu", base_seed: int = 0, figure: bool = False,
-                  progress: bool = False) -> dict[int, tuple]:
-    """seed -> (model, history) of :func:`trained` for every seed of the scale (:func:`seeds`)."""
-    return {s: trained(cfg, crops, work, name, kind=kind, variant=variant, device=device, seed=s, progress=progress)
-            for s in seeds(cfg, base_seed, figure)}
+def main_training(cfg: Scale, crops: dict[str, Crops], device="cpu") -> list[trainer.History]:
+    """One uncached training of the main model (ConvGRU + SRCNN, seed 0) through :func:`fit_arm`, for
+    ``falign.tools.trainspeed``; its histories."""
+    return [fit_arm(cfg, crops, MAIN, device=device, progress=False)[1]]
 
 
 def training_seconds(history) -> float:
     """Measured wall time of a training (0 for SDM's closed form, whose fit is not timed per epoch)."""
-    return 0.0 if isinstance(history, list) else float(sum(e["seconds"] for e in history.epochs))
+    return 0.0 if isinstance(history, ClosedForm) else float(sum(e["seconds"] for e in history.epochs))
+
+
+def training_table(models: dict) -> pd.DataFrame:
+    """Every recurrent training of an arm x seed grid of :func:`train` (SDM has no epochs): its epochs,
+    last training loss, held-out error after the last epoch and the one before, the convergence label (a
+    validation plateau: the last epoch improved the held-out error by less than 5%, or made it worse) and
+    minutes."""
+    rows = []
+    for (arm, s), (_, h) in models.items():
+        if isinstance(h, ClosedForm):
+            continue
+        curve = h.validation or [np.nan]
+        rows.append({"arm": arm, "method": LABEL.get(arm, arm), "seed": s, "epochs": len(h.epochs),
+                     "final training loss": h.losses[-1], "validation NME (%), last epoch": curve[-1],
+                     "validation NME (%), epoch before": curve[-2] if len(curve) > 1 else np.nan,
+                     "converged": h.plateaued(), "minutes": training_seconds(h) / 60})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -468,6 +626,40 @@ def calibrate(model: rcsr.RCSR, validation: Crops, max_steps: int = MAX_STEPS, d
     return rcsr.calibrate_gamma(curve[NME].to_numpy(), curve["normalised increment"].to_numpy())
 
 
+def calibrate_all(models: dict, validation: Crops, device="cpu") -> dict[tuple[str, int], float]:
+    """(arm, seed) -> :func:`calibrate`'s gamma of every recurrent model of a grid (NaN for SDM, which has
+    no stopping rule)."""
+    return {key: np.nan if isinstance(h, ClosedForm) else calibrate(m, validation, device=device)
+            for key, (m, h) in models.items()}
+
+
+def gamma_table(gammas: dict[tuple[str, int], float], arm: str = MAIN) -> pd.DataFrame:
+    """One arm's calibrated gamma per seed, beside the paper's 0.01."""
+    return pd.DataFrame([{"seed": s, "gamma (ours)": g, "gamma (paper)": PAPER_GAMMA}
+                         for (a, s), g in gammas.items() if a == arm])
+
+
+def _seeds_of(models: dict, arm: str):
+    """(seed, model, history) of one arm of a grid, in the grid's order."""
+    return [(s, m, h) for (a, s), (m, h) in models.items() if a == arm]
+
+
+# --------------------------------------------------------------------------------------------------
+# Table 1, Tables 2-3, Fig. 6 and the speed (03_train)
+# --------------------------------------------------------------------------------------------------
+def protocol_table(cfg: Scale, label: str) -> pd.DataFrame:
+    """The paper's training protocol (Sec. 4.1) beside this scale's (row ``label``)."""
+    protocol = paper.training_protocol()
+    return pd.DataFrame([
+        {"": "paper", "optimiser": "SGD", "lr": protocol["lr"], "halved every (epochs)": protocol["lr_decay_every_epochs"],
+         "batch": protocol["batch_size"], "epochs": protocol["epochs"], "fine-tune epochs": protocol["finetune_epochs"],
+         "T": protocol["recurrent_steps"], "training faces": protocol["train_images"], "held-out faces": 0, "seeds": 1},
+        {"": label, "optimiser": "Adam", "lr": cfg.lr, "halved every (epochs)": cfg.decay_every,
+         "batch": cfg.batch, "epochs": cfg.epochs, "fine-tune epochs": cfg.finetune_epochs, "T": cfg.steps,
+         "training faces": cfg.n_train, "held-out faces": cfg.n_val, "seeds": len(cfg.seeds)},
+    ]).astype(str)
+
+
 def table1_rows(model: rcsr.RCSR, tests: dict[str, Crops], gamma: float, device="cpu") -> pd.DataFrame:
     """Table 1's three RCSR rows for one model, the same model after 5 and 10 recurrences and with the
     stopping rule at its calibrated ``gamma``, and a fourth with the paper's gamma = 0.01."""
@@ -479,30 +671,20 @@ def table1_rows(model: rcsr.RCSR, tests: dict[str, Crops], gamma: float, device=
     ], ignore_index=True)
 
 
-def table1_per_seed(models: dict[int, tuple], crops: dict[str, Crops], gamma: dict[int, float],
+def table1_per_seed(models: dict, crops: dict[str, Crops], gammas: dict, arm: str = MAIN,
                     device="cpu") -> pd.DataFrame:
-    """:func:`table1_rows` of every seed's model (``models``: seed -> (model, history), ``gamma``: seed ->
-    its threshold), with ``seed`` and ``gamma`` columns."""
-    tests = {s: crops[s] for s in TEST_SUBSETS}
-    return pd.concat([table1_rows(m, tests, gamma[s], device).assign(seed=s, gamma=gamma[s])
-                      for s, (m, _) in models.items()], ignore_index=True)
-
-
-def points_per_seed(models: dict[int, tuple], crops: dict[str, Crops], gamma: dict[int, float],
-                    device="cpu") -> pd.DataFrame:
-    """Tables 2-3 for every seed's model: the stopping rule on the common set scored on 68 and on 49
-    points (``method`` "68 landmarks" / "49 landmarks"), both normalisers."""
-    common = {"common": crops["common"]}
-    rows = []
-    for s, (m, _) in models.items():
-        preds = {"common": predict_adaptive(m, crops["common"], gamma[s], device=device)[0]}
-        rows += [scores(preds, common, f"{n} landmarks", e).assign(seed=s) for e, n in ((None, 68), ("ibug49", 49))]
-    return pd.concat(rows, ignore_index=True)
+    """:func:`table1_rows` of every seed's model of ``arm`` in a grid, each at its own gamma
+    (:func:`calibrate_all`), with ``seed``, ``gamma`` and ``converged`` columns."""
+    tests = subsets(crops)
+    return pd.concat([table1_rows(m, tests, gammas[(arm, s)], device).assign(seed=s, gamma=gammas[(arm, s)],
+                                                                           converged=h.plateaued())
+                      for s, m, h in _seeds_of(models, arm)], ignore_index=True)
 
 
 def paper_vs_ours_sd(published: pd.DataFrame, ours: pd.DataFrame, value: str = NME) -> pd.DataFrame:
     """A published 300-W table with our mean (``protocol300w.paper_vs_ours``) and, after it, our
-    standard deviation over seeds per subset (``ours``: :func:`mean_sd` rows by method and subset)."""
+    standard deviation over seeds per subset (``ours``: :func:`falign.kit.chapter.mean_sd` rows by
+    method and subset)."""
     table = protocol300w.paper_vs_ours(published, ours, value=value)
     for subset in [c for c in published.columns if c in protocol300w.SUBSETS]:
         sd = ours[ours["subset"] == subset].set_index("method")[f"{value} sd"]
@@ -510,18 +692,50 @@ def paper_vs_ours_sd(published: pd.DataFrame, ours: pd.DataFrame, value: str = N
     return table
 
 
-def stopping_summary(models: dict[int, tuple], crops: dict[str, Crops], gamma: dict[int, float],
-                     device="cpu") -> pd.DataFrame:
-    """Per seed and subset (and full): gamma, the mean step at which the stopping rule stopped the test
-    faces and the share it stopped before the cap."""
-    tests = {s: crops[s] for s in TEST_SUBSETS}
+def points_per_seed(models: dict, crops: dict[str, Crops], gammas: dict, arm: str = MAIN,
+                    device="cpu") -> pd.DataFrame:
+    """Tables 2-3 for every seed's model: the stopping rule on the common set scored on 68 and on 49
+    points (``method`` "68 landmarks" / "49 landmarks"), both normalisers."""
+    common = {"common": crops["common"]}
     rows = []
-    for s, (m, _) in models.items():
-        steps = stopping_steps(m, tests, gamma[s], device)
-        for subset, part in [*steps.groupby("subset", sort=False), ("full", steps)]:
-            rows.append({"seed": s, "subset": subset, "gamma": gamma[s], "mean step": part["step"].mean(),
-                         "stopped before the cap (%)": 100 * (part["step"] < MAX_STEPS).mean()})
-    return pd.DataFrame(rows)
+    for s, m, _ in _seeds_of(models, arm):
+        preds = {"common": predict_adaptive(m, crops["common"], gammas[(arm, s)], device=device)[0]}
+        rows += [scores(preds, common, f"{n} landmarks", e).assign(seed=s) for e, n in ((None, 68), ("ibug49", 49))]
+    return pd.concat(rows, ignore_index=True)
+
+
+POINTS_TABLES = {"table2": "HELEN", "table3": "LFPW"}   # the 300-W common set pools the two
+
+
+def points_tables(points: pd.DataFrame, data: str) -> dict[str, pd.DataFrame]:
+    """Tables 2 and 3 (:data:`POINTS_TABLES`) with our stopping-rule row beside the paper's "RCSR
+    adaptive": 68 and 49 points, mean and sd over seeds inter-ocular, and inter-pupil, from
+    :func:`points_per_seed` on the common set (on SynthFace its near-frontal analogue, labelled so)."""
+    ours = chapter.mean_sd(points, ["method"], [NME, NME_PUPIL]).set_index("method")
+    label = "SynthFace common (analogue)" if data == "synthetic" else f"{data} common"
+    out = {}
+    for name in POINTS_TABLES:
+        t = paper.table(name).rename(columns={"68 landmarks": "68 (paper)", "49 landmarks": "49 (paper)"})
+        mine = t["method"] == "RCSR adaptive"
+        for n in (68, 49):
+            row = ours.loc[f"{n} landmarks"]
+            t.loc[mine, f"{n} (ours)"] = row[NME]
+            t.loc[mine, f"{n} (ours sd)"] = row[f"{NME} sd"]
+            t.loc[mine, f"{n} (ours, inter-pupil)"] = row[NME_PUPIL]
+        t["ours on"] = np.where(mine, label, "")
+        out[name] = t[["method", "normaliser", "68 (paper)", "68 (ours)", "68 (ours sd)", "68 (ours, inter-pupil)",
+                       "49 (paper)", "49 (ours)", "49 (ours sd)", "49 (ours, inter-pupil)", "ours on"]]
+    return out
+
+
+def table1_ced_errors(model: rcsr.RCSR, tests: dict[str, Crops], gamma: float, device="cpu") -> dict:
+    """Per-face errors (``protocol300w.subset_errors``) of the three RCSR variants of Table 1, for the CED
+    curves: 5 and 10 recurrences and the stopping rule at ``gamma``."""
+    preds = {"RCSR 5": {s: predict_steps(model, c, 5, device)[-1] for s, c in tests.items()},
+             "RCSR 10": {s: predict_steps(model, c, 10, device)[-1] for s, c in tests.items()},
+             "RCSR adaptive": {s: predict_adaptive(model, c, gamma, device=device)[0] for s, c in tests.items()}}
+    truth = ground_truth(tests)
+    return {m: protocol300w.subset_errors(p, truth, SCHEME) for m, p in preds.items()}
 
 
 def stopping_steps(model: rcsr.RCSR, tests: dict[str, Crops], gamma: float, device="cpu") -> pd.DataFrame:
@@ -531,103 +745,333 @@ def stopping_steps(model: rcsr.RCSR, tests: dict[str, Crops], gamma: float, devi
                       for s, c in tests.items()], ignore_index=True)
 
 
-def mean_sd(per_seed: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
-    """Mean and sample standard deviation over seeds of ``values``, one row per ``by``, with the number
-    of seeds: the form every multi-seed table of the chapter takes."""
-    g = per_seed.groupby(by, sort=False)
-    out = g[values].mean()
-    for v in values:
-        out[f"{v} sd"] = g[v].std(ddof=1)
-    out["seeds"] = g.size()
-    return out.reset_index()
-
-
-def per_seed(df: pd.DataFrame, method: str, subset: str = "full", value: str = NME) -> list[float]:
-    """One method's values per seed (in seed order) on one subset: a ledger arm."""
-    rows = df[(df["method"] == method) & (df["subset"] == subset)]
-    return rows.sort_values("seed")[value].tolist()
-
-
-def inference_seconds(model: torch.nn.Module, cfg: Scale, device="cpu", repeats: int = 5) -> float:
-    """Seconds per face at batch 1 for T recurrences (Fig. 5's x axis; median after a warm-up)."""
-    model = model.to(device).eval()
-    x = torch.rand(1, 1, cfg.size, cfg.size, device=device)
-    init = torch.from_numpy(rcsr.place_in_box(model.mean_shape.cpu().numpy(),
-                                              np.array([[8, 8, cfg.size - 8, cfg.size - 8]]))).to(device)
-    return timing.seconds_per_call(lambda: model.predict(x, init), device, repeats)
-
-
-# --------------------------------------------------------------------------------------------------
-# Table 4, Fig. 5, Fig. 7
-# --------------------------------------------------------------------------------------------------
-def table4_models(cfg: Scale, crops: dict[str, Crops], work, *, device="cpu", base_seed: int = 0,
-                  progress: bool = False) -> dict[str, dict[int, tuple]]:
-    """Table 4's models, ``kind -> {seed: (model, history)}``: every recurrent row at the one budget
-    ``cfg.epochs`` and every seed of the scale, SDM fit in closed form; cached under the kind's name, so
-    ConvGRU + SRCNN is the training notebook's model."""
-    return {kind: trained_seeds(cfg, crops, work, kind, kind=kind, device=device, base_seed=base_seed,
-                                progress=progress) for kind in rcsr_table4.TABLE4}
-
-
-def table4_results(models: dict[str, dict[int, tuple]], crops: dict[str, Crops], device="cpu") -> pd.DataFrame:
-    """Score :func:`table4_models` per kind and seed on the test subsets: with the stopping rule (each
-    recurrent model at the gamma calibrated on the held-out training faces, as Table 4's last row is
-    "RCSR adaptive"; SDM after its stages) and after exactly T recurrences, with each training's
-    convergence label and gamma."""
-    tests = {s: crops[s] for s in TEST_SUBSETS}
+def stopping_summary(models: dict, crops: dict[str, Crops], gammas: dict, arm: str = MAIN,
+                     device="cpu") -> pd.DataFrame:
+    """Per seed and subset (and full): gamma, the mean step at which the stopping rule stopped the test
+    faces and the share it stopped before the cap."""
+    tests = subsets(crops)
     rows = []
-    for kind, by_seed in models.items():
-        label = rcsr_table4.TABLE4[kind][0]
-        for s, (model, history) in by_seed.items():
-            gamma = np.nan if kind == "sdm" else calibrate(model, crops["validation"], device=device)
-            info = dict(kind=kind, seed=s, converged=converged(history), gamma=gamma)
-            at_T = evaluate(model, tests, method=label, device=device).assign(scoring="T recurrences", **info)
-            rule = at_T if kind == "sdm" else evaluate(model, tests, gamma=gamma, method=label, device=device)
-            rows += [at_T, rule.assign(scoring="stopping rule", **info)]
+    for s, m, _ in _seeds_of(models, arm):
+        steps = stopping_steps(m, tests, gammas[(arm, s)], device)
+        for subset, part in [*steps.groupby("subset", sort=False), ("full", steps)]:
+            rows.append({"seed": s, "subset": subset, "gamma": gammas[(arm, s)], "mean step": part["step"].mean(),
+                         "stopped before the cap (%)": 100 * (part["step"] < MAX_STEPS).mean()})
+    return pd.DataFrame(rows)
+
+
+def best_steps(conv: pd.DataFrame) -> pd.DataFrame:
+    """Per subset of Fig. 6's :func:`curves`: the step of the lowest error, the error and the increment
+    there, beside what the paper reads off its Fig. 6."""
+    best = conv.loc[conv.groupby("subset", sort=False)[NME].idxmin()]
+    best = best.rename(columns={"step": "step of lowest NME (ours)", "normalised increment": "increment there (ours)"})
+    best["paper"] = best["subset"].map({"common": "stable at steps 5-9", "challenging": "still falling past 13",
+                                        "full": "increment about 0.01 at the lowest error"})
+    return best[["subset", "step of lowest NME (ours)", NME, "increment there (ours)", "paper"]]
+
+
+def speed_table(seconds: float, device, label: str) -> pd.DataFrame:
+    """Sec. 4.5's speed (about 10 ms per face on a Tesla K40) beside ours: ``seconds`` per face at batch
+    1 on ``device`` (row ``label``)."""
+    return pd.DataFrame([
+        {"": "paper", "device": "Tesla K40", "ms per face": paper.number("text_numbers/forward-ms"),
+         "faces per second": paper.number("text_numbers/fps")},
+        {"": label, "device": report.describe_device(device), "ms per face": 1000 * seconds,
+         "faces per second": 1 / seconds},
+    ])
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures of 03_train: Fig. 6, Figs. 4 and 8, Figs. 10 and 11
+# --------------------------------------------------------------------------------------------------
+def fig6_figure(conv: pd.DataFrame, stops: pd.DataFrame, gamma: float, T: int):
+    """Fig. 6 per subset (columns): the error and the normalised increment against the recurrent step
+    (:func:`curves`), with T, the rule's mean stop, our gamma and the paper's, and the histogram of the
+    steps at which the rule stopped the test faces (:func:`stopping_steps`, pooled as "full" too)."""
+    import matplotlib.pyplot as plt
+
+    stops = pd.concat([stops, stops.assign(subset="full")], ignore_index=True)
+    fig, axes = plt.subplots(3, 3, figsize=(12, 8))
+    for col, (subset, curve) in enumerate(conv.groupby("subset", sort=False)):
+        steps = stops.loc[stops["subset"] == subset, "step"]
+        axes[0, col].plot(curve["step"], curve[NME], marker="o", ms=3)
+        axes[0, col].axvline(T, c="gray", lw=0.7, ls=":", label=f"T = {T}")
+        axes[0, col].axvline(steps.mean(), c="C2", lw=0.8, label="mean stop of the rule")
+        axes[0, col].set(title=subset, xlabel="recurrent step")
+        axes[0, col].legend(fontsize=7)
+        axes[1, col].plot(curve["step"], curve["normalised increment"], marker="o", ms=3, c="C1")
+        axes[1, col].axhline(gamma, c="C3", lw=0.8, ls="--", label=f"gamma (ours) {gamma:.3g}")
+        axes[1, col].axhline(PAPER_GAMMA, c="k", lw=0.7, ls="--", label="gamma (paper)")
+        axes[1, col].set(xlabel="recurrent step", yscale="log")
+        axes[2, col].hist(steps, bins=np.arange(0.5, MAX_STEPS + 1.5), color="C2")
+        axes[2, col].axvline(steps.mean(), c="k", lw=0.8, label=f"mean {steps.mean():.1f}")
+        axes[2, col].set(xlabel="step at which the rule stopped", ylabel="faces")
+        for ax in axes[1:, col]:
+            ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("NME (%)")
+    axes[1, 0].set_ylabel("normalised increment")
+    fig.tight_layout()
+    return fig
+
+
+def steps_figure(model: rcsr.RCSR, tests: dict[str, Crops], gamma: float, device="cpu", shown=(1, 2, 3, 5, 10),
+                 picks=(("common", 0), ("common", 1), ("challenging", 0), ("challenging", 1))):
+    """Figs. 4 and 8: for each face of ``picks`` (subset, index), the mean shape (step 0), the estimates
+    after the recurrences ``shown`` and, last, the stopping rule's result with the steps it took; the
+    truth in green, the estimate in red, each panel showing the crop."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(picks), len(shown) + 2, figsize=(1.8 * (len(shown) + 2), 1.9 * len(picks)))
+    for row, (subset, i) in enumerate(picks):
+        c = tests[subset]
+        image, start = one_face(model, c, device, i)
+        path = model.predict(image, start, max(shown)).cpu()[:, 0]
+        final, used = model.predict_adaptive(image, start, gamma)
+        for col, (t, shape) in enumerate([(0, path[0])] + [(t, path[t]) for t in shown] + [("adaptive", final[0].cpu())]):
+            ax = axes[row, col]
+            ax.imshow(c.images[i, 0], cmap="gray", vmin=0, vmax=255)
+            ax.scatter(*c.landmarks[i].T, s=2, c="lime", linewidths=0)
+            ax.scatter(*shape.T, s=2, c="red", linewidths=0)
+            ax.set_title(f"{subset} t={t}" if t != "adaptive" else f"stop at {int(used[0])}", fontsize=7)
+            ax.set(xlim=(-0.5, c.size - 0.5), ylim=(c.size - 0.5, -0.5))  # the crop, even if a point strays
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def convgru_states(model: rcsr.RCSR, images: torch.Tensor, init: torch.Tensor, steps: int) -> torch.Tensor:
+    """The memory H_t after every recurrence (Fig. 11), (steps, B, hidden, h, w) for a ConvGRU: read
+    with a forward hook on the recurrent unit, so the model runs exactly as in inference."""
+    states = []
+    handle = model.gru.register_forward_hook(lambda module, args, output: states.append(output.detach()))
+    try:
+        model.eval().predict(images, init, steps)
+    finally:
+        handle.remove()
+    return torch.stack(states)
+
+
+def first_layer_filters(model: rcsr.RCSR) -> np.ndarray:
+    """The first convolution's filters (C, k, k), in descending order of their variance, as Fig. 10
+    shows them."""
+    weights = model.features.cnn[0].weight.detach().cpu()[:, 0].numpy()
+    return weights[np.argsort(-weights.reshape(len(weights), -1).var(axis=1), kind="stable")]
+
+
+def filters_figure(filters: np.ndarray, cols: int = 8):
+    """Fig. 10: the filters of :func:`first_layer_filters`, ``cols`` per row, each on its own grey scale."""
+    import matplotlib.pyplot as plt
+
+    rows = int(np.ceil(len(filters) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9))
+    for ax, f in zip(np.ravel(axes), filters):
+        ax.imshow(f, cmap="gray")
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def states_figure(H: torch.Tensor, channels: int = 6):
+    """Fig. 11: the first ``channels`` channels (rows) of the ConvGRU memory H_t of one face after every
+    recurrence (columns); ``H`` is (steps, hidden, h, w), one face of :func:`convgru_states`."""
+    import matplotlib.pyplot as plt
+
+    channels = min(channels, H.shape[1])
+    fig, axes = plt.subplots(channels, H.shape[0], figsize=(1.3 * H.shape[0], 1.3 * channels), squeeze=False)
+    for t in range(H.shape[0]):
+        for k in range(channels):
+            axes[k, t].imshow(H[t, k], cmap="viridis", vmin=-1, vmax=1)
+            axes[k, t].axis("off")
+        axes[0, t].set_title(f"H_{t + 1}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Table 4, Fig. 5, Fig. 7 (04_ablations)
+# --------------------------------------------------------------------------------------------------
+def table4_arms(cfg: Scale, models: dict) -> pd.DataFrame:
+    """Table 4's six architectures as trained (``models``: their arm x seed grid): epochs, seeds, the
+    GRU's units or the ConvGRU's channels, and the numbers each learns."""
+    rows = []
+    for kind in rcsr_table4.TABLE4:
+        trained = [m for (a, _), (m, _) in models.items() if a == kind]
+        rows.append({"kind": kind, "method": LABEL[kind], "epochs": "closed form" if kind == "sdm" else cfg.epochs,
+                     "seeds": len(trained),
+                     "GRU units / ConvGRU channels": "" if kind == "sdm" else trained[0].config["hidden"],
+                     "parameters": rcsr_table4.learned_numbers(trained[0])})
+    return pd.DataFrame(rows)
+
+
+def table4_results(models: dict, crops: dict[str, Crops], gammas: dict, device="cpu") -> pd.DataFrame:
+    """Score Table 4's grid per kind and seed on the test subsets: with the stopping rule (each
+    recurrent model at the gamma calibrated on the held-out training faces, :func:`calibrate_all`, as
+    Table 4's last row is "RCSR adaptive"; SDM after its stages) and after exactly T recurrences, with
+    each training's convergence label and gamma."""
+    tests = subsets(crops)
+    rows = []
+    for (kind, s), (model, history) in models.items():
+        info = dict(kind=kind, seed=s, converged=history.plateaued(), gamma=gammas[(kind, s)])
+        at_T = evaluate(model, tests, method=LABEL[kind], device=device).assign(scoring="T recurrences", **info)
+        rule = at_T if kind == "sdm" else evaluate(model, tests, gamma=gammas[(kind, s)], method=LABEL[kind],
+                                                   device=device)
+        rows += [at_T, rule.assign(scoring="stopping rule", **info)]
     return pd.concat(rows, ignore_index=True)
 
 
-def fig5_variants(cfg: Scale) -> dict[str, dict]:
-    """Fig. 5's grid at this scale: name "depth-d-fc-f" -> RCSR keyword arguments."""
-    return {f"depth-{d}-fc-{f}": {"depth": d, "fc_layers": f} for d, f in cfg.fig5}
+def table4(results: pd.DataFrame) -> pd.DataFrame:
+    """Table 4 as published beside ours with the stopping rule (:func:`table4_results`; SDM after its
+    stages): mean and sd over seeds per subset, and how many seeds of each row converged."""
+    rule = results[results["scoring"] == "stopping rule"]
+    ours = chapter.mean_sd(rule, ["method", "subset"], [NME])
+    table = paper_vs_ours_sd(paper.table("table4").drop(columns="kind"), ours)
+    converged = rule.drop_duplicates(["method", "seed"]).groupby("method")["converged"].sum()
+    table.insert(1, "converged seeds", table["method"].map(converged).astype("Int64"))
+    return table
 
 
-def fig7_variants(cfg: Scale) -> dict[str, dict]:
-    """Fig. 7's models RCSR5/10/20/30 at this scale. Decision [rcsr.fig7-weights] (training): Sec. 4.4's printed weights, 10^w with
-    w evenly spaced in [-2, 2] (``loss_schedule="sec4.4"``), since that section trains them.
-    Paper: Sec. 4.4 trains RCSR5/10/20/30 with weights 10^w, w evenly spaced in [-2, 2], and says they follow
-    Sec. 3.1.1 (10^(t/T))."""
-    return {f"RCSR{T}": {"steps": T, "loss_schedule": "sec4.4"} for T in cfg.fig7}
+def table4_ced_errors(models: dict, gammas: dict, tests: dict[str, Crops], seed: int, device="cpu") -> dict:
+    """Per-face errors of every Table 4 model of one seed, by its row, for the CED curves: the
+    recurrent models with the stopping rule at their gamma, SDM after its stages."""
+    errors = {}
+    for (kind, s), (m, _) in models.items():
+        if s != seed:
+            continue
+        preds = {t: (predict_steps(m, c, device=device)[-1] if kind == "sdm" else
+                     predict_adaptive(m, c, gammas[(kind, s)], device=device)[0]) for t, c in tests.items()}
+        errors[LABEL[kind]] = protocol300w.subset_errors(preds, ground_truth(tests), SCHEME)
+    return errors
 
 
+def fig5(cfg: Scale, crops: dict[str, Crops], train_one, *, base_seed: int = 0, device="cpu") -> pd.DataFrame:
+    """Fig. 5 at this scale: every (depth, fc layers) variant of :func:`fig5_variants` trained by
+    ``train_one(arm, seed)`` (:func:`train` bound to the run) with the figure seeds (depth-0-fc-1 is
+    the main model), evaluated after T recurrences (full-set error) and timed on one test face at batch 1
+    (``falign.kit.timing.seconds_per_call``: the median after a warm-up); with the two times the paper
+    gives and each variant's time relative to depth-0-fc-1."""
+    names = {name: f"fig5-{name}" if f"fig5-{name}" in arms(cfg) else MAIN for name in fig5_variants(cfg)}
+    seeds = [base_seed + s for s in cfg.figure_seeds]
+    models = chapter.grid(train_one, dict.fromkeys(names.values()), seeds)
+    tests = subsets(crops)
+    rows = []
+    for name, variant in fig5_variants(cfg).items():
+        for s in seeds:
+            m, h = models[(names[name], s)]
+            nme = evaluate(m, tests, device=device).set_index("subset")[NME]
+            image, init = one_face(m, tests["common"], device)
+            seconds = timing.seconds_per_call(lambda: m.predict(image, init), device)
+            rows.append({"variant": name, **variant, "seed": s, "converged": h.plateaued(),
+                         "ms per face (ours)": 1000 * seconds, "full NME (ours)": nme["full"]})
+    out = pd.DataFrame(rows)
+    out["time (paper, s)"] = out["variant"].map({"depth-0-fc-1": paper.number("text_numbers/time-depth0-fc1"),
+                                                 "depth-10-fc-1": paper.number("text_numbers/time-depth10-fc1")})
+    base = out.loc[out["variant"] == "depth-0-fc-1", "ms per face (ours)"].mean()
+    out["time / depth-0-fc-1 (ours)"] = out["ms per face (ours)"] / base
+    return out
+
+
+def fig7(cfg: Scale, crops: dict[str, Crops], train_one, *, base_seed: int = 0, device="cpu") -> pd.DataFrame:
+    """Fig. 7 at this scale: each model of :func:`fig7_variants` trained by ``train_one(arm, seed)`` once
+    per seed of the scale and run for ``eval_steps`` recurrences; per model, seed and step the full
+    set's error and increment (:func:`curves`), with each training's convergence label."""
+    models = chapter.grid(train_one, [f"fig7-{name}" for name in fig7_variants(cfg)], chapter.seeds(cfg, base_seed))
+    tests = subsets(crops)
+    return pd.concat([curves(m, tests, cfg.eval_steps, device=device).query("subset == 'full'")
+                      .assign(model=arm.removeprefix("fig7-"), seed=s, converged=h.plateaued())
+                      for (arm, s), (m, h) in models.items()], ignore_index=True)
+
+
+def _fig7_best_last(curves: pd.DataFrame, last_step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of :func:`fig7`'s curves at each model and seed's lowest error, and at ``last_step``."""
+    best = curves.loc[curves.groupby(["model", "seed"], sort=False)[NME].idxmin()]
+    return best, curves[curves["step"] == last_step]
+
+
+def fig7_table(curves: pd.DataFrame, cfg: Scale) -> pd.DataFrame:
+    """Per Fig. 7 model: the step of the lowest full-set error (the paper's reading of its figure beside
+    ours, mean over seeds), the lowest error and the error after the last step run."""
+    paper_best = {"RCSR5": "about 9", "RCSR10": "more than 17", "RCSR20": "more than 17", "RCSR30": "more than 17"}
+    best, last = _fig7_best_last(curves, cfg.eval_steps)
+    return pd.DataFrame([{"model": name, "best step (paper)": paper_best.get(name, "not in the paper"),
+                          "best step (ours, mean over seeds)": best.loc[best["model"] == name, "step"].mean(),
+                          "lowest NME (ours)": best.loc[best["model"] == name, NME].mean(),
+                          f"NME at step {cfg.eval_steps} (ours)": last.loc[last["model"] == name, NME].mean(),
+                          "seeds": curves.loc[curves["model"] == name, "seed"].nunique()}
+                         for name in curves["model"].unique()])
+
+
+def _fig7_extremes(cfg: Scale) -> tuple[str, str]:
+    """Fig. 7's models with the fewest and the most trained recurrences."""
+    by_T = sorted(fig7_variants(cfg), key=lambda name: fig7_variants(cfg)[name]["steps"])
+    return by_T[0], by_T[-1]
+
+
+# --------------------------------------------------------------------------------------------------
+# Claims and discussion
+# --------------------------------------------------------------------------------------------------
 def ledger_arm(df: pd.DataFrame, name: str, value: str = NME, **where) -> Arm:
-    """A claims-ledger arm from per-seed rows: the rows matching ``where`` (column=value), one value per
-    seed in seed order, labelled not converged unless every row's ``converged`` is true."""
-    rows = df
-    for column, wanted in where.items():
-        rows = rows[rows[column] == wanted]
-    if rows.empty:
-        raise ValueError(f"no rows for arm {name!r} ({where})")
-    rows = rows.sort_values("seed")
-    return Arm(name, rows[value].to_numpy(), converged=bool(rows["converged"].all()) if "converged" in rows else True)
+    """A claims-ledger arm from per-seed rows: ``value`` of the rows matching ``where`` (column=value),
+    one per seed in seed order (:func:`falign.kit.chapter.per_seed`), labelled not converged unless
+    every row's ``converged`` is true."""
+    converged = all(chapter.per_seed(df, "converged", **where)) if "converged" in df else True
+    return Arm(name, chapter.per_seed(df, value, **where), converged=converged)
 
 
-def training_evidence(models: dict[str, dict[int, tuple]]) -> pd.DataFrame:
-    """Per model kind, means over seeds of what its trainings show: the held-out error after the first
+def claims(cfg: Scale, table1: pd.DataFrame, results: pd.DataFrame, fig7_curves: pd.DataFrame) -> ClaimsLedger:
+    """The paper's comparative claims this chapter tests, each arm one value per seed (the full-set NME
+    unless the claim names a subset): Table 1's from the main model run three ways
+    (:func:`table1_per_seed`), Table 4's from :func:`table4_results` with the stopping rule, Fig. 7's
+    from the error after the last step run (:func:`fig7`)."""
+    adaptive, ten, five = "RCSR adaptive", "RCSR 10 recurrences", "RCSR 5 recurrences"
+    rule = results[results["scoring"] == "stopping rule"]
+
+    def row(kind: str) -> Arm:
+        return ledger_arm(rule, LABEL[kind], kind=kind, subset="full")
+
+    T_small, T_large = _fig7_extremes(cfg)
+    last7 = fig7_curves[fig7_curves["step"] == cfg.eval_steps]
+    ledger = ClaimsLedger()
+    ledger.add(Claim("t1-stop-10", "the stopping rule beats 10 recurrences", "Sec. 4.3, Table 1"),
+               ledger_arm(table1, "stopping rule", method=adaptive, subset="full"),
+               ledger_arm(table1, "10 recurrences", method=ten, subset="full"))
+    ledger.add(Claim("t1-stop-5", "the stopping rule beats 5 recurrences", "Table 1"),
+               ledger_arm(table1, "stopping rule", method=adaptive, subset="full"),
+               ledger_arm(table1, "5 recurrences", method=five, subset="full"))
+    ledger.add(Claim("t1-10-5-challenging", "10 recurrences beat 5 on the challenging set", "Sec. 4.3, Table 1"),
+               ledger_arm(table1, "10 recurrences", method=ten, subset="challenging"),
+               ledger_arm(table1, "5 recurrences", method=five, subset="challenging"))
+    ledger.add(Claim("t4-rcsr-sdm", "RCSR (ConvGRU + SRCNN) beats SDM + HOG", "Table 4"), row(MAIN), row("sdm"))
+    ledger.add(Claim("t4-gru-sdm", "a recurrent regressor beats SDM's linear cascade on the same HOG features",
+                     "Sec. 5.1, Table 4"), row("gru-hog"), row("sdm"))
+    ledger.add(Claim("t4-srcnn-hog", "learned SRCNN features beat HOG (traditional GRU)", "Sec. 5.2, Table 4"),
+               row("gru-srcnn"), row("gru-hog"))
+    ledger.add(Claim("t4-convgru-gru", "the ConvGRU beats the traditional GRU at equal parameters (SRCNN features)",
+                     "Sec. 5.1, Table 4"), row(MAIN), row("gru-srcnn"))
+    ledger.add(Claim("t4-features", "with the ConvGRU, SRCNN beats FAUC and FAUC beats LeNet", "Sec. 5.2, Table 4"),
+               row(MAIN), row("convgru-fauc"), row("convgru-lenet"))
+    ledger.add(Claim("fig7-stable", f"trained with more recurrences, {T_large} has a lower error than {T_small} after "
+                     f"{cfg.eval_steps} steps", "Sec. 4.4, Fig. 7"),
+               ledger_arm(last7, T_large, model=T_large), ledger_arm(last7, T_small, model=T_small))
+    return ledger
+
+
+def training_evidence(models: dict) -> pd.DataFrame:
+    """Per arm of a grid, means over seeds of what its trainings show: the held-out error after the first
     and the last epoch and its best, the last training loss (Eq. 8), the parameters, and the share of
     seeds that converged. SDM (closed form) has no curves (NaN)."""
     rows = []
-    for kind, by_seed in models.items():
-        model = next(iter(by_seed.values()))[0]
-        histories = [h for _, h in by_seed.values() if not isinstance(h, list)]
+    for arm in dict.fromkeys(a for a, _ in models):
+        trained = [(m, h) for (a, _), (m, h) in models.items() if a == arm]
+        histories = [h for _, h in trained if not isinstance(h, ClosedForm)]
         curves_ = [h.validation for h in histories]
-        rows.append({"kind": kind, "method": rcsr_table4.TABLE4.get(kind, (kind,))[0],
+        rows.append({"kind": arm, "method": LABEL.get(arm, arm),
                      "validation, epoch 1": np.mean([c[0] for c in curves_]) if curves_ else np.nan,
                      "validation, best": np.mean([min(c) for c in curves_]) if curves_ else np.nan,
                      "validation, last": np.mean([c[-1] for c in curves_]) if curves_ else np.nan,
                      "training loss, last": np.mean([h.losses[-1] for h in histories]) if histories else np.nan,
-                     "parameters": rcsr_table4.learned_numbers(model),
-                     "converged": np.mean([converged(h) for _, h in by_seed.values()])})
+                     "parameters": rcsr_table4.learned_numbers(trained[0][0]),
+                     "converged": np.mean([h.plateaued() for _, h in trained])})
     return pd.DataFrame(rows)
 
 
@@ -674,34 +1118,98 @@ def explain(claim: pd.Series, why: str) -> str:
     return f"{head} is inconclusive ({spread}: the seeds differ more than the arms); {why}"
 
 
-def step_evidence(models: dict[int, tuple], validation: Crops, max_steps: int, device="cpu") -> pd.Series:
-    """From the held-out training faces, means over seeds: the recurrence of the lowest error, the error
-    at steps 5 and 10, the lowest error itself (for the stopping-rule and recurrence claims)."""
+def step_evidence(models: dict, validation: Crops, max_steps: int, arm: str = MAIN, device="cpu") -> pd.Series:
+    """From the held-out training faces, means over the seeds of ``arm``: the recurrence of the lowest
+    error, the error at steps 5 and 10, the lowest error itself (for the stopping-rule and recurrence
+    claims)."""
     rows = []
-    for m, _ in models.values():
+    for _, m, _ in _seeds_of(models, arm):
         c = curves(m, {"validation": validation}, max_steps, device).set_index("step")[NME]
         rows.append({"best step": c.idxmin(), "lowest": c.min(), "step 5": c.get(5, np.nan), "step 10": c.get(10, np.nan)})
     return pd.DataFrame(rows).mean()
 
 
-# --------------------------------------------------------------------------------------------------
-# Figures 10 and 11
-# --------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def convgru_states(model: rcsr.RCSR, images: torch.Tensor, init: torch.Tensor, steps: int) -> torch.Tensor:
-    """The memory H_t after every recurrence (Fig. 11), (steps, B, hidden, h, w) for a ConvGRU: read
-    with a forward hook on the recurrent unit, so the model runs exactly as in inference."""
-    states = []
-    handle = model.gru.register_forward_hook(lambda module, args, output: states.append(output.detach()))
-    try:
-        model.eval().predict(images, init, steps)
-    finally:
-        handle.remove()
-    return torch.stack(states)
+def discussion(claims: pd.DataFrame, cfg: Scale, models: dict, crops: dict[str, Crops], gammas: dict,
+               results: pd.DataFrame, fig7_curves: pd.DataFrame, device="cpu") -> list[str]:
+    """One line (:func:`explain`) for every claim of the ledger ``claims`` that did not hold, with its
+    most likely reason computed from this run's own records: the trainings' held-out curves, losses and
+    sizes (:func:`training_evidence`, :func:`reason`), the main model's held-out error per recurrence
+    (:func:`step_evidence`) and where its stopping rule stops (:func:`stopping_summary`), and Fig. 7's
+    curves. ``models`` is Table 4's arm x seed grid, ``gammas`` its :func:`calibrate_all`."""
+    ev = training_evidence(models).set_index("kind")
+    steps_ev = step_evidence(models, crops["validation"], MAX_STEPS, device=device)
+    rule = results[results["scoring"] == "stopping rule"]
+    gamma_mean = rule.loc[rule["kind"] == MAIN, "gamma"].mean()
+    stopped = stopping_summary(models, crops, gammas, device=device)
+    mean_stop = stopped.loc[stopped["subset"] == "full", "mean step"].mean()
+    overshoot = "rises past" if steps_ev["step 10"] > steps_ev["step 5"] else "keeps falling past"
+    full_mean = rule[rule["subset"] == "full"].groupby("kind")[NME].mean()
+    worst_link = max(((MAIN, "convgru-fauc"), ("convgru-fauc", "convgru-lenet")),
+                     key=lambda link: full_mean[link[0]] - full_mean[link[1]])
+    T_small, T_large = _fig7_extremes(cfg)
+    best7, last7 = _fig7_best_last(fig7_curves, cfg.eval_steps)
+    b7, lo7 = best7.groupby("model")["step"].mean(), best7.groupby("model")[NME].mean()
+    end7 = last7.groupby("model")[NME].mean()
+    why = {
+        "t1-stop-10": f"on the held-out faces the error is lowest at step {steps_ev['best step']:.1f} (mean over seeds), "
+                      f"and the rule stops the test faces at step {mean_stop:.1f} on average with gamma {gamma_mean:.3g}: "
+                      + ("it stops before the best step." if mean_stop < steps_ev["best step"] else
+                         "it stops after the best step, where the error has turned up again."),
+        "t1-stop-5": f"the held-out error {overshoot} the trained T = 5 ({steps_ev['step 5']:.2f}% at step 5, "
+                     f"{steps_ev['step 10']:.2f}% at step 10), and the rule stops at step {mean_stop:.1f} on average.",
+        "t1-10-5-challenging": f"the model was trained for T = 5 recurrences and its held-out error {overshoot} T "
+                               f"({steps_ev['step 5']:.2f}% at step 5, {steps_ev['step 10']:.2f}% at step 10).",
+        "t4-rcsr-sdm": reason(ev.loc[MAIN], ev.loc["sdm"]),
+        "t4-gru-sdm": reason(ev.loc["gru-hog"], ev.loc["sdm"]),
+        "t4-srcnn-hog": reason(ev.loc["gru-srcnn"], ev.loc["gru-hog"]),
+        "t4-convgru-gru": reason(ev.loc[MAIN], ev.loc["gru-srcnn"]),
+        "t4-features": reason(ev.loc[worst_link[0]], ev.loc[worst_link[1]]),
+        "fig7-stable": (f"{T_large} is best at step {b7[T_large]:.1f} ({lo7[T_large]:.2f}%) and ends at {end7[T_large]:.2f}%; "
+                        f"{T_small} is best at step {b7[T_small]:.1f} ({lo7[T_small]:.2f}%) and ends at "
+                        f"{end7[T_small]:.2f}% (means over seeds): "
+                        + ("the model trained with more recurrences drifts less after its best step."
+                           if end7[T_large] - lo7[T_large] < end7[T_small] - lo7[T_small] else
+                           "the model trained with more recurrences drifts as much or more after its best step, so at "
+                           "this budget more trained recurrences did not make the recurrence more stable.")),
+    }
+    return [explain(c, why[c["claim id"]]) for _, c in claims[claims["verdict"] != HOLDS].iterrows()]
 
 
-def first_layer_filters(model: rcsr.RCSR) -> np.ndarray:
-    """The first convolution's filters (C, k, k), in descending order of their variance, as Fig. 10
-    shows them."""
-    weights = model.features.cnn[0].weight.detach().cpu()[:, 0].numpy()
-    return weights[np.argsort(-weights.reshape(len(weights), -1).var(axis=1), kind="stable")]
+def ratio_to_paper(table4: pd.DataFrame) -> pd.DataFrame:
+    """Per Table 4 row (:func:`table4`) and subset: our error over the paper's."""
+    ratio = pd.DataFrame({f"{s}: ours / paper": table4[f"{s} (ours)"] / table4[f"{s} (paper)"]
+                          for s in protocol300w.SUBSETS})
+    ratio.insert(0, "method", table4["method"])
+    return ratio
+
+
+def rank_correlation(table4: pd.DataFrame) -> tuple[float, int]:
+    """Spearman's rank correlation of the Table 4 rows on the full set, ours against the paper's, and
+    the number of rows both have."""
+    rows = table4.dropna(subset=["full (paper)", "full (ours)"])
+    return float(rows["full (paper)"].rank().corr(rows["full (ours)"].rank())), len(rows)
+
+
+def _gain(before: float, after: float) -> float:
+    return 100 * (before - after) / before
+
+
+def gains(table4: pd.DataFrame, table1: pd.DataFrame) -> pd.DataFrame:
+    """The relative gains (%) the paper's text quotes, as quoted, as its tables give them and as ours
+    (means over seeds): the ConvGRU over the traditional GRU (Table 4), the stopping rule over 10 and
+    over 5 recurrences (Table 1, ``table1``: :func:`table1_per_seed`), on the full set."""
+    t1 = paper.table("table1").set_index("method")
+    ours1 = chapter.mean_sd(table1, ["method", "subset"], [NME]).set_index(["method", "subset"])[NME]
+    ours4 = table4.set_index("method")["full (ours)"]
+    adaptive = ours1[("RCSR adaptive", "full")]
+    return pd.DataFrame({
+        "paper (text)": [paper.number("text_numbers/convgru-gain-full"), paper.number("text_numbers/stop-gain-full"),
+                         np.nan],
+        "paper (tables)": [_gain(*paper.table("table4").set_index("kind").loc[["gru-srcnn", MAIN], "full"]),
+                           _gain(*t1.loc[["RCSR 10 recurrences", "RCSR adaptive"], "full"]),
+                           _gain(*t1.loc[["RCSR 5 recurrences", "RCSR adaptive"], "full"])],
+        "ours (mean over seeds)": [_gain(ours4[LABEL["gru-srcnn"]], ours4[LABEL[MAIN]]),
+                                   _gain(ours1[("RCSR 10 recurrences", "full")], adaptive),
+                                   _gain(ours1[("RCSR 5 recurrences", "full")], adaptive)],
+    }, index=["ConvGRU vs traditional GRU, full", "stopping rule vs 10 recurrences, full",
+              "stopping rule vs 5 recurrences, full"])

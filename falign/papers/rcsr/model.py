@@ -19,8 +19,9 @@ Section 3:
    calibration.
 
 Coordinates are 0-based pixels of the model's input image (x right, y down, pixel centres at
-integers). Choices the paper leaves open are marked ``Decision [rcsr.<name>]`` where they are made;
-:mod:`falign.kit.decisions` holds what the paper says about each, for the chapter's Deviations section.
+integers). Choices the paper leaves open are marked ``Decision [rcsr.<name>]`` where they are made,
+each with what the paper says after ``Paper:``; :func:`falign.kit.decisions.deviations` gathers them
+for the chapter's Deviations section.
 """
 
 from __future__ import annotations
@@ -194,9 +195,9 @@ def standardise(images: torch.Tensor) -> torch.Tensor:
 class PatchCNN(nn.Module):
     """F(I, h): the CNN's feature maps of the P x P patch around every landmark, for all landmarks.
 
-    Decision [rcsr.stacking] (model):(Sec. 4.2 "we stack the feature maps of the 68 landmarks"; Sec. 6.3):
-    the maps are stacked along channels, landmark-major, giving a (B, N*C, h, w) tensor whose spatial
-    layout is the patch's, which is what the ConvGRU's convolutions can exploit.
+    Decision [rcsr.stacking] (model): the maps are stacked along channels, landmark-major, giving a
+    (B, N*C, h, w) tensor whose spatial layout is the patch's, which is what the ConvGRU's convolutions
+    can exploit (Sec. 6.3).
     Paper: 'we stack the feature maps of the 68 landmarks' (Sec. 4.2); the axis is not stated.
 
     Decision [rcsr.dense-features] (model): the CNN runs once per image, densely, and each landmark's maps are
@@ -662,18 +663,6 @@ def calibrate_gamma(errors: np.ndarray, increments: np.ndarray) -> float:
     if errors.shape != increments.shape or errors.ndim != 1 or not len(errors):
         raise ValueError(f"calibrate_gamma: need two equal 1-d curves, got {errors.shape} and {increments.shape}")
     return float(increments[int(np.argmin(errors))])
-
-
-def __getattr__(name: str):
-    """``DECISIONS``: id -> text of every ``Decision [rcsr.*]`` in this file, read from the code by
-    :func:`falign.kit.decisions.decisions_in` (one place: the comments; the paper's side is in
-    :data:`falign.kit.decisions.REGISTRY`). Kept for the notebooks; the book renders
-    :func:`falign.kit.decisions.deviations` ("rcsr")."""
-    if name == "DECISIONS":
-        from falign.kit.decisions import decisions_in
-
-        return decisions_in(__file__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def layer_table(model: RCSR) -> pd.DataFrame:

@@ -204,7 +204,8 @@ def notes() -> list[str]:
         "Sec. 4 gives 811 train / 244 test LFPW images available in 300-W (300-W's LFPW test set has "
         "224); the 300-W common set is 554 = 224 + 330 images.",
         "The patch size, the ConvGRU kernel and memory size, and how the per-landmark maps are stacked "
-        "are not given; see falign.papers.rcsr.model.DECISIONS.",
+        "are not given; see the decisions rcsr.patches, rcsr.memory and rcsr.stacking "
+        "(falign.kit.decisions.deviations('rcsr')).",
         "0.44 s is given twice: for depth-0-fc-1 (Sec. 4.2, Fig. 5, against 5.22 s for depth-10-fc-1) and for "
         "the traditional GRU (Sec. 5.1, against 0.50 s for the convolutional GRU). The paper's model is "
         "depth-0-fc-1 with a convolutional GRU, so the two 0.44 s cannot both be its time.",

@@ -1,0 +1,53 @@
+"""The "Use it on your own photo" chapter: every shipped aligner (:func:`falign.kit.aligner.shipped`) on
+one real photograph.
+
+Nothing here trains or scores: the page loads each chapter's committed weights, says where each comes
+from, and draws what each predicts on a face dlib's detector found. The notebook
+``notebooks/aligner/01_your_own_photo`` calls these functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from falign.kit import aligner, plots
+
+PROVENANCE = ("scale", "data", "seed", "commit")   # the provenance fields the page shows
+MARGIN = 0.3                                        # the zoom around the face box, in box sizes
+
+
+def shipped(device="cpu") -> dict[str, aligner.Aligner]:
+    """The shipped aligners that load; each one refused is said aloud, one line with why (the reason's
+    last path part)."""
+    models, refused = aligner.shipped(device)
+    for name, why in refused.items():
+        print(f"{name} is not shown: {why.rsplit('/', 1)[-1]}")
+    return models
+
+
+def provenance(models: dict[str, aligner.Aligner]) -> pd.DataFrame:
+    """Per aligner, the run that trained its weights: scale, data, seed and commit."""
+    return pd.DataFrame([{"aligner": name, **{k: model.provenance.get(k) for k in PROVENANCE}}
+                         for name, model in models.items()])
+
+
+def photo_figure(models: dict[str, aligner.Aligner], photo: np.ndarray, box, margin: float = MARGIN):
+    """One panel per aligner: its landmarks on ``photo`` (hidden points in the second colour where it
+    estimates visibility), zoomed on ``box`` (x1, y1, x2, y2) with ``margin`` box sizes around it."""
+    import matplotlib.pyplot as plt
+
+    box = np.asarray(box, np.float32).reshape(4)
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(4 * max(len(models), 1), 4.3), squeeze=False)
+    for ax, (name, model) in zip(axes[0], models.items()):
+        points, visible = model.align(photo, box[None])
+        plots.landmarks(ax, photo, points[0], None if visible is None else visible[0])
+        ax.set(xlim=(x1 - margin * w, x2 + margin * w), ylim=(y2 + margin * h, y1 - margin * h))
+        ax.set_title(f"{name}: {model.n_points} points ({model.scheme})", fontsize=9)
+    if not models:
+        axes[0, 0].axis("off")
+        axes[0, 0].set_title("no shipped aligner loads", fontsize=9)
+    fig.tight_layout()
+    return fig
