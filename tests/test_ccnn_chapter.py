@@ -1,13 +1,14 @@
 """The CCNN chapter module (falign.papers.ccnn.experiment), its aligner kind and the ResNet baselines (fast, CPU)."""
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from falign.kit import aligner, ledger, precision
+from falign.kit import aligner, effects, ledger, paths, precision
 from falign.kit import chapter as kit
 from falign.data.crops import crop_faces
 from falign.papers.ccnn import experiment as chapter
@@ -183,35 +184,130 @@ def test_trainspeed_hooks_train_two_batches(tmp_path):
     assert len(histories) == 3 and all(len(h.epochs) == cfg.epochs for h in histories)
 
 
-class _Plateau:
-    def __init__(self, plateau: bool):
-        self.plateau = plateau
+class _History:
+    def __init__(self, converged: bool):
+        self.ok = converged
+        self.validation = [1.0, 1.0, 1.0] if converged else None
 
-    def plateaued(self) -> bool:
-        return self.plateau
+    def converged(self) -> bool:
+        return self.ok
+
+
+def _per_seed_results(final: dict, noise: float = 0.01) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame([{"arm": arm, "seed": s, "stage": k, "Average": e + noise * rng.standard_normal()}
+                         for arm, errors in final.items() for s in (0, 1, 2) for k, e in enumerate(errors, start=1)])
+
+
+FINAL = {"ccnn": [3.0, 2.0, 1.0], "windows-": [4.0], "shake+": [2.5], "sun2013": [3.0, 2.0, 1.5],
+         "resnet18": [0.8], "resnet34": [1.3]}
 
 
 def test_claims_ledger_from_per_seed_results():
-    """Every claim gets its arms from the per-seed errors; an arm any of whose stages did not plateau (for
-    any seed) gives its claims no verdict."""
-    rng = np.random.default_rng(0)
-    final = {"ccnn": [3.0, 2.0, 1.0], "windows-": [4.0], "shake+": [2.5], "sun2013": [3.0, 2.0, 1.5],
-             "resnet18": [0.8], "resnet34": [1.3]}
-    rows = [{"arm": arm, "seed": s, "stage": k, "Average": e + 0.01 * rng.standard_normal()}
-            for arm, errors in final.items() for s in (0, 1, 2) for k, e in enumerate(errors, start=1)]
-    results = pd.DataFrame(rows)
-    models = {(arm, s): (None, [_Plateau(not (arm == "sun2013" and s == 1 and k == 2)) for k in range(len(errors))])
-              for arm, errors in final.items() for s in (0, 1, 2)}
+    """Every claim gets its arms from the per-seed errors, paired by seed, with the paper's effect from its
+    published averages; an arm is gated on its own trainings only (stages 1..k of every seed)."""
+    results = _per_seed_results(FINAL)
+    models = {(arm, s): (None, [_History(not (arm == "sun2013" and s == 1 and k == 2)) for k in range(len(errors))])
+              for arm, errors in FINAL.items() for s in (0, 1, 2)}
+    converged = chapter.convergence(models)
+    assert converged[("ccnn", 3)] and converged[("sun2013", 1)] and converged[("sun2013", 2)]
+    assert not converged[("sun2013", 3)]                                   # sun2013's stage 3 of seed 1
     assert kit.converged(chapter.stage_trainings(models), "ccnn")
     assert not kit.converged(chapter.stage_trainings(models), "sun2013")
     trade = chapter.stage_trade(results, {"ccnn-1": 1.0, "ccnn-2": 2.0, "ccnn-3": 4.0})
     assert list(trade["seed"]) == [0, 1, 2] and trade["stage 2 gain per ms"].mean() == pytest.approx(1.0, abs=0.05)
-    df = chapter.claims(results, models, trade).to_frame().set_index("claim id")
-    assert df.loc["stages", "verdict"] == df.loc["windows", "verdict"] == ledger.HOLDS
-    assert df.loc["sun2013", "verdict"] == ledger.NOT_CONVERGED
-    assert df.loc["resnet18", "verdict"] == ledger.FAILS         # the ResNet is clearly better here
-    assert df.loc["resnet34", "verdict"] == ledger.HOLDS
-    assert df.loc["two-stages", "verdict"] == ledger.HOLDS       # 1 % per ms against 0.5 % per ms
+    df = chapter.claims(results, converged, trade).to_frame().set_index("claim id")
+    assert list(df.index) == ["stages", "windows", "shake", "sun2013", "resnet18", "resnet34", "two-stages"]
+    assert set(df["class"]) <= set(effects.CLASSES) and df["level"].eq(effects.LEVEL).all()
+    assert (df["interval method"].str.startswith("paired")).all()
+    assert df.loc["stages", "class"] == df.loc["windows", "class"] == effects.REPRODUCED
+    assert df.loc["resnet18", "class"] == effects.REVERSED        # the ResNet is clearly better here
+    assert df.loc["resnet34", "class"] == effects.REPRODUCED
+    assert df.loc["two-stages", "class"] == effects.REPRODUCED    # 1 % per ms against 0.5 % per ms
+    assert df.loc["shake", "class"] == effects.REPRODUCED         # 2.5 against 3.0
+    # the paper's effects from its own averages: Fig. 5 3.38 -> 2.35, Fig. 6 2.35 -> 1.90
+    assert df.loc["windows", "paper effect"] == pytest.approx((3.38 - 2.35) / 3.38)
+    assert df.loc["shake", "paper effect"] == pytest.approx((2.35 - 1.90) / 2.35)
+    # the chain's deciding link is its weakest: stage 2 against stage 1 here (1/3 against 1/2), Fig. 4 2.21 -> 1.37
+    assert df.loc["stages", "paper effect"] == pytest.approx((2.21 - 1.37) / 2.21)
+    for claim in ("sun2013", "resnet18", "resnet34", "two-stages"):
+        assert df.loc[claim, "paper numbers"] == ledger.NONE_PUBLISHED
+    assert df["floor"].isna().all()
+    # each claim is gated on the arms it compares only
+    assert df.loc["sun2013", "not converged"] == "Sun et al.-style"
+    assert df.loc["stages", "not converged"] == df.loc["windows", "not converged"] == ""
+    assert (df["class at half budget"] == "not run").all()
+    # an arm with no evidence (missing from ``converged``) is not converged
+    assert chapter.claims(results, {}, trade).to_frame()["not converged"].str.len().gt(0).all()
+
+
+def test_claims_at_half_budget_and_seed_checks():
+    results = _per_seed_results(FINAL)
+    trade = chapter.stage_trade(results, {"ccnn-1": 1.0, "ccnn-2": 2.0, "ccnn-3": 4.0})
+    half = _per_seed_results({**FINAL, "shake+": [3.5]})                  # at half, shake+ loses
+    df = chapter.claims(results, {}, trade, half=half, half_trade=chapter.stage_trade(half, chapter.added_ms(trade)))
+    df = df.to_frame().set_index("claim id")
+    assert df.loc["shake", "class at half budget"] == effects.REVERSED and df.loc["shake", "budget-sensitive"]
+    assert df.loc["windows", "class at half budget"] == effects.REPRODUCED
+    assert not df.loc["windows", "budget-sensitive"]
+    with pytest.raises(ValueError, match="share their seeds"):
+        chapter.claims(results[~((results["arm"] == "resnet18") & (results["seed"] == 2))], {}, trade)
+
+
+def test_convergence_needs_a_validation_curve(tiny):
+    """CCNN's trainings hold out no validation faces: no curve, so not converged (no evidence)."""
+    model, histories = chapter.train(TINY, tiny["train"], "shake+", progress=False)
+    assert histories[0].validation is None and not histories[0].converged()
+    models = {("shake+", 0): (model, histories)}
+    assert chapter.convergence(models) == {("shake+", 1): False}
+    table = chapter.convergence_table(models)
+    assert table.loc[("shake+", 1), "seeds converged"] == "0 of 1"
+
+
+def test_half_budget_weights_are_evaluated(tiny, tmp_path):
+    """Every stage keeps its weights at half its steps; half_model loads them (nothing trained) and
+    evaluate_half scores them like evaluate; without them there is nothing to evaluate."""
+    models = kit.grid(lambda arm, s: chapter.train(TINY, tiny["train"], arm, work=tmp_path, seed=s, progress=False),
+                      ["ccnn", "resnet18"], kit.seeds(TINY))
+    half = chapter.half_model(TINY, tiny["train"], "ccnn", work=tmp_path, seed=0)
+    final = models[("ccnn", 0)][0]
+    assert len(half.stages) == 3 and not half.training
+    for k, folder in enumerate(chapter.stage_folders(TINY, tiny["train"], "ccnn", work=tmp_path, seed=0)):
+        saved = chapter.trainer.half_weights(folder, TINY.precision)
+        assert all(torch.equal(a, b) for a, b in zip(half.stages[k].state_dict().values(), saved.values()))
+    assert not all(torch.equal(a, b) for a, b in zip(half.state_dict().values(), final.state_dict().values()))
+    table = chapter.evaluate_half(TINY, tiny["train"], models, tiny["test"], work=tmp_path)
+    assert len(table) == 3 + 1 and np.isfinite(table["Average"]).all()
+    assert chapter.evaluate_half(TINY, tiny["train"], models, tiny["test"], work=tmp_path / "none") is None
+
+
+def test_rejudge_reads_the_committed_results(tmp_path):
+    """The committed per-seed files parse into one row per claim with finite effects and a class; with no
+    validation curve committed, every arm is not converged (checks the files, not the numbers)."""
+    folder = tmp_path / "ccnn"
+    shutil.copytree(paths.RESULTS_DIR / "ccnn", folder)
+    df = chapter.rejudge(folder).to_frame()
+    assert list(df["claim id"]) == ["stages", "windows", "shake", "sun2013", "resnet18", "resnet34", "two-stages"]
+    assert np.isfinite(df[["effect", "low", "high"]].to_numpy(float)).all()
+    assert set(df["class"]) <= set(effects.CLASSES)
+    assert df["not converged"].str.len().gt(0).all()
+    assert ledger.is_ledger(df)
+
+
+def test_scales_plan_a_second_look():
+    assert chapter.SCALES["smoke"].second_look == ()
+    for name in ("small", "gpu", "full"):
+        cfg = chapter.SCALES[name]
+        assert cfg.second_look == (3, 4, 5) and not set(cfg.second_look) & set(cfg.seeds)
+        assert kit.seeds(cfg, 0, look=2) == [0, 1, 2, 3, 4, 5]
+
+
+def test_shake_scale_from_per_seed_errors():
+    results = _per_seed_results({"ccnn": [7.8, 3.0, 2.0]}, noise=0.0)
+    df = chapter.shake_scale(results, chapter.SCALES["full"])
+    assert df["% of box width"].tolist() == pytest.approx([1.0, 7.8])
+    assert df.iloc[:, 2].tolist() == pytest.approx([0.39, 7.8 * 0.39])      # a 39-pixel box
+    assert df["× the shake"].iloc[1] == pytest.approx(7.8)
 
 
 def test_step_decay_sgd_follows_the_papers_schedule():

@@ -3,6 +3,8 @@ LML branches, the losses, the augmentation, and the chapter's data on real 300-W
 private set's indoor and outdoor folders included)."""
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,8 @@ import torch
 
 from falign.data.crops import load_faces
 from falign.kit import chapter as kit
+from falign.kit import effects
+from falign.kit import train as trainer
 from falign.papers.cfdrnn import experiment as chapter
 from falign.papers.cfdrnn import model as cfdrnn
 from falign.papers.cfdrnn import published as paper
@@ -178,18 +182,10 @@ def test_headline_ratios_follow_from_table7_and_table5():
 
 def test_recipe_leaves_out_what_changes_no_training():
     cfg = chapter.SCALES["small"]
-    quiet = {"n_test", "seeds", "eval_batch", "ced_limit", "speed_repeats", "caveat"}
+    quiet = {"n_test", "seeds", "second_look", "eval_batch", "ced_limit", "speed_repeats", "caveat"}
     assert set(kit.recipe(cfg)) == {f.name for f in dataclasses.fields(cfg)} - quiet
     assert kit.recipe(dataclasses.replace(cfg, ced_limit=0.08, eval_batch=1)) == kit.recipe(cfg)
     assert chapter.tiny(cfg) == {"n_train": 2 * cfg.batch, "n_val": 2, "n_test": {s: 2 for s in cfg.n_test}}
-
-
-class _History:
-    def __init__(self, plateau: bool):
-        self.plateau = plateau
-
-    def plateaued(self) -> bool:
-        return self.plateau
 
 
 def _results(seeds=(0, 1, 2)) -> "pd.DataFrame":
@@ -207,19 +203,68 @@ def _results(seeds=(0, 1, 2)) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
+def _floor(nme: float = 5.0) -> "pd.DataFrame":
+    """A heat-map floor table in the form of :func:`chapter.heatmap_floor`."""
+    return pd.DataFrame([{"method": "s·argmax of the true heat-map", "norm": norm, "subset": subset, "n": 8,
+                          "NME (%)": nme, "AUC0.08 (%)": 30.0, "failure (%)": 5.0}
+                         for norm in chapter.NORMS for subset in ("common", "challenging", "full", "private")])
+
+
 def test_claims_and_tables_from_a_results_table():
     res = _results()
-    models = {(arm, s): (None, _History(True)) for arm in chapter.ARMS for s in (0, 1, 2)}
-    verdicts = chapter.claims(res, models).to_frame().set_index("claim id")["verdict"]
-    assert set(verdicts) == {"holds"}, verdicts
-    models[(chapter.COMPARATOR, 1)] = (None, _History(False))
-    assert set(chapter.claims(res, models).to_frame().set_index("claim id")["verdict"]) > {"holds"}
+    both = {arm: True for arm in chapter.ARMS}
+    df = chapter.claims(res, both, _floor()).to_frame().set_index("claim id")
+    assert set(df.index) == set(chapter.CLAIMS)
+    assert set(df["class"]) == {effects.REPRODUCED}, df["class"]
+    assert (df["not converged"] == "").all() and (df["class at half budget"] == "not run").all()
+    # the paper's effects are its own published pairs (CFDRNN against DAN-Menpo), none for the design claims
+    assert df.loc["challenging-nme", "paper effect"] == pytest.approx(
+        (paper.number("table5/inter-ocular-dan-menpo-20/challenging") - paper.number("table5/inter-ocular-cfdrnn/challenging"))
+        / paper.number("table5/inter-ocular-dan-menpo-20/challenging"))
+    assert df["paper effect"][["hml-stages", "lml-residual", "second-resizer"]].isna().all()
+    # the decode floor limits the heat-map decodes' chain: F over the smallest beaten stage (s·argmax(H3))
+    assert df.loc["hml-stages", "floor"] == pytest.approx(5.0 / np.mean([8.0, 8.01, 8.02]))
+    assert df["floor"].drop("hml-stages").isna().all()
+    # a claim is gated on the arms it compares only: the stage claims read CFDRNN's trainings alone
+    gated = chapter.claims(res, {"cfdrnn": True, chapter.COMPARATOR: False}, _floor()).to_frame().set_index("claim id")
+    assert (gated.loc[["hml-stages", "lml-residual", "lml-beyond-grid"], "not converged"] == "").all()
+    assert (gated.loc[["second-resizer", "challenging-nme"], "not converged"] == chapter.ARMS[chapter.COMPARATOR]["label"]).all()
+    # L4 against perfect heat-maps: above the decode's error, the paper's side lost
+    assert chapter.claims(res, both, _floor(1.0)).to_frame().set_index("claim id").loc[
+        "lml-beyond-grid", "class"] == effects.REVERSED
+    # the half-budget check: the same table at half budget leaves every class as it is
+    halved = chapter.claims(res, both, _floor(), half=res).to_frame()
+    assert (halved["class at half budget"] == halved["class"]).all() and not halved["budget-sensitive"].any()
+    assert "the paper's side lost no claim" in chapter.where_it_lost(df.reset_index())
     ratios = chapter.headline_ratios(res).set_index("claim id")
     assert ratios.loc["challenging-nme", "CFDRNN (ours)"] == pytest.approx(10.0 - 7 + 0.01)
     stages = chapter.stage_table(res).set_index(["norm", "stage"])
     assert stages.loc[("inter-ocular", "L4"), "full"] == pytest.approx(3.01)
     t7 = chapter.table7(res, chapter.WITH_ABLATION)
     assert {"CFDRNN", chapter.WITH_ABLATION[(chapter.COMPARATOR, "L4")]} <= set(t7["method"])
+
+
+def test_convergence_from_committed_curves():
+    flat = [{"arm": arm, "seed": s, "epoch": e, "loss": 1.0, "validation NME (%)": 10.0 - (e < 3)}
+            for arm in chapter.ARMS for s in (0, 1) for e in range(1, 13)]
+    curves = pd.DataFrame(flat)
+    assert chapter.convergence_from_curves(curves) == {arm: True for arm in chapter.ARMS}
+    falling = curves.assign(**{"validation NME (%)": 20.0 - curves["epoch"]})
+    assert chapter.convergence_from_curves(falling) == {arm: False for arm in chapter.ARMS}
+    assert chapter.convergence_from_curves(curves[curves["arm"] == "cfdrnn"])[chapter.COMPARATOR] is False
+
+
+def test_rejudge_reads_the_committed_results(tmp_path):
+    """The committed per-seed files parse into one row per claim with finite effects and a class (this
+    checks the files, not the numbers)."""
+    committed = Path(__file__).resolve().parents[1] / "results" / "cfdrnn"
+    for name in ("results_per_seed.csv", "heatmap_floor.csv", f"{chapter.CURVES}.csv", f"{chapter.HALF_RESULTS}.csv"):
+        if (committed / name).is_file():
+            shutil.copy(committed / name, tmp_path / name)
+    df = chapter.rejudge(tmp_path).to_frame()
+    assert list(df["claim id"]) == list(chapter.CLAIMS)
+    assert np.isfinite(df["effect"]).all() and set(df["class"]) <= set(effects.CLASSES)
+    assert np.isfinite(df[["low", "high"]].to_numpy()).all()          # three seeds: every claim has an interval
 
 
 SUBSETS = ("afw", "helen/trainset", "lfpw/trainset", "helen/testset", "lfpw/testset", "ibug",
@@ -250,6 +295,10 @@ def test_chapter_runs_on_real_300w_fixtures(tmp_path, monkeypatch):
     assert crops["train"].images.shape[1:] == (3, cfg.size, cfg.size)
     model, history = chapter.train(cfg, crops, tmp_path / "work", seed=0, progress=False)
     assert len(history.epochs) == 1 and "validation" in history.epochs[0]
+    # the half-budget weights the claims' budget check evaluates are where the chapter looks for them
+    half = trainer.half_weights(chapter.checkpoint_folder(cfg, crops, tmp_path / "work", "cfdrnn", 0), cfg.precision)
+    assert half is not None and half.keys() == model.state_dict().keys()
+    assert chapter.half_budget(cfg, crops, tmp_path / "work", [0]) is None      # the ablation was not trained
     tests = chapter.test_sets(crops)
     res = chapter.results({("cfdrnn", 0): (model, history)}, tests)
     assert {"full", "private", "LFPW", "Helen"} <= set(res["subset"])

@@ -55,7 +55,7 @@ def test_reversed_smaller_and_untestable():
 
 def test_one_seed_has_no_interval_and_is_undecided():
     e = effects.paired([1.0], [2.0])
-    assert e.estimate == pytest.approx(0.5) and not e.has_interval
+    assert e.estimate == pytest.approx(0.5) and not e.has_interval and e.method == effects.ONE_SEED
     assert effects.classify(e, paper=0.5) == effects.UNDECIDED
 
 
@@ -83,3 +83,10 @@ def test_non_finite_values_are_an_error():
 def test_paired_arms_need_as_many_values():
     with pytest.raises(ValueError, match="shared seed"):
         effects.paired([1.0, 1.1], [2.0, 2.1, 2.2])
+
+
+def test_a_beaten_arm_at_zero_has_no_relative_effect():
+    for e in (effects.paired([0.1, 0.2], [0.0, 0.1], better="higher"), effects.unpaired([0.1], [0.0, 0.0]),
+              effects.against([0.1, 0.2], 0.0)):
+        assert np.isnan(e.estimate) and not e.has_interval and e.method == effects.ZERO
+        assert effects.classify(e, paper=0.1) == effects.UNDECIDED

@@ -1,72 +1,86 @@
-"""The two ledgers: claims (verdict rule, chains, the table, summary, scorecard) and deviations
-(the Decision scanner on constructed sources, and the real tree against the registry)."""
+"""The two ledgers: claims (effects, intervals and classes per claim, chains, the budget check, the
+table, summary, scorecard, re-judging) and deviations (the Decision scanner on constructed sources,
+and the real tree)."""
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from falign.kit import decisions as deviations, ledger
-from falign.kit.ledger import Arm, Claim, ClaimsLedger
+from falign import papers
+from falign.kit import decisions as deviations, effects, ledger
+from falign.kit.ledger import Arm, Claim, ClaimsLedger, Published
 
 LOWER = Claim("c1", "A beats B", "Sec. 1, Table 1", better="lower")
-HIGHER = Claim("c2", "A has the higher AUC", "Sec. 2", better="higher")
 
 
-# ---- the verdict rule ----------------------------------------------------------------------------
-def test_holds_when_margin_exceeds_two_pooled_sd():
-    v = ledger.verdict(LOWER, [1.0, 1.1, 0.9], [2.0, 2.1, 1.9])
-    assert v.verdict == "holds" and v.holds
-    assert v.margin == pytest.approx(1.0)
-    assert v.pooled_sd == pytest.approx(0.1)
-    assert v.n == (3, 3) and v.means == pytest.approx((1.0, 2.0)) and v.stds == pytest.approx((0.1, 0.1))
+# ---- one claim -------------------------------------------------------------------------------------
+def test_two_arms_sharing_seeds_are_judged_paired():
+    judged = ClaimsLedger().add(LOWER, [0.9, 1.78, 2.64], [1.0, 2.0, 3.0])     # 10, 11 and 12 % better
+    assert judged.effect == effects.paired([0.9, 1.78, 2.64], [1.0, 2.0, 3.0])
+    assert judged.cls == effects.REPRODUCED and judged.paper is None and not judged.smaller
 
 
-def test_fails_when_the_opposite_is_as_clear():
-    v = ledger.verdict(LOWER, [2.0, 2.1, 1.9], [1.0, 1.1, 0.9])
-    assert v.verdict == "fails" and v.margin == pytest.approx(-1.0)
+def test_arms_with_other_seeds_and_fixed_references():
+    unequal = ClaimsLedger().add(LOWER, [1.0, 1.1, 0.9], [2.0, 2.1])
+    assert unequal.effect.method == "Welch t over seeds"
+    told = ClaimsLedger().add(LOWER, [1.0, 1.1], [2.0, 2.1], paired=False)
+    assert told.effect.method == "Welch t over seeds"
+    below = ClaimsLedger().add(LOWER, [4.0, 4.1, 3.9], 4.45)           # ours below a fixed 4.45
+    assert below.effect.method == "one-sample t over seeds" and below.cls == effects.REPRODUCED
+    with pytest.raises(ValueError, match="cannot be a fixed reference"):
+        ClaimsLedger().add(LOWER, 4.45, [4.0, 4.1])
 
 
-def test_inconclusive_within_two_pooled_sd():
-    v = ledger.verdict(LOWER, [1.0, 1.5, 0.5], [1.2, 0.7, 1.7])
-    assert v.verdict == "inconclusive"
-    assert 0 < v.margin < 2 * v.pooled_sd
+def test_the_papers_effect_is_read_from_its_published_numbers():
+    claim = Claim("t3", "block 6 beats block 5", "Table 3", paper=Published("pifa", "table3/block6", "table3/block5"))
+    good, bad = papers.number("pifa", "table3/block6"), papers.number("pifa", "table3/block5")
+    judged = ClaimsLedger().add(claim, [7.0, 7.1, 7.05], [7.0, 7.12, 7.04])   # no effect here
+    assert judged.paper == pytest.approx((bad - good) / bad)
+    book = ClaimsLedger()
+    book.add(claim, [7.0, 7.1, 7.05], [7.0, 7.12, 7.04])
+    row = book.to_frame().iloc[0]
+    assert row["paper numbers"] == f"pifa table3/block6 = {good:g} vs table3/block5 = {bad:g}"
 
 
-def test_higher_is_better_flips_the_margin():
-    v = ledger.verdict(HIGHER, [0.8, 0.81, 0.79], [0.5, 0.51, 0.49])
-    assert v.verdict == "holds" and v.margin == pytest.approx(0.3)
-    assert ledger.verdict(LOWER, [0.8, 0.81, 0.79], [0.5, 0.51, 0.49]).verdict == "fails"
+def test_a_null_effect_with_a_tight_interval_against_a_large_published_effect_is_absent():
+    claim = Claim("x", "A beats B", "Table 1", paper=Published("pifa", "table3/block3", "table3/block0"))
+    bad = np.array([2.0, 2.1, 1.9, 2.05, 1.95])
+    judged = ClaimsLedger().add(claim, bad * [1.01, 0.99, 1.005, 0.995, 1.0], bad)
+    assert judged.paper > 0.2 and judged.cls == effects.ABSENT
 
 
-def test_pooled_sd_formula_with_unequal_seeds():
-    a, b = [1.0, 2.0, 4.0], [3.0, 5.0]
-    s1, s2 = np.std(a, ddof=1), np.std(b, ddof=1)
-    expected = math.sqrt((2 * s1**2 + 1 * s2**2) / 3)
-    assert ledger.verdict(LOWER, a, b).pooled_sd == pytest.approx(expected)
+def test_a_flip_between_half_and_full_budget_is_budget_sensitive():
+    book = ClaimsLedger()
+    book.add(LOWER, [1.0, 1.1, 0.9], [2.0, 2.1, 1.9], half=([2.0, 2.1, 1.9], [1.0, 1.1, 0.9]))
+    book.add(Claim("same", "same at both", "x"), [1.0, 1.1, 0.9], [2.0, 2.1, 1.9],
+             half=([1.2, 1.3, 1.1], [2.0, 2.1, 1.9]))
+    book.add(Claim("unchecked", "no half", "x"), [1.0, 1.1, 0.9], [2.0, 2.1, 1.9])
+    df = book.to_frame()
+    assert df["class"].tolist() == [effects.REPRODUCED] * 3
+    assert df["class at half budget"].tolist() == [effects.REVERSED, effects.REPRODUCED, "not run"]
+    assert df["budget-sensitive"].tolist() == [True, False, False]
+    assert "budget-sensitive" in ledger.summary(df)
 
 
-def test_one_seed_is_always_inconclusive():
-    v = ledger.verdict(LOWER, [1.0], [100.0, 100.1])  # a huge margin, but the spread is unknown
-    assert v.verdict == "inconclusive (1 seed)"
-    assert math.isnan(v.pooled_sd) and v.n == (1, 2)
+def test_convergence_is_read_from_the_compared_arms_only():
+    book = ClaimsLedger()
+    book.add(LOWER, Arm("a", [1.0, 1.1], converged=False), Arm("b", [2.0, 2.1]))
+    assert book.to_frame().iloc[0]["not converged"] == "a"
 
 
-def test_no_verdict_from_an_unconverged_row():
-    assert ledger.verdict(LOWER, [1.0, 1.1], [2.0, 2.1], converged=False).verdict == "not converged"
-    assert ledger.verdict(LOWER, Arm("a", [1.0, 1.1], converged=False), [2.0, 2.1]).verdict == "not converged"
-    assert ledger.verdict(LOWER, [1.0, np.nan], [2.0, 2.1]).verdict == "not converged"  # a diverged seed
-    # not converged wins over one seed: no verdict at all is drawn
-    assert ledger.verdict(LOWER, [1.0], [2.0], converged=False).verdict == "not converged"
-
-
-def test_fixed_reference_number():
-    v = ledger.verdict(LOWER, [4.0, 4.1, 3.9], 4.45)  # ours below the paper's 4.45
-    assert v.verdict == "holds" and v.margin == pytest.approx(0.45) and v.pooled_sd == pytest.approx(0.1)
-    assert v.n == (3, 0)
-    assert ledger.verdict(LOWER, [4.4, 4.5, 4.45], 4.45).verdict == "inconclusive"
+def test_a_chain_is_as_strong_as_its_weakest_link():
+    blocks = [[1.0, 1.1, 1.05], [2.0, 2.1, 2.05], [3.0, 3.1, 3.05]]      # each beats the next
+    assert ClaimsLedger().add(LOWER, *blocks).cls == effects.REPRODUCED
+    one_reversed = ClaimsLedger().add(LOWER, [1.0, 1.1, 1.05], [2.0, 2.1, 2.05], [1.5, 1.6, 1.55])
+    assert one_reversed.cls == effects.REVERSED
+    book = ClaimsLedger()
+    book.add(LOWER, [1.0, 1.1, 1.05], [2.0, 2.1, 2.05], [2.0, 2.4, 1.8])
+    row = book.to_frame().iloc[0]
+    assert row["class"] == effects.UNDECIDED and "link 2 of 2" in row["interval method"]
+    with pytest.raises(ValueError, match="two arms"):
+        ClaimsLedger().add(LOWER, [1.0, 1.1])
 
 
 def test_claim_checks_its_direction():
@@ -74,45 +88,26 @@ def test_claim_checks_its_direction():
         Claim("x", "text", "Sec. 1", better="smaller")
 
 
-# ---- chains ----------------------------------------------------------------------------------------
-def test_chain_holds_only_if_every_link_holds():
-    blocks = [[3.0, 3.1], [2.0, 2.1], [1.0, 1.1]]  # block 1, 2, 3 NME: each improves on the last
-    v = ledger.chain(LOWER, blocks[::-1])  # best first
-    assert v.verdict == "holds" and v.n == (2, 2, 2) and len(v.means) == 3
-
-
-def test_chain_fails_if_any_link_fails():
-    v = ledger.chain(LOWER, [[1.0, 1.1], [2.0, 2.1], [1.5, 1.6]])
-    assert v.verdict == "fails" and v.margin == pytest.approx(-0.5)
-
-
-def test_chain_inconclusive_otherwise():
-    assert ledger.chain(LOWER, [[1.0, 1.1], [2.0, 2.1], [2.0, 2.4]]).verdict == "inconclusive"
-    assert ledger.chain(LOWER, [[1.0, 1.1], [2.0, 2.1], [3.0]]).verdict == "inconclusive (1 seed)"
-    with pytest.raises(ValueError):
-        ledger.chain(LOWER, [[1.0, 1.1]])
-
-
-# ---- the ledger table, summary and scorecard ---------------------------------------------------------
+# ---- the ledger table, summary, scorecard, re-judging ------------------------------------------------
 def _ledger() -> ClaimsLedger:
     book = ClaimsLedger()
     book.add(Claim("vis", "visualization layers help", "Sec. 4.3"), Arm("with V", [7.0, 7.1, 6.9]),
              Arm("without V", [8.0, 8.2, 7.8]))
-    book.add(Claim("mask", "mask 1 beats no mask", "Table 7"), Arm("mask 1", [8.0, 8.2]), Arm("none", [7.0, 7.1]))
+    book.add(Claim("mask", "mask 1 beats no mask", "Table 7"), Arm("mask 1", [8.0, 8.2, 8.1]), Arm("none", [7.0, 7.1, 7.05]))
     book.add(Claim("t8", "6x2 beats 4x3", "Table 8"), Arm("6x2", [7.0, 7.6]), Arm("4x3", [7.2, 7.4]))
     book.add(Claim("t6", "I,F,V beats F,V", "Table 6"), Arm("IFV", [7.0]), Arm("FV", [7.5]))
-    book.add(Claim("div", "it trains", "Sec. 4"), Arm("a", [1.0, 1.1], converged=False), Arm("b", [2.0, 2.0]))
     return book
 
 
 def test_frame_columns_and_rows():
     df = _ledger().to_frame()
     assert list(df.columns) == list(ledger.COLUMNS)
-    assert df["verdict"].tolist() == ["holds", "fails", "inconclusive", "inconclusive (1 seed)", "not converged"]
+    assert df["class"].tolist() == [effects.REPRODUCED, effects.REVERSED, effects.UNDECIDED, effects.UNDECIDED]
     row = df.iloc[0]
-    assert row["arms"] == "with V | without V" and row["seeds"] == "3 | 3"
-    assert row["mean ± std"].startswith("7 ± 0.1 | 8 ± 0.2")
-    assert "(not converged)" in df.iloc[4]["mean ± std"]
+    assert row["arms"] == "with V | without V" and row["seeds"] == "3 | 3" and row["look"] == 1
+    assert row["mean ± sd"].startswith("7 ± 0.1 | 8 ± 0.2")
+    assert np.isnan(df.iloc[3]["low"]) and df.iloc[3]["paper numbers"] == ledger.NONE_PUBLISHED
+    assert _ledger().undecided() == ["t8", "t6"]
     with pytest.raises(ValueError, match="already"):
         _ledger().add(Claim("vis", "again", "x"), [1, 2], [3, 4])
 
@@ -124,46 +119,45 @@ def test_write_through_a_run(tmp_path, monkeypatch):
     monkeypatch.setenv("FALIGN_WORK", str(tmp_path / "work"))
     run = report.start("toy", "01_toy", SCALE="smoke")
     _ledger().write(run)
-    header = (tmp_path / "results" / "toy" / "claims.csv").read_text().splitlines()[0]
-    assert "seeds" in header and "verdict" in header
+    written = pd.read_csv(tmp_path / "results" / "toy" / "claims.csv")
+    assert ledger.is_ledger(written)
 
 
-def test_summary_paragraph():
+def test_summary_names_the_claims_of_each_class():
     text = ledger.summary(_ledger().to_frame())
-    assert text.startswith("1 of 5 claims held: “visualization layers help”")
-    assert "1 failed: “mask 1 beats no mask”" in text
-    assert "2 were inconclusive: “6x2 beats 4x3”, “I,F,V beats F,V” (1 seed)" in text
-    assert "1 had no verdict" in text and "“it trains”" in text
-    one = ledger.summary(_ledger().to_frame().iloc[:1])
-    assert one == "1 of 1 claim held: “visualization layers help”; none failed; none were inconclusive."
-    assert ledger.summary(pd.DataFrame(columns=list(ledger.COLUMNS))) == "No claims were checked."
+    assert text.startswith("Of 4 claims, 1 reproduced: “visualization layers help”; 1 reversed: “mask 1 beats no mask”")
+    assert "2 undecided: “6x2 beats 4x3”, “I,F,V beats F,V”" in text
+    assert ledger.summary(pd.DataFrame(columns=list(ledger.COLUMNS))) == "No claims were judged."
+    assert "about 1.0 of them" in ledger.chance_note(40)
 
 
-def test_scorecard_reads_ledgers_and_skips_other_formats(tmp_path):
+def test_scorecard_table_and_forest(tmp_path):
     for chapter, scale in (("alpha", "small"), ("beta", "smoke")):
         (tmp_path / chapter).mkdir()
         _ledger().to_frame().to_csv(tmp_path / chapter / "claims.csv", index=False)
         (tmp_path / chapter / "run.json").write_text(json.dumps({"scale": scale}))
-    (tmp_path / "gamma").mkdir()  # an older format (like results/pifa/claims.csv before the ledger)
-    pd.DataFrame({"claim of the paper": ["x"], "holds in our run": [True]}).to_csv(
-        tmp_path / "gamma" / "claims.csv", index=False)
-    (tmp_path / "delta").mkdir()  # a ledger without run.json
-    _ledger().to_frame().iloc[:2].to_csv(tmp_path / "delta" / "claims.csv", index=False)
-
+    (tmp_path / "gamma").mkdir()  # an older format (margin and pooled SD): skipped, and listed
+    pd.DataFrame({"claim id": ["x"], "verdict": ["holds"]}).to_csv(tmp_path / "gamma" / "claims.csv", index=False)
     card = ledger.scorecard(tmp_path)
-    assert sorted(card["chapter"].unique()) == ["alpha", "beta", "delta"]
-    assert len(card) == 12
+    assert sorted(card["chapter"].unique()) == ["alpha", "beta"] and len(card) == 8
     assert card.attrs["skipped"] == [str(tmp_path / "gamma" / "claims.csv")]
-    assert dict(zip(card["chapter"], card["scale"])) == {"alpha": "small", "beta": "smoke", "delta": "unknown"}
-    first = card.iloc[0]
-    assert first["verdict"] == "holds" and first["margin ± spread"] == "+1 ± 0.16"
-    assert card.loc[card["claim id"] == "t6", "margin ± spread"].iloc[0] == "+0.5 (spread unknown)"
-    assert {"chapter", "claim", "verdict", "margin ± spread", "seeds", "scale"} <= set(card.columns)
+    shown = ledger.table(card)
+    assert {"chapter", "claim", "effect", "interval", "paper's effect", "class", "seeds", "scale", "floor"} <= set(shown)
+    assert shown.iloc[0]["effect"] == "+12.5%" and shown.iloc[3]["interval"] == "none (1 seed)"
+    fig = ledger.forest(card)
+    assert len(fig.axes[0].get_yticklabels()) == 8
 
 
-def test_scorecard_of_the_repository_does_not_crash():
-    card = ledger.scorecard()
-    assert isinstance(card, pd.DataFrame)
+def test_rejudge_writes_the_ledger_and_says_so_in_run_json(tmp_path, monkeypatch):
+    from falign.kit import registry
+
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "run.json").write_text(json.dumps({"scale": "small"}))
+    monkeypatch.setattr(registry, "experiment", lambda name: type("E", (), {"rejudge": staticmethod(lambda r: _ledger())}))
+    path = ledger.rejudge("toy", tmp_path)
+    assert ledger.is_ledger(pd.read_csv(path))
+    record = json.loads((tmp_path / "toy" / "run.json").read_text())
+    assert record["scale"] == "small" and record["claims_rejudged"]["command"].endswith("rejudge toy")
 
 
 # ---- the deviations scanner -------------------------------------------------------------------------

@@ -134,19 +134,41 @@ def test_relative_data_root_is_read_from_where_make_runs(tmp_path, monkeypatch):
     assert seen["p"].data_root == str(tmp_path / "faces")
 
 
-def test_the_scorecard_page_lists_every_ledger_claim_with_a_link(tmp_path):
-    from falign.kit.ledger import RULE, Arm, Claim, ClaimsLedger
+def _claims(folder, half=None):
+    from falign.kit.ledger import Arm, Claim, ClaimsLedger
 
-    ledger = ClaimsLedger()
-    ledger.add(Claim("a", "A beats B", "Table 1"), Arm("A", [1.0, 1.1, 0.9]), Arm("B", [2.0, 2.1, 1.9]))
-    (tmp_path / "results" / "tiny").mkdir(parents=True)
-    ledger.to_frame().to_csv(tmp_path / "results" / "tiny" / "claims.csv", index=False)
+    book = ClaimsLedger()
+    book.add(Claim("a", "A beats B", "Table 1"), Arm("A", [1.0, 1.1, 0.9]), Arm("B", [2.0, 2.1, 1.9]), half=half)
+    folder.mkdir(parents=True, exist_ok=True)
+    book.to_frame().to_csv(folder / "claims.csv", index=False)
+
+
+def test_the_scorecard_page_lists_every_ledger_claim_with_a_link_and_a_forest_plot(tmp_path):
+    _claims(tmp_path / "results" / "tiny")
     (tmp_path / "results" / "tiny" / "run.json").write_text(json.dumps({"scale": "small"}))
     (tmp_path / "book" / "tiny").mkdir(parents=True)
     (tmp_path / "book" / "tiny" / "01_data.ipynb").write_text('{"source": "ClaimsLedger is imported here"}')
-    (tmp_path / "book" / "tiny" / "04_ablations.ipynb").write_text(json.dumps({"outputs": f"claims ({RULE})"}))
+    (tmp_path / "book" / "tiny" / "04_ablations.ipynb").write_text('{"source": "ledger.table(claims)"}')
     page = pipeline.write_scorecard(tmp_path / "book", tmp_path / "results").read_text()
-    assert "| {doc}`tiny/04_ablations` | A beats B | Table 1 | holds | +1 ± 0.1 | 3 / 3 | small |" in page
+    assert "| {doc}`tiny <tiny/04_ablations>` | A beats B | +50.1% | [+41.1%, +59.1%] | none published |" in page
+    assert "| reproduced | 3 / 3 |" in page and "| small |" in page
+    assert "![" in page and (tmp_path / "book" / "scorecard_forest.png").stat().st_size > 0
+    assert "absent at the paper's size" in page and "The book judges 1 claims" in page
+
+
+def test_the_book_shows_the_largest_scale_whose_claims_pass_the_budget_check(tmp_path):
+    assert pipeline.shows_new_run(None, True, "small", False)                 # nothing shown yet
+    assert pipeline.shows_new_run("small", True, "full", True)                # both pass: the larger scale
+    assert not pipeline.shows_new_run("full", True, "small", True)
+    assert not pipeline.shows_new_run("small", True, "full", False)           # never a less converged run
+    assert pipeline.shows_new_run("full", False, "small", True)
+    assert pipeline.budget_checked(tmp_path / "no-ledger")                    # a chapter without claims
+    _claims(tmp_path / "unchecked")
+    assert not pipeline.budget_checked(tmp_path / "unchecked")                # never judged at half budget
+    _claims(tmp_path / "stable", half=([1.0, 1.1, 0.95], [2.0, 2.1, 1.9]))
+    assert pipeline.budget_checked(tmp_path / "stable")
+    _claims(tmp_path / "flips", half=([2.0, 2.1, 1.9], [1.0, 1.1, 0.9]))
+    assert not pipeline.budget_checked(tmp_path / "flips")
 
 
 def test_a_smaller_scale_never_replaces_a_larger_run(tmp_path):

@@ -1,6 +1,7 @@
 """RCSR model, its Table 4 baselines and the paper's transcribed numbers (fast, CPU)."""
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,7 @@ import pytest
 import torch
 from skimage.feature import hog
 
-from falign.kit import chapter
+from falign.kit import chapter, effects
 from falign.measure import protocol300w
 from falign.papers.rcsr import experiment as experiments
 from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
@@ -467,20 +468,111 @@ def test_same_seed_same_model(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_ledger_arms_and_explanations():
-    rows = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "subset": "full", "seed": [2, 0, 1] * 2,
-                         "NME (%, inter-ocular)": [3.0, 1.0, 2.0, 5.0, 5.5, 6.0],
-                         "converged": [True, True, True, True, False, True]})
-    a = experiments.ledger_arm(rows, "a", method="a", subset="full")
-    assert a.values == (1.0, 2.0, 3.0) and a.converged
-    assert not experiments.ledger_arm(rows, "b", method="b").converged
-    summary = chapter.mean_sd(rows, ["method"], ["NME (%, inter-ocular)"]).set_index("method")
-    assert summary.loc["a", "NME (%, inter-ocular) sd"] == pytest.approx(1.0) and summary.loc["a", "seeds"] == 3
+def synthetic_tables(seeds=(0, 1, 2)):
+    """Per-seed tables in the form the chapter writes: Table 1's three readings of the main model,
+    Table 4's six rows (with the stopping rule and at T) and Fig. 7's two models' curves."""
+    NME = experiments.NME
+    t1 = {"RCSR adaptive": 5.0, "RCSR 10 recurrences": 5.5, "RCSR 5 recurrences": 6.0}
+    table1 = pd.DataFrame([{"method": m, "subset": sub, "seed": s, NME: v + 0.01 * s + (3 if sub == "challenging" else 0)}
+                           for m, v in t1.items() for sub in ("common", "challenging", "full") for s in seeds])
+    t4 = {"sdm": 8.0, "gru-hog": 7.0, "gru-srcnn": 6.5, "convgru-lenet": 6.8, "convgru-fauc": 6.0, "convgru-srcnn": 5.0}
+    results = pd.DataFrame([{"kind": k, "method": experiments.LABEL[k], "scoring": sc, "subset": sub, "seed": s,
+                             NME: v + 0.02 * s} for k, v in t4.items() for sc in ("stopping rule", "T recurrences")
+                            for sub in ("common", "full") for s in seeds])
+    fig7 = pd.DataFrame([{"subset": "full", "step": t, "model": m, "seed": s, NME: v + 0.1 * t + 0.01 * s}
+                         for m, v in (("RCSR5", 6.0), ("RCSR10", 5.0)) for t in (1, 2, 3) for s in seeds])
+    return table1, results, fig7
+
+
+def test_claims_are_judged_on_paired_seeds_with_the_papers_effects():
+    table1, results, fig7 = synthetic_tables()
+    converged = {"convgru-srcnn": True, "sdm": True, "gru-srcnn": False}
+    df = experiments.claims(table1, results, converged, fig7).to_frame().set_index("claim id")
+    assert list(df.index) == ["t1-stop-10", "t1-stop-5", "t1-10-5-challenging", "t4-rcsr-sdm", "t4-gru-sdm",
+                              "t4-srcnn-hog", "t4-convgru-gru", "t4-features", "fig7-stable"]
+    assert set(df["class"]) <= set(effects.CLASSES)
+    assert df.loc["t4-rcsr-sdm", "effect"] == pytest.approx(np.mean([(8.0 - 5.0) / (8.0 + 0.02 * s) for s in range(3)]))
+    assert df.loc["t4-rcsr-sdm", "interval method"] == "paired t over seeds"
+    assert df.loc["t4-rcsr-sdm", "paper effect"] == pytest.approx((7.68 - 4.90) / 7.68)    # Table 4, full
+    assert df.loc["t1-stop-10", "paper effect"] == pytest.approx((5.02 - 4.90) / 5.02)     # Table 1, full
+    assert df.loc["t1-10-5-challenging", "paper effect"] == pytest.approx((9.74 - 8.79) / 9.74)
+    assert np.isnan(df.loc["fig7-stable", "paper effect"]) and "after 3 steps" in df.loc["fig7-stable", "claim"]
+    assert df.loc["fig7-stable", "arms"] == "RCSR10 | RCSR5"
+    # each claim is gated on its own arms' trainings only; an arm missing from ``converged`` did not
+    assert df.loc["t4-rcsr-sdm", "not converged"] == ""
+    assert df.loc["t4-convgru-gru", "not converged"] == "Traditional GRU + SRCNN [20]"
+    assert df.loc["t4-srcnn-hog", "not converged"] == "Traditional GRU + SRCNN [20], Traditional GRU + HOG"
+    assert df.loc["fig7-stable", "not converged"] == "RCSR10, RCSR5"
+    assert (df["class at half budget"] == "not run").all()
+    assert "fig7-stable" not in set(experiments.claims(table1, results, converged).to_frame()["claim id"])
+
+
+def test_half_budget_tables_give_a_class_only_where_every_seed_has_one():
+    table1, results, fig7 = synthetic_tables()
+    half_results = results.assign(**{experiments.NME: results[experiments.NME] + 1.0})
+    half_table1 = table1[table1["seed"] != 2]                         # a seed with no half-budget weights
+    df = experiments.claims(table1, results, {}, fig7, half_table1=half_table1, half_results=half_results,
+                            half_fig7=fig7).to_frame().set_index("claim id")
+    assert df.loc["t1-stop-10", "class at half budget"] == "not run"
+    assert df.loc["t4-rcsr-sdm", "class at half budget"] in effects.CLASSES
+    assert df.loc["fig7-stable", "class at half budget"] == df.loc["fig7-stable", "class"]
+
+
+def test_rejudge_parses_the_committed_results(tmp_path):
+    """The committed per-seed results parse into one row per re-judged claim, each with a finite effect
+    and a class; Fig. 7's claim is left out (the committed run wrote no per-seed Fig. 7 values)."""
+    from falign.kit import paths
+
+    shutil.copytree(paths.RESULTS_DIR / "rcsr", tmp_path / "rcsr")
+    df = experiments.rejudge(tmp_path / "rcsr").to_frame()
+    assert list(df["claim id"]) == ["t1-stop-10", "t1-stop-5", "t1-10-5-challenging", "t4-rcsr-sdm", "t4-gru-sdm",
+                                    "t4-srcnn-hog", "t4-convgru-gru", "t4-features"]
+    assert np.isfinite(df[["effect", "low", "high", "paper effect"]].to_numpy(float)).all()
+    assert set(df["class"]) <= set(effects.CLASSES)
+
+
+def test_convergence_from_committed_curves_follows_the_kits_rule():
+    falling = [12.0, 11.0, 10.0, 9.0]
+    flat = [12.0, 9.0, 9.0, 9.0]
+    curves = pd.DataFrame([{"arm": arm, "seed": s, "epoch": i + 1, "loss": 1.0, "validation": v}
+                           for arm, curve in (("a", falling), ("b", flat)) for s in (0, 1) for i, v in enumerate(curve)])
+    assert experiments.converged_from_curves(curves) == {"sdm": True, "a": False, "b": True}
+    assert experiments.converged_from_curves(None) == {"sdm": True}            # no curves: no evidence
+    gap = curves.assign(validation=curves["validation"].where(curves["epoch"] != 4))
+    assert experiments.converged_from_curves(gap)["b"] is False
+
+
+def test_half_budget_models_and_curves_from_a_grid(tmp_path):
+    crops = {"train": crops_of(8), "validation": crops_of(4, seed=2).replace(fingerprint="held-out")}
+    train_one = lambda arm, seed: experiments.train(CFG, crops, tmp_path, arm, seed)   # noqa: E731
+    models = chapter.grid(train_one, ["sdm", "convgru-srcnn"], [0])
+    half = experiments.half_grid(CFG, crops, tmp_path, models)
+    assert half[("sdm", 0)][0] is models[("sdm", 0)][0]                     # closed form: nothing to halve
+    full, halfway = models[("convgru-srcnn", 0)][0].state_dict(), half[("convgru-srcnn", 0)][0].state_dict()
+    assert full.keys() == halfway.keys() and not all(torch.equal(full[k], halfway[k]) for k in full)
+    curves = experiments.validation_curves(models)
+    assert curves["arm"].unique().tolist() == ["convgru-srcnn"] and len(curves) == CFG.epochs
+    assert experiments.converged_by_arm(models) == {"sdm": True, "convgru-srcnn": False}   # one epoch: no evidence
+
+
+def test_reasons_and_explanations():
     evidence = lambda name, first, last, loss: pd.Series({"method": name, "converged": 1.0, "parameters": 10,
                                                           "validation, epoch 1": first, "validation, last": last,
                                                           "training loss, last": loss})
     assert "learns more slowly" in experiments.reason(evidence("A", 9.0, 7.0, 2.0), evidence("B", 8.0, 6.5, 1.0))
     assert "overfits" in experiments.reason(evidence("A", 8.0, 7.0, 0.5), evidence("B", 9.0, 6.5, 1.0))
     assert "closed form" in experiments.reason(evidence("A", 9.0, 7.0, 2.0), evidence("SDM", np.nan, np.nan, np.nan))
-    claim = pd.Series({"claim": "A beats B", "verdict": "fails", "margin": -1.0, "pooled sd": 0.2})
-    assert experiments.explain(claim, "why.").startswith("“A beats B” fails (margin -1 against 2 pooled sd = 0.4)")
+    row = pd.Series({"claim": "A beats B", "class": effects.REVERSED, "effect": -0.2, "low": -0.3, "high": -0.1,
+                     "paper effect": 0.05, "floor": np.nan, "not converged": "A"})
+    line = experiments.explain(row, "why.")
+    assert line.startswith("“A beats B” is reversed here (effect -20.0%, interval [-30.0%, -10.0%]; the paper's +5.0%)")
+    assert "Not converged by the book's rule" in line and ": A;" in line
+    undecided = pd.Series({**row, "class": effects.UNDECIDED, "low": np.nan, "paper effect": np.nan, "not converged": ""})
+    assert experiments.explain(undecided, "why.") == ("“A beats B” is undecided (effect -20.0%, one seed: no interval; "
+                                                      "the paper prints no number for it): this run cannot tell; why.")
+
+
+def test_second_look_is_planned_for_every_scale_with_seeds():
+    for name, cfg in experiments.SCALES.items():
+        assert not set(cfg.seeds) & set(cfg.second_look)
+        assert bool(cfg.second_look) == (len(cfg.seeds) > 1), name

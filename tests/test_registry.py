@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 from falign.data import registry as data_registry
 from falign.kit import paths, pipeline, registry, report

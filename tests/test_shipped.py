@@ -71,5 +71,6 @@ def test_committed_claims_are_what_the_rule_computes_from_the_committed_per_seed
     assert list(fresh["claim id"]) == list(committed["claim id"])
     assert list(fresh["class"]) == list(committed["class"])
     for column in ("effect", "low", "high", "paper effect"):
-        assert np.allclose(fresh[column].astype(float), committed[column].astype(float), rtol=1e-6, atol=1e-9,
+        # the per-seed tables are written to 6 significant digits; effects are fractions
+        assert np.allclose(fresh[column].astype(float), committed[column].astype(float), rtol=1e-4, atol=1e-4,
                            equal_nan=True), f"{chapter}: {column}"

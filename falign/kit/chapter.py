@@ -56,14 +56,19 @@ def grid(train_one: Callable[[str, int], Any], arms: Iterable[str], seed_list: I
 
 
 def converged(models: dict, arm: str) -> bool:
-    """Whether every seed of ``arm`` in a :func:`grid` of (model, History) ended on a plateau
-    (:meth:`falign.kit.train.History.plateaued`)."""
-    return all(h.plateaued() for (name, _), (_, h) in models.items() if name == arm)
+    """Whether every seed of ``arm`` in a :func:`grid` converged (:meth:`falign.kit.train.History.converged`);
+    an entry may hold one History or a list of them (a cascade's stages), all of which must."""
+    histories = []
+    for (name, _), (_, h) in models.items():
+        if name == arm:
+            histories += list(h) if isinstance(h, (list, tuple)) else [h]
+    return bool(histories) and all(h.converged() for h in histories)
 
 
-def per_seed(results: pd.DataFrame, column: str, **where: Any) -> list[float]:
-    """``column`` of the rows matching ``where`` (column=value), in seed order: a ledger arm."""
-    rows = results
+def per_seed(results: pd.DataFrame, column: str, where: dict | None = None, **match: Any) -> list[float]:
+    """``column`` of the rows matching ``where`` and ``match`` (column=value; ``where`` for column names that
+    are not identifiers), in seed order: a ledger arm."""
+    rows, where = results, {**(where or {}), **match}
     for key, value in where.items():
         rows = rows[rows[key] == value]
     if rows.empty:

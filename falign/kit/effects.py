@@ -36,6 +36,8 @@ import numpy as np
 from scipy import stats
 
 LEVEL = 0.975  # each of the two planned looks; 95 % over both
+ONE_SEED = "one seed: no interval"
+ZERO = "the beaten arm is 0: no relative effect"
 
 REPRODUCED = "reproduced"
 REVERSED = "reversed"
@@ -83,6 +85,11 @@ def _values(x: Sequence[float]) -> np.ndarray:
     return out
 
 
+def _undefined(n: int, level: float) -> Effect:
+    """A beaten arm at 0 (e.g. an AUC of 0 at smoke scale) has no relative effect: no number, no interval."""
+    return Effect(math.nan, math.nan, math.nan, n, ZERO, level)
+
+
 def _sign(better: str) -> float:
     if better not in ("lower", "higher"):
         raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
@@ -104,9 +111,11 @@ def paired(good: Sequence[float], bad: Sequence[float], better: str = "lower", l
     g, b = _values(good), _values(bad)
     if g.size != b.size:
         raise ValueError(f"paired arms need one value per shared seed, got {g.size} and {b.size}")
+    if (b == 0).any():
+        return _undefined(int(b.size), level)
     d = _sign(better) * (b - g) / np.abs(b)
     low, high = _t_interval(d, level)
-    return Effect(float(d.mean()), low, high, int(d.size), "paired t over seeds", level)
+    return Effect(float(d.mean()), low, high, int(d.size), "paired t over seeds" if d.size > 1 else ONE_SEED, level)
 
 
 def unpaired(good: Sequence[float], bad: Sequence[float], better: str = "lower", level: float = LEVEL) -> Effect:
@@ -114,9 +123,11 @@ def unpaired(good: Sequence[float], bad: Sequence[float], better: str = "lower",
     difference of the means, relative to ``bad``'s mean."""
     g, b = _values(good), _values(bad)
     scale = abs(b.mean())
+    if scale == 0:
+        return _undefined(int(min(g.size, b.size)), level)
     estimate = _sign(better) * (b.mean() - g.mean()) / scale
     if min(g.size, b.size) < 2:
-        return Effect(float(estimate), math.nan, math.nan, int(min(g.size, b.size)), "one seed: no interval", level)
+        return Effect(float(estimate), math.nan, math.nan, int(min(g.size, b.size)), ONE_SEED, level)
     ci = stats.ttest_ind(b, g, equal_var=False).confidence_interval(confidence_level=level)
     low, high = sorted(_sign(better) * np.array([ci.low, ci.high]) / scale)
     return Effect(float(estimate), float(low), float(high), int(min(g.size, b.size)), "Welch t over seeds", level)
@@ -126,14 +137,16 @@ def against(good: Sequence[float], reference: float, better: str = "lower", leve
     """The effect of "``good`` beats the fixed ``reference``" (a published value, a threshold): each
     seed's relative distance from it and their one-sample t-interval."""
     g = _values(good)
+    if reference == 0:
+        return _undefined(int(g.size), level)
     d = _sign(better) * (reference - g) / abs(reference)
     low, high = _t_interval(d, level)
-    return Effect(float(d.mean()), low, high, int(d.size), "one-sample t over seeds", level)
+    return Effect(float(d.mean()), low, high, int(d.size), "one-sample t over seeds" if d.size > 1 else ONE_SEED, level)
 
 
 def relative(good: float, bad: float, better: str = "lower") -> float:
-    """A published pair of numbers as the same relative effect (the paper's effect)."""
-    return _sign(better) * (bad - good) / abs(bad)
+    """A published pair of numbers as the same relative effect (the paper's effect); NaN if ``bad`` is 0."""
+    return _sign(better) * (bad - good) / abs(bad) if bad != 0 else math.nan
 
 
 def classify(effect: Effect, paper: float | None = None, floor: float | None = None) -> str:

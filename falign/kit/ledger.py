@@ -1,20 +1,27 @@
-"""The claims ledger: each claim of a paper, the arms that test it, and a computed verdict.
+"""The claims ledger: each claim of a paper, the arms that test it, our effect with its interval beside
+the paper's own, and a computed class.
 
-A chapter states the paper's claims once (:class:`Claim`: what, where the paper says it, and whether
-lower or higher is better), trains the arms that test each one over a few seeds, and records them in
-a :class:`ClaimsLedger`. The ledger computes every verdict with one rule (:func:`verdict`), writes
-``results/<chapter>/claims.csv`` through :meth:`falign.kit.report.Run.table`, opens the chapter's
-Discussion with :func:`summary`, and :func:`scorecard` gathers every chapter's ledger for the book's
-scorecard page::
+A chapter states the paper's claims once, in its experiment module (:class:`Claim`: what, where the
+paper says it, which side is better, and the paper's published numbers for the same comparison,
+:class:`Published`, read from :mod:`falign.papers`, never retyped). It trains the arms that test each
+claim over the scale's seeds and records them in a :class:`ClaimsLedger`::
 
-    claim = Claim("t6-ifv-fv", "I,F,V beats F,V", "Sec. 4.3, Table 6", better="lower")
+    claim = Claim("t6-ifv-fv", "I,F,V beats F,V", "Sec. 4.3, Table 6", better="lower",
+                  paper=Published("pifa", "table6/i-f-v", "table6/f-v"))
     ledger = ClaimsLedger()
-    ledger.add(claim, Arm("I,F,V", nme_ifv), Arm("F,V", nme_fv))   # one NME per seed
-    ledger.write(run)                                              # results/<chapter>/claims.csv
-    print(summary(ledger.to_frame()))
+    ledger.add(claim, Arm("I,F,V", nme_ifv), Arm("F,V", nme_fv))     # one value per seed, seed order
+    ledger.write(run)                                                 # results/<chapter>/claims.csv
 
-The deviations ledger (every ``Decision [id]`` of the code with the paper's side) is
-:mod:`falign.kit.decisions`.
+Every row's effect, interval and class come from :mod:`falign.kit.effects` (the one place the rule is
+written): reproduced (and whether smaller than the paper's), reversed, absent at the paper's size,
+undecided, or untestable here. Beside the class the row says whether the arms it compares converged
+(:meth:`falign.kit.train.History.converged`, only those arms), and, when the chapter gives the same
+arms evaluated from their half-budget checkpoints, the class at half budget: a claim whose class
+changes between half and full budget is *budget-sensitive*.
+
+:func:`summary` opens a chapter's Discussion, :func:`forest` draws its claims, and :func:`scorecard`
+gathers every chapter's ledger for the book's scorecard page. The deviations ledger (every
+``Decision [id]`` of the code with the paper's side) is :mod:`falign.kit.decisions`.
 """
 
 from __future__ import annotations
@@ -28,26 +35,51 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
-ONE_SEED, NOT_CONVERGED = "inconclusive (1 seed)", "not converged"
-VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, ONE_SEED, NOT_CONVERGED)
-K_SD = 2.0  # a claim holds when its margin exceeds K_SD pooled standard deviations
+from falign.kit import effects
+from falign.kit.effects import CLASSES, LEVEL, MEANING
+
+NONE_PUBLISHED = "none published"
 
 # The columns of claims.csv; the scorecard reads only files that have all of them.
-COLUMNS = ("claim id", "claim", "source", "better", "arms", "seeds", "mean ± std", "margin",
-           "pooled sd", "verdict")
+COLUMNS = ("claim id", "claim", "source", "better", "arms", "seeds", "mean ± sd", "interval method",
+           "effect", "low", "high", "level", "paper effect", "paper numbers", "floor", "class",
+           "smaller than the paper's", "not converged", "class at half budget", "budget-sensitive", "look")
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """The paper's own numbers for a claim's comparison: ids in :func:`falign.papers.number` of the
+    paper's better arm (``good``) and the one it beats (``bad``); their relative difference is the
+    paper's effect, in the units of :mod:`falign.kit.effects`."""
+
+    paper: str
+    good: str
+    bad: str
+
+    def effect(self, better: str) -> float:
+        from falign import papers
+
+        return effects.relative(papers.number(self.paper, self.good), papers.number(self.paper, self.bad), better)
+
+    def describe(self) -> str:
+        from falign import papers
+
+        return (f"{self.paper} {self.good} = {papers.number(self.paper, self.good):g} vs "
+                f"{self.bad} = {papers.number(self.paper, self.bad):g}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    """One claim of the paper: ``id`` (short, stable), ``text`` (in the book's words), ``source``
-    (where the paper states it, e.g. "Sec. 4.3, Table 6") and ``better``: "lower" for errors,
-    "higher" for AUC and the like."""
+    """One claim of the paper: ``id`` (short, stable), ``text`` (in the book's words), ``source`` (where
+    the paper states it), ``better``: "lower" for errors, "higher" for AUC and the like, and
+    ``paper``: the published comparison (:class:`Published`; one per link of a chain), or None where the
+    paper prints no number for it."""
 
     id: str
     text: str
     source: str
     better: str = "lower"
+    paper: Published | tuple[Published, ...] | None = None
 
     def __post_init__(self):
         if self.better not in ("lower", "higher"):
@@ -56,9 +88,9 @@ class Claim:
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
-    """One arm of a comparison: its per-seed results (e.g. the test NME of each seed's training) and
-    whether its training converged. ``Arm.reference(name, value)`` is a fixed number (a published
-    value, a threshold) with no spread and no seeds."""
+    """One arm of a comparison: its per-seed results in seed order (every arm of a chapter's grid
+    trains on the scale's seeds, so two arms with as many values are paired seed by seed), and whether
+    its training converged. ``Arm.reference(name, value)`` is a fixed number with no seeds."""
 
     name: str
     values: tuple[float, ...]
@@ -82,213 +114,174 @@ class Arm:
 
     @property
     def n(self) -> int:
-        """Seeds (0 for a fixed reference)."""
         return 0 if self.fixed else len(self.values)
 
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.values))
-
-    @property
-    def std(self) -> float:
-        """Sample standard deviation (ddof=1) over seeds; 0 for a reference, NaN for one seed."""
-        if self.fixed:
-            return 0.0
-        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else math.nan
-
     def summary(self) -> str:
-        """'mean ± std' as the ledger prints it."""
+        """'mean ± sd' as the ledger prints it."""
+        mean = float(np.mean(self.values))
         if self.fixed:
-            return f"{self.mean:.4g} (fixed)"
-        text = f"{self.mean:.4g} ± {self.std:.2g}" if self.n > 1 else f"{self.mean:.4g} (1 seed)"
-        return text if self.converged else f"{text} (not converged)"
+            return f"{mean:.4g} (fixed)"
+        return f"{mean:.4g} ± {np.std(self.values, ddof=1):.2g}" if self.n > 1 else f"{mean:.4g} (1 seed)"
 
 
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    """The outcome of one claim. ``margin`` is the mean difference in the paper's direction (positive =
-    as the paper says; for a chain, the weakest link's), ``pooled_sd`` the pooled standard deviation it
-    is judged against; ``n``, ``means``, ``stds`` are per arm, in the order given."""
-
-    verdict: str
-    margin: float
-    pooled_sd: float
-    n: tuple[int, ...]
-    means: tuple[float, ...]
-    stds: tuple[float, ...]
-
-    @property
-    def holds(self) -> bool:
-        return self.verdict == HOLDS
-
-
-def pooled_sd(a: Arm, b: Arm) -> float:
-    """sqrt(((n1-1) s1^2 + (n2-1) s2^2) / (n1+n2-2)) with sample stds; a fixed reference contributes no
-    spread, so the pooled SD is the other arm's std. NaN when an arm has a single seed."""
-    arms = [x for x in (a, b) if not x.fixed]
-    if any(x.n < 2 for x in arms):
-        return math.nan
-    if not arms:
-        return 0.0
-    dof = sum(x.n - 1 for x in arms)
-    return math.sqrt(sum((x.n - 1) * x.std ** 2 for x in arms) / dof)
-
-
-def _arm(x, name: str, converged: bool) -> Arm:
+def _arm(x, name: str) -> Arm:
     if isinstance(x, Arm):
         return x
     if np.ndim(x) == 0:  # a bare number is a fixed reference (a published value or a threshold)
         return Arm.reference(name, float(x))
-    return Arm(name, x, converged=converged)
+    return Arm(name, x)
 
 
-def verdict(claim: Claim, a, b, *, converged: bool = True) -> Verdict:
-    """Judge the claim "arm ``a`` is better than arm ``b``" (better = ``claim.better``).
-
-    ``a`` and ``b`` are :class:`Arm` objects, per-seed value lists, or a plain number for a fixed
-    reference (e.g. "ours is below the paper's 4.45": ``verdict(claim, ours, 4.45)``). The rule, the
-    one place it is written:
-
-    * margin = mean(b) - mean(a) when lower is better, mean(a) - mean(b) when higher is better, so a
-      positive margin is the paper's direction; pooled SD = sqrt(((n1-1) s1^2 + (n2-1) s2^2) /
-      (n1+n2-2)), s the sample std over seeds (ddof=1); a fixed reference has no spread.
-    * **not converged** when either arm (or ``converged=False``) is labelled not converged, or any
-      seed's value is not finite (a diverged run): no verdict is drawn from such a row.
-    * **inconclusive (1 seed)** when an arm has fewer than 2 seeds: the spread is unknown.
-    * **holds** when margin > 2 pooled SD; **fails** when margin < -2 pooled SD (the opposite is shown
-      as clearly); **inconclusive** otherwise.
-    """
-    a, b = _arm(a, "a", converged), _arm(b, "b", converged)
-    arms = (a, b)
-    margin = b.mean - a.mean if claim.better == "lower" else a.mean - b.mean
-    sd = pooled_sd(a, b)
-    out = dict(margin=margin, pooled_sd=sd, n=tuple(x.n for x in arms),
-               means=tuple(x.mean for x in arms), stds=tuple(x.std for x in arms))
-    finite = all(np.isfinite(x.values).all() for x in arms)
-    if not (converged and a.converged and b.converged and finite):
-        return Verdict(NOT_CONVERGED, **out)
-    if any(not x.fixed and x.n < 2 for x in arms):
-        return Verdict(ONE_SEED, **out)
-    if margin > K_SD * sd:
-        return Verdict(HOLDS, **out)
-    if margin < -K_SD * sd:
-        return Verdict(FAILS, **out)
-    return Verdict(INCONCLUSIVE, **out)
+def effect(good: Arm, bad: Arm, better: str, paired: bool | None = None) -> effects.Effect:
+    """The effect of "``good`` beats ``bad``": paired by seed when both have the same number of seeds
+    (``paired=None``) or when told, else Welch; against a fixed reference, one-sample."""
+    if good.fixed:
+        raise ValueError(f"the better arm {good.name!r} cannot be a fixed reference; swap the claim's arms")
+    if bad.fixed:
+        return effects.against(good.values, bad.values[0], better)
+    if paired is None:
+        paired = good.n == bad.n
+    return (effects.paired if paired else effects.unpaired)(good.values, bad.values, better)
 
 
-def chain(claim: Claim, arms: Sequence, *, converged: bool = True) -> Verdict:
-    """Judge "each arm is better than the next" (``arms[0]`` best, as :func:`verdict` reads a, b).
+@dataclasses.dataclass(frozen=True)
+class Judged:
+    """A judged comparison: its effect, the paper's effect (None: none published), floor and class."""
 
-    Every consecutive pair is judged by :func:`verdict`: the chain holds if every pair holds, fails if
-    any pair fails, is not converged if any pair is, and is inconclusive otherwise (``inconclusive (1
-    seed)`` if that is why). Its margin and pooled SD are those of the weakest link (smallest margin
-    in units of its pooled SD). For "each block improves on the last", pass the blocks last first.
-    """
-    if len(arms) < 2:
-        raise ValueError(f"claim {claim.id!r}: a chain needs at least two arms")
-    arms = [_arm(x, f"arm {i + 1}", converged) for i, x in enumerate(arms)]
-    pairs = [verdict(claim, x, y, converged=converged) for x, y in zip(arms, arms[1:])]
-    kinds = {p.verdict for p in pairs}
-    result = (NOT_CONVERGED if NOT_CONVERGED in kinds else FAILS if FAILS in kinds
-              else HOLDS if kinds == {HOLDS} else ONE_SEED if ONE_SEED in kinds else INCONCLUSIVE)
-    # The weakest link among the pairs that decided the verdict: smallest margin in pooled SDs.
-    weakest = min((p for p in pairs if p.verdict == result), key=lambda p: (_in_sds(p), p.margin))
-    return Verdict(result, weakest.margin, weakest.pooled_sd, tuple(x.n for x in arms),
-                   tuple(x.mean for x in arms), tuple(x.std for x in arms))
+    effect: effects.Effect
+    paper: float | None
+    floor: float | None
+    cls: str
+
+    @property
+    def smaller(self) -> bool:
+        return self.cls == effects.REPRODUCED and effects.smaller_than_paper(self.effect, self.paper)
 
 
-def _in_sds(v: Verdict) -> float:
-    """margin / pooled SD (+-inf for a spread of 0; 0 when the spread is unknown, so the margin ranks)."""
-    if math.isnan(v.pooled_sd):
-        return 0.0
-    if v.pooled_sd == 0:
-        return math.copysign(math.inf, v.margin) if v.margin else 0.0
-    return v.margin / v.pooled_sd
+def judge(claim: Claim, arms: Sequence[Arm], *, floor: float | None = None, paired: bool | None = None) -> tuple[Judged, int]:
+    """Judge "each arm beats the next" (two arms: the first beats the second). A chain is as strong as
+    its weakest link: reversed if any link is reversed, reproduced if every link is, else the class of
+    the link whose interval reaches lowest. Returns the deciding link's judgement and its index."""
+    papers_ = claim.paper if isinstance(claim.paper, tuple) else (claim.paper,) * (len(arms) - 1)
+    if len(papers_) != len(arms) - 1:
+        raise ValueError(f"claim {claim.id!r}: {len(papers_)} published comparisons for {len(arms) - 1} links")
+    links = []
+    for a, b, pub in zip(arms, arms[1:], papers_):
+        e = effect(a, b, claim.better, paired)
+        paper = pub.effect(claim.better) if pub is not None else None
+        links.append(Judged(e, paper, floor, effects.classify(e, paper, floor)))
+    classes = [j.cls for j in links]
+    if effects.REVERSED in classes:
+        k = classes.index(effects.REVERSED)
+    elif all(c == effects.REPRODUCED for c in classes):
+        k = min(range(len(links)), key=lambda i: links[i].effect.low)
+    else:
+        k = min((i for i in range(len(links)) if links[i].cls != effects.REPRODUCED),
+                key=lambda i: links[i].effect.low if links[i].effect.has_interval else -math.inf)
+    return links[k], k
 
 
 @dataclasses.dataclass
 class _Row:
     claim: Claim
     arms: tuple[Arm, ...]
-    verdict: Verdict
+    judged: Judged
+    link: int
+    half: str | None
+    look: int
 
 
-# Every ledger table's caption states the rule; the scorecard finds the notebook that shows a chapter's
-# ledger by this phrase, whatever the chapter calls its variables.
-RULE_MARK = "inconclusive otherwise or with one seed"
-RULE = (f"holds: margin > {K_SD:g} pooled SD in the paper's direction; fails: the same the other way; "
-        f"{RULE_MARK}; none from an unconverged run")
+RULE = (f"effect: the paper's better arm's relative advantage, {LEVEL:.1%} t-interval (paired by seed where the "
+        "arms share seeds); classes: " + "; ".join(f"{c}: {MEANING[c]}" for c in CLASSES))
 
 
 class ClaimsLedger:
-    """The chapter's claims, each with its arms and computed verdict, in the order added."""
+    """The chapter's claims, each with its arms, effect, interval and class, in the order added."""
 
     def __init__(self):
         self.rows: list[_Row] = []
 
-    def add(self, claim: Claim, *arms, converged: bool = True) -> Verdict:
-        """Record a claim: two arms read "the first is better than the second"; more arms are a
-        :func:`chain` (each better than the next). Arms are :class:`Arm` objects, or per-seed lists
-        (named "a", "b", ...), or plain numbers (fixed references). Returns the verdict."""
+    def add(self, claim: Claim, *arms, floor: float | None = None, half: Sequence | None = None,
+            paired: bool | None = None, look: int = 1) -> Judged:
+        """Record a claim: two arms read "the first beats the second"; more arms are a chain (each beats
+        the next). Arms are :class:`Arm` objects, per-seed lists in seed order, or plain numbers (fixed
+        references). ``floor``: the least relative difference this regime can show, computed in the
+        run, where one applies. ``half``: the same arms evaluated from their half-budget checkpoints,
+        for the budget check. ``look``: 1 on the scale's seeds, 2 once the claim's arms got the second
+        stage of seeds the scale planned (:func:`falign.kit.chapter.seeds`). Returns the judgement."""
         if any(r.claim.id == claim.id for r in self.rows):
             raise ValueError(f"claim {claim.id!r} is already in the ledger")
-        named = tuple(_arm(x, chr(ord("a") + i), converged) for i, x in enumerate(arms))
-        v = verdict(claim, *named, converged=converged) if len(named) == 2 else chain(claim, named,
-                                                                                       converged=converged)
-        self.rows.append(_Row(claim, named, v))
-        return v
+        named = tuple(_arm(x, chr(ord("a") + i)) for i, x in enumerate(arms))
+        if len(named) < 2:
+            raise ValueError(f"claim {claim.id!r}: a comparison needs at least two arms")
+        judged, link = judge(claim, named, floor=floor, paired=paired)
+        half_cls = None
+        if half is not None:
+            half_arms = tuple(_arm(x, a.name) for x, a in zip(half, named))
+            half_cls = judge(claim, half_arms, floor=floor, paired=paired)[0].cls
+        self.rows.append(_Row(claim, named, judged, link, half_cls, look))
+        return judged
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per claim with the columns of :data:`COLUMNS`: arms, seeds and mean ± std joined per
-        arm with " | " in the order given (the first the paper's better one)."""
+        """One row per claim with the columns of :data:`COLUMNS`; arms, seeds and mean ± sd are joined
+        per arm with " | " in the order given (the paper's better one first)."""
         rows = []
         for r in self.rows:
-            v = r.verdict
+            j, e = r.judged, r.judged.effect
+            pub = r.claim.paper[r.link] if isinstance(r.claim.paper, tuple) else r.claim.paper
             rows.append({
                 "claim id": r.claim.id, "claim": r.claim.text, "source": r.claim.source,
                 "better": r.claim.better, "arms": " | ".join(a.name for a in r.arms),
                 "seeds": " | ".join("fixed" if a.fixed else str(a.n) for a in r.arms),
-                "mean ± std": " | ".join(a.summary() for a in r.arms),
-                "margin": v.margin, "pooled sd": v.pooled_sd, "verdict": v.verdict,
+                "mean ± sd": " | ".join(a.summary() for a in r.arms),
+                "interval method": e.method + (f" (link {r.link + 1} of {len(r.arms) - 1})" if len(r.arms) > 2 else ""),
+                "effect": e.estimate, "low": e.low, "high": e.high, "level": e.level,
+                "paper effect": j.paper, "paper numbers": pub.describe() if pub is not None else NONE_PUBLISHED,
+                "floor": j.floor, "class": j.cls, "smaller than the paper's": j.smaller,
+                "not converged": ", ".join(a.name for a in r.arms if not a.converged),
+                "class at half budget": r.half or "not run",
+                "budget-sensitive": r.half is not None and r.half != j.cls, "look": r.look,
             })
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
-    def write(self, run, caption: str = "The paper's claims, checked on this run"):
+    def undecided(self) -> list[str]:
+        """The claims a planned second look would revisit: undecided on the first."""
+        return [r.claim.id for r in self.rows if r.judged.cls == effects.UNDECIDED and r.look == 1]
+
+    def write(self, run, caption: str = "The paper's claims, judged on this run"):
         """``claims.csv`` through ``run.table`` (:class:`falign.kit.report.Run`); returns the styled table."""
-        return run.table(self.to_frame(), "claims", caption=f"{caption} ({RULE})", precision=3)
+        return run.table(self.to_frame(), "claims", caption=f"{caption}. {RULE}", precision=3)
 
 
 def summary(df: pd.DataFrame) -> str:
-    """One plain-English paragraph for the Discussion to open with, from a ledger table
-    (:meth:`ClaimsLedger.to_frame` or a read ``claims.csv``): how many claims held, failed, were
-    inconclusive, or had no verdict because a training did not converge, each naming its claims.
-
-    For example: '2 of 4 claims held: “A”, “B”; 1 failed: “C”; 1 was inconclusive: “D” (1 seed).'
-    """
+    """One plain paragraph for a chapter's Discussion (or the scorecard) from a ledger table: how many
+    claims fell in each class, naming them, and which rest on unconverged or budget-sensitive arms."""
     if df.empty:
-        return "No claims were checked."
-    verdicts = df["verdict"]
-
-    def named(mask) -> list[str]:
-        return [f"“{t}”" + (" (1 seed)" if v == ONE_SEED else "")
-                for t, v in zip(df.loc[mask, "claim"], verdicts[mask])]
-
-    def group(mask, verb: str, verb_many: str | None = None) -> str:
-        items = named(mask)
-        if not items:
-            return f"none {verb_many or verb}"
-        verb = verb if len(items) == 1 or verb_many is None else verb_many
-        return f"{len(items)} {verb}: {', '.join(items)}"
-
-    held = named(verdicts == HOLDS)
+        return "No claims were judged."
+    parts = []
+    for cls in CLASSES:
+        rows = df[df["class"] == cls]
+        if len(rows):
+            names = [f"“{t}”" + (" (smaller than the paper's)" if s is True or s == "True" else "")
+                     for t, s in zip(rows["claim"], rows["smaller than the paper's"])]
+            parts.append(f"{len(rows)} {cls}: {', '.join(names)}")
     n = len(df)
-    head = (f"{len(held)} of {n} claim{'s' if n != 1 else ''} held" + (f": {', '.join(held)}" if held else ""))
-    parts = [head, group(verdicts == FAILS, "failed"),
-             group(verdicts.isin([INCONCLUSIVE, ONE_SEED]), "was inconclusive", "were inconclusive")]
-    if (verdicts == NOT_CONVERGED).any():
-        parts.append(group(verdicts == NOT_CONVERGED, "had no verdict (a training did not converge)",
-                           "had no verdict (a training did not converge)"))
-    return "; ".join(parts) + "."
+    text = f"Of {n} claim{'s' if n != 1 else ''}, " + "; ".join(parts) + "."
+    unconverged = df[df["not converged"].fillna("").astype(str).str.len() > 0]
+    if len(unconverged):
+        text += (f" {len(unconverged)} rest on arms that had not converged (their class may change with more "
+                 f"training): {', '.join(f'“{t}”' for t in unconverged['claim'])}.")
+    sensitive = df[df["budget-sensitive"].astype(str) == "True"]
+    if len(sensitive):
+        text += (f" {len(sensitive)} changed class between half and full budget (budget-sensitive): "
+                 f"{', '.join(f'“{t}”' for t in sensitive['claim'])}.")
+    return text
+
+
+def chance_note(n: int) -> str:
+    """How many of ``n`` judged claims could land outside 'undecided' by chance alone."""
+    return (f"The book judges {n} claims, each at {LEVEL:.1%}: were none of the effects real, about "
+            f"{n * (1 - LEVEL):.1f} of them would still be expected to show an interval that excludes 0.")
 
 
 def is_ledger(df: pd.DataFrame) -> bool:
@@ -297,9 +290,8 @@ def is_ledger(df: pd.DataFrame) -> bool:
 
 
 def scorecard(results_dir: str | Path | None = None) -> pd.DataFrame:
-    """Every chapter's claims in one table: ``results/<chapter>/claims.csv`` files in the ledger
-    format (others, e.g. an older format, are skipped and listed in ``df.attrs["skipped"]``), with
-    the chapter's scale from its ``run.json`` ("unknown" without one)."""
+    """Every chapter's claims in one table: ``results/<chapter>/claims.csv`` files in the ledger format
+    (others are skipped and listed in ``df.attrs["skipped"]``), with the chapter's scale and seeds."""
     if results_dir is None:
         from falign.kit import paths
 
@@ -314,24 +306,69 @@ def scorecard(results_dir: str | Path | None = None) -> pd.DataFrame:
         if not is_ledger(df):
             skipped.append(str(path))
             continue
-        chapter = path.parent.name
-        frames.append(df.assign(chapter=chapter, scale=_scale(path.parent / "run.json")))
-    columns = ["chapter", "claim id", "claim", "source", "verdict", "margin ± spread", "margin", "pooled sd",
-               "seeds", "scale"]
+        frames.append(df.assign(chapter=path.parent.name, scale=_scale(path.parent / "run.json")))
     if not frames:
-        out = pd.DataFrame(columns=columns)
+        out = pd.DataFrame(columns=["chapter", "scale", *COLUMNS])
     else:
-        out = pd.concat(frames, ignore_index=True)
-        out["margin ± spread"] = [_pm(m, s) for m, s in zip(out["margin"], out["pooled sd"])]
-        out = out[columns]
+        out = pd.concat(frames, ignore_index=True)[["chapter", "scale", *COLUMNS]]
     out.attrs["skipped"] = skipped
     return out
 
 
-def _pm(margin: float, sd: float) -> str:
-    if pd.isna(margin):
-        return "—"
-    return f"{margin:+.3g} ± {sd:.2g}" if pd.notna(sd) else f"{margin:+.3g} (spread unknown)"
+def table(df: pd.DataFrame) -> pd.DataFrame:
+    """The ledger as the book shows it: effect and interval in %, the paper's effect beside them."""
+    def pct(x) -> str:
+        return "—" if pd.isna(x) else f"{100 * float(x):+.1f}%"
+
+    out = pd.DataFrame({
+        **({"chapter": df["chapter"]} if "chapter" in df else {}),
+        "claim": df["claim"], "effect": df["effect"].map(pct),
+        "interval": [f"[{pct(lo)}, {pct(hi)}]" if pd.notna(lo) else "none (1 seed)"
+                     for lo, hi in zip(df["low"], df["high"])],
+        "paper's effect": [pct(p) if pd.notna(p) else NONE_PUBLISHED for p in df["paper effect"]],
+        "class": [c + (", smaller" if str(s) == "True" else "") + (", budget-sensitive" if str(b) == "True" else "")
+                  for c, s, b in zip(df["class"], df["smaller than the paper's"], df["budget-sensitive"])],
+        "seeds": df["seeds"], "floor": df["floor"].map(pct),
+        "converged": ["yes" if not str(x) or str(x) == "nan" else f"no: {x}" for x in df["not converged"]],
+        **({"scale": df["scale"]} if "scale" in df else {}),
+        "source": df["source"],
+    })
+    return out
+
+
+def forest(df: pd.DataFrame, ax=None, title: str = ""):
+    """A forest plot: every claim's effect (in %) with its interval, the paper's effect marked, grouped
+    by chapter when the table has one; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    colours = {effects.REPRODUCED: "#1b7837", effects.REVERSED: "#b2182b", effects.ABSENT: "#d6604d",
+               effects.UNDECIDED: "#777777", effects.UNTESTABLE: "#4393c3"}
+    rows = df.reset_index(drop=True)
+    labels = [(f"{c} · " if "chapter" in rows else "") + t for c, t in
+              zip(rows.get("chapter", [""] * len(rows)), rows["claim"])]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.2))
+    else:
+        fig = ax.figure
+    y = np.arange(len(rows))[::-1]
+    for yi, (_, r) in zip(y, rows.iterrows()):
+        colour = colours.get(r["class"], "black")
+        if pd.notna(r["low"]):
+            ax.plot([100 * r["low"], 100 * r["high"]], [yi, yi], color=colour, lw=2)
+        ax.plot(100 * r["effect"], yi, "o", color=colour)
+        if pd.notna(r["paper effect"]):
+            ax.plot(100 * r["paper effect"], yi, "x", color="black", ms=8)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([s if len(s) < 70 else s[:67] + "…" for s in labels], fontsize=8)
+    ax.set_xlabel("effect in the paper's direction (% of the beaten arm); × the paper's own")
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=k) for k, c in colours.items()]
+    handles.append(plt.Line2D([], [], color="black", marker="x", lw=0, label="the paper's effect"))
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
 
 
 def _scale(path: Path) -> str:
@@ -339,3 +376,45 @@ def _scale(path: Path) -> str:
         return str(json.loads(path.read_text()).get("scale", "unknown"))
     except (OSError, ValueError):
         return "unknown"
+
+
+def rejudge(chapter: str, results_dir: str | Path | None = None) -> Path:
+    """Judge a chapter's committed run again with the current rule, from the per-seed values it wrote
+    to ``results/<chapter>/`` (its experiment's ``rejudge(results) -> ClaimsLedger`` rebuilds the
+    ledger from them; nothing is retrained). Writes ``claims.csv`` and records in ``run.json`` which
+    commit re-judged it; returns the claims path."""
+    import datetime
+
+    from falign.kit import atomic_files, paths, registry, report
+
+    results = Path(results_dir if results_dir is not None else paths.RESULTS_DIR) / chapter
+    frame = registry.experiment(chapter).rejudge(results).to_frame()
+    target = results / "claims.csv"
+    with atomic_files.atomic_path(target) as tmp:
+        frame.to_csv(tmp, index=False)
+    run_json = results / "run.json"
+    record = json.loads(run_json.read_text()) if run_json.is_file() else {}
+    state = report.git_state()
+    record["claims_rejudged"] = {"commit": state["commit"], "dirty": state["dirty"],
+                                 "command": f"python -m falign.kit.ledger rejudge {chapter}",
+                                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                                 "rule": "falign.kit.effects (effect, 97.5 % interval, class)"}
+    atomic_files.write_text(run_json, json.dumps(record, indent=2) + "\n")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m falign.kit.ledger")
+    sub = parser.add_subparsers(dest="command", required=True)
+    again = sub.add_parser("rejudge", help="judge committed runs again from their per-seed values")
+    again.add_argument("chapters", nargs="+")
+    args = parser.parse_args(argv)
+    for chapter in args.chapters:
+        print(rejudge(chapter))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -106,7 +106,7 @@ def ced(ax, errors_by_method: Mapping[str, Sequence[float]], normaliser: str, ma
 
 def _losses(history) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(epochs, training losses, validation losses or None) from a History, records, frame or list;
-    a single epoch is drawn as the mean loss of each fifth of it (what ``History.plateaued`` reads)."""
+    a single epoch is drawn as the mean loss of each fifth of it."""
     epochs = getattr(history, "epochs", history)  # falign.kit.train.History -> its list of dicts
     if isinstance(epochs, pd.DataFrame):
         epochs = epochs.to_dict("records")

@@ -65,26 +65,6 @@ class History:
         values = [e.get("validation") for e in self.epochs]
         return values if values and None not in values else None
 
-    def plateaued(self, tolerance: float = 0.05) -> bool:
-        """The book's convergence label. With a validation curve: the last epoch improved the
-        validation error by less than ``tolerance`` (relative), or made it worse. Without one: the
-        last epoch's mean training loss moved by less than ``tolerance`` (the optimiser stopped
-        improving). A single epoch is read as its fifths (``loss_fifths``: the mean loss of each fifth
-        of its iterations) and judged on the last two, so a one-pass training is judged, like a longer
-        one, on two equal stretches at its end; its halves would not do: the first half holds the
-        fall from the initial weights, so it never looked flat. Without fifths one epoch gives no
-        evidence, so False."""
-        if self.validation:
-            if len(self.validation) < 2:
-                return False
-            last, before = self.validation[-1], self.validation[-2]
-            return last >= before - tolerance * abs(before)
-        curve = self.losses if len(self.epochs) != 1 else self.epochs[0].get("loss_fifths", [])
-        if len(curve) < 2:
-            return False
-        last, before = curve[-1], curve[-2]
-        return abs(before - last) <= tolerance * abs(before)
-
     def converged(self, tolerance: float = CONVERGENCE_TOLERANCE) -> bool:
         """The book's convergence label, read from the held-out validation curve over the last quarter
         of the budget (at least its last :data:`CONVERGENCE_POINTS` epochs): converged when the trend
@@ -237,7 +217,7 @@ def fit(
     ``History.precision`` and :data:`TRAININGS` record it for the run's provenance.
 
     ``validate(model)``, when given, is called after every epoch (model in eval mode, no gradients)
-    and its value is recorded as the epoch's ``validation``: the curve :meth:`History.plateaued`
+    and its value is recorded as the epoch's ``validation``: the curve :meth:`History.converged`
     reads. It must not touch test data.
 
     With a ``checkpoint_dir``, the weights after half of all optimiser steps are kept too

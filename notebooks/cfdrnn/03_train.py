@@ -45,7 +45,7 @@ tests = experiments.test_sets(crops)
 # schedule (the rate halved, then cut to a tenth), and at the CPU scales use a larger batch, a higher
 # rate and far fewer epochs on fewer, smaller faces (the Deviations in {doc}`04_analysis` say why).
 # After every epoch the network's L4 is scored on the held-out validation faces; that curve says
-# whether the training reached a plateau. The checkpoint is written under `run.work` after every
+# whether the training converged. The checkpoint is written under `run.work` after every
 # epoch, so {doc}`04_analysis` reloads this model and an interrupted run resumes.
 
 # %%

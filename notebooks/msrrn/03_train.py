@@ -73,12 +73,18 @@ sdm_model, sdm_errors = experiments.train_sdm(cfg, crops["train"], run.work, see
 #
 # Top: the mean training loss of every epoch (Eq. 5's data term, on augmented batches), per arm and
 # seed. Bottom: the validation curve, the last stage's inter-ocular NME on the faces held out of the
-# training split (never test faces) after every epoch. The book reads an arm as converged when every
-# seed's last epoch improved its validation NME by less than 5% (`History.plateaued`); the claims ledger
-# draws no verdict from an arm that did not converge.
+# training split (never test faces) after every epoch. The book reads a training as converged when the
+# trend of its validation curve over the last quarter of the epochs (at least three) falls by at most 2%
+# of its level (`History.converged`, the kit's one rule: a learning-rate drop cannot grant it, since the
+# curve's level over that stretch is judged, not the last epoch's step). An arm is converged when every
+# seed is. The claims ledger of {doc}`04_analysis` still judges a claim whose arms did not converge, and
+# says so beside its class: that class may change with more training. The curves are written with the
+# results (`validation_curves.csv`), so the ledger can be judged again from them.
 
 # %%
 run.figure(experiments.loss_curves_figure(models), "loss_curves")
+run.table(experiments.validation_curves(models), experiments.CURVES,
+          caption="Every training's loss and validation NME (%, inter-ocular) by epoch", precision=5)
 status = experiments.training_table(models, iterations)
 run.table(status, "training", caption="Every training: final loss and validation error, convergence and time",
           precision=4)

@@ -52,10 +52,12 @@ run, cfg, crops = setup("pifa", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DA
 #
 # The paper trains for a fixed schedule. The book also wants to know whether a training has
 # *converged*, so a part of the training split (the validation faces, never the test set) is held out
-# and the network's NME on it is recorded after every epoch: a training whose last epoch no longer
-# improves the validation NME by 5% is on a plateau; otherwise the book labels it "not converged" and
-# draws no verdict from it. A checkpoint is written after every epoch under `run.work`; a finished run
-# is reloaded instantly and an interrupted one resumes.
+# and the network's NME on it is recorded after every epoch: a training has converged when the trend of
+# its validation NME over the last quarter of the budget (at least its last 3 epochs) falls by at most 2%
+# of its level (`falign.kit.train.History.converged`); otherwise the book labels it "not converged", and
+# every claim of {doc}`04_ablations` that rests on it says so. A checkpoint is written after every epoch
+# under `run.work` (and the weights at half the budget, for the claims' budget check); a finished run is
+# reloaded instantly and an interrupted one resumes.
 
 # %%
 experiments.protocol_table(cfg, SCALE)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from falign.kit.timing import seconds_per_call
+
 
 
 def inference(device: torch.device, quick: bool) -> list[dict]:
