@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 
 import falign
-from falign.kit import aligner, inputs, paths
+from falign.kit import aligner, inputs
+from falign.base import paths
 from falign.papers.rcsr import table4 as rcsr_table4
+from falign.papers.pifa import aligner as pifa_aligner
 from falign.papers.pifa.model import PIFA
 from falign.synthface.morphable import builtin_model
 
@@ -106,7 +108,7 @@ def test_checkpoint_round_trip(tiny, photo, tmp_path):
 
 def test_save_reads_the_constructor_arguments_back(tmp_path):
     net = tiny_pifa()
-    args = aligner.PIFAAligner.describe(net)
+    args = pifa_aligner.PIFAAligner.describe(net)
     assert args["size"] == 16 and args["fc_hidden"] == 16 and args["fc_grid"] == 2 and len(args["convs"]) == 12
     aligner.save(tmp_path / "p.pt", net, "pifa")
     with pytest.raises(ValueError, match="do not rebuild"):

@@ -4,7 +4,7 @@ import platform
 
 import torch
 
-from falign.kit import memory as allocator
+from falign.base import memory as allocator
 
 
 def test_keep_freed_memory_is_idempotent_and_harmless():

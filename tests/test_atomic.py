@@ -2,7 +2,7 @@
 
 import os
 
-from falign.kit import atomic_files as atomic
+from falign.base import atomic_files as atomic
 
 
 def test_written_files_follow_the_umask(tmp_path):

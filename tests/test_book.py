@@ -1,6 +1,6 @@
 """The book's static pages stay in step with the code they describe."""
 
-from falign.kit import paths
+from falign.base import paths
 from falign.data import DATASETS
 
 

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from falign.kit import aligner, effects, ledger, paths, precision
+from falign.kit import aligner, effects, ledger, precision
+from falign.base import paths
 from falign.kit import chapter as kit
-from falign.data.crops import crop_faces
+from falign.kit.crops import crop_faces
 from falign.papers.ccnn import experiment as chapter
 from falign.measure.landmarks import get_scheme
 from falign.papers.ccnn import model as ccnn, resnet

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from falign.data.crops import load_faces
+from falign.kit.crops import load_faces
 from falign.kit import chapter as kit
 from falign.kit import effects
 from falign.kit import train as trainer

@@ -11,7 +11,8 @@ import skimage.data
 import torch
 from PIL import Image
 
-from falign.kit import aligner, inputs, paths
+from falign.kit import aligner, inputs
+from falign.base import paths
 from falign.tools import cli
 from falign.data import detect
 from falign.data.formats.ibug import read_pts

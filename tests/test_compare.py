@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from falign.kit import aligner, paths
+from falign.kit import aligner
+from falign.base import paths
 from falign.measure import conventions, metrics
 from falign.data import detect
 from falign.baselines import dlib_ert as peers

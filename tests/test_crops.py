@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from falign.data import Sample, FaceDataset
-from falign.data.crops import crop_faces, split_validation
+from falign.kit.crops import crop_faces, split_validation
 
 
 def _arrays(n=3, size=64, seed=0):

@@ -7,7 +7,7 @@ import sys
 import tomllib
 from importlib.metadata import packages_distributions
 
-from falign.kit import paths
+from falign.base import paths
 
 
 def _project() -> dict:

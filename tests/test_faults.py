@@ -38,9 +38,10 @@ import scipy.io
 import torch
 from PIL import Image
 
-from falign.kit import aligner, paths, pipeline, train
+from falign.kit import aligner, pipeline, train
+from falign.base import paths
 from falign.tools import cli
-from falign.data.crops import load_faces
+from falign.kit.crops import load_faces
 from test_aligner import make as tiny_aligner
 from test_data_formats import aflw_variables, cell, face68, make_300w, pts_text, write_image, write_mat73
 from test_pipeline import _chapter as tiny_chapter
@@ -48,14 +49,15 @@ from test_pipeline import _chapter as tiny_chapter
 N = 2                                     # faces the tiny chapter asks for: one training batch
 SPLITS = {"synthetic": "challenging", "300w": "challenging", "aflw-pifa": "test", "afw": "test", "lfpw5": "test",
           "helen": "test", "cofw": "test", "menpo": "train"}
-LOAD = f"""from falign.data.crops import crop_faces, load_faces
+LOAD = f"""from falign.kit.crops import crop_faces, load_faces
 faces = load_faces(DATA, {SPLITS!r}[DATA], preset="300w-like", n={N}, size=32, seed=SEED, root=DATA_ROOT)
 crops = crop_faces(faces, 16)
 run.table(pd.DataFrame({{"faces": [len(crops)], "data": [crops.fingerprint]}}), "data")"""
 RECIPE = {"model": "linear", "epochs": 2, "lr": 0.01}
 TRAIN = LOAD + f"""
 import torch
-from falign.kit import paths, train
+from falign.base import paths
+from falign.kit import train
 torch.manual_seed(SEED)
 model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2 * crops.landmarks.shape[1]))
 pairs = torch.utils.data.TensorDataset(crops.float_images(), crops.landmarks.flatten(1) / 16)
@@ -642,10 +644,10 @@ CASES = [
          r"cannot read checkpoint \(truncated, corrupt or not written by torch\.save: RuntimeError\)",
          "error naming the checkpoint"),
     Case("checkpoint: not a dict", checkpoint(saved([1, 2])), 1,
-         r"not a training checkpoint of falign\.train\.fit \(it holds a list, not a dict\)",
+         r"not a training checkpoint of falign\.kit\.train\.fit \(it holds a list, not a dict\)",
          "error naming the checkpoint and what it holds"),
     Case("checkpoint: another program's", checkpoint(saved({"weights": torch.zeros(3)})), 1,
-         r"not a training checkpoint of falign\.train\.fit \(no epoch, history, model, optimizer, rng\)",
+         r"not a training checkpoint of falign\.kit\.train\.fit \(no epoch, history, model, optimizer, rng\)",
          "error naming the checkpoint and what it lacks"),
     Case("checkpoint: another model's weights", checkpoint(another_model), 1,
          r"holds the weights of another model \(Error\(s\) in loading state_dict for Sequential:\)",

@@ -22,7 +22,7 @@ import urllib.request
 import pytest
 
 from falign.tools import lab
-from falign.kit import paths
+from falign.base import paths
 
 START_TIMEOUT_S = 25
 

@@ -331,7 +331,8 @@ def test_rejudge_reads_the_committed_results(tmp_path):
     (the numbers themselves are the run's, not checked here)."""
     import shutil
 
-    from falign.kit import effects, paths
+    from falign.kit import effects
+    from falign.base import paths
 
     committed = paths.ROOT / "results" / "msrrn"
     folder = tmp_path / "msrrn"

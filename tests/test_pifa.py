@@ -215,7 +215,7 @@ def test_visualization_cuda_matches_cpu(model):
 # ---- experiment helpers -----------------------------------------------------------------------------
 def test_crop_camera_moves_projection_like_pixels(model):
     from falign.data.transforms import apply_affine, crop_to_box
-    from falign.data.crops import camera_in_crop as crop_camera
+    from falign.kit.crops import camera_in_crop as crop_camera
 
     M = torch.stack([camera(0.8, 30, 100, 90), camera(0.5, -70, 60, 120)])
     boxes = torch.tensor([[40.0, 30.0, 160.0, 170.0], [10.0, 60.0, 110.0, 170.0]])
@@ -436,7 +436,8 @@ def test_rejudge_the_committed_results(tmp_path):
     import shutil
     from pathlib import Path
 
-    from falign.kit import effects, paths
+    from falign.kit import effects
+    from falign.base import paths
     from falign.papers.pifa.experiment import rejudge
 
     folder = tmp_path / "pifa"

@@ -4,7 +4,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from falign.measure import protocol300w as p300w
+from falign.kit import protocol300w as p300w
 
 matplotlib.use("Agg")
 

@@ -10,7 +10,7 @@ import torch
 from skimage.feature import hog
 
 from falign.kit import chapter, effects
-from falign.measure import protocol300w
+from falign.kit import protocol300w
 from falign.papers.rcsr import experiment as experiments
 from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
 from falign.baselines import sdm
@@ -301,7 +301,7 @@ def test_every_published_row_names_its_normaliser():
 
 def crops_of(n: int, seed: int = 0):
     """A Crops of blob faces (identity affines, box = the landmarks' box) for the experiment helpers."""
-    from falign.data.crops import Crops
+    from falign.kit.crops import Crops
 
     images, pts = faces(n, seed=seed)
     affines = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).repeat(n, 1, 1)
@@ -521,7 +521,7 @@ def test_half_budget_tables_give_a_class_only_where_every_seed_has_one():
 def test_rejudge_parses_the_committed_results(tmp_path):
     """The committed per-seed results parse into one row per re-judged claim, each with a finite effect
     and a class; Fig. 7's claim is left out (the committed run wrote no per-seed Fig. 7 values)."""
-    from falign.kit import paths
+    from falign.base import paths
 
     shutil.copytree(paths.RESULTS_DIR / "rcsr", tmp_path / "rcsr")
     df = experiments.rejudge(tmp_path / "rcsr").to_frame()

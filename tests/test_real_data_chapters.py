@@ -14,7 +14,8 @@ import scipy.io
 import torch
 from PIL import Image
 
-from falign.data import synthface_arrays, write_pts
+from falign.data import write_pts
+from falign.synthface.dataset import synthface_arrays
 from falign.data.formats.ibug import SPLITS_300W
 from falign.papers.pifa import experiment as pifa
 from falign.papers.rcsr import experiment as rcsr
@@ -85,7 +86,7 @@ def test_rcsr_chapter_beats_the_mean_shape_on_300w(tmp_path, monkeypatch):
     crops = rcsr.datasets(cfg, data="300w", root=str(tmp_path))
     assert len(crops["train"]) == 2 * cfg.n_train and len(crops["validation"]) == 2 * cfg.n_val
     assert {s: len(crops[s]) for s in rcsr.TEST_SUBSETS} == cfg.n_test
-    model, _ = rcsr.train(cfg, crops, kind="convgru-srcnn", progress=False)
+    model, _ = rcsr.fit_arm(cfg, crops, "convgru-srcnn", progress=False)
     tests = {s: crops[s] for s in rcsr.TEST_SUBSETS}
     shapes = {s: rcsr.predict_steps(model, c) for s, c in tests.items()}
     nme = {k: rcsr.scores({s: p[k] for s, p in shapes.items()}, tests).set_index("subset")["NME (%, inter-ocular)"]
@@ -104,7 +105,7 @@ def test_pifa_chapter_beats_the_mean_shape_on_aflw_pifa(tmp_path, monkeypatch):
     train = crops["train"]
     assert len(train) == cfg.n_train * cfg.variations and len(crops["val"]) == cfg.n_val
     assert train.M.shape == (len(train), 2, 4) and torch.isfinite(train.p).all()                # M, p fitted
-    net, _ = pifa.train(cfg, train, progress=False)
+    net, _ = pifa.train(cfg, {"train": train}, progress=False)
     nme = pifa.nme_per_block(net, crops["test"], pifa.block_params(net, crops["test"]))
     assert nme.shape == (len(net.blocks) + 1, cfg.n_test) and np.isfinite(nme).all()
     assert nme[-1].mean() < nme[0].mean(), f"last block {nme[-1].mean():.2f}% vs P^0 {nme[0].mean():.2f}%"

@@ -11,9 +11,10 @@ import textwrap
 
 
 from falign.data import registry as data_registry
-from falign.kit import paths, pipeline, registry, report
+from falign.base import paths
+from falign.kit import pipeline, registry, report
 
-KIT = ("kit", "measure", "tools")  # the kit, the measurements, the tools: no paper named in any
+KIT = ("base", "kit", "measure", "tools")  # the kit, the measurements, the tools: no paper named in any
 
 
 def _make_list(name: str) -> list[str]:

@@ -65,7 +65,7 @@ def _closed_form(paper: str, cfg, crops: dict, work) -> list:
         return [msrrn.train_sdm(cfg, faces, work)[1]]
     if paper == "pifa":
         return [pifa.sdm_nme(pifa.train_sdm(cfg, faces), cfg, faces, faces).mean(1).tolist()]
-    return [rcsr.train(cfg, {"train": faces}, work, "sdm")[1]]
+    return [rcsr.train(cfg, {"train": faces}, work, "sdm")[1].errors]
 
 
 def _train(paper: str, scale: str, work) -> list:

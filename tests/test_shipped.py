@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from falign.kit import aligner, ledger, paths, registry
+from falign.kit import aligner, ledger, registry
+from falign.base import paths
 from falign.measure import metrics
-from falign.data.crops import load_faces
+from falign.kit.crops import load_faces
 from falign.papers.rcsr.model import mean_shape, place_in_box
 
 torch.set_num_threads(1)

@@ -7,7 +7,8 @@ import types
 import pytest
 import torch
 
-from falign.kit import paths, report
+from falign.base import paths
+from falign.kit import report
 
 CHAPTERS = ("ccnn", "cfdrnn", "msrrn", "pifa", "rcsr")
 

@@ -11,7 +11,8 @@ import torch
 from scipy.ndimage import binary_dilation
 
 from falign.synthface import morphable
-from falign.data import get_dataset, synthface, synthface_arrays
+from falign.data import get_dataset
+from falign.synthface.dataset import synthface, synthface_arrays
 from falign.synthface.dataset import PRESETS
 from falign.measure.landmarks import convert, convert_visibility, get_scheme
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from falign.measure.landmarks import get_scheme
-from falign.papers.rcsr.model import HOGFeatures
+from falign.baselines.hog import HOGFeatures
 
 
 def ridge(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,16 +30,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign.kit import aligner, atomic_files as atomic, chapter
+from falign.kit import aligner, chapter
+from falign.base import atomic_files as atomic
 from falign.kit.chapter import not_recipe
 from falign.data import detect
-from falign.measure import conventions, metrics, protocol300w
+from falign.measure import conventions, metrics
+from falign.kit import protocol300w
 from falign import papers
 from falign.baselines import dlib_ert as peers
 from falign.kit import train as trainer
 from falign.kit.timing import aligner_speed
 from falign.data import transforms
-from falign.data.crops import load_faces
+from falign.kit.crops import load_faces
 from falign.synthface.dataset import synthface_arrays
 from falign.measure.landmarks import convert, convert_visibility, get_scheme
 
@@ -520,7 +522,7 @@ def ced_figure(curves: dict, names, step: float = 1e-4):
 
 
 def write_ced_data(run, curves: dict, names) -> None:
-    """Write each subset's CED curves of the rows ``names`` (:func:`falign.measure.protocol300w.ced_data`)
+    """Write each subset's CED curves of the rows ``names`` (:func:`falign.kit.protocol300w.ced_data`)
     as ``ced_<subset>.csv`` through ``run.table`` (:class:`falign.kit.report.Run`)."""
     chosen = {m: curves[m] for m in names}
     for subset in SUBSETS:

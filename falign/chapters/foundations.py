@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from falign.kit import plots, report, train as trainer
-from falign.data.crops import Crops, crop_faces, load_faces
+from falign.kit.crops import Crops, crop_faces, load_faces
 from falign.measure import landmarks, metrics
 
 SCALES = {

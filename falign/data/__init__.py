@@ -11,15 +11,6 @@ from falign.data.sample import DataError, FaceDataset, Sample, read_image
 
 __all__ = [
     "DATASETS", "DataError", "DatasetSpec", "FaceDataset", "Sample", "get_dataset", "read_image",
-    "read_pts", "register", "synthface", "synthface_arrays", "write_pts",
+    "read_pts", "register", "write_pts",
 ]
 
-
-def __getattr__(name: str):
-    """``falign.data.synthface`` and ``synthface_arrays``: the generator lives in :mod:`falign.synthface`,
-    which builds on this package, so it is imported on first use rather than here."""
-    if name in ("synthface", "synthface_arrays"):
-        from falign.synthface import dataset
-
-        return getattr(dataset, name)
-    raise AttributeError(f"module 'falign.data' has no attribute {name!r}")

@@ -18,7 +18,7 @@ from typing import Any
 
 from falign.data.formats import aflw_pifa, afw, cofw, helen, ibug, sun5
 from falign.data.sample import DataError, FaceDataset, Sample
-from falign.kit.paths import data_root
+from falign.base.paths import data_root
 
 log = logging.getLogger("falign.data")
 

@@ -9,7 +9,7 @@ command treat them alike::
 
 Preprocessing (crop margin, crop size, grey or RGB, border handling) belongs to the aligner, not to
 the caller: it is stored in the checkpoint beside the weights and applied exactly as in training
-(crops are rounded to uint8 like the training crops of :mod:`falign.data.crops`).
+(crops are rounded to uint8 like the training crops of :mod:`falign.kit.crops`).
 
 Inputs are checked, never guessed (:mod:`falign.kit.inputs`): photos are converted to RGB uint8 only where
 that is unambiguous (``bgr=True`` for OpenCV arrays, ``value_range=255`` for 0-255 floats), boxes must be
@@ -44,7 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from falign.kit import atomic_files as atomic, inputs, paths
+from falign.base import atomic_files as atomic, paths
+from falign.kit import inputs
 from falign.data import transforms
 
 FORMAT, FORMAT_VERSION = "falign-aligner", 2     # 2: a content hash is required
@@ -53,7 +54,7 @@ FILENAME = "aligner.pt"                       # results/<name>/aligner.pt: a cha
 # function, keyword arguments) that builds the aligner, imported only when the name is asked for.
 PACKAGED = {"dlib-ert-68": ("falign.baselines.dlib_ert", "dlib_ert", {"points": 68}),
             "dlib-ert-5": ("falign.baselines.dlib_ert", "dlib_ert", {"points": 5})}
-_LUMA = torch.tensor([0.299, 0.587, 0.114])   # ITU-R BT.601, as falign.data.crops makes grey crops
+_LUMA = torch.tensor([0.299, 0.587, 0.114])   # ITU-R BT.601, as falign.kit.crops makes grey crops
 
 
 class CheckpointError(ValueError):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from falign.kit import paths
+from falign.base import paths
 
 TOPICS = ("data", "model", "training", "evaluation")
 PACKAGE = paths.ROOT / "falign"

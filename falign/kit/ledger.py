@@ -7,7 +7,7 @@ paper says it, which side is better, and the paper's published numbers for the s
 claim over the scale's seeds and records them in a :class:`ClaimsLedger`::
 
     claim = Claim("t6-ifv-fv", "I,F,V beats F,V", "Sec. 4.3, Table 6", better="lower",
-                  paper=Published("pifa", "table6/i-f-v", "table6/f-v"))
+                  paper=Published("mypaper", "table6/i-f-v", "table6/f-v"))
     ledger = ClaimsLedger()
     ledger.add(claim, Arm("I,F,V", nme_ifv), Arm("F,V", nme_fv))     # one value per seed, seed order
     ledger.write(run)                                                 # results/<chapter>/claims.csv
@@ -293,7 +293,7 @@ def scorecard(results_dir: str | Path | None = None) -> pd.DataFrame:
     """Every chapter's claims in one table: ``results/<chapter>/claims.csv`` files in the ledger format
     (others are skipped and listed in ``df.attrs["skipped"]``), with the chapter's scale and seeds."""
     if results_dir is None:
-        from falign.kit import paths
+        from falign.base import paths
 
         results_dir = paths.RESULTS_DIR
     frames, skipped = [], []
@@ -385,7 +385,8 @@ def rejudge(chapter: str, results_dir: str | Path | None = None) -> Path:
     commit re-judged it; returns the claims path."""
     import datetime
 
-    from falign.kit import atomic_files, paths, registry, report
+    from falign.base import atomic_files, paths
+    from falign.kit import registry, report
 
     results = Path(results_dir if results_dir is not None else paths.RESULTS_DIR) / chapter
     frame = registry.experiment(chapter).rejudge(results).to_frame()

@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from falign.kit import atomic_files as atomic, paths, progress, registry
+from falign.base import atomic_files as atomic, paths
+from falign.kit import progress, registry
 from falign.kit.report import DEVICES, SCALES
 
 KERNEL = "falign"

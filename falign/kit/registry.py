@@ -24,9 +24,12 @@ import pkgutil
 from pathlib import Path
 from types import ModuleType
 
-from falign.kit import paths
+from falign.base import paths
 
 PAPER_ORDER = 50  # papers sit between the book's foundations (< 50) and its comparison chapters (> 50)
+# Where chapters register: the book's own chapters (their package's __init__ registers them) and every
+# package below falign.papers (each registers itself); FALIGN_PAPERS adds folders to the latter.
+BOOK_CHAPTERS, PAPERS = "falign.chapters", "falign.papers"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,15 +93,14 @@ def _exists(module: str | None) -> bool:
 
 
 def _discover() -> None:
-    import falign.chapters  # noqa: F401  (registers the book's own chapters)
-    import falign.papers
-
+    importlib.import_module(BOOK_CHAPTERS)
+    papers = importlib.import_module(PAPERS)
     for extra in os.environ.get("FALIGN_PAPERS", "").split(os.pathsep):
-        if extra and extra not in falign.papers.__path__:
-            falign.papers.__path__.append(extra)
-    for info in pkgutil.iter_modules(falign.papers.__path__):
+        if extra and extra not in papers.__path__:
+            papers.__path__.append(extra)
+    for info in pkgutil.iter_modules(papers.__path__):
         if info.ispkg:
-            importlib.import_module(f"falign.papers.{info.name}")
+            importlib.import_module(f"{PAPERS}.{info.name}")
 
 
 def chapters() -> list[Chapter]:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from falign.data.registry import names as dataset_names
-from falign.kit import atomic_files as atomic, paths
+from falign.base import atomic_files as atomic, paths
 
 # Smallest to largest. smoke: CI, seconds; small: 2 CPU cores, minutes; gpu: one GPU, minutes per
 # chapter; full: the paper's protocol.

@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, default_collate
 from tqdm import tqdm  # plain text bars: Jupyter renders them without ipywidgets
 
-from falign.kit import atomic_files as atomic
+from falign.base import atomic_files as atomic
 from falign.kit import precision as precision_
 from falign.kit import progress as progress_lines
 

@@ -1,6 +1,7 @@
 """Each paper's published numbers, transcribed once with their table and figure ids.
 
-A paper module (:mod:`falign.papers.pifa.published`, :mod:`falign.papers.rcsr.published`) holds its tables as functions
+A paper's ``published`` module (:mod:`falign.papers.pifa.published`, ...), or a plain module of numbers
+such as :mod:`falign.papers.sota`, holds its tables as functions
 returning DataFrames, listed in ``TABLES`` and described in ``META``, and the numbers of its running
 text in ``text_numbers()``. This package adds one id per published number, so a notebook or a claim
 never looks a number up by free text::
@@ -89,7 +90,9 @@ def _module(paper: str | ModuleType) -> ModuleType:
         return paper
     if paper not in PAPERS:
         raise UnknownNumber(f"no published numbers for paper {paper!r}; known: {', '.join(PAPERS)}")
-    return importlib.import_module(f"falign.papers.{paper}.published")
+    module = importlib.import_module(f"{__name__}.{paper}")
+    # a paper's package keeps its numbers in ``published``; a plain module (``sota``) is its numbers
+    return importlib.import_module(f"{module.__name__}.published") if hasattr(module, "__path__") else module
 
 
 def _row_key(row: pd.Series, key: str | None, first: str, position: int) -> str:

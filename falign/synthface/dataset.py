@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from falign.kit import memory as allocator, atomic_files as atomic, paths
+from falign.base import memory as allocator, atomic_files as atomic, paths
 from falign.synthface import morphable, render
 from falign.data.registry import DatasetSpec, register
 from falign.data.sample import FaceDataset, Sample

@@ -321,7 +321,7 @@ def _bfm_dir() -> Path:
     if env:
         path = Path(env).expanduser()
         return path.parent if path.is_file() else path
-    from falign.kit.paths import data_root
+    from falign.base.paths import data_root
     root = data_root()
     if root is None:
         raise FileNotFoundError(

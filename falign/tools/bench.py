@@ -29,7 +29,8 @@ import platform
 import pandas as pd
 import torch
 
-from falign.kit import atomic_files as atomic, paths, report
+from falign.base import atomic_files as atomic, paths
+from falign.kit import report
 from falign.kit.timing import aligner_speed, seconds_per_call
 
 

@@ -392,7 +392,7 @@ def write_faces(out: Path, stem: str, image: np.ndarray, faces: list[Face], earl
     photo's files from before) as they were. Then ``earlier`` files that are not replaced are deleted
     and the new ones renamed into place, with Ctrl-C held until that is done, and ``tally`` counts them.
     """
-    from falign.kit import atomic_files as atomic
+    from falign.base import atomic_files as atomic
 
     with contextlib.ExitStack() as staged:
         new = set()

@@ -25,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from falign.kit import atomic_files as atomic, pipeline, precision, report
+from falign.base import atomic_files as atomic
+from falign.kit import pipeline, precision, report
 from falign.tools import trainspeed
 
 

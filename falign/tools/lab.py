@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from falign.kit import atomic_files as atomic, paths
+from falign.base import atomic_files as atomic, paths
 
 DOCMANAGER = "@jupyterlab/docmanager-extension:plugin"
 DEFAULT_VIEWERS = {"python": "Jupytext Notebook"}

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 
 from falign.kit import aligner, plots
 from falign.kit.chapter import setup
-from falign.measure import protocol300w
+from falign.kit import protocol300w
 from falign.papers.cfdrnn import experiment as experiments
 
 run, cfg, crops = setup("cfdrnn", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)

@@ -110,7 +110,7 @@ run.figure(experiments.augmentation_figure(cfg, crops["train"], seed=SEED), "aug
 # The error of the training mean shape placed in each test crop, with the paper's normaliser (the
 # inter-pupil distance; 300-W annotates no pupils, so each pupil is the mean of its eye's six points)
 # and the 300-W challenge's (the outer eye corners), in % per face, averaged; computed in original image
-# coordinates by `falign.measure.protocol300w`. This is the first row of Table 2 ({doc}`04_analysis`).
+# coordinates by `falign.kit.protocol300w`. This is the first row of Table 2 ({doc}`04_analysis`).
 
 # %%
 initial = experiments.mean_shape_table(crops)

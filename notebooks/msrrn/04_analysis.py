@@ -36,7 +36,7 @@ import pandas as pd
 
 from falign.kit import chapter, decisions, effects, ledger, report
 from falign.kit.chapter import setup
-from falign.measure import protocol300w
+from falign.kit import protocol300w
 from falign.papers.msrrn import experiment as experiments
 from falign.papers.msrrn import published as paper
 

@@ -165,7 +165,7 @@ run.figure(fig, "mean_shape")
 #
 # The error of the placed mean shape itself, with the 300-W metric (mean point-to-point distance over
 # the points, divided by the outer-eye-corner distance, per face, in %; computed in original image
-# coordinates by `falign.measure.protocol300w`). Every method of the chapter starts here.
+# coordinates by `falign.kit.protocol300w`). Every method of the chapter starts here.
 
 # %%
 initial = experiments.initial_error(crops)

@@ -36,7 +36,7 @@ import pandas as pd
 from falign.kit import aligner, report
 from falign.kit.chapter import grid, mean_sd, seeds, setup
 from falign.kit.timing import seconds_per_call
-from falign.measure import protocol300w
+from falign.kit import protocol300w
 from falign.papers.rcsr import experiment as experiments
 from falign.papers.rcsr import published as paper
 
@@ -118,7 +118,7 @@ print(f"gamma: ours {gamma_table['gamma (ours)'].mean():.4f} ± {gamma_table['ga
 # The same trained model (T = 5) is run for 5 and 10 recurrences and with the stopping rule (its own γ, at
 # most 13 steps); a fourth row uses the paper's γ = 0.01. The metric is the 300-W one: per face, the mean
 # point-to-point error divided by the distance between the outer eye corners, in %, averaged over the
-# faces; *full* pools the faces of common and challenging (`falign.measure.protocol300w`). Ours is the mean ±
+# faces; *full* pools the faces of common and challenging (`falign.kit.protocol300w`). Ours is the mean ±
 # standard deviation over the seeds. The other methods' rows are shown as reported, each with the
 # normaliser its source used: the LBF, CFSS, ESR and SDM rows divide by the inter-pupil distance, which
 # is larger than the outer-eye-corner distance, so their numbers are not directly comparable with RCSR's

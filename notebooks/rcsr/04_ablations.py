@@ -35,7 +35,7 @@ import pandas as pd
 
 from falign.kit import decisions, ledger
 from falign.kit.chapter import grid, mean_sd, seeds, setup
-from falign.measure import protocol300w
+from falign.kit import protocol300w
 from falign.papers.rcsr import experiment as experiments
 from falign.papers.rcsr import published as paper
 from falign.papers.rcsr import table4 as rcsr_table4
@@ -247,7 +247,7 @@ print(f"A planned second look would train seeds {cfg.second_look or 'none (this 
 #   mean of each quadrant. HOG is SIFT-like (4×4 cells, 8 orientations, 128 numbers per point), shared by
 #   SDM and "traditional GRU + HOG"; SDM's stages are ridge regressions.
 #
-# **Evaluation** (`falign/measure/protocol300w.py`)
+# **Evaluation** (`falign/kit/protocol300w.py`)
 # * *full* pools the faces of common and challenging; failure means NME ≥ 0.08. Ours are reported under
 #   both normalisers; the published rows carry the normaliser of their source.
 # * Table 4's recurrent rows use the stopping rule; Fig. 5's points are after T recurrences, timed per

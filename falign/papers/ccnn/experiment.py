@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from falign import papers
 from falign.data import transforms
-from falign.data.crops import Crops, concat, crop_faces, load_faces
+from falign.kit.crops import Crops, concat, crop_faces, load_faces
 from falign.data.sample import FaceDataset
 from falign.kit import batching, chapter, effects, ledger, plots, report, timing
 from falign.kit import train as trainer

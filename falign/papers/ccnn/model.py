@@ -30,7 +30,7 @@ windows, shake and targets independent of the image resolution.
 Paper: Targets are relative to the window (Eq. 9); the unit of the coordinates is not stated.
 
 Boxes are (x1, y1, x2, y2) *edges* in 0-based pixels (pixel centres at integers), as
-``falign.data.crops`` writes them; without boxes the whole image is the face box, i.e. the edges
+``falign.kit.crops`` writes them; without boxes the whole image is the face box, i.e. the edges
 (-0.5, -0.5, W - 0.5, H - 0.5). :meth:`CCNN.predict` returns image pixels. A *window* is
 (x0, y0, w, h) in box units: its top-left corner and size.
 

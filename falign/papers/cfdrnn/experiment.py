@@ -2,7 +2,7 @@
 300-W protocol (public and private sets, both normalisers) and the claims of the chapter.
 
 The notebooks of ``notebooks/cfdrnn`` call these functions; the model is :mod:`falign.papers.cfdrnn.model`,
-the published numbers :mod:`falign.papers.cfdrnn.published` and the metric :mod:`falign.measure.protocol300w`.
+the published numbers :mod:`falign.papers.cfdrnn.published` and the metric :mod:`falign.kit.protocol300w`.
 One training is :func:`train` (one arm, one seed, cached); every arm and seed of the claims ledger is
 :func:`falign.kit.chapter.grid` over it; :func:`tiny` and :func:`main_training` serve
 :mod:`falign.tools.trainspeed`. The last section builds what the notebooks show (tables and figures).
@@ -31,10 +31,11 @@ from torch.utils.data import Dataset
 
 from falign.kit import batching, chapter, effects, ledger, plots, precision, report, timing
 from falign.kit.chapter import not_recipe
-from falign.measure import metrics, protocol300w
+from falign.measure import metrics
+from falign.kit import protocol300w
 from falign.kit import train as trainer
 from falign.data import transforms
-from falign.data.crops import Crops, crop_faces, load_faces, split_validation
+from falign.kit.crops import Crops, crop_faces, load_faces, split_validation
 from falign.data.sample import FaceDataset
 from falign.papers.cfdrnn import model as cfdrnn
 from falign.papers.cfdrnn import published as paper
@@ -349,7 +350,7 @@ def predict_stages(model: cfdrnn.CFDRNN, crops: Crops, device="cpu", batch: int 
 
 def pooled(by_subset: dict) -> dict:
     """Add the pooled sets: "full" = common + challenging (300-W public) and "private" = indoor +
-    outdoor, face by face (as :mod:`falign.measure.protocol300w` pools "full"), where both parts are present."""
+    outdoor, face by face (as :mod:`falign.kit.protocol300w` pools "full"), where both parts are present."""
     out = dict(by_subset)
     for name, parts in (("full", PUBLIC), ("private", PRIVATE)):
         if name not in out and all(p in out for p in parts):
@@ -364,7 +365,7 @@ def stage_predictions(model: cfdrnn.CFDRNN, tests: dict[str, Crops], device="cpu
 
 
 def evaluate(predictions: dict, truth: dict, method: str, norm: str = "inter-ocular") -> pd.DataFrame:
-    """:func:`falign.measure.protocol300w.evaluate` of one method's predictions on every subset, the pooled
+    """:func:`falign.kit.protocol300w.evaluate` of one method's predictions on every subset, the pooled
     sets included."""
     return protocol300w.evaluate(pooled(predictions), pooled(truth), SCHEME, norm=norm, threshold=THRESHOLD,
                                  method=method)
@@ -760,7 +761,7 @@ def data_sizes(cfg: Scale, crops: dict[str, Crops], scale: str) -> pd.DataFrame:
 
 
 def light_table(crops: dict[str, Crops]) -> pd.DataFrame:
-    """Mean brightness, contrast and sharpness (:meth:`falign.data.crops.Crops.light`) of the training
+    """Mean brightness, contrast and sharpness (:meth:`falign.kit.crops.Crops.light`) of the training
     crops and of every test subset: what separates SynthFace's indoor from its outdoor faces."""
     return pd.DataFrame([{"split": s, **crops[s].light()} for s in ("train", *TEST_SUBSETS)])
 

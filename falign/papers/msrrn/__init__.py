@@ -4,4 +4,5 @@ aligner adapter (``aligner``) and its benchmarks (``bench``)."""
 
 from falign.kit.registry import register
 
-register(__name__, title="MSRRN: multiscale recurrent regression", shared_decisions=("precision.per-machine", "protocol300w.full-set"))
+register(__name__, title="MSRRN: multiscale recurrent regression",
+         shared_decisions=("precision.per-machine", "protocol300w.full-set", "hog.cells"))

@@ -5,7 +5,7 @@ and claims ledger each notebook shows.
 The notebooks of ``notebooks/msrrn`` call these functions (one section per notebook at the end of this
 file); the model is :mod:`falign.papers.msrrn.model`,
 the baseline :mod:`falign.baselines.sdm`, what the text gives :mod:`falign.papers.msrrn.published` and the metric
-:mod:`falign.measure.protocol300w` (inter-pupil, the paper's, and inter-ocular, RCSR's and CFDRNN's).
+:mod:`falign.kit.protocol300w` (inter-pupil, the paper's, and inter-ocular, RCSR's and CFDRNN's).
 
 Protocol (Experimental results): 300-W, 68 points; train on 3,148 faces, test on common, challenging
 and full; every face box from dlib's detector; the cropped face rescaled to 200, 100 and 50 pixels;
@@ -29,13 +29,14 @@ from torch.utils.data import Dataset
 
 from falign.baselines import sdm
 from falign.data import detect, transforms
-from falign.data.crops import Crops, crop_faces, load_faces, split_validation
+from falign.kit.crops import Crops, crop_faces, load_faces, split_validation
 from falign.data.sample import FaceDataset
-from falign.kit import atomic_files as atomic, batching, chapter, effects, ledger, paths, plots, precision, report, timing
+from falign.base import atomic_files as atomic, paths
+from falign.kit import batching, chapter, effects, ledger, plots, precision, report, timing
 from falign.kit import train as trainer
 from falign.kit.chapter import not_recipe
 from falign.kit.ledger import Arm, Claim
-from falign.measure import protocol300w
+from falign.kit import protocol300w
 from falign.measure.landmarks import get_scheme
 from falign.papers.msrrn import model as msrrn
 from falign.papers.msrrn import published as paper

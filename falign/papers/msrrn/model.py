@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from falign.measure.landmarks import get_scheme
-from falign.papers.rcsr.model import sample_patches, standardise
+from falign.kit.patches import sample_patches, standardise
 
 # ---------------------------------------------------------------------------------------------
 # Coordinates and the image pyramid

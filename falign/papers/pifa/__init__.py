@@ -4,4 +4,5 @@ aligner adapter (``aligner``) and its benchmarks (``bench``)."""
 
 from falign.kit.registry import register
 
-register(__name__, title="PIFA: pose-invariant alignment with a single CNN", shared_decisions=("precision.per-machine",))
+register(__name__, title="PIFA: pose-invariant alignment with a single CNN",
+         shared_decisions=("precision.per-machine", "hog.cells"))

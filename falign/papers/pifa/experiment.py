@@ -37,7 +37,7 @@ from falign.kit.chapter import not_recipe
 from falign.kit.ledger import Arm, Claim, ClaimsLedger, Published
 from falign.measure import metrics
 from falign.data import transforms
-from falign.data.crops import Crops, crop_faces, load_faces
+from falign.kit.crops import Crops, crop_faces, load_faces
 from falign.data.sample import FaceDataset
 from falign.measure.landmarks import get_scheme
 from falign.papers.pifa import model as pifa

@@ -7,4 +7,4 @@ from falign.kit.registry import register
 # The default of ``falign align`` (as it has been since the command existed): 68 points, the iBUG scheme
 # most users expect.
 register(__name__, title="RCSR: recurrent convolutional shape regression",
-         shared_decisions=("precision.per-machine", "protocol300w.full-set"), default_aligner=True)
+         shared_decisions=("precision.per-machine", "protocol300w.full-set", "hog.cells"), default_aligner=True)

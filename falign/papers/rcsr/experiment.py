@@ -3,7 +3,7 @@ tables and figures of the paper, its claims and the discussion of what did not h
 
 The notebooks of ``notebooks/rcsr`` set their parameters, call these functions and show what they
 return; the model is :mod:`falign.papers.rcsr.model`, the Table 4 baselines :mod:`falign.papers.rcsr.table4`,
-the published numbers :mod:`falign.papers.rcsr.published` and the metric :mod:`falign.measure.protocol300w`.
+the published numbers :mod:`falign.papers.rcsr.published` and the metric :mod:`falign.kit.protocol300w`.
 
 Protocol (Sec. 4, 4.1): 300-W, 68 points; train on 3,148 faces, test on common / challenging / full;
 grey crops around the face box; the training set is doubled with mirrored copies and replicated with
@@ -34,13 +34,14 @@ from torch.utils.data import Dataset
 from falign import papers
 from falign.baselines import sdm
 from falign.data import transforms
-from falign.data.crops import Crops, concat, crop_faces, load_faces
+from falign.kit.crops import Crops, concat, crop_faces, load_faces
 from falign.data.sample import FaceDataset
-from falign.kit import atomic_files as atomic, batching, chapter, effects, report, timing
+from falign.base import atomic_files as atomic
+from falign.kit import batching, chapter, effects, report, timing
 from falign.kit import train as trainer
 from falign.kit.chapter import not_recipe
 from falign.kit.ledger import Arm, Claim, ClaimsLedger, Published
-from falign.measure import protocol300w
+from falign.kit import protocol300w
 from falign.measure.landmarks import get_scheme
 from falign.papers.rcsr import model as rcsr, published as paper, table4 as rcsr_table4
 

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from falign.baselines.hog import HOGFeatures
+from falign.kit.patches import sample_patches, standardise
 from falign.measure.landmarks import get_scheme
 
 # ---------------------------------------------------------------------------------------------
@@ -91,31 +93,6 @@ def jittered_initial_shapes(mean: np.ndarray, boxes: np.ndarray, n_init: int, *,
 # ---------------------------------------------------------------------------------------------
 # 2. Patches centred on the current landmarks
 # ---------------------------------------------------------------------------------------------
-
-
-def sample_patches(images: torch.Tensor, points: torch.Tensor, size: int,
-                   width: int | None = None, step: float = 1.0) -> torch.Tensor:
-    """(B,C,H,W) images, (B,N,2) pixel points -> (B,N,C,size,width) patches whose pixels are ``step``
-    pixels apart (``width`` defaults to ``size``: square patches).
-
-    Patch k of face b is centred on points[b, k] (exactly on its centre pixel when the sides are
-    odd). All B*N patches come from one bilinear ``grid_sample`` call, so gradients reach the image
-    and the landmark positions; outside the image the border pixels repeat.
-    """
-    B, C, H, W = images.shape
-    N, width = points.shape[1], width or size
-    rows = (torch.arange(size, device=points.device, dtype=points.dtype) - (size - 1) / 2) * step
-    cols = (torch.arange(width, device=points.device, dtype=points.dtype) - (width - 1) / 2) * step
-    dy, dx = torch.meshgrid(rows, cols, indexing="ij")
-    x = points[..., 0, None, None] + dx                                   # (B,N,size,width)
-    y = points[..., 1, None, None] + dy
-    grid = torch.stack([2 * x / (W - 1) - 1, 2 * y / (H - 1) - 1], dim=-1)
-    # NaN positions (a diverged training) crash grid_sample's CPU backward; zeroed here, they still
-    # make the loss NaN, which falign.kit.train.fit reports.
-    # In float32 even under bf16 autocast: a bf16 grid would misplace the patches by a tenth of a pixel.
-    grid = torch.nan_to_num(grid.reshape(B, N * size, width, 2).float(), nan=0.0)
-    patches = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return patches.reshape(B, C, N, size, width).transpose(1, 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,13 +160,6 @@ class FAUC(nn.Sequential):
 
 
 EXTRACTORS = {"srcnn": SRCNN, "lenet": LeNet, "fauc": FAUC}
-
-
-def standardise(images: torch.Tensor) -> torch.Tensor:
-    """Each image to zero mean and unit variance: lighting and contrast vary across faces, and the
-    CNN extractors (no batch norm) train far faster on standardised input."""
-    mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    return (images - mean) / images.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
 
 
 class PatchCNN(nn.Module):
@@ -302,69 +272,6 @@ def _stride(layer: nn.Module, side: int) -> int:
             raise ValueError(f"{layer}: a {side}-pixel map does not split into {out} equal parts")
         return side // out
     return 1
-
-
-class HOGFeatures(nn.Module):
-    """Sec. 5.1: HOG descriptors at patches centred on the landmarks, concatenated (the hand-crafted
-    F of SDM and of "traditional GRU + HOG"); no parameters, no gradient.
-
-    Decision [rcsr.hog] (model): SIFT-like defaults, since SDM [3] used SIFT: the P x P patch (16 by default)
-    is split into 4x4 cells, 8 orientations, one L2-Hys block -> 128 numbers per landmark at any P.
-    The descriptor is ``skimage.feature.hog``'s (central-difference gradients, unsigned orientations
-    hard-binned into equal 180/orientations-degree bins, cell means of the gradient magnitude, L2-Hys
-    per block), computed like :class:`PatchCNN`'s features: :meth:`prepare` makes the per-pixel
-    orientation histograms of the whole image and their cell means once, :meth:`forward` reads each
-    landmark's cells at its position and normalises its blocks. At an integer position this is
-    skimage's HOG of the patch except that gradients on the patch's edge use the true neighbouring
-    pixels (skimage zeroes gradients on an image's border); between pixels the cell histograms are
-    interpolated.
-    Paper: SDM and 'traditional GRU + HOG' use HOG at the landmarks (Sec. 5.1); cells, blocks and orientations
-    are not given.
-    """
-
-    def __init__(self, n_points: int, patch_size: int = 16, cells: int = 4, block: int = 4,
-                 orientations: int = 8):
-        super().__init__()
-        if patch_size % cells or cells < block:
-            raise ValueError(f"HOG: patch_size={patch_size} must split into cells={cells} cells per side, "
-                             f"at least block={block}")
-        self.n_points, self.patch_size, self.cells, self.block = n_points, patch_size, cells, block
-        self.cell = patch_size // cells
-        self.orientations = orientations
-        self.blocks_per_side = cells - block + 1
-        self.pad = patch_size // 2 + 1                      # + 1: the gradient at the patch's edge
-        self.out_shape = (n_points * self.blocks_per_side ** 2 * block ** 2 * orientations,)
-
-    @torch.no_grad()
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """(B,1,H,W) -> (B, orientations, H', W'): the mean gradient magnitude per orientation bin of the
-        cell whose first pixel is padded-image pixel u (float64 for the angles, as skimage)."""
-        x = F.pad(images[:, :1].double(), (self.pad,) * 4, mode="replicate")
-        g_row, g_col = torch.zeros_like(x), torch.zeros_like(x)
-        g_row[..., 1:-1, :] = x[..., 2:, :] - x[..., :-2, :]
-        g_col[..., :, 1:-1] = x[..., :, 2:] - x[..., :, :-2]
-        angle = torch.rad2deg(torch.atan2(g_row, g_col)) % 180
-        bins = (angle / (180 / self.orientations)).floor().clamp_(0, self.orientations - 1).long()
-        per_bin = torch.zeros(x.shape[0], self.orientations, *x.shape[2:], dtype=x.dtype, device=x.device)
-        per_bin.scatter_(1, bins, torch.hypot(g_row, g_col))
-        return F.avg_pool2d(per_bin, self.cell, stride=1).float()
-
-    @torch.no_grad()
-    def forward(self, cells: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        B, N = points.shape[:2]
-        n, b, k = self.cells, self.block, self.blocks_per_side
-        centre = points.float() + self.pad - (self.patch_size - 1) / 2 + self.cell * (n - 1) / 2
-        grid = sample_patches(cells, centre, n, step=self.cell).permute(0, 1, 3, 4, 2)   # (B,N,n,n,O)
-        blocks = grid.unfold(2, b, 1).unfold(3, b, 1)                     # (B,N,k,k,O,b,b)
-        blocks = blocks.permute(0, 1, 2, 3, 5, 6, 4).reshape(B, N, k, k, -1)
-        return l2_hys(blocks).reshape(B, -1)
-
-
-def l2_hys(blocks: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """HOG's L2-Hys block normalisation over the last axis (as skimage): L2, clip at 0.2, L2 again."""
-    out = blocks / torch.sqrt(blocks.pow(2).sum(-1, keepdim=True) + eps ** 2)
-    out = out.clamp(max=0.2)
-    return out / torch.sqrt(out.pow(2).sum(-1, keepdim=True) + eps ** 2)
 
 
 # ---------------------------------------------------------------------------------------------
