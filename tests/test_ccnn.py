@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from falign.papers.ccnn import model as ccnn
-from falign.papers.ccnn import published as paper
+from falign.papers.ccnn import model as ccnn, published as paper
 
 torch.set_num_threads(1)
 

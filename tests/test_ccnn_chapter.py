@@ -8,13 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from falign.kit import aligner, effects, ledger, precision
+from falign.kit import aligner, chapter as kit, effects, ledger, precision
 from falign.base import paths
-from falign.kit import chapter as kit
 from falign.kit.crops import crop_faces
-from falign.papers.ccnn import experiment as chapter
+from falign.papers.ccnn import experiment as chapter, model as ccnn, resnet
 from falign.measure.landmarks import get_scheme
-from falign.papers.ccnn import model as ccnn, resnet
 
 torch.set_num_threads(1)
 

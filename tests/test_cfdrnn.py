@@ -12,12 +12,8 @@ import pytest
 import torch
 
 from falign.kit.crops import load_faces
-from falign.kit import chapter as kit
-from falign.kit import effects
-from falign.kit import train as trainer
-from falign.papers.cfdrnn import experiment as chapter
-from falign.papers.cfdrnn import model as cfdrnn
-from falign.papers.cfdrnn import published as paper
+from falign.kit import chapter as kit, effects, train as trainer
+from falign.papers.cfdrnn import experiment as chapter, model as cfdrnn, published as paper
 from test_data_formats import make_300w  # the real-format fixture
 
 torch.set_num_threads(1)

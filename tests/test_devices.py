@@ -32,15 +32,11 @@ import torch
 
 from falign.kit import aligner
 from falign.papers.ccnn import experiment as ccnn_chapter
-from falign.papers.cfdrnn import experiment as cfdrnn_chapter
-from falign.papers.msrrn import experiment as msrrn_chapter
-from falign.papers.pifa import experiment as pifa_chapter
-from falign.papers.rcsr import experiment as rcsr_chapter
+from falign.papers.cfdrnn import experiment as cfdrnn_chapter, model as cfdrnn
+from falign.papers.msrrn import experiment as msrrn_chapter, model as msrrn
+from falign.papers.pifa import experiment as pifa_chapter, model as pifa
+from falign.papers.rcsr import experiment as rcsr_chapter, model as rcsr, table4 as rcsr_table4
 from falign.measure.landmarks import get_scheme
-from falign.papers.cfdrnn import model as cfdrnn
-from falign.papers.msrrn import model as msrrn
-from falign.papers.pifa import model as pifa
-from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
 from falign.synthface.morphable import builtin_model
 
 META = torch.device("meta")

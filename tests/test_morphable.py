@@ -10,8 +10,7 @@ import pytest
 import scipy.io
 import torch
 
-from falign.synthface import mesh as facemesh
-from falign.synthface import morphable as mm
+from falign.synthface import mesh as facemesh, morphable as mm
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,10 @@ import torch.nn.functional as F
 import falign
 from falign.kit import aligner
 from falign.data import detect
-from falign.papers.msrrn import experiment as experiments
+from falign.papers.msrrn import experiment as experiments, model as msrrn, published as paper
 from falign.measure.landmarks import get_scheme
-from falign.papers.msrrn import model as msrrn
 from falign.papers.cfdrnn import published as cfdrnn
 from falign.papers.rcsr import published as rcsr
-from falign.papers.msrrn import published as paper
 from steps import losses_over_steps
 
 torch.set_num_threads(1)

@@ -12,9 +12,8 @@ import pytest
 import torch
 
 from falign.measure.landmarks import convert
-from falign.papers.pifa import model as pifa
+from falign.papers.pifa import model as pifa, published as paper
 from falign.synthface.morphable import MorphableModel, project
-from falign.papers.pifa import published as paper
 from steps import losses_over_steps
 
 # iBUG-68 targets on the tiny sphere face as (longitude, latitude) in degrees: jaw, brows, nose,

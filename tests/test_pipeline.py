@@ -154,6 +154,7 @@ def test_the_scorecard_page_lists_every_ledger_claim_with_a_link_and_a_forest_pl
     assert "| reproduced | 3 / 3 |" in page and "| small |" in page
     assert "![" in page and (tmp_path / "book" / "scorecard_forest.png").stat().st_size > 0
     assert "absent at the paper's size" in page and "The book judges 1 claims" in page
+    assert "| tiny | 1 | 0 | 0 | 0 | 0 | 1 | 0 | 0 | 0 |" in page                      # the overview
 
 
 def test_the_book_shows_the_largest_scale_whose_claims_pass_the_budget_check(tmp_path):

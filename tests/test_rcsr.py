@@ -9,12 +9,9 @@ import pytest
 import torch
 from skimage.feature import hog
 
-from falign.kit import chapter, effects
-from falign.kit import protocol300w
-from falign.papers.rcsr import experiment as experiments
-from falign.papers.rcsr import model as rcsr, table4 as rcsr_table4
+from falign.kit import chapter, effects, protocol300w
+from falign.papers.rcsr import experiment as experiments, model as rcsr, published as paper, table4 as rcsr_table4
 from falign.baselines import sdm
-from falign.papers.rcsr import published as paper
 from steps import losses_over_steps
 
 torch.set_num_threads(1)

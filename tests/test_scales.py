@@ -31,9 +31,8 @@ import math
 import pytest
 import torch
 
-from falign.kit import precision
+from falign.kit import precision, train as trainer
 from falign.tools import trainspeed
-from falign.kit import train as trainer
 from falign.chapters import foundations
 from falign.papers.msrrn import experiment as msrrn
 from falign.papers.pifa import experiment as pifa

@@ -12,8 +12,7 @@ from scipy.ndimage import binary_dilation
 
 from falign.synthface import morphable
 from falign.data import get_dataset
-from falign.synthface.dataset import synthface, synthface_arrays
-from falign.synthface.dataset import PRESETS
+from falign.synthface.dataset import PRESETS, synthface, synthface_arrays
 from falign.measure.landmarks import convert, convert_visibility, get_scheme
 
 sf = importlib.import_module("falign.synthface.dataset")  # the module (falign.synthface.dataset is the function)

@@ -6,8 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from falign.data import Sample
-from falign.data import transforms as T
+from falign.data import Sample, transforms as T
 from falign.measure.landmarks import flip_points, get_scheme
 
 IBUG = get_scheme("ibug68")

@@ -30,17 +30,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign.kit import aligner, chapter
+from falign.kit import aligner, chapter, protocol300w, train as trainer
 from falign.base import atomic_files as atomic
 from falign.kit.chapter import not_recipe
-from falign.data import detect
+from falign.data import detect, transforms
 from falign.measure import conventions, metrics
-from falign.kit import protocol300w
 from falign import papers
 from falign.baselines import dlib_ert as peers
-from falign.kit import train as trainer
 from falign.kit.timing import aligner_speed
-from falign.data import transforms
 from falign.kit.crops import load_faces
 from falign.synthface.dataset import synthface_arrays
 from falign.measure.landmarks import convert, convert_visibility, get_scheme

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from falign.kit import registry, report
+from falign.kit import registry, report, train
 
 
 def not_recipe(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -63,6 +63,26 @@ def converged(models: dict, arm: str) -> bool:
         if name == arm:
             histories += list(h) if isinstance(h, (list, tuple)) else [h]
     return bool(histories) and all(h.converged() for h in histories)
+
+
+def half_grid(arms: Iterable[str], seed_list: Iterable[int], folder: Callable[[str, int], Any],
+              build: Callable[[str], Any], precision: str = "fp32") -> dict | None:
+    """(arm, seed) -> (model, None) for every arm and seed, each with the weights its training had after
+    half of its optimiser steps (:func:`falign.kit.train.half_weights` in ``folder(arm, seed)``, the
+    training's checkpoint folder; ``build(arm)`` makes the network): evaluated like the full grid, they
+    judge the claims at half the budget. Evaluation only; None when any training kept no such weights
+    (it ran elsewhere, or before they were kept)."""
+    out = {}
+    seed_list = list(seed_list)
+    for arm in arms:
+        for s in seed_list:
+            state = train.half_weights(folder(arm, s), precision)
+            if state is None:
+                return None
+            model = build(arm)
+            model.load_state_dict(state)
+            out[(arm, s)] = (model.eval(), None)
+    return out
 
 
 def per_seed(results: pd.DataFrame, column: str, where: dict | None = None, **match: Any) -> list[float]:

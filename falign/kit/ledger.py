@@ -267,7 +267,7 @@ def summary(df: pd.DataFrame) -> str:
             parts.append(f"{len(rows)} {cls}: {', '.join(names)}")
     n = len(df)
     text = f"Of {n} claim{'s' if n != 1 else ''}, " + "; ".join(parts) + "."
-    unconverged = df[df["not converged"].fillna("").astype(str).str.len() > 0]
+    unconverged = df[_unconverged(df)]
     if len(unconverged):
         text += (f" {len(unconverged)} rest on arms that had not converged (their class may change with more "
                  f"training): {', '.join(f'“{t}”' for t in unconverged['claim'])}.")
@@ -276,6 +276,12 @@ def summary(df: pd.DataFrame) -> str:
         text += (f" {len(sensitive)} changed class between half and full budget (budget-sensitive): "
                  f"{', '.join(f'“{t}”' for t in sensitive['claim'])}.")
     return text
+
+
+def _unconverged(df: pd.DataFrame) -> pd.Series:
+    """Rows whose compared arms include one that had not converged (a read CSV leaves the column empty)."""
+    names = df["not converged"]
+    return names.notna() & (names.astype(object).astype(str).str.len() > 0) & (names.astype(str) != "nan")
 
 
 def chance_note(n: int) -> str:
@@ -336,35 +342,67 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Claims per chapter (rows) and class (columns), with the arms' convergence and the budget check: the
+    scorecard's overview."""
+    by = df["chapter"] if "chapter" in df else pd.Series("all", index=df.index)
+    out = pd.crosstab(by, df["class"]).reindex(columns=list(CLASSES), fill_value=0)
+    out["claims"] = out.sum(axis=1)
+    out["on unconverged arms"] = _unconverged(df).groupby(by).sum()
+    out["budget-sensitive"] = (df["budget-sensitive"].astype(str) == "True").groupby(by).sum()
+    out["judged at half budget"] = (df["class at half budget"] != "not run").groupby(by).sum()
+    out.index.name, out.columns.name = "chapter", None
+    return out
+
+
+FOREST_LIMIT = 100.0  # the forest plot's axis ends (in %); an interval beyond is drawn to the edge, with an arrow
+
+
 def forest(df: pd.DataFrame, ax=None, title: str = ""):
-    """A forest plot: every claim's effect (in %) with its interval, the paper's effect marked, grouped
-    by chapter when the table has one; returns the figure."""
+    """A forest plot: every claim's effect (in %) with its interval, the paper's effect marked (x),
+    grouped by chapter when the table has one; effects and intervals beyond +-:data:`FOREST_LIMIT` %
+    end at the axis with an arrow. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    colours = {effects.REPRODUCED: "#1b7837", effects.REVERSED: "#b2182b", effects.ABSENT: "#d6604d",
+    colours = {effects.REPRODUCED: "#1b7837", effects.REVERSED: "#b2182b", effects.ABSENT: "#e08214",
                effects.UNDECIDED: "#777777", effects.UNTESTABLE: "#4393c3"}
     rows = df.reset_index(drop=True)
-    labels = [(f"{c} · " if "chapter" in rows else "") + t for c, t in
-              zip(rows.get("chapter", [""] * len(rows)), rows["claim"])]
+    chapters = rows["chapter"] if "chapter" in rows else pd.Series([""] * len(rows))
+    labels = [(f"{c} · " if c else "") + (t if len(t) <= 58 else t[:55] + "…") for c, t in zip(chapters, rows["claim"])]
     if ax is None:
-        fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.2))
+        fig, ax = plt.subplots(figsize=(12, 0.34 * len(rows) + 1.6))
     else:
         fig = ax.figure
+    lim = FOREST_LIMIT
+
+    def clip(x: float) -> float:
+        return float(np.clip(100 * x, -lim, lim))
+
     y = np.arange(len(rows))[::-1]
     for yi, (_, r) in zip(y, rows.iterrows()):
         colour = colours.get(r["class"], "black")
         if pd.notna(r["low"]):
-            ax.plot([100 * r["low"], 100 * r["high"]], [yi, yi], color=colour, lw=2)
-        ax.plot(100 * r["effect"], yi, "o", color=colour)
+            ax.plot([clip(r["low"]), clip(r["high"])], [yi, yi], color=colour, lw=2.2)
+            for end in (r["low"], r["high"]):
+                if abs(100 * end) > lim:
+                    ax.plot(clip(end), yi, ">" if end > 0 else "<", color=colour, ms=6)
+        if pd.notna(r["effect"]):
+            ax.plot(clip(r["effect"]), yi, "o", color=colour, ms=6)
         if pd.notna(r["paper effect"]):
-            ax.plot(100 * r["paper effect"], yi, "x", color="black", ms=8)
+            ax.plot(clip(r["paper effect"]), yi, "x", color="black", ms=8, mew=1.6)
+    for k in range(1, len(rows)):  # a line between chapters
+        if chapters.iloc[k] != chapters.iloc[k - 1]:
+            ax.axhline(y[k] + 0.5, color="#cccccc", lw=0.8)
     ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlim(-lim * 1.05, lim * 1.05)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_yticks(y)
-    ax.set_yticklabels([s if len(s) < 70 else s[:67] + "…" for s in labels], fontsize=8)
-    ax.set_xlabel("effect in the paper's direction (% of the beaten arm); × the paper's own")
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("effect in the paper's direction, % of the beaten arm (dot: ours, line: interval, x: the paper's)")
     handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=k) for k, c in colours.items()]
     handles.append(plt.Line2D([], [], color="black", marker="x", lw=0, label="the paper's effect"))
-    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.6 / max(len(rows), 1) - 0.02),
+              ncol=6, frameon=False)
     if title:
         ax.set_title(title)
     fig.tight_layout()

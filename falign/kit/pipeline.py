@@ -369,13 +369,18 @@ def write_scorecard(book_dir: Path = paths.BOOK_DIR, results_dir: Path = paths.R
     if card.empty:
         lines.append("No chapter has a claims ledger in this format yet.")
     else:
-        lines += [ledger.chance_note(len(card)), "", ledger.summary(card), ""]
+        overview = ledger.counts(card)
+        lines += [ledger.chance_note(len(card)), "",
+                  "| chapter | " + " | ".join(overview.columns) + " |", "|---|" + "---|" * len(overview.columns)]
+        lines += [f"| {chapter} | " + " | ".join(str(v) for v in row) + " |" for chapter, row in overview.iterrows()]
+        lines += ["", "Each chapter's Discussion names its claims class by class and says where the paper's method lost.",
+                  ""]
         fig = ledger.forest(card)
         with atomic.atomic_path(book_dir / "scorecard_forest.png") as tmp:
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         lines += ["![Every claim's effect with its interval, the paper's effect marked](scorecard_forest.png)", ""]
-        shown = ledger.table(card)
+        shown = ledger.table(card).drop(columns="source")    # each chapter's own table cites the paper
         shown["chapter"] = [_ledger_link(c, book_dir) for c in card["chapter"]]
         lines += ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
         for row in shown.astype(str).itertuples(index=False):

@@ -35,8 +35,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from tqdm import tqdm  # plain text bars: Jupyter renders them without ipywidgets
 
 from falign.base import atomic_files as atomic
-from falign.kit import precision as precision_
-from falign.kit import progress as progress_lines
+from falign.kit import precision as precision_, progress as progress_lines
 
 CHECKPOINT = "checkpoint.pt"
 HALF = "half.pt"  # the weights after half the optimiser steps: the claims' budget check

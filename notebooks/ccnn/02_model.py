@@ -40,8 +40,7 @@ import torch
 
 from falign.kit import decisions
 from falign.kit.chapter import setup
-from falign.papers.ccnn import experiment as experiments
-from falign.papers.ccnn import model as ccnn
+from falign.papers.ccnn import experiment as experiments, model as ccnn
 
 run, cfg, crops = setup("ccnn", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 test = crops["test"]

@@ -30,8 +30,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from falign.kit import chapter, decisions, effects, ledger, plots, report
-from falign.papers.ccnn import experiment as experiments
-from falign.papers.ccnn import published as paper
+from falign.papers.ccnn import experiment as experiments, published as paper
 
 run, cfg, crops = chapter.setup("ccnn", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
                                 SEED=SEED)

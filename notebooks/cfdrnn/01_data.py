@@ -36,8 +36,7 @@ SEED = 0
 
 # %%
 from falign.kit.chapter import setup
-from falign.papers.cfdrnn import experiment as experiments
-from falign.papers.cfdrnn import published as paper
+from falign.papers.cfdrnn import experiment as experiments, published as paper
 from falign.synthface.dataset import PRESETS
 
 run, cfg, crops = setup("cfdrnn", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)

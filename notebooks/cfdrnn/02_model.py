@@ -43,8 +43,7 @@ SEED = 0
 import torch
 
 from falign.kit.chapter import setup
-from falign.papers.cfdrnn import experiment as experiments
-from falign.papers.cfdrnn import model as cfdrnn
+from falign.papers.cfdrnn import experiment as experiments, model as cfdrnn
 
 run, cfg, crops = setup("cfdrnn", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED,
                         load_data=False)

@@ -29,9 +29,8 @@ SEED = 0
 # %%
 import matplotlib.pyplot as plt
 
-from falign.kit import aligner, plots
+from falign.kit import aligner, plots, protocol300w, report
 from falign.kit.chapter import setup
-from falign.kit import protocol300w
 from falign.papers.cfdrnn import experiment as experiments
 
 run, cfg, crops = setup("cfdrnn", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
@@ -189,6 +188,5 @@ run.finish();
 
 # %%
 # The trained result checked against the committed smoke reference (only at SCALE=smoke, DATA=synthetic)
-from falign.kit import report
 
 report.check_smoke_reference(run, "L4 NME on the full set (%, inter-ocular)", values["nme_io_full"])

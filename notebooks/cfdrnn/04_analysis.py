@@ -34,8 +34,7 @@ SEED = 0
 
 # %%
 from falign.kit import chapter, decisions, ledger
-from falign.papers.cfdrnn import experiment as experiments
-from falign.papers.cfdrnn import published as paper
+from falign.papers.cfdrnn import experiment as experiments, published as paper
 
 run, cfg, crops = chapter.setup("cfdrnn", "04_analysis", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
                                 SEED=SEED)

@@ -41,9 +41,7 @@ import torch
 
 from falign.kit import decisions
 from falign.kit.chapter import setup
-from falign.papers.msrrn import experiment as experiments
-from falign.papers.msrrn import model as msrrn
-from falign.papers.msrrn import published as paper
+from falign.papers.msrrn import experiment as experiments, model as msrrn, published as paper
 
 run, cfg, crops = setup("msrrn", "02_model", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 

@@ -34,11 +34,9 @@ import functools
 
 import pandas as pd
 
-from falign.kit import chapter, decisions, effects, ledger, report
+from falign.kit import chapter, decisions, effects, ledger, protocol300w, report
 from falign.kit.chapter import setup
-from falign.kit import protocol300w
-from falign.papers.msrrn import experiment as experiments
-from falign.papers.msrrn import published as paper
+from falign.papers.msrrn import experiment as experiments, published as paper
 
 run, cfg, crops = setup("msrrn", "04_analysis", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = experiments.test_sets(crops)

@@ -24,8 +24,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from falign.kit.chapter import setup
-from falign.papers.pifa import experiment as experiments
-from falign.papers.pifa import model as pifa
+from falign.papers.pifa import experiment as experiments, model as pifa
 from falign.synthface.morphable import builtin_model, centred_camera
 
 run, cfg, _ = setup("pifa", "02_model", load_data=False, SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)

@@ -33,8 +33,7 @@ import numpy as np
 from falign.kit import aligner, plots, report
 from falign.kit.chapter import setup
 from falign.measure import metrics
-from falign.papers.pifa import experiment as experiments
-from falign.papers.pifa import published as paper
+from falign.papers.pifa import experiment as experiments, published as paper
 
 run, cfg, crops = setup("pifa", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 

@@ -28,8 +28,7 @@ SEED = 0
 
 # %%
 from falign.kit import chapter, decisions, effects, ledger, report
-from falign.papers.pifa import experiment as experiments
-from falign.papers.pifa import published as paper
+from falign.papers.pifa import experiment as experiments, published as paper
 
 run, cfg, crops = chapter.setup("pifa", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
                                 SEED=SEED)

@@ -38,8 +38,7 @@ import numpy as np
 from falign.kit import plots
 from falign.kit.chapter import setup
 from falign.measure.landmarks import convert, get_scheme
-from falign.papers.rcsr import experiment as experiments
-from falign.papers.rcsr import model as rcsr
+from falign.papers.rcsr import experiment as experiments, model as rcsr
 
 run, cfg, crops = setup("rcsr", "01_data", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 n_train = experiments.fitted_faces(cfg, crops)   # faces read (a partial copy of a real set has fewer)

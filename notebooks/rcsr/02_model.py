@@ -39,9 +39,7 @@ import torch
 
 from falign.kit import decisions
 from falign.kit.chapter import setup
-from falign.papers.rcsr import experiment as experiments
-from falign.papers.rcsr import model as rcsr
-from falign.papers.rcsr import published as paper
+from falign.papers.rcsr import experiment as experiments, model as rcsr, published as paper
 
 run, cfg, _ = setup("rcsr", "02_model", load_data=False, SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 full = experiments.SCALES["full"]

@@ -33,12 +33,10 @@ import functools
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from falign.kit import aligner, report
+from falign.kit import aligner, protocol300w, report
 from falign.kit.chapter import grid, mean_sd, seeds, setup
 from falign.kit.timing import seconds_per_call
-from falign.kit import protocol300w
-from falign.papers.rcsr import experiment as experiments
-from falign.papers.rcsr import published as paper
+from falign.papers.rcsr import experiment as experiments, published as paper
 
 run, cfg, crops = setup("rcsr", "03_train", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = experiments.subsets(crops)

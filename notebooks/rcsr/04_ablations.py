@@ -33,12 +33,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from falign.kit import decisions, ledger
+from falign.kit import decisions, ledger, protocol300w
 from falign.kit.chapter import grid, mean_sd, seeds, setup
-from falign.kit import protocol300w
-from falign.papers.rcsr import experiment as experiments
-from falign.papers.rcsr import published as paper
-from falign.papers.rcsr import table4 as rcsr_table4
+from falign.papers.rcsr import experiment as experiments, published as paper, table4 as rcsr_table4
 
 run, cfg, crops = setup("rcsr", "04_ablations", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE, SEED=SEED)
 tests = experiments.subsets(crops)

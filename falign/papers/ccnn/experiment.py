@@ -32,10 +32,9 @@ from torch.utils.data import Dataset
 
 from falign import papers
 from falign.data import transforms
-from falign.kit.crops import Crops, concat, crop_faces, load_faces
+from falign.kit.crops import concat, crop_faces, Crops, load_faces
 from falign.data.sample import FaceDataset
-from falign.kit import batching, chapter, effects, ledger, plots, report, timing
-from falign.kit import train as trainer
+from falign.kit import batching, chapter, effects, ledger, plots, report, timing, train as trainer
 from falign.kit.chapter import not_recipe
 from falign.measure import metrics
 from falign.measure.landmarks import get_scheme

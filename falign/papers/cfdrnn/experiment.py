@@ -29,16 +29,14 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign.kit import batching, chapter, effects, ledger, plots, precision, report, timing
+from falign.kit import (batching, chapter, effects, ledger, plots, precision, protocol300w, report, timing,
+    train as trainer)
 from falign.kit.chapter import not_recipe
 from falign.measure import metrics
-from falign.kit import protocol300w
-from falign.kit import train as trainer
 from falign.data import transforms
-from falign.kit.crops import Crops, crop_faces, load_faces, split_validation
+from falign.kit.crops import crop_faces, Crops, load_faces, split_validation
 from falign.data.sample import FaceDataset
-from falign.papers.cfdrnn import model as cfdrnn
-from falign.papers.cfdrnn import published as paper
+from falign.papers.cfdrnn import model as cfdrnn, published as paper
 
 PRESET, SCHEME = "300w-like", cfdrnn.SCHEME
 DATASETS = ("synthetic", "300w")          # the DATA it honours (checked before a run)
@@ -308,16 +306,8 @@ def half_budget(cfg: Scale, crops: dict[str, Crops], work, seeds) -> dict | None
     half its optimiser steps (:func:`falign.kit.train.half_weights`, kept by :func:`train`'s fit): scored
     by :func:`results` like the grid, they judge the claims at half the budget. Evaluation only, nothing is
     trained; None when any training kept none (it ran elsewhere, or before the kit kept them)."""
-    out = {}
-    for arm in ARMS:
-        for s in seeds:
-            state = trainer.half_weights(checkpoint_folder(cfg, crops, work, arm, s), cfg.precision)
-            if state is None:
-                return None
-            model = build(cfg, arm)
-            model.load_state_dict(state)
-            out[(arm, s)] = (model.eval(), None)
-    return out
+    return chapter.half_grid(ARMS, seeds, lambda arm, s: checkpoint_folder(cfg, crops, work, arm, s), lambda arm: build(cfg, arm),
+                             cfg.precision)
 
 
 def tiny(cfg: Scale) -> dict:

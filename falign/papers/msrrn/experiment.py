@@ -29,17 +29,15 @@ from torch.utils.data import Dataset
 
 from falign.baselines import sdm
 from falign.data import detect, transforms
-from falign.kit.crops import Crops, crop_faces, load_faces, split_validation
+from falign.kit.crops import crop_faces, Crops, load_faces, split_validation
 from falign.data.sample import FaceDataset
 from falign.base import atomic_files as atomic, paths
-from falign.kit import batching, chapter, effects, ledger, plots, precision, report, timing
-from falign.kit import train as trainer
+from falign.kit import (batching, chapter, effects, ledger, plots, precision, protocol300w, report, timing,
+    train as trainer)
 from falign.kit.chapter import not_recipe
 from falign.kit.ledger import Arm, Claim
-from falign.kit import protocol300w
 from falign.measure.landmarks import get_scheme
-from falign.papers.msrrn import model as msrrn
-from falign.papers.msrrn import published as paper
+from falign.papers.msrrn import model as msrrn, published as paper
 from falign.papers.rcsr.model import jittered_initial_shapes
 
 PRESET, SCHEME = "300w-like", "ibug68"
@@ -440,16 +438,8 @@ def half_budget(cfg: Scale, crops: dict[str, Crops], seeds, *, work) -> dict | N
     evaluated like the grid (:func:`evaluate`), they judge the claims at half the budget. Evaluation
     only, nothing is trained; None when any training kept none (it ran elsewhere, or before the kit
     kept them)."""
-    out = {}
-    for arm in ARMS:
-        for s in seeds:
-            state = trainer.half_weights(checkpoint_folder(cfg, crops, arm, s, work), cfg.precision)
-            if state is None:
-                return None
-            model = build(cfg, arm)
-            model.load_state_dict(state)
-            out[(arm, s)] = (model.eval(), None)
-    return out
+    return chapter.half_grid(ARMS, seeds, lambda arm, s: checkpoint_folder(cfg, crops, arm, s, work), lambda arm: build(cfg, arm),
+                             cfg.precision)
 
 
 def tiny(cfg: Scale) -> dict:

@@ -31,19 +31,17 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from falign.kit import batching, chapter, effects, report, timing
-from falign.kit import train as trainer
+from falign.kit import batching, chapter, effects, report, timing, train as trainer
 from falign.kit.chapter import not_recipe
 from falign.kit.ledger import Arm, Claim, ClaimsLedger, Published
 from falign.measure import metrics
 from falign.data import transforms
-from falign.kit.crops import Crops, crop_faces, load_faces
+from falign.kit.crops import crop_faces, Crops, load_faces
 from falign.data.sample import FaceDataset
 from falign.measure.landmarks import get_scheme
-from falign.papers.pifa import model as pifa
-from falign.papers.pifa import published as paper
+from falign.papers.pifa import model as pifa, published as paper
 from falign.baselines import sdm
-from falign.synthface.morphable import MorphableModel, builtin_model, fit, project, vertex_normals
+from falign.synthface.morphable import builtin_model, fit, MorphableModel, project, vertex_normals
 
 PRESET, AFW_PRESET, SCHEME = "aflw-pifa-like", "afw-like", "aflw-pifa34"
 DATASETS = ("synthetic", "aflw-pifa")   # the DATA it honours (checked before a run)

@@ -34,14 +34,12 @@ from torch.utils.data import Dataset
 from falign import papers
 from falign.baselines import sdm
 from falign.data import transforms
-from falign.kit.crops import Crops, concat, crop_faces, load_faces
+from falign.kit.crops import concat, crop_faces, Crops, load_faces
 from falign.data.sample import FaceDataset
 from falign.base import atomic_files as atomic
-from falign.kit import batching, chapter, effects, report, timing
-from falign.kit import train as trainer
+from falign.kit import batching, chapter, effects, protocol300w, report, timing, train as trainer
 from falign.kit.chapter import not_recipe
 from falign.kit.ledger import Arm, Claim, ClaimsLedger, Published
-from falign.kit import protocol300w
 from falign.measure.landmarks import get_scheme
 from falign.papers.rcsr import model as rcsr, published as paper, table4 as rcsr_table4
 
