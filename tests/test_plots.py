@@ -196,3 +196,17 @@ def test_ced_area_reads_auc_and_failure_from_metrics(ax):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[1] == f"AUC@0.08 = {metrics.auc(errors, 0.08):.3f}"
     assert labels[2] == f"failure rate@0.08 = {metrics.failure_rate(errors, 0.08):.1%}"
+
+
+def test_crops_grid_draws_every_split_as_a_row():
+    class Split:  # what crops_grid reads of a falign.kit.crops.Crops
+        images, landmarks = torch.zeros(10, 3, 16, 16, dtype=torch.uint8), torch.full((10, 5, 2), 8.0)
+
+        def __len__(self):
+            return 10
+
+    split = Split()
+    fig = plots.crops_grid({"train": split, "test": split}, ["train", "test"], shown=3)
+    axes = fig.axes
+    assert len(axes) == 6 and axes[0].get_title(loc="left") == "train" and axes[3].get_title(loc="left") == "test"
+    plt.close(fig)

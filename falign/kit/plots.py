@@ -327,3 +327,21 @@ def ced_area(ax, errors, alpha: float, *, max_error: float = 0.15, step: float =
         ax.set_title(title)
     ax.legend(loc="lower right")
     return ax
+
+
+def crops_grid(crops: dict, splits, shown: int = 6, *, size: float = 2.0, cell: tuple[float, float] = (1.7, 1.8)):
+    """``shown`` crops of every split in ``splits`` (a row each, evenly spread over the split) with their
+    landmarks: the data section's first picture. ``crops`` maps a split to its
+    :class:`falign.kit.crops.Crops`; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    splits = list(splits)
+    fig, axes = plt.subplots(len(splits), shown, figsize=(cell[0] * shown, cell[1] * len(splits)), squeeze=False)
+    for row, split in enumerate(splits):
+        c = crops[split]
+        for col, i in enumerate(np.linspace(0, len(c) - 1, shown).astype(int)):
+            landmarks(axes[row, col], c.images[i], c.landmarks[i], size=size)
+        axes[row, 0].set_title(split, fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+

@@ -769,17 +769,7 @@ def heatmap_floor(cfg: Scale, crops: dict[str, Crops]) -> pd.DataFrame:
 
 def samples_figure(crops: dict[str, Crops], shown: int = 6):
     """``shown`` crops of every split, evenly spread, with their landmarks."""
-    import matplotlib.pyplot as plt
-
-    splits = ("train", "validation", *TEST_SUBSETS)
-    fig, axes = plt.subplots(len(splits), shown, figsize=(1.7 * shown, 1.8 * len(splits)))
-    for row, split in enumerate(splits):
-        c = crops[split]
-        for col, i in enumerate(np.linspace(0, len(c) - 1, shown).astype(int)):
-            plots.landmarks(axes[row, col], c.images[i], c.landmarks[i], size=2)
-        axes[row, 0].set_title(split, fontsize=9, loc="left")
-    fig.tight_layout()
-    return fig
+    return plots.crops_grid(crops, ("train", "validation", *TEST_SUBSETS), shown, size=2, cell=(1.7, 1.8))
 
 
 def augmentation_figure(train: Crops, cfg: Scale, seed: int = 0, faces: int = 3, draws: int = 4):

@@ -610,17 +610,7 @@ def detector_figure(cfg: Scale, *, data: str = "synthetic", root: str = "", seed
 
 def samples_figure(crops: dict[str, Crops], shown: int = 6):
     """``shown`` crops of the training split and of each test subset, with their landmarks."""
-    import matplotlib.pyplot as plt
-
-    splits = ("train", *TEST_SUBSETS)
-    fig, axes = plt.subplots(len(splits), shown, figsize=(1.9 * shown, 2 * len(splits)), squeeze=False)
-    for row, split in enumerate(splits):
-        c = crops[split]
-        for col, i in enumerate(np.linspace(0, len(c) - 1, shown).astype(int)):
-            plots.landmarks(axes[row, col], c.images[i], c.landmarks[i], size=3)
-        axes[row, 0].set_title(split, fontsize=9, loc="left")
-    fig.tight_layout()
-    return fig
+    return plots.crops_grid(crops, ("train", *TEST_SUBSETS), shown, size=3, cell=(1.9, 2.0))
 
 
 def scales_figure(cfg: Scale, crops: Crops):
