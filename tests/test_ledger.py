@@ -61,13 +61,15 @@ def test_a_flip_between_half_and_full_budget_is_budget_sensitive():
     assert df["class"].tolist() == [effects.REPRODUCED] * 3
     assert df["class at half budget"].tolist() == [effects.REVERSED, effects.REPRODUCED, "not run"]
     assert df["budget-sensitive"].tolist() == [True, False, False]
+    assert df["verdict"].iloc[0] == "reproduced; budget-sensitive (at half budget: reversed)"
     assert "budget-sensitive" in ledger.summary(df)
 
 
 def test_convergence_is_read_from_the_compared_arms_only():
     book = ClaimsLedger()
     book.add(LOWER, Arm("a", [1.0, 1.1], converged=False), Arm("b", [2.0, 2.1]))
-    assert book.to_frame().iloc[0]["not converged"] == "a"
+    row = book.to_frame().iloc[0]
+    assert row["not converged"] == "a" and row["verdict"] == "reproduced; not converged: a"
 
 
 def test_a_chain_is_as_strong_as_its_weakest_link():

@@ -102,6 +102,30 @@ def test_training_epoch_lines_are_stripped_like_progress_bars(tmp_path):
     assert nbformat.read(path, as_version=4).cells[0].outputs == []
 
 
+def test_machine_paths_leave_the_executed_notebook(tmp_path):
+    import nbformat
+
+    staged = "PosixPath('/tmp/x/build/stage/tiny-20261207-1-ab/results/tiny/aligner.pt')"
+    warning = "/tmp/ipykernel_640/19477.py:4: ExcludedFacesWarning: 1 of 150 faces have no error\n  x = f()\n"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("SCALE = 'smoke'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("SCALE = 'small'", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("x", outputs=[
+            nbformat.v4.new_output("execute_result", data={"text/plain": staged}, execution_count=1),
+            nbformat.v4.new_output("execute_result", data={"text/plain": "42"}, execution_count=1),
+            nbformat.v4.new_output("stream", name="stderr", text=warning)])],
+        metadata={"papermill": {"input_path": "/tmp/x/build/stage/a.ipynb", "output_path": "/tmp/x/b.ipynb"}})
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    pipeline.strip_progress(path)
+    done = nbformat.read(path, as_version=4)
+    outputs = done.cells[2].outputs
+    assert [o["data"]["text/plain"] for o in outputs[:-1]] == ["42"]
+    assert outputs[-1]["text"] == "ExcludedFacesWarning: 1 of 150 faces have no error\n  x = f()"
+    assert "/tmp" not in nbformat.writes(done)
+    assert done.cells[0].metadata["tags"] == ["parameters", "remove-cell"]   # the page shows the run's own once
+
+
 def test_failed_stages_are_cleaned_keeping_the_latest(tmp_path):
     notebooks = _chapter(tmp_path, {"01_a": "raise RuntimeError('boom')"})
     for _ in range(3):

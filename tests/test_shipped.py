@@ -71,6 +71,7 @@ def test_committed_claims_are_what_the_rule_computes_from_the_committed_per_seed
     assert ledger.is_ledger(committed), f"results/{chapter}/claims.csv is not in the ledger's format"
     assert list(fresh["claim id"]) == list(committed["claim id"])
     assert list(fresh["class"]) == list(committed["class"])
+    assert list(fresh["verdict"]) == list(committed["verdict"])
     for column in ("effect", "low", "high", "paper effect"):
         # the per-seed tables are written to 6 significant digits; effects are fractions
         assert np.allclose(fresh[column].astype(float), committed[column].astype(float), rtol=1e-4, atol=1e-4,

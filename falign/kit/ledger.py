@@ -42,7 +42,7 @@ NONE_PUBLISHED = "none published"
 
 # The columns of claims.csv; the scorecard reads only files that have all of them.
 COLUMNS = ("claim id", "claim", "source", "better", "arms", "seeds", "mean ± sd", "interval method",
-           "effect", "low", "high", "level", "paper effect", "paper numbers", "floor", "class",
+           "effect", "low", "high", "level", "paper effect", "paper numbers", "floor", "class", "verdict",
            "smaller than the paper's", "not converged", "class at half budget", "budget-sensitive", "look")
 
 
@@ -181,6 +181,16 @@ def judge(claim: Claim, arms: Sequence[Arm], *, floor: float | None = None, pair
     return links[k], k
 
 
+def verdict(judged: Judged, row: "_Row") -> str:
+    """The class with what qualifies it, in words: smaller than the paper's, budget-sensitive, resting on
+    arms that had not converged (e.g. "reproduced, smaller than the paper's; not converged: stage 3")."""
+    words = judged.cls + (", smaller than the paper's" if judged.smaller else "")
+    if row.half is not None and row.half != judged.cls:
+        words += f"; budget-sensitive (at half budget: {row.half})"
+    unconverged = [a.name for a in row.arms if not a.converged]
+    return words + (f"; not converged: {', '.join(unconverged)}" if unconverged else "")
+
+
 @dataclasses.dataclass
 class _Row:
     claim: Claim
@@ -237,7 +247,8 @@ class ClaimsLedger:
                 "interval method": e.method + (f" (link {r.link + 1} of {len(r.arms) - 1})" if len(r.arms) > 2 else ""),
                 "effect": e.estimate, "low": e.low, "high": e.high, "level": e.level,
                 "paper effect": j.paper, "paper numbers": pub.describe() if pub is not None else NONE_PUBLISHED,
-                "floor": j.floor, "class": j.cls, "smaller than the paper's": j.smaller,
+                "floor": j.floor, "class": j.cls, "verdict": verdict(j, r),
+                "smaller than the paper's": j.smaller,
                 "not converged": ", ".join(a.name for a in r.arms if not a.converged),
                 "class at half budget": r.half or "not run",
                 "budget-sensitive": r.half is not None and r.half != j.cls, "look": r.look,

@@ -222,13 +222,19 @@ def execute(py: Path, out: Path, params: Params, env: dict[str, str], prepare_on
 # Progress bars (a notebook run by hand) and the trainings' live lines (falign.kit.progress, printed by the
 # pipeline) are for the person watching a run, not for the book: the chapters show the loss curve instead.
 _PROGRESS = re.compile(r"\d+%\|.*\||\d+/\d+ \[|IProgress not found|import tqdm as notebook_tqdm|epoch \d+/\d+: loss ")
+# A warning's location is a path on the machine that ran it (the kernel's temporary cell file, the checkout):
+# the book keeps "Warning: message" and drops the path.
+_WARNING_AT = re.compile(r"^\S*\.py:\d+: (?=\w*Warning: )")
+# A cell's value that is a path into the staging folder (e.g. what aligner.save returns) is not a result.
+_STAGED_PATH = re.compile(r"^PosixPath\('[^']*/build/stage/[^']*'\)$")
 
 
 def strip_progress(notebook: Path) -> list[str]:
-    """Drop progress-bar lines from the stderr of an executed notebook, keeping any other message;
-    returns the warnings kept, so that the terminal shows them too (not only the book). The book shows
-    the parameters once: the defaults cell is hidden (Jupyter Book's ``remove-cell``) where papermill
-    injected the run's own."""
+    """Drop progress-bar lines from the stderr of an executed notebook, keeping any other message (a
+    warning without the path of the machine that ran it); returns the warnings kept, so that the terminal
+    shows them too (not only the book). Paths into the staging folder, as a cell's value or papermill's
+    metadata, go. The book shows the parameters once: the defaults cell is hidden (Jupyter Book's
+    ``remove-cell``) where papermill injected the run's own."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
@@ -243,8 +249,11 @@ def strip_progress(notebook: Path) -> list[str]:
     for cell in nb.cells:
         kept = []
         for output in cell.get("outputs", []):
+            if output.get("output_type") == "execute_result" and \
+                    _STAGED_PATH.match(str(output.get("data", {}).get("text/plain", ""))):
+                continue
             if output.get("output_type") == "stream" and output.get("name") == "stderr":
-                lines = [line.rsplit("\r", 1)[-1] for line in output["text"].split("\n")]
+                lines = [_WARNING_AT.sub("", line.rsplit("\r", 1)[-1]) for line in output["text"].split("\n")]
                 output["text"] = "\n".join(line for line in lines if line.strip() and not _PROGRESS.search(line))
                 warned += [line.strip() for line in output["text"].split("\n") if "Warning" in line]
                 if not output["text"]:
