@@ -243,3 +243,16 @@ def test_half_the_budget_is_kept_for_the_budget_check(tmp_path):
     assert half is not None and set(half) == set(model.state_dict())
     assert any(not torch.equal(half[k], v) for k, v in model.state_dict().items())   # earlier weights
     assert train.half_weights(tmp_path / "elsewhere") is None
+
+
+def test_convergence_is_judged_again_from_committed_curves():
+    from falign.kit import chapter
+    import pandas as pd
+
+    rows = [{"arm": "flat", "seed": s, "epoch": i + 1, "loss": 1.0, "val": v}
+            for s in (0, 1) for i, v in enumerate([5.0, 4.0, 3.9, 3.9, 3.9])]
+    rows += [{"arm": "falling", "seed": 0, "epoch": i + 1, "loss": 1.0, "val": v}
+             for i, v in enumerate([11.4, 10.8, 10.1, 9.4])]
+    curves = pd.DataFrame(rows)
+    assert chapter.converged_from_curves(curves, "val") == {"flat": True, "falling": False}
+    assert chapter.converged_from_curves(curves, "val", ["flat", "absent"]) == {"flat": True, "absent": False}

@@ -85,6 +85,21 @@ def half_grid(arms: Iterable[str], seed_list: Iterable[int], folder: Callable[[s
     return out
 
 
+def converged_from_curves(curves: pd.DataFrame, value: str = "validation", arms: Iterable[str] | None = None
+                          ) -> dict[str, bool]:
+    """arm -> whether every seed's curve in ``curves`` (one row per arm, seed and epoch, with ``loss`` and
+    the held-out ``value``, as a chapter commits it) converged by the kit's rule
+    (:meth:`falign.kit.train.History.converged`): how a committed run's convergence is judged again
+    without its models. With ``arms``, exactly those, an arm without rows being no evidence (False)."""
+    out = {}
+    for arm, rows in curves.groupby("arm", sort=False):
+        out[arm] = all(train.History(epochs=[{"loss": float(r["loss"]),
+                                              "validation": None if pd.isna(r[value]) else float(r[value])}
+                                             for _, r in part.sort_values("epoch").iterrows()]).converged()
+                       for _, part in rows.groupby("seed"))
+    return out if arms is None else {arm: out.get(arm, False) for arm in arms}
+
+
 def per_seed(results: pd.DataFrame, column: str, where: dict | None = None, **match: Any) -> list[float]:
     """``column`` of the rows matching ``where`` and ``match`` (column=value; ``where`` for column names that
     are not identifiers), in seed order: a ledger arm."""

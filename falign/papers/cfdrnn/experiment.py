@@ -1029,15 +1029,7 @@ def convergence_from_curves(curves: pd.DataFrame) -> dict[str, bool]:
     """arm -> whether every seed's validation curve in ``curves`` (:func:`validation_curves`'s table)
     converged by :meth:`falign.kit.train.History.converged` (the rule is relative, so the curve's unit,
     % here, does not matter); an arm with no rows: False (no evidence)."""
-    out = {}
-    for arm in ARMS:
-        histories = [trainer.History(epochs=[{"loss": float(r["loss"]),
-                                              "validation": None if pd.isna(r["validation NME (%)"])
-                                              else float(r["validation NME (%)"])}
-                                             for _, r in g.sort_values("epoch").iterrows()])
-                     for _, g in curves[curves["arm"] == arm].groupby("seed")]
-        out[arm] = bool(histories) and all(h.converged() for h in histories)
-    return out
+    return chapter.converged_from_curves(curves, "validation NME (%)", ARMS)
 
 
 def validation_figure(models: dict):

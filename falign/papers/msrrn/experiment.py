@@ -778,16 +778,7 @@ def validation_curves(models: dict) -> pd.DataFrame:
 def convergence_from_curves(curves: pd.DataFrame) -> dict[str, bool]:
     """arm -> whether every seed's validation curve in ``curves`` (:func:`validation_curves`'s table)
     converged by :meth:`falign.kit.train.History.converged`; an arm with no rows: False (no evidence)."""
-    out = {}
-    for arm in ARMS:
-        rows = curves[curves["arm"] == arm]
-        histories = [trainer.History(epochs=[{"loss": float(r["loss"]),
-                                              "validation": None if pd.isna(r["validation NME (%)"])
-                                              else float(r["validation NME (%)"])}
-                                             for _, r in g.sort_values("epoch").iterrows()])
-                     for _, g in rows.groupby("seed")]
-        out[arm] = bool(histories) and all(h.converged() for h in histories)
-    return out
+    return chapter.converged_from_curves(curves, "validation NME (%)", ARMS)
 
 
 def training_time_table(training: pd.DataFrame, steps: int, cfg: Scale, device, scale: str) -> pd.DataFrame:

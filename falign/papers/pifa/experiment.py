@@ -1183,16 +1183,7 @@ def converged_from_curves(curves: pd.DataFrame) -> dict[str, bool]:
     """arm -> whether every seed's validation curve (:func:`validation_curves`; committed as
     ``validation_curves.csv``) converged by the book's rule (:meth:`falign.kit.train.History.converged`);
     a curve with a missing value is no evidence (not converged)."""
-    out = {}
-    for arm, part in curves.groupby("arm", sort=False):
-        verdicts = []
-        for _, one in part.groupby("seed"):
-            one = one.sort_values("epoch")
-            epochs = [{"epoch": int(e), "loss": float(loss), "validation": None if pd.isna(v) else float(v)}
-                      for e, loss, v in zip(one["epoch"], one["loss"], one["validation NME"])]
-            verdicts.append(trainer.History(epochs=epochs).converged())
-        out[arm] = bool(verdicts) and all(verdicts)
-    return out
+    return chapter.converged_from_curves(curves, "validation NME")
 
 
 def rejudge(results: Path) -> ClaimsLedger:

@@ -628,15 +628,8 @@ def converged_from_curves(curves: pd.DataFrame | None) -> dict[str, bool]:
     """arm -> whether every seed's training of it converged, by the kit's rule
     (:meth:`falign.kit.train.History.converged`) applied to committed :func:`validation_curves`; SDM is
     converged (:class:`ClosedForm`). With no curves (None) only SDM is: no evidence, no label."""
-    out = {"sdm": ClosedForm([]).converged()}
-    if curves is None:
-        return out
-    for arm, rows in curves.groupby("arm", sort=False):
-        out[arm] = all(trainer.History(epochs=[{"loss": r["loss"],
-                                                "validation": None if pd.isna(r["validation"]) else r["validation"]}
-                                               for _, r in part.sort_values("epoch").iterrows()]).converged()
-                       for _, part in rows.groupby("seed"))
-    return out
+    sdm = {"sdm": ClosedForm([]).converged()}
+    return sdm if curves is None else {**sdm, **chapter.converged_from_curves(curves, "validation")}
 
 
 def converged_by_arm(*grids: dict) -> dict[str, bool]:
