@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import pandas as pd
 
 from falign.kit import registry, report, train
@@ -83,6 +84,17 @@ def half_grid(arms: Iterable[str], seed_list: Iterable[int], folder: Callable[[s
             model.load_state_dict(state)
             out[(arm, s)] = (model.eval(), None)
     return out
+
+
+def curves(models: dict, value: str = "validation", scale: float = 1.0) -> pd.DataFrame:
+    """Every training's curves in a :func:`grid` of (model, History), one row per arm, seed and epoch: the
+    training loss and the held-out value (times ``scale``, named ``value``) that
+    :meth:`falign.kit.train.History.converged` reads. A chapter commits the table, so its convergence can
+    be judged again (:func:`converged_from_curves`) without its models."""
+    rows = [{"arm": arm, "seed": s, "epoch": e.get("epoch", k + 1), "loss": e["loss"],
+             value: np.nan if e.get("validation") is None else scale * e["validation"]}
+            for (arm, s), (_, h) in models.items() for k, e in enumerate(h.epochs)]
+    return pd.DataFrame(rows, columns=["arm", "seed", "epoch", "loss", value])
 
 
 def converged_from_curves(curves: pd.DataFrame, value: str = "validation", arms: Iterable[str] | None = None

@@ -1015,9 +1015,7 @@ def validation_curves(models: dict) -> pd.DataFrame:
     """Every training's curves, one row per arm, seed and epoch: the training loss and the validation
     NME of L4 (%, inter-ocular) that :meth:`falign.kit.train.History.converged` reads. Committed with the
     results (:data:`CURVES`), so :func:`rejudge` recomputes each arm's convergence by the kit's rule."""
-    return pd.DataFrame([{"arm": arm, "seed": seed, "epoch": k + 1, "loss": e["loss"],
-                          "validation NME (%)": None if e.get("validation") is None else 100 * e["validation"]}
-                         for (arm, seed), (_, h) in models.items() for k, e in enumerate(h.epochs)])
+    return chapter.curves(models, "validation NME (%)", 100)
 
 
 def convergence(models: dict) -> dict[str, bool]:

@@ -770,9 +770,7 @@ def validation_curves(models: dict) -> pd.DataFrame:
     """Every training's curves, one row per arm, seed and epoch: the training loss and the validation
     NME (%, inter-ocular) that :meth:`falign.kit.train.History.converged` reads. Committed with the
     results (:data:`CURVES`), so :func:`rejudge` recomputes each arm's convergence label by the kit's rule."""
-    return pd.DataFrame([{"arm": arm, "seed": s, "epoch": e.get("epoch", k + 1), "loss": e["loss"],
-                          "validation NME (%)": e.get("validation")}
-                         for (arm, s), (_, h) in models.items() for k, e in enumerate(h.epochs)])
+    return chapter.curves(models, "validation NME (%)")
 
 
 def convergence_from_curves(curves: pd.DataFrame) -> dict[str, bool]:

@@ -553,8 +553,7 @@ def table_rows(summary: pd.DataFrame, table: str, key: str | list[str]) -> pd.Da
 def validation_curves(models: dict) -> pd.DataFrame:
     """Validation NME per arm, seed and epoch (long format): the convergence figure's data, and what
     :func:`rejudge` recomputes convergence from (:func:`converged_from_curves`)."""
-    return pd.DataFrame([{"arm": arm, "seed": s, "epoch": e["epoch"], "validation NME": e.get("validation", np.nan),
-                          "loss": e["loss"]} for (arm, s), (_, h) in models.items() for e in h.epochs])
+    return chapter.curves(models, "validation NME")
 
 
 def training_seconds(models: dict) -> pd.DataFrame:

@@ -618,10 +618,8 @@ def validation_curves(*grids: dict) -> pd.DataFrame:
     held-out error (``validation``, the curve :meth:`falign.kit.train.History.converged` reads). The
     notebook writes them (``validation_curves.csv``) so that :func:`rejudge` can label convergence from
     the committed results. SDM (closed form) has none."""
-    rows = [{"arm": arm, "seed": s, "epoch": i + 1, "loss": e["loss"], "validation": e.get("validation", np.nan)}
-            for grid in grids for (arm, s), (_, h) in grid.items() if not isinstance(h, ClosedForm)
-            for i, e in enumerate(h.epochs)]
-    return pd.DataFrame(rows, columns=["arm", "seed", "epoch", "loss", "validation"])
+    return chapter.curves({key: trained for grid in grids for key, trained in grid.items()
+                           if not isinstance(trained[1], ClosedForm)})
 
 
 def converged_from_curves(curves: pd.DataFrame | None) -> dict[str, bool]:
