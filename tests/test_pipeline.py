@@ -216,3 +216,15 @@ def test_gpu_scale_without_cuda_is_refused_before_anything_runs(tmp_path, capsys
                                 stage_root=tmp_path / "stage")
     assert status == 1 and not (tmp_path / "results").exists() and not (tmp_path / "stage").exists()
     assert capsys.readouterr().err.strip() == "SCALE=gpu is sized for one GPU; run it with DEVICE=cuda (not DEVICE=cpu)"
+
+
+def test_a_dead_kernel_is_one_line_and_leaves_results_untouched(tmp_path, capsys):
+    notebooks = _chapter(tmp_path, {"01_a": ""})
+    assert _run(tmp_path, notebooks)
+    kept = (tmp_path / "results" / "tiny" / "01_a.csv").read_bytes()
+    _chapter(tmp_path, {"01_a": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"})
+    assert not _run(tmp_path, notebooks)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("[tiny] 01_a.py: the notebook's kernel died") and "untouched" in err[-1]
+    assert not any("Traceback" in line for line in err)
+    assert (tmp_path / "results" / "tiny" / "01_a.csv").read_bytes() == kept

@@ -312,6 +312,7 @@ def reproduce_chapter(
     stage_root: Path = paths.ROOT / "build" / "stage",
 ) -> bool:
     """Run one chapter; promote its outputs only if every notebook succeeded. Returns success."""
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     stage_root = stage_root.resolve()
@@ -334,6 +335,11 @@ def reproduce_chapter(
         except PapermillExecutionError as err:
             print(f"[{chapter}] {py.name} failed in cell {err.exec_count}: {err.ename}: {_one_line(err.evalue)} "
                   f"(results/{chapter} and book/{chapter} untouched; full traceback in {out})", file=sys.stderr)
+            return False
+        except DeadKernelError:
+            print(f"[{chapter}] {py.name}: the notebook's kernel died (killed, or out of memory); results/{chapter} "
+                  f"and book/{chapter} untouched; run the same command again to resume (finished trainings are "
+                  "kept in build/work)", file=sys.stderr)
             return False
         print(f"[{chapter}] {py.stem} done in {time.time() - t0:.0f} s", flush=True)
     # A chapter without tables (none written) still gets an empty results folder with no run.json.
