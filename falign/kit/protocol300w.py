@@ -61,6 +61,12 @@ def subset_errors(predictions: Mapping, ground_truth: Mapping, scheme: str = "ib
     return {s: errors[s] for s in order}
 
 
+def ground_truth(tests: dict) -> dict:
+    """Every test subset's landmarks in original image pixels (:meth:`falign.kit.crops.Crops.ground_truth`),
+    by subset: the truth :func:`evaluate` and :func:`subset_errors` score against."""
+    return {s: c.ground_truth() for s, c in tests.items()}
+
+
 def evaluate(predictions: Mapping, ground_truth: Mapping, scheme: str = "ibug68",
              norm: str = "inter-ocular", eval_scheme: str | None = None, threshold: float = 0.08,
              method: str | None = None) -> pd.DataFrame:

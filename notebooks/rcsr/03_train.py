@@ -158,7 +158,7 @@ for name, t in experiments.points_tables(points, DATA).items():
 # in the legend: 0.08 (the 300-W threshold) at `full`, wider at the CPU scales, whose errors are larger.
 
 # %%
-truth = experiments.ground_truth(tests)
+truth = protocol300w.ground_truth(tests)
 errors = experiments.table1_ced_errors(model, tests, gamma, device=run.device)
 for subset in protocol300w.SUBSETS:
     run.figure(protocol300w.ced_figure(errors, subset, max_error=cfg.ced_limit), f"ced_{subset}")

@@ -517,11 +517,6 @@ def predict_stages(model: torch.nn.Module, crops: Crops, device="cpu", batch: in
     return torch.stack([crops.to_image(s) for s in in_crop])
 
 
-def ground_truth(tests: dict[str, Crops]) -> dict[str, torch.Tensor]:
-    """Every test subset's landmarks in original image pixels (:meth:`Crops.ground_truth`), by subset."""
-    return {s: c.ground_truth() for s, c in tests.items()}
-
-
 def test_sets(crops: dict[str, Crops]) -> dict[str, Crops]:
     """The test subsets of :func:`datasets` (common, challenging; "full" is pooled by protocol300w)."""
     return {s: crops[s] for s in TEST_SUBSETS}
@@ -529,7 +524,7 @@ def test_sets(crops: dict[str, Crops]) -> dict[str, Crops]:
 
 def stage_errors(stages: dict[str, torch.Tensor], tests: dict[str, Crops], norm: str) -> list[dict]:
     """Per stage t, the per-image errors of every subset (full pooled): [{subset: errors}, ...]."""
-    truth = ground_truth(tests)
+    truth = protocol300w.ground_truth(tests)
     T = next(iter(stages.values())).shape[0]
     return [protocol300w.subset_errors({s: p[t] for s, p in stages.items()}, truth, SCHEME, norm) for t in range(T)]
 
@@ -539,7 +534,7 @@ def evaluate(models: dict, tests: dict[str, Crops], device="cpu", batch: int = 2
     a long table (arm, seed, stage, norm, subset, NME %, AUC@0.08, failure %) and the per-image
     errors ``{(arm, seed, stage, norm): {subset: errors}}`` for the CED curves."""
     rows, errors = [], {}
-    truth = ground_truth(tests)
+    truth = protocol300w.ground_truth(tests)
     for (arm, seed), (model, _) in models.items():
         stages = {s: predict_stages(model, c, device, batch) for s, c in tests.items()}
         for norm in NORMS:
@@ -657,7 +652,8 @@ def mean_shape_table(crops: dict[str, Crops]) -> pd.DataFrame:
     tests = test_sets(crops)
     mean = mean_shape(crops["train"])
     start = {s: c.to_image(msrrn.to_pixels(mean, c.size).expand(len(c), -1, -1)) for s, c in tests.items()}
-    return pd.concat([protocol300w.evaluate(start, ground_truth(tests), SCHEME, norm=norm, method=f"mean shape ({norm})")
+    truth = protocol300w.ground_truth(tests)
+    return pd.concat([protocol300w.evaluate(start, truth, SCHEME, norm=norm, method=f"mean shape ({norm})")
                       for norm in NORMS], ignore_index=True)
 
 

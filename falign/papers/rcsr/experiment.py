@@ -363,7 +363,7 @@ def initial_error(crops: dict[str, Crops]) -> pd.DataFrame:
     of the chapter, scored on 68 points and on Tables 2-3's 49."""
     mean, tests = training_mean_shape(crops["train"]), subsets(crops)
     start = {s: c.to_image(torch.from_numpy(rcsr.place_in_box(mean, c.crop_boxes().numpy()))) for s, c in tests.items()}
-    return pd.concat([protocol300w.evaluate(start, ground_truth(tests), SCHEME, eval_scheme=e,
+    return pd.concat([protocol300w.evaluate(start, protocol300w.ground_truth(tests), SCHEME, eval_scheme=e,
                                             method=f"mean shape, {n} points")
                       for e, n in ((None, 68), ("ibug49", 49))], ignore_index=True)
 
@@ -658,15 +658,11 @@ def predict_adaptive(model: rcsr.RCSR, crops: Crops, gamma: float, max_steps: in
     return crops.to_image(shapes), steps
 
 
-def ground_truth(tests: dict[str, Crops]) -> dict[str, torch.Tensor]:
-    return {s: c.ground_truth() for s, c in tests.items()}
-
-
 def scores(preds: dict[str, torch.Tensor], tests: dict[str, Crops], method: str | None = None,
            eval_scheme: str | None = None) -> pd.DataFrame:
     """The 300-W rows of one set of predictions (``protocol300w.evaluate``) under both normalisers: the
     outer eye corners (RCSR's, with AUC and failure rate) and the eye centres (``NME (%, inter-pupil)``)."""
-    truth = ground_truth(tests)
+    truth = protocol300w.ground_truth(tests)
     out = protocol300w.evaluate(preds, truth, SCHEME, eval_scheme=eval_scheme, method=method)
     pupil = protocol300w.evaluate(preds, truth, SCHEME, norm="inter-pupil", eval_scheme=eval_scheme)
     out.insert(out.columns.get_loc(NME) + 1, NME_PUPIL, pupil[NME_PUPIL].to_numpy())
@@ -692,7 +688,7 @@ def curves(model: rcsr.RCSR, sets: dict[str, Crops], max_steps: int, device="cpu
     challenging are also pooled as "full"."""
     eyes = get_scheme(SCHEME).outer_eye_corners
     shapes = {s: predict_steps(model, c, max_steps, device) for s, c in sets.items()}
-    truth = ground_truth(sets)
+    truth = protocol300w.ground_truth(sets)
     if {"common", "challenging"} <= set(shapes):
         shapes["full"] = torch.cat([shapes["common"], shapes["challenging"]], dim=1)
         truth["full"] = torch.cat([truth["common"], truth["challenging"]])
@@ -827,7 +823,7 @@ def table1_ced_errors(model: rcsr.RCSR, tests: dict[str, Crops], gamma: float, d
     preds = {"RCSR 5": {s: predict_steps(model, c, 5, device)[-1] for s, c in tests.items()},
              "RCSR 10": {s: predict_steps(model, c, 10, device)[-1] for s, c in tests.items()},
              "RCSR adaptive": {s: predict_adaptive(model, c, gamma, device=device)[0] for s, c in tests.items()}}
-    truth = ground_truth(tests)
+    truth = protocol300w.ground_truth(tests)
     return {m: protocol300w.subset_errors(p, truth, SCHEME) for m, p in preds.items()}
 
 
@@ -1033,7 +1029,7 @@ def table4_ced_errors(models: dict, gammas: dict, tests: dict[str, Crops], seed:
             continue
         preds = {t: (predict_steps(m, c, device=device)[-1] if kind == "sdm" else
                      predict_adaptive(m, c, gammas[(kind, s)], device=device)[0]) for t, c in tests.items()}
-        errors[LABEL[kind]] = protocol300w.subset_errors(preds, ground_truth(tests), SCHEME)
+        errors[LABEL[kind]] = protocol300w.subset_errors(preds, protocol300w.ground_truth(tests), SCHEME)
     return errors
 
 
