@@ -65,15 +65,14 @@ def _ccnn_batch(device, size: int, anchors: bool) -> dict:
 
 
 def _ccnn_arms(cfg) -> dict[str, Arm]:
-    """Every stage of every CCNN arm (the chapter trains them one by one) and the ResNets."""
+    """Every stage of every CCNN arm (the chapter trains them one by one)."""
     out = {}
     for name, variant in ccnn_chapter.VARIANTS.items():
         for k in range(1, variant.n_stages + 1):
             def build(variant=variant, k=k):
-                model = ccnn_chapter.build(variant)
-                return model if variant.kind != "ccnn" else model.stages[k - 1]
-            out[f"{name} stage {k}" if variant.kind == "ccnn" else name] = Arm(
-                build, ccnn_chapter.loss, functools.partial(_ccnn_batch, size=cfg.size, anchors=k > 1))
+                return ccnn_chapter.build(variant, cfg.supersample).stages[k - 1]
+            out[f"{name} stage {k}"] = Arm(build, ccnn_chapter.loss,
+                                           functools.partial(_ccnn_batch, size=cfg.size, anchors=k > 1))
     return out
 
 

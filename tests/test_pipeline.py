@@ -187,6 +187,8 @@ def test_the_book_shows_the_largest_scale_whose_claims_pass_the_budget_check(tmp
     assert not pipeline.shows_new_run("full", True, "small", True)
     assert not pipeline.shows_new_run("small", True, "full", False)           # never a less converged run
     assert pipeline.shows_new_run("full", False, "small", True)
+    assert not pipeline.shows_new_run("full", False, "smoke", True)          # smoke never replaces a real run
+    assert pipeline.shows_new_run("smoke", True, "small", False)
     assert pipeline.budget_checked(tmp_path / "no-ledger")                    # a chapter without claims
     _claims(tmp_path / "unchecked")
     assert not pipeline.budget_checked(tmp_path / "unchecked")                # never judged at half budget

@@ -99,13 +99,18 @@ def concat(parts: list[Crops], name: str | None = None) -> Crops:
     return first.replace(**per_face, name=name or first.name)
 
 
+def held_out(n: int, n_val: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, validation) positions of ``n`` training faces: ``n_val`` drawn at random with ``seed`` and
+    held out for the validation curve. A set too small for ``n_val`` (a partial copy of a real dataset)
+    gives up at most a fifth of its faces."""
+    n_val = min(n_val, max(1, n // 5))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
 def split_validation(crops: Crops, n_val: int, seed: int) -> tuple[Crops, Crops]:
-    """(train, validation): ``n_val`` faces drawn at random with ``seed`` from a training split and held
-    out for the validation curve (never test faces). A set too small for ``n_val`` (a partial copy of a
-    real dataset) gives up at most a fifth of its faces."""
-    n_val = min(n_val, max(1, len(crops) // 5))
-    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed))
-    val, train = order[:n_val].sort().values, order[n_val:].sort().values
+    """(train, validation) crops of a training split by :func:`held_out` (never test faces)."""
+    train, val = held_out(len(crops), n_val, seed)
     return (crops.subset(train).replace(name=crops.name + ":train"),
             crops.subset(val).replace(name=crops.name + ":validation"))
 

@@ -144,9 +144,12 @@ def shows_new_run(kept: str | None, kept_passes: bool, scale: str, passes: bool)
     """The rule, declared before any result is seen, that picks the run ``results/<chapter>`` shows: a
     run whose claims pass the budget check (:func:`budget_checked`) over one whose do not; between
     two that both pass, or both fail, the larger scale (a tie: the newer run). Never a less converged
-    run because its scale is larger, and never a run picked for its verdicts."""
+    run because its scale is larger, and never a run picked for its verdicts. A ``smoke`` run (numbers
+    that mean nothing, whatever its budget check says) replaces only another smoke run."""
     if kept is None:
         return True
+    if "smoke" in (scale, kept) and scale != kept:
+        return kept == "smoke"
     if passes != kept_passes:
         return passes
     return SCALES.index(scale) >= SCALES.index(kept)

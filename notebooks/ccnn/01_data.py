@@ -43,11 +43,13 @@ print(cfg.about)
 # ## The data at this scale and in the paper
 #
 # The paper's sizes come from `falign.papers.ccnn.published.dataset()`; ours are counted from the crops this run
-# built (`experiments.sizes_table`). `full` uses the paper's sizes; `small` and `smoke` fewer faces,
-# with the same augmentation.
+# built (`experiments.sizes_table`). `full` uses the paper's data size; `small` and `smoke` fewer faces,
+# with the same augmentation. A few more faces of the training split are held out, never augmented or
+# trained on: after every epoch each stage's error on them is the validation curve that labels a
+# training converged or not ({doc}`03_train`). The paper describes no validation set.
 
 # %%
-experiments.sizes_table(cfg, train, test, SCALE)
+experiments.sizes_table(cfg, crops, SCALE)
 
 # %% [markdown]
 # ## What the networks read

@@ -24,8 +24,8 @@
 # All CNNs of a stage are evaluated in one call: their convolutions are one grouped convolution and
 # their fully connected layers one batched product, which computes exactly what each CNN would alone
 # (`falign/papers/ccnn/model.py`, tested in `tests/test_ccnn.py`). This notebook builds the model, counts its
-# parameters against Table 2 and Sec. 3.2.4, shows the windows and the shake, and the two ResNets of
-# Table 3. It trains nothing.
+# parameters against Table 2, Fig. 3 and Sec. 3.2.4, shows the windows and the shake, and the two
+# ResNets of Table 3. It trains nothing.
 
 # %% tags=["parameters"]
 SCALE = "smoke"      # smoke | small | gpu | full
@@ -69,6 +69,13 @@ run.table(experiments.parameter_totals(counts), "parameters",
 experiments.weights_per_network(counts)
 
 # %% [markdown]
+# Fig. 3 draws the network of every stage-2 and stage-3 CNN (LE21). Its labels, as printed, beside the
+# output of each layer of our first stage-2 network, measured by running it on one 15 × 15 window:
+
+# %%
+experiments.fig3_table(model)
+
+# %% [markdown]
 # ## Stage 1's three inputs
 #
 # F1 reads the whole face box; EN1 and NM1 read its top and bottom 31/39 (Sun et al. 2013's split; the
@@ -109,14 +116,16 @@ with torch.no_grad():
 print(f"images {tuple(test.images[:4].shape)} and boxes (4, 4) -> points {tuple(out.shape)} (box units)")
 
 # %% [markdown]
-# ## The deep baselines of Table 3: ResNet18 and ResNet34
+# ## The deep networks of Table 3: ResNet18 and ResNet34
 #
-# Table 3 compares CCNN's size with ResNet18 and ResNet34 (He et al. 2016), whose 44.59 and 85.15 MB are
-# the ImageNet classifiers' (11.7 and 21.8 million float32 numbers; 85.15 looks like a slip for 83.15).
-# The paper gives no accuracy for them; to compare accuracy we train them as landmark regressors
+# Table 3 compares CCNN's size and speed with ResNet18 and ResNet34 (He et al. 2016), whose 44.59 and
+# 85.15 MB are the ImageNet classifiers' (11.7 and 21.8 million float32 numbers; 85.15 looks like a slip
+# for 83.15). The paper gives them no accuracy, input or training. We build them as landmark regressors
 # (`falign/papers/ccnn/resnet.py`: the ImageNet stem, four stages of basic blocks, global pooling, a linear
-# layer to the 10 coordinates) on the same input as CCNN's F1, the face box resized to 39 × 39 and
-# standardised, with the same loss, optimiser, schedule and budget ({doc}`04_ablations`).
+# layer to the 10 coordinates) on the same input as CCNN's F1, the face box resized to 39 × 39, to count
+# and time them ({doc}`04_ablations`). We do not train them: an accuracy claim against them would be the
+# book's own, not the paper's, and a network built for 224-pixel images (its stem alone divides a 39-pixel
+# input by four) would be an unfair baseline without its own design and recipe (a `Decision`).
 
 # %%
 run.table(experiments.parameters_table(), "table3_parameters",

@@ -330,6 +330,9 @@ class Stage1(nn.Module):
     images and no boxes the two coincide for F1, so that ablation needs whole images with boxes.
     Paper: Fig. 5 compares 'absolute positioning' (windows-) with relative positioning (windows+); absolute positioning is not defined.).
 
+    ``input_size`` is the side each part is resampled to: Table 2's 39, or larger for a frame larger
+    than the face box read at the box's resolution (Fig. 5's windows- arm; its fc1 grows with it).
+
     ``shake_std`` > 0 shakes the three parts in training like the windows of stages 2-3.
     Decision [ccnn.fig6-stage] (training): stage 1 is not shaken by default (``shake_std=0``); ``shake_std``
     > 0 shakes its three parts in training, for Fig. 6's shake+ arm only.
@@ -337,13 +340,13 @@ class Stage1(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, dropout: float = 0.25, positioning: str = "relative",
-                 shake_std: float = 0.0, supersample: int = 1):
+                 shake_std: float = 0.0, supersample: int = 1, input_size: int = STAGE1_SIZE):
         super().__init__()
         if positioning not in POSITIONING:
             raise ValueError(f"positioning must be one of {POSITIONING}, got {positioning!r}")
         self.positioning, self.shake_std, self.supersample = positioning, float(shake_std), supersample
-        self.names = STAGE1_NETS
-        self.cnn = GroupedCNN(3, in_channels, STAGE1_SIZE, STAGE1_CONVS, STAGE1_HIDDEN,
+        self.names, self.input_size = STAGE1_NETS, input_size
+        self.cnn = GroupedCNN(3, in_channels, input_size, STAGE1_CONVS, STAGE1_HIDDEN,
                               [2 * len(p) for p in STAGE1_POINTS], dropout)
         owners = torch.tensor([p for pts in STAGE1_POINTS for p in pts])
         net_of_pred = torch.cat([torch.full((len(p),), g) for g, p in enumerate(STAGE1_POINTS)])
@@ -362,7 +365,7 @@ class Stage1(nn.Module):
     def forward(self, images: torch.Tensor, boxes: torch.Tensor | None = None) -> StageOutput:
         boxes = default_boxes(images, boxes)
         parts = self.parts(images.shape[0])
-        x = standardise(crop_windows(images, boxes, parts, STAGE1_SIZE, self.supersample))
+        x = standardise(crop_windows(images, boxes, parts, self.input_size, self.supersample))
         rel = self.cnn(x).float().view(images.shape[0], -1, 2)
         if self.positioning == "relative":
             windows = parts[:, self.net_of_pred]                              # (B, 11, 4)
@@ -456,15 +459,15 @@ class CCNN(nn.Module):
 
     def __init__(self, n_stages: int = 3, in_channels: int = 3, dropout: float = 0.25,
                  shake_std: float = SHAKE_STD, positioning: str = "relative", extent: str = "half",
-                 stage1_shake_std: float = 0.0, supersample: int = 1):
+                 stage1_shake_std: float = 0.0, supersample: int = 1, stage1_input: int = STAGE1_SIZE):
         super().__init__()
         if not 1 <= n_stages <= 3:
             raise ValueError(f"n_stages must be 1, 2 or 3, got {n_stages}")
         self.config = dict(n_stages=n_stages, in_channels=in_channels, dropout=dropout, shake_std=shake_std,
                            positioning=positioning, extent=extent, stage1_shake_std=stage1_shake_std,
-                           supersample=supersample)
+                           supersample=supersample, stage1_input=stage1_input)
         self.stages = nn.ModuleList(
-            [Stage1(in_channels, dropout, positioning, stage1_shake_std, supersample)]
+            [Stage1(in_channels, dropout, positioning, stage1_shake_std, supersample, stage1_input)]
             + [WindowStage(k, in_channels=in_channels, dropout=dropout, shake_std=shake_std, extent=extent,
                            supersample=supersample) for k in range(2, n_stages + 1)])
 
@@ -530,10 +533,8 @@ def stage_loss(out: StageOutput, target: torch.Tensor, owners: torch.Tensor,
     its own output or on the Eq. 4 average.
 
     The L2 term (1/2) eta ||W||^2 is the optimiser's ``weight_decay=eta`` (its gradient eta W), e.g.
-    ``falign.kit.train.sgd(5e-3, weight_decay=eta)``. Decision [ccnn.weight-decay] (training): the L2 term is
-    the optimiser's weight decay, not part of this loss (the same gradient); eta, and which parameters it
-    decays (torch's SGD decays the biases too unless given parameter groups), are the chapter's optimiser's.
-    Paper: Eq. 6 adds (1/2) eta ||W||^2 to the loss; eta is not given."""
+    ``falign.kit.train.sgd(5e-3, weight_decay=eta)`` (the same gradient); eta, and which parameters it
+    decays, are the chapter's optimiser's (the ``ccnn.eta`` decision)."""
     d = to_window(target.float()[:, owners], out.windows)             # (B, P, 2) targets, window frame
     sq = (out.rel.float() - d).pow(2).sum(-1)                          # ||y - d||^2 per prediction
     # N_n of each prediction's network, counted by comparison: bincount's output size depends on the

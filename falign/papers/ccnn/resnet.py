@@ -1,5 +1,6 @@
 """ResNet-18 and ResNet-34 (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016) as
-landmark regressors: the deep baselines of CCNN's Table 3.
+landmark regressors: the deep networks CCNN's Table 3 compares sizes and speeds with (the chapter counts
+and times them; it does not train them, the ``ccnn.resnet`` decision).
 
 Written out here (no torchvision) so the book shows what is being compared: the ImageNet stem (7x7/2
 convolution, batch norm, ReLU, 3x3/2 max pooling), four stages of :class:`BasicBlock` residual units
@@ -124,10 +125,3 @@ class FaceBoxRegressor(nn.Module):
         self.train(was)
         return torch.cat(out)
 
-
-def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
-    """Eq. 6 of CCNN for one network predicting the five points (as its F1): per face
-    1/(2N) sum_i ||y_i - d_i||^2 in box units, averaged over the batch; batch = {"image", "box",
-    "target" (B, 5, 2) box units}."""
-    pred = model(batch["image"], batch.get("box"))
-    return (pred - batch["target"].float()).pow(2).sum(-1).mean(-1).div(2).mean()
