@@ -206,6 +206,20 @@ def test_rebuilt_table1_reads_the_sources_and_labels_every_row():
     assert not t["as printed"].str.contains("fast|Practical").any()
 
 
+def test_rebuilt_table1_keeps_every_rows_source_normaliser():
+    """Row by row, the normaliser is the source row's: RCSR's rows were once all relabelled inter-ocular."""
+    t, subsets = paper.rebuilt_table1(), list(paper.SUBSETS)
+    sources = {"Table 1": rcsr.table1(), "Table 5": cfdrnn.table5()}
+    for _, row in t.iterrows():
+        src = sources[row["table"]]
+        same = (src["method"] == row["as printed"]) & np.isclose(
+            src[subsets].astype(float), row[subsets].astype(float), equal_nan=True).all(axis=1)
+        assert src.loc[same, "normaliser"].tolist() == [row["normaliser"]], (row["table"], row["as printed"])
+    from_rcsr = t[t["table"] == "Table 1"].set_index("method")["normaliser"]
+    assert from_rcsr.value_counts().to_dict() == {rcsr.PUPIL: 4, rcsr.NOT_STATED: 4}
+    assert from_rcsr["LBF"] == rcsr.PUPIL and from_rcsr["RCPR"] == rcsr.NOT_STATED
+
+
 # --- the aligner ----------------------------------------------------------------------------------------
 
 def test_aligner_round_trip(tmp_path):

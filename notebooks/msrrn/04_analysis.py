@@ -63,8 +63,9 @@ run.table(results, "errors_per_seed", caption="Every arm, seed and stage: NME (%
 # The paper's own MSRRN row is absent from the available text. The other methods' rows are the
 # published numbers that Table 1 "directly cropped from the original papers", rebuilt from RCSR's
 # Table 1 and CFDRNN's Table 5 (`falign.papers.msrrn.published.rebuilt_table1`): each row names its source, table
-# and the normaliser that source states. They were measured on real 300-W; ours on this run's data
-# (`experiments.table1`).
+# and the normaliser that source states. RCSR's table prints no normaliser: its rows copied from inter-pupil
+# papers (ESR, SDM, LBF, CFSS) read inter-pupil and the others "not stated"; none is labelled with the
+# outer eye corners. They were measured on real 300-W; ours on this run's data (`experiments.table1`).
 
 # %%
 table1 = experiments.table1(results)

@@ -124,9 +124,10 @@ def notes() -> list[str]:
         "(ESR, RCPR, SDM, LBF, CFSS, ERT, GN-DPM, CFAN, TCDCN) from RCSR's Table 1 and CFDRNN's Table 5; "
         "FPLL, DRMF and BPCPR have no row there under those names (RCSR prints 'Zhu et al. [43]' and "
         "'DFMF [48]', which may be FPLL and DRMF; not assumed).",
-        "LBF's and CFSS's numbers are identical in RCSR's Table 1 (labelled with the outer-eye-corner "
-        "normaliser) and in CFDRNN's Table 5 inter-pupil block: one of the two labels is wrong; the rebuilt "
-        "table keeps each source's label.",
+        "Each rebuilt row keeps the normaliser its source module gives (its 'normaliser' column). RCSR's Table 1 "
+        "prints none: the RCSR transcription labels inter-pupil the rows copied from inter-pupil sources (ESR, "
+        "SDM, LBF, CFSS; LBF's and CFSS's numbers are those of CFDRNN's Table 5 inter-pupil block) and the "
+        "others 'not stated'; none is labelled inter-ocular.",
         "The error is 'normalised by the Euclidean distance of pupils of eyes' (inter-pupil); 300-W annotates "
         "no pupils, so the pupil is taken as the mean of each eye's six points (falign.measure.metrics).",
         "Speed: 100 frames/s on a GTX 1080 and 10 images/s on a Core i7 at 3.6 GHz; the batch size and what "
@@ -153,14 +154,15 @@ def rebuilt_table1(names: tuple[str, ...] | None = None) -> pd.DataFrame:
 
     ``names`` (default: the methods of :func:`methods` that either source prints, by short name) are
     matched to a source row whose name is exactly the short name plus its reference number, so
-    variants ("LBF fast", "CFSS Practical") are not taken. The numbers are read from the two modules,
-    never retyped; NaN where a source leaves a cell empty."""
+    variants ("LBF fast", "CFSS Practical") are not taken. The numbers and each row's normaliser are read
+    from the two modules, never retyped or restated, so a label fixed there is fixed here; NaN where a
+    source leaves a cell empty."""
     from falign.papers.cfdrnn import published as cfdrnn
     from falign.papers.rcsr import published as rcsr
 
     wanted = set(names or methods()["name"])
-    sources = [("RCSR (Wang et al. 2018)", "Table 1", rcsr.table1().assign(normaliser="inter-ocular"))]
-    sources.append(("CFDRNN (Mahpod et al. 2018)", "Table 5", cfdrnn.table5()))
+    sources = [("RCSR (Wang et al. 2018)", "Table 1", rcsr.table1()),
+               ("CFDRNN (Mahpod et al. 2018)", "Table 5", cfdrnn.table5())]
     rows = []
     for paper, table, df in sources:
         for _, r in df.iterrows():
