@@ -443,6 +443,17 @@ def test_traditional_gru_has_the_convgru_parameter_count():
     assert rcsr.RCSR(unit="gru").config["hidden"] == rcsr.gru_units(64, 25)
 
 
+def test_default_gru_width_follows_the_patch_size():
+    """Without ``hidden`` a traditional GRU gets rcsr.memory's units at its own patch size and N (the
+    experiments pass ``hidden``, so only a direct caller relies on this); GRU + HOG takes GRU + SRCNN's at
+    the paper's CNN patch, whatever its HOG patch."""
+    assert rcsr.gru_units(64, P) != rcsr.gru_units(64, 25)
+    assert rcsr.RCSR(patch_size=P, unit="gru").config["hidden"] == rcsr.gru_units(64, P)
+    assert rcsr.RCSR(patch_size=P, unit="gru", scheme="ibug49").config["hidden"] == rcsr.gru_units(64, P, 49)
+    assert rcsr.RCSR(patch_size=12, unit="gru", extractor="hog").config["hidden"] == rcsr.gru_units(64, 25)
+    assert rcsr.RCSR(patch_size=P).config["hidden"] == rcsr.CONVGRU_CHANNELS
+
+
 def test_held_out_faces_are_training_faces_never_fitted():
     cfg = experiments.SCALES["smoke"]
     crops = experiments.datasets(cfg)
