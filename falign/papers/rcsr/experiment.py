@@ -232,6 +232,17 @@ def _augmented(cfg: Scale, faces, given: torch.Tensor, rows: range, seed: int, r
     return out.replace(name=f"{out.name}:{part}", fingerprint=hashlib.sha1(key.encode()).hexdigest()[:20])
 
 
+def _fit_and_held(cfg: Scale, n_found: int) -> tuple[range, range]:
+    """The rows of the training split that are fitted and held out: ``n_train`` then ``n_val``, or, on a
+    partial copy of a real dataset (its loader warns how many faces it found of how many asked for), the
+    scale's share held out and the rest fitted, so that every notebook fits the same faces."""
+    n_val = cfg.n_val
+    if n_found < cfg.n_train + cfg.n_val:
+        n_val = max(1, round(n_found * cfg.n_val / (cfg.n_train + cfg.n_val)))
+    n_fit = min(cfg.n_train, n_found - n_val)
+    return range(n_fit), range(n_fit, n_fit + n_val)
+
+
 def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", seed: int = 0,
          train: bool = False) -> Crops:
     """Grey crops of one test subset around the detector-like box as given, or (``train=True``) the
@@ -240,7 +251,7 @@ def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", see
     :meth:`Crops.crop_boxes`."""
     faces, given = _faces(cfg, split, data, root, seed)
     if train:
-        return _augmented(cfg, faces, given, range(cfg.n_train), seed, 0, "fit")
+        return _augmented(cfg, faces, given, _fit_and_held(cfg, len(given))[0], seed, 0, "fit")
     return crop_faces(faces, cfg.size, cfg.margin, boxes=given, grey=True, padding_mode="border")
 
 
@@ -253,11 +264,7 @@ def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int =
     # (rcsr.gamma); the test sets are used for nothing but the tables.
     # Paper: No validation set: all 3,148 training images are used for training (Sec. 4.1).
     faces, given = _faces(cfg, "train", data, root, seed)
-    n_val = cfg.n_val
-    if len(given) < cfg.n_train + cfg.n_val:   # a partial copy of a real dataset (warned when loaded): same share held out
-        n_val = max(1, round(len(given) * cfg.n_val / (cfg.n_train + cfg.n_val)))
-    n_fit = min(cfg.n_train, len(given) - n_val)
-    fit, held = range(n_fit), range(n_fit, n_fit + n_val)
+    fit, held = _fit_and_held(cfg, len(given))
     out = {"train": _augmented(cfg, faces, given, fit, seed, 0, "fit"),
            "validation": _augmented(cfg, faces, given, held, seed, 2, "validation")}
     if cfg.finetune_epochs:
