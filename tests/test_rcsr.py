@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.feature import hog
 
-from falign.kit import chapter, effects, protocol300w
+from falign.kit import chapter, decisions, effects, protocol300w
 from falign.papers.rcsr import experiment as experiments, model as rcsr, published as paper, table4 as rcsr_table4
 from falign.baselines import sdm
 from steps import losses_over_steps
@@ -340,6 +340,14 @@ def test_trained_models_reload_from_their_checkpoints(tmp_path):
     assert len(list(tmp_path.glob("convgru-srcnn-*/*/checkpoint.pt"))) == 2
     _, history = experiments.train(CFG, crops, tmp_path, "convgru-srcnn")
     assert history.validation is not None and len(history.validation) == 1    # the held-out error per epoch
+
+
+def test_box_noise_ledger_entry_reads_as_a_sentence():
+    row = decisions.deviations("rcsr").set_index("id").loc["rcsr.box-noise"]
+    assert row["our decision"].startswith("every replicate moves each face box's centre by up to")
+    assert ":func:" not in row["our decision"] and "jitter_boxes" in row["our decision"]
+    assert row["the paper"].startswith("Sec. 4.1 replicates the training data 3 times")
+    assert row["the paper"].endswith("magnitude are not given.")
 
 
 def test_a_grid_of_arms_and_seeds_with_sdm_always_converged(tmp_path):

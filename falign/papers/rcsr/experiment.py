@@ -201,10 +201,11 @@ def replicate_boxes(cfg: Scale, given: torch.Tensor, seed: int, round: int = 0) 
     """The boxes of Sec. 4.1's training replicates: one jittered copy of ``given`` per replicate
     (``round`` 1: the fine-tuning round's new replicates; 2: the held-out faces' replicate).
 
-    Decision [rcsr.box-noise] (data): the box noise is :func:`falign.data.transforms.jitter_boxes`: the
-    box's centre, width and height move by up to ``box_noise`` of the box, uniformly.
-    Paper: Training data replicated 3 times with noise on the boxes, plus mirrored copies (Sec. 4.1); the
-    magnitude is not given."""
+    Decision [rcsr.box-noise] (data): every replicate moves each face box's centre by up to ``box_noise``
+    of the box's width and height and scales its width and height by factors within 1 +/- ``box_noise``,
+    all uniform and independent (falign.data.transforms.jitter_boxes).
+    Paper: Sec. 4.1 replicates the training data 3 times by adding noise to the bounding boxes, besides the
+    mirrored copies; the noise's kind and magnitude are not given."""
     return [transforms.jitter_boxes(given, cfg.box_noise, cfg.box_noise, rng=seed * 1000 + 100 * round + r)
             for r in range(cfg.replicates if round < 2 else 1)]
 
