@@ -500,6 +500,12 @@ def fit_arm(cfg: Scale, crops: dict[str, Crops], arm: str = MAIN, seed: int = 0,
         errors = model.to(device).fit(images, data.inits, train_crops.landmarks.repeat_interleave(cfg.inits, 0))
         return model.eval(), ClosedForm(list(errors))
     validate = None if validation is None else (lambda m: validation_error(m, validation, device))
+    # Decision [rcsr.finetune] (training): the fine-tuning round trains on from the first round's weights, on
+    # the fresh replicates, with a new Adam and the schedule restarted at ``lr``: by the end of 200 epochs
+    # the paper's schedule has halved its rate 19 times (0.01 to 2e-8), so continuing it would not move the
+    # weights.
+    # Paper: Sec. 4.1: 'fine tune the network with the new replicates for another 200 epochs'; the rate and
+    # schedule of that round are not given.
     rounds = [(data, cfg.epochs, seed, checkpoint_dir, "")]
     if crops.get("finetune") is not None and cfg.finetune_epochs:
         rounds.append((TrainSet(crops["finetune"], mean, cfg.inits, cfg.init_noise, seed + 1), cfg.finetune_epochs,
