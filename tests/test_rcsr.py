@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.feature import hog
 
-from falign.kit import chapter, effects, protocol300w
+from falign.kit import chapter, decisions, effects, protocol300w, train as trainer
 from falign.papers.rcsr import experiment as experiments, model as rcsr, published as paper, table4 as rcsr_table4
 from falign.baselines import sdm
 from steps import losses_over_steps
@@ -288,6 +288,7 @@ def test_every_published_row_names_its_normaliser():
         t = paper.table(name).set_index("method")["normaliser"]
         assert t.notna().all() and set(t) <= {"inter-ocular", "inter-pupil", "not stated"}
         assert t["RCSR adaptive"] == "inter-ocular" and t["CFSS [5]"] == "inter-pupil" and t["SDM [3]"] == "inter-pupil"
+        assert t["RCFA [20]"] == "not stated"          # the paper does not say where its numbers come from
     assert paper.table("table1").set_index("method").loc["LBF [10]", "normaliser"] == "inter-pupil"
     assert set(paper.META) == set(paper.TABLES)
     with pytest.raises(KeyError):
@@ -339,6 +340,45 @@ def test_trained_models_reload_from_their_checkpoints(tmp_path):
     assert len(list(tmp_path.glob("convgru-srcnn-*/*/checkpoint.pt"))) == 2
     _, history = experiments.train(CFG, crops, tmp_path, "convgru-srcnn")
     assert history.validation is not None and len(history.validation) == 1    # the held-out error per epoch
+
+
+def test_fine_tune_round_trains_on_from_the_main_rounds_weights(tmp_path, monkeypatch):
+    """Sec. 4.1's second round (only ``full`` has one): the model trains on from the first round's weights,
+    on the fresh replicates, with Adam and the schedule restarted at ``lr`` (rcsr.finetune); its epochs
+    are appended to the history, and the half-budget model is the first round's."""
+    cfg = dataclasses.replace(CFG, epochs=3, finetune_epochs=3, decay_every=1)
+    crops = {"train": crops_of(8), "validation": crops_of(4, seed=2).replace(fingerprint="held-out"),
+             "finetune": crops_of(8, seed=1).replace(fingerprint="fresh replicates")}
+    fit, rounds = trainer.fit, []
+
+    def spy(model, loss_fn, data, **kw):
+        weights = lambda: {k: v.clone() for k, v in model.state_dict().items()}
+        start = weights()
+        history = fit(model, loss_fn, data, **kw)
+        rounds.append({"data": data, "start": start, "end": weights(), **kw})
+        return history
+
+    monkeypatch.setattr(trainer, "fit", spy)
+    with trainer.step_cap(2):
+        model, history = experiments.train(cfg, crops, tmp_path)
+    first, fine = rounds
+    assert first["data"].crops is crops["train"] and fine["data"].crops is crops["finetune"]
+    assert all(torch.equal(fine["start"][k], first["end"][k]) for k in first["end"])   # from the first round's weights
+    assert not all(torch.equal(fine["end"][k], first["end"][k]) for k in first["end"])  # and changes them
+    new_adam = lambda r: r["optimizer"]([torch.zeros(1, requires_grad=True)]).param_groups[0]["lr"]
+    assert new_adam(first) == new_adam(fine) == cfg.lr
+    halved = [cfg.lr / 2, cfg.lr / 4, cfg.lr / 4]                  # the rate after each epoch, restarted
+    assert [e["lr"] for e in history.epochs] == halved + halved and len(history.validation) == 6
+    half = experiments.half_model(cfg, crops, tmp_path).state_dict()
+    assert all(torch.equal(half[k], first["end"][k]) for k in first["end"])
+
+
+def test_box_noise_ledger_entry_reads_as_a_sentence():
+    row = decisions.deviations("rcsr").set_index("id").loc["rcsr.box-noise"]
+    assert row["our decision"].startswith("every replicate moves each face box's centre by up to")
+    assert ":func:" not in row["our decision"] and "jitter_boxes" in row["our decision"]
+    assert row["the paper"].startswith("Sec. 4.1 replicates the training data 3 times")
+    assert row["the paper"].endswith("magnitude are not given.")
 
 
 def test_a_grid_of_arms_and_seeds_with_sdm_always_converged(tmp_path):
@@ -441,6 +481,17 @@ def test_traditional_gru_has_the_convgru_parameter_count():
         per_unit = size(rcsr.RCSR(patch_size=patch, unit="gru", hidden=units + 1)) - size(gru)
         assert abs(size(gru) - size(conv)) <= per_unit / 2
     assert rcsr.RCSR(unit="gru").config["hidden"] == rcsr.gru_units(64, 25)
+
+
+def test_default_gru_width_follows_the_patch_size():
+    """Without ``hidden`` a traditional GRU gets rcsr.memory's units at its own patch size and N (the
+    experiments pass ``hidden``, so only a direct caller relies on this); GRU + HOG takes GRU + SRCNN's at
+    the paper's CNN patch, whatever its HOG patch."""
+    assert rcsr.gru_units(64, P) != rcsr.gru_units(64, 25)
+    assert rcsr.RCSR(patch_size=P, unit="gru").config["hidden"] == rcsr.gru_units(64, P)
+    assert rcsr.RCSR(patch_size=P, unit="gru", scheme="ibug49").config["hidden"] == rcsr.gru_units(64, P, 49)
+    assert rcsr.RCSR(patch_size=12, unit="gru", extractor="hog").config["hidden"] == rcsr.gru_units(64, 25)
+    assert rcsr.RCSR(patch_size=P).config["hidden"] == rcsr.CONVGRU_CHANNELS
 
 
 def test_held_out_faces_are_training_faces_never_fitted():

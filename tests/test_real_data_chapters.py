@@ -10,6 +10,7 @@ nothing a model could learn, so no model could beat the mean shape on them.
 import dataclasses
 
 import numpy as np
+import pytest
 import scipy.io
 import torch
 from PIL import Image
@@ -18,7 +19,8 @@ from falign.data import write_pts
 from falign.synthface.dataset import synthface_arrays
 from falign.data.formats.ibug import SPLITS_300W
 from falign.papers.pifa import experiment as pifa
-from falign.papers.rcsr import experiment as rcsr
+from falign.kit.patches import sample_patches
+from falign.papers.rcsr import experiment as rcsr, model as rcsr_model
 from test_data_formats import cell, make_300w  # the real-format fixtures
 
 torch.set_num_threads(1)
@@ -76,6 +78,28 @@ def test_rcsr_partial_300w_copy_holds_out_its_share(tmp_path, monkeypatch):
     assert len(crops["train"]) == 2 * 4 and len(crops["validation"]) == 2 * 2     # with their mirrors
     assert [len(crops["common"]), len(crops["challenging"])] == [4, 2]
     assert crops["train"].images.shape[1:] == (1, cfg.size, cfg.size)
+
+
+def test_rcsr_model_notebook_runs_on_a_partial_300w_copy(tmp_path, monkeypatch):
+    """02_model's library calls on a partial copy: it warns how many training faces it found of how many
+    asked for, and builds its model from the faces the rest of the chapter fits (it used to index the
+    scale's ``n_train`` faces, past the end of a short copy)."""
+    monkeypatch.delenv("FALIGN_DATA", raising=False)
+    make_300w(tmp_path / "300w")
+    cfg, root = rcsr.SCALES["smoke"], str(tmp_path)
+    test = rcsr.load(cfg, "common", data="300w", root=root)
+    with pytest.warns(UserWarning, match=r"6 faces in 300w/train, fewer than the 22 expected"):
+        train = rcsr.load(cfg, "train", data="300w", root=root, train=True)
+    assert train.fingerprint == rcsr.datasets(cfg, data="300w", root=root)["train"].fingerprint
+    model = rcsr.untrained(cfg, train)
+    init = rcsr.initial_shapes(model, test)
+    patches = sample_patches(test.float_images(slice(0, 1)), init[:1], cfg.patch)
+    assert patches.shape[:2] == (1, 68) and torch.isfinite(patches).all()
+    assert len(rcsr_model.layer_table(model)) and len(rcsr.parameter_table(cfg, "smoke")) == 6
+    with torch.no_grad():
+        shapes = model(test.float_images(slice(0, 4)), init[:4])
+    assert shapes.shape == (cfg.steps + 1, len(test), 68, 2) and torch.isfinite(shapes).all()
+    assert torch.isfinite(rcsr_model.normalised_increment(shapes[0], shapes[1], model.scheme.outer_eye_corners)).all()
 
 
 def test_rcsr_chapter_beats_the_mean_shape_on_300w(tmp_path, monkeypatch):

@@ -201,10 +201,11 @@ def replicate_boxes(cfg: Scale, given: torch.Tensor, seed: int, round: int = 0) 
     """The boxes of Sec. 4.1's training replicates: one jittered copy of ``given`` per replicate
     (``round`` 1: the fine-tuning round's new replicates; 2: the held-out faces' replicate).
 
-    Decision [rcsr.box-noise] (data): the box noise is :func:`falign.data.transforms.jitter_boxes`: the
-    box's centre, width and height move by up to ``box_noise`` of the box, uniformly.
-    Paper: Training data replicated 3 times with noise on the boxes, plus mirrored copies (Sec. 4.1); the
-    magnitude is not given."""
+    Decision [rcsr.box-noise] (data): every replicate moves each face box's centre by up to ``box_noise``
+    of the box's width and height and scales its width and height by factors within 1 +/- ``box_noise``,
+    all uniform and independent (falign.data.transforms.jitter_boxes).
+    Paper: Sec. 4.1 replicates the training data 3 times by adding noise to the bounding boxes, besides the
+    mirrored copies; the noise's kind and magnitude are not given."""
     return [transforms.jitter_boxes(given, cfg.box_noise, cfg.box_noise, rng=seed * 1000 + 100 * round + r)
             for r in range(cfg.replicates if round < 2 else 1)]
 
@@ -232,6 +233,17 @@ def _augmented(cfg: Scale, faces, given: torch.Tensor, rows: range, seed: int, r
     return out.replace(name=f"{out.name}:{part}", fingerprint=hashlib.sha1(key.encode()).hexdigest()[:20])
 
 
+def _fit_and_held(cfg: Scale, n_found: int) -> tuple[range, range]:
+    """The rows of the training split that are fitted and held out: ``n_train`` then ``n_val``, or, on a
+    partial copy of a real dataset (its loader warns how many faces it found of how many asked for), the
+    scale's share held out and the rest fitted, so that every notebook fits the same faces."""
+    n_val = cfg.n_val
+    if n_found < cfg.n_train + cfg.n_val:
+        n_val = max(1, round(n_found * cfg.n_val / (cfg.n_train + cfg.n_val)))
+    n_fit = min(cfg.n_train, n_found - n_val)
+    return range(n_fit), range(n_fit, n_fit + n_val)
+
+
 def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", seed: int = 0,
          train: bool = False) -> Crops:
     """Grey crops of one test subset around the detector-like box as given, or (``train=True``) the
@@ -240,7 +252,7 @@ def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", see
     :meth:`Crops.crop_boxes`."""
     faces, given = _faces(cfg, split, data, root, seed)
     if train:
-        return _augmented(cfg, faces, given, range(cfg.n_train), seed, 0, "fit")
+        return _augmented(cfg, faces, given, _fit_and_held(cfg, len(given))[0], seed, 0, "fit")
     return crop_faces(faces, cfg.size, cfg.margin, boxes=given, grey=True, padding_mode="border")
 
 
@@ -253,11 +265,7 @@ def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int =
     # (rcsr.gamma); the test sets are used for nothing but the tables.
     # Paper: No validation set: all 3,148 training images are used for training (Sec. 4.1).
     faces, given = _faces(cfg, "train", data, root, seed)
-    n_val = cfg.n_val
-    if len(given) < cfg.n_train + cfg.n_val:   # a partial copy of a real dataset (warned when loaded): same share held out
-        n_val = max(1, round(len(given) * cfg.n_val / (cfg.n_train + cfg.n_val)))
-    n_fit = min(cfg.n_train, len(given) - n_val)
-    fit, held = range(n_fit), range(n_fit, n_fit + n_val)
+    fit, held = _fit_and_held(cfg, len(given))
     out = {"train": _augmented(cfg, faces, given, fit, seed, 0, "fit"),
            "validation": _augmented(cfg, faces, given, held, seed, 2, "validation")}
     if cfg.finetune_epochs:
@@ -492,6 +500,12 @@ def fit_arm(cfg: Scale, crops: dict[str, Crops], arm: str = MAIN, seed: int = 0,
         errors = model.to(device).fit(images, data.inits, train_crops.landmarks.repeat_interleave(cfg.inits, 0))
         return model.eval(), ClosedForm(list(errors))
     validate = None if validation is None else (lambda m: validation_error(m, validation, device))
+    # Decision [rcsr.finetune] (training): the fine-tuning round trains on from the first round's weights, on
+    # the fresh replicates, with a new Adam and the schedule restarted at ``lr``: by the end of 200 epochs
+    # the paper's schedule has halved its rate 19 times (0.01 to 2e-8), so continuing it would not move the
+    # weights.
+    # Paper: Sec. 4.1: 'fine tune the network with the new replicates for another 200 epochs'; the rate and
+    # schedule of that round are not given.
     rounds = [(data, cfg.epochs, seed, checkpoint_dir, "")]
     if crops.get("finetune") is not None and cfg.finetune_epochs:
         rounds.append((TrainSet(crops["finetune"], mean, cfg.inits, cfg.init_noise, seed + 1), cfg.finetune_epochs,

@@ -376,7 +376,9 @@ class RCSR(nn.Module):
     or "gru"; ``depth``: extra SRCNN layers (Fig. 5); ``fc_layers``: 1-3 (Fig. 5); ``steps``: T, the
     recurrences trained (5 in Sec. 4.2; 10, 20, 30 in Sec. 4.4); ``scheme``: "ibug68" or "ibug49"
     (fixes N and the eye corners the stopping rule normalises by); ``cnn_width``: channel multiplier
-    of the CNN (1 = the paper's widths).
+    of the CNN (1 = the paper's widths); ``hidden``: the ConvGRU's channels (default 64) or the
+    traditional GRU's units (default: :func:`gru_units` of 64 channels at this ``patch_size`` and N;
+    for GRU + HOG, whose patch is HOG's, at SRCNN's default patch).
 
     The buffer ``mean_shape`` holds S-bar in box units (:func:`mean_shape`), set from the training set
     and saved with the weights, so a checkpoint knows its own initial shape h^_0.
@@ -416,14 +418,13 @@ class RCSR(nn.Module):
         if not 1 <= fc_layers <= 3:
             raise ValueError(f"fc_layers must be 1, 2 or 3 (Fig. 5), got {fc_layers}")
         self.scheme = get_scheme(scheme)
-        self.config = dict(scheme=scheme, steps=steps, extractor=extractor, unit=unit,
-                           patch_size=patch_size or DEFAULT_PATCH[extractor], depth=depth,
-                           fc_layers=fc_layers, fc_width=fc_width,
-                           hidden=hidden or (CONVGRU_CHANNELS if unit == "convgru" else
-                                             gru_units(CONVGRU_CHANNELS, DEFAULT_PATCH["srcnn"])),
-                           kernel=kernel,
+        N, P = self.scheme.n_points, patch_size or DEFAULT_PATCH[extractor]
+        if hidden is None:       # rcsr.memory's rule at this patch size and N
+            srcnn_patch = DEFAULT_PATCH["srcnn"] if extractor == "hog" else P
+            hidden = CONVGRU_CHANNELS if unit == "convgru" else gru_units(CONVGRU_CHANNELS, srcnn_patch, N)
+        self.config = dict(scheme=scheme, steps=steps, extractor=extractor, unit=unit, patch_size=P, depth=depth,
+                           fc_layers=fc_layers, fc_width=fc_width, hidden=hidden, kernel=kernel,
                            loss_schedule=loss_schedule, cnn_width=cnn_width, patch_gradient=patch_gradient)
-        N, P = self.scheme.n_points, self.config["patch_size"]
         self.steps, self.n_points = steps, N
         if extractor == "hog":
             self.features: nn.Module = HOGFeatures(N, P)
@@ -431,7 +432,6 @@ class RCSR(nn.Module):
             cnn = SRCNN(depth, width=cnn_width) if extractor == "srcnn" else EXTRACTORS[extractor](cnn_width)
             self.features = PatchCNN(cnn, N, P)
         in_shape = self.features.out_shape
-        hidden = self.config["hidden"]
         conv = unit == "convgru"
         self.gru = GRU(in_shape[0] if conv else int(np.prod(in_shape)), hidden, conv=conv, kernel=kernel)
         memory = hidden * int(np.prod(in_shape[1:])) if conv else hidden

@@ -33,12 +33,17 @@ NA = np.nan
 # The normaliser behind each published row. RCSR states only its own metric (Sec. 4: outer eye corners);
 # its tables copy the other methods' numbers from their papers. LBF [10] and CFSS [5] report inter-pupil
 # errors (CFDRNN's Table 5 lists exactly these numbers under "inter-pupil normalization"), and ESR [49]
-# and SDM [3] reach the table through them with the same normaliser. For the other copied rows the paper
-# gives no normaliser and none is asserted here.
+# and SDM [3] reach the table through them with the same normaliser. RCFA [20], the authors' earlier
+# model (ACCV 2016), is "not stated": its rows equal Table 4's third row ("the framework in the earlier
+# work [20]"), but the paper does not say whether they were measured under Sec. 4's metric or copied from
+# [20], a paper this project does not have (PIFA-CNN's Table 5 copies them as "interocular" beside the
+# inter-pupil LBF and CFSS numbers, so it settles nothing). Table 4 keeps one metric (META) because
+# Sec. 5.1 compares its rows with one another. For the other copied rows the paper gives no normaliser
+# and none is asserted here.
 OCULAR, PUPIL, NOT_STATED = "inter-ocular", "inter-pupil", "not stated"
 _SOURCE_NORMALISER = {
     "ESR [49]": PUPIL, "SDM [3]": PUPIL, "LBF [10]": PUPIL, "LBF fast [10]": PUPIL, "CFSS [5]": PUPIL,
-    "CFSS Practical [5]": PUPIL, "RCFA [20]": OCULAR, "RCSR 5 recurrences": OCULAR,
+    "CFSS Practical [5]": PUPIL, "RCFA [20]": NOT_STATED, "RCSR 5 recurrences": OCULAR,
     "RCSR 10 recurrences": OCULAR, "RCSR adaptive": OCULAR,
 }
 
