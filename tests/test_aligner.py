@@ -410,7 +410,7 @@ def test_non_finite_weights_are_refused_on_save_and_load(saved, tmp_path):
         path = tmp_path / f"{label}.pt"
         torch.save(edited, path)
         with pytest.raises(aligner.CheckpointError) as err:
-            aligner.load(path)
+            falign.load(path)
         assert "1 non-finite" in _one_line_naming(err, path) and repr(name) in str(err.value)
     model = tiny_rcsr()
     with torch.no_grad():
@@ -418,6 +418,29 @@ def test_non_finite_weights_are_refused_on_save_and_load(saved, tmp_path):
     with pytest.raises(ValueError, match="1 non-finite"):
         aligner.save(tmp_path / "inf.pt", model, "rcsr", preprocess={"size": 40})
     assert not (tmp_path / "inf.pt").exists()
+
+
+def test_a_shipped_aligner_with_non_finite_weights_is_listed_as_refused(saved, tmp_path, monkeypatch, photo, capsys):
+    """A chapter that loops over the shipped aligners (the photo page, the comparison, the benchmarks) shows
+    one with NaN weights as refused, naming its file, and keeps the others: it neither stops nor scores NaN."""
+    from falign.chapters import aligner as photo_page
+
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path)
+    ckpt = torch.load(saved, weights_only=True)
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / aligner.FILENAME).write_bytes(saved.read_bytes())
+    state = {k: v.clone() for k, v in ckpt["state_dict"].items()}
+    next(v for v in state.values() if v.is_floating_point()).view(-1)[0] = math.nan
+    broken = tmp_path / "broken" / aligner.FILENAME
+    broken.parent.mkdir()
+    torch.save(stamped({**ckpt, "state_dict": state}), broken)
+    loaded, refused = aligner.shipped()
+    assert list(loaded) == ["good"] and list(refused) == ["broken"]
+    assert refused["broken"].startswith(f"{broken}: 1 non-finite") and "\n" not in refused["broken"]
+    assert torch.isfinite(loaded["good"].predict(photo, [PHOTO_BOX])).all()
+    assert list(photo_page.shipped()) == ["good"]
+    shown = capsys.readouterr().out.splitlines()
+    assert len(shown) == 1 and shown[0].startswith("broken is not shown: aligner.pt: 1 non-finite"), shown
 
 
 def test_flipped_bytes_are_a_hash_mismatch(saved, tmp_path):

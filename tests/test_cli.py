@@ -223,6 +223,36 @@ def test_an_aligner_that_refuses_some_faces_keeps_the_others(models, astronaut, 
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"astronaut_face1.{s}" for s in ("json", "png", "pts")]
 
 
+def test_faces_the_aligner_refuses_are_not_written_even_with_finite_points(models, astronaut, tmp_path, capsys,
+                                                                           monkeypatch):
+    """The aligner's own verdict (PredictionError.ok) counts, not only the command's landmark check: a.png's
+    face 1 is refused with finite points and not written; b.png's aligner refuses without saying which face,
+    so the photo fails; c.png is still aligned, and the run exits 1."""
+    align, calls = aligner.Aligner.align, []
+
+    def refuse(self, images, boxes, **kw):
+        calls.append(1)
+        points, visible = align(self, images, boxes, **kw)
+        if len(calls) == 1:
+            raise inputs.PredictionError("checked: face 1 is no face", points, visible, np.array([True, False]))
+        if len(calls) == 2:
+            raise inputs.PredictionError("checked: no face here")
+        return points, visible
+
+    photos = [tmp_path / f"{stem}.png" for stem in "abc"]
+    for photo in photos:
+        photo.write_bytes(astronaut.read_bytes())
+    monkeypatch.setattr(aligner.Aligner, "align", refuse)
+    code, err = run(capsys, "align", *photos, "--model", models["rcsr"], "--box", FACE_BOX, "--box", "0,0,100,100",
+                    "--out", tmp_path / "out", "--quiet")
+    assert code == 1 and err.splitlines() == [
+        f"{photos[0]}: face 1: refused by the aligner (checked: face 1 is no face); not written",
+        f"{photos[1]}: checked: no face here"], err
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(f"{stem}_face{k}.{s}" for stem, k in (("a", 0), ("c", 0), ("c", 1))
+                             for s in ("json", "png", "pts"))
+
+
 def test_a_full_disk_stops_the_run_keeping_every_face_whole(models, astronaut, tmp_path, capsys, monkeypatch):
     """The first photo is written; the disk fills while the second one's overlay is written: one line, the first
     photo's files whole, no file of the second (its earlier outputs untouched), no temporary file left."""

@@ -302,7 +302,8 @@ def align_photo(photo: Path, model, model_name: str, boxes, say, *, upsample: in
     """One photo read, its faces found (the given boxes, else the detector's) and aligned.
 
     Returns the image, the faces whose landmarks can be written, and one line about those that cannot
-    (non-finite, or far outside their box: a model that diverged), or None. ``say`` prints a line.
+    (non-finite, or far outside their box: a model that diverged; or refused by the aligner's own check),
+    or None. ``say`` prints a line.
     """
     from falign.kit import inputs
 
@@ -321,11 +322,17 @@ def align_photo(photo: Path, model, model_name: str, boxes, say, *, upsample: in
         if len(boxes) == 0:
             raise PhotoError(f"{photo}: no face found by {detect.DETECTOR}; give one with --box x1,y1,x2,y2")
         source = detect.DETECTOR
+    refused, why = [], ""
     try:
         points, visible = model.align(image, boxes)
     except inputs.PredictionError as err:    # the aligner refused some faces: keep the others
-        points, visible = err.points, err.visible
+        if err.points is None or err.ok is None:     # it did not say which: the whole photo fails
+            raise PhotoError(f"{photo}: {inputs.first_line(err)}") from None
+        points, visible, why = err.points, err.visible, inputs.first_line(err)
+        refused = np.flatnonzero(~np.asarray(err.ok, bool))
     problems = inputs.landmark_problems(points, boxes)    # also for aligners that do not check
+    for k in refused:                                     # the aligner's own verdict counts too
+        problems.setdefault(int(k), f"face {k}: refused by the aligner ({why})")
     points = np.asarray(points, np.float32)
     visible = None if visible is None else np.asarray(visible, bool)
     faces = []
@@ -344,7 +351,7 @@ def align_photo(photo: Path, model, model_name: str, boxes, say, *, upsample: in
         faces.append(Face(k, boxes[k], points[k], None if visible is None else visible[k], record))
     problem = None
     if problems:
-        problem = f"{photo}: " + "; ".join(problems.values()) + "; not written"
+        problem = f"{photo}: " + "; ".join(problems[k] for k in sorted(problems)) + "; not written"
     return image, faces, problem
 
 
