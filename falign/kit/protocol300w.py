@@ -103,16 +103,21 @@ def ced_data(errors_by_method: Mapping[str, Mapping[str, np.ndarray]], subset: s
     return pd.concat(frames, ignore_index=True)
 
 
+def dataset_name(data: str) -> str:
+    """What to call a 300-W-protocol run's test sets in titles: real 300-W, or SynthFace's stand-in."""
+    return "SynthFace 300-W-like" if data == "synthetic" else "300-W"
+
+
 def ced_figure(errors_by_method: Mapping[str, Mapping[str, np.ndarray]], subset: str,
-               max_error: float = 0.1, norm: str = "inter-ocular") -> Figure:
+               max_error: float = 0.1, norm: str = "inter-ocular", dataset: str = "300-W") -> Figure:
     """CED curves of several methods on one subset (:func:`falign.kit.plots.ced`, the CSV's 1e-4 grid);
-    the legend gives each AUC@max_error."""
+    the legend gives each AUC@max_error; the title names the ``dataset`` (:func:`dataset_name`)."""
     for method, by_subset in errors_by_method.items():
         if subset not in by_subset:
             raise KeyError(f"method {method!r} has no errors for subset {subset!r}")
     fig, ax = plt.subplots(figsize=(5, 4))
     plots.ced(ax, {m: e[subset] for m, e in errors_by_method.items()}, norm, max_error, step=1e-4,
-              title=f"300-W {subset}")
+              title=f"{dataset} {subset}")
     fig.tight_layout()
     return fig
 

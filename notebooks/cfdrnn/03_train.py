@@ -151,7 +151,8 @@ run.figure(experiments.heatmaps_figure(model, tests, cfg, run.device), "fig4_hea
 # %%
 errors = experiments.ced_errors(model, tests, run.device, cfg.eval_batch)
 for subset, name in experiments.CED_FIGURES.items():
-    run.figure(protocol300w.ced_figure(errors, subset, max_error=cfg.ced_limit), name)
+    run.figure(protocol300w.ced_figure(errors, subset, max_error=cfg.ced_limit,
+        dataset=protocol300w.dataset_name(DATA)), name)
     run.table(protocol300w.ced_data(errors, subset, max_error=cfg.ced_limit, step=1e-3), name)
 
 # %% [markdown]
@@ -163,7 +164,8 @@ for subset, name in experiments.CED_FIGURES.items():
 # %%
 for part, name in experiments.PART_FIGURES.items():
     if part in tests:
-        run.figure(protocol300w.ced_figure(errors, part, max_error=cfg.ced_limit), name)
+        run.figure(protocol300w.ced_figure(errors, part, max_error=cfg.ced_limit,
+            dataset=protocol300w.dataset_name(DATA)), name)
     else:
         print(f"{name}: absent (DATA={DATA} has no {part} test part)")
 

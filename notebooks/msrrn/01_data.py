@@ -63,6 +63,7 @@ experiments.data_table(cfg, crops, SCALE)
 # %%
 detection = experiments.detection_table(cfg, data=DATA, root=DATA_ROOT, seed=SEED)
 run.table(detection, "detection", caption="dlib's frontal face detector per split: found and missed faces")
+print(experiments.detection_remark(detection))
 
 # %%
 fig, calibration = experiments.detector_figure(cfg, data=DATA, root=DATA_ROOT, seed=SEED)

@@ -161,7 +161,8 @@ for name, t in experiments.points_tables(points, DATA).items():
 truth = protocol300w.ground_truth(tests)
 errors = experiments.table1_ced_errors(model, tests, gamma, device=run.device)
 for subset in protocol300w.SUBSETS:
-    run.figure(protocol300w.ced_figure(errors, subset, max_error=cfg.ced_limit), f"ced_{subset}")
+    run.figure(protocol300w.ced_figure(errors, subset, max_error=cfg.ced_limit,
+        dataset=protocol300w.dataset_name(DATA)), f"ced_{subset}")
     run.table(protocol300w.ced_data(errors, subset, max_error=cfg.ced_limit, step=1e-3), f"ced_{subset}")
 
 # %% [markdown]

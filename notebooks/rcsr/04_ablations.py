@@ -106,7 +106,8 @@ run.table(mean_sd(results[results["scoring"] == "T recurrences"], ["method", "su
 # %%
 errors = experiments.table4_ced_errors(models, gammas, tests, SEED, device=run.device)
 for subset in protocol300w.SUBSETS:
-    run.figure(protocol300w.ced_figure(errors, subset, max_error=cfg.ced_limit), f"ced_table4_{subset}")
+    run.figure(protocol300w.ced_figure(errors, subset, max_error=cfg.ced_limit,
+        dataset=protocol300w.dataset_name(DATA)), f"ced_table4_{subset}")
 
 # %% [markdown]
 # ## Fig. 5: depth of the CNN module and fully connected layers

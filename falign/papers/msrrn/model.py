@@ -163,7 +163,15 @@ class MSRRN(nn.Module):
     ``size``: side of the input face (the finest scale; 200 in the paper); ``stages``: T; ``patch``: P,
     the patch side in pixels at every scale; ``shared``: one regression network for every stage (the
     paper's) or one per stage (ablation); ``multiscale``: each stage at its own scale (the paper's) or
-    every stage at ``size`` (ablation); ``init``: "cnn" (the paper's S^0) or "mean" (the baseline).
+    every stage at ``size`` (ablation); ``init``: "cnn" (the paper's S^0) or "mean" (the baseline);
+    ``average``: with ``shared``, the update uses the mean of the stages' gradients (the paper's Eq. 6)
+    or, for the control arm, their sum (the step each stage's gradient gets with separate weights).
+
+    Decision [msrrn.recurrent] (model): "recurrent" is weight tying across stages: stage t applies the one
+    shared f to patches read around S^(t-1), and carries no hidden state from stage to stage beyond the
+    shape itself (the lost Eq. 1-6 give no other state).
+    Paper: 'recurrent regression networks' whose parameters 'are shared across different stages'; the
+    equations defining the recurrence are lost in the available text.
 
     Decision [msrrn.patch-size] (model): the patch keeps the same side in pixels at every scale, so one set of
     convolutions reads all scales and a patch covers 4 times the face area at 50 pixels as at 200
@@ -176,7 +184,7 @@ class MSRRN(nn.Module):
     def __init__(self, scheme: str = "ibug68", size: int = 200, stages: int = 3, patch: int = 16,
                  channels: tuple[int, ...] = (16, 32), hidden: int = 256, shared: bool = True,
                  multiscale: bool = True, init: str = "cnn", init_channels: tuple[int, ...] = (16, 32, 64),
-                 init_hidden: int = 256, patch_gradient: bool = False):
+                 init_hidden: int = 256, patch_gradient: bool = False, average: bool = True):
         super().__init__()
         if init not in ("cnn", "mean"):
             raise ValueError(f"init must be 'cnn' or 'mean', got {init!r}")
@@ -185,7 +193,7 @@ class MSRRN(nn.Module):
         self.config = dict(scheme=scheme, size=size, stages=stages, patch=patch, channels=tuple(channels),
                            hidden=hidden, shared=shared, multiscale=multiscale, init=init,
                            init_channels=tuple(init_channels), init_hidden=init_hidden,
-                           patch_gradient=patch_gradient)
+                           patch_gradient=patch_gradient, average=average)
         self.n_points, self.steps, self.size, self.patch = N, stages, size, patch
         self.sides = stage_sides(size, stages, multiscale)
         self.init_side = max(1, size // 4)
@@ -193,12 +201,13 @@ class MSRRN(nn.Module):
                                         for _ in range(1 if shared else stages))
         self.initial = InitialShapeCNN(N, self.init_side, init_channels, init_hidden) if init == "cnn" else None
         self.register_buffer("mean_shape", torch.full((N, 2), 0.5))
-        if shared:
+        if shared and average:
             # Decision [msrrn.gradient-average] (training): Eq. 6 updates the shared W and b "by averaging the
             # gradients of different stages". Backpropagation through the unrolled network sums the
             # T stages' contributions to a shared weight; a hook on each shared parameter divides that
             # sum by T, so the update uses their mean (with SGD, a step a third the size of the summed
-            # gradient's at T = 3). Separate weights get one stage's gradient each.
+            # gradient's at T = 3; the weight decay, added by the optimiser, is not divided). Separate
+            # weights get one stage's gradient each; the control arm (``average=False``) keeps the sum.
             # Paper: 'the network parameters W and b are updated by averaging the gradients of different
             # stages' (Eq. 6, lost).
             for p in self.regressors[0].parameters():
