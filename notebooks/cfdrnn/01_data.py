@@ -67,11 +67,12 @@ run.table(experiments.data_sizes(cfg, crops, SCALE), "data_sizes", caption="Data
 run.table(paper.table1(), "table1_paper", caption="Table 1 of the paper, transcribed (NME %, as published)")
 
 # %% [markdown]
-# ## Crops of every split
+# ## Crops of every split (the analogue of Fig. 1)
 #
-# RGB crops around the (detector-like) face box with a 15% margin on each side, resized to the network's
-# input side; landmarks in crop pixels. The paper crops to 256 × 256; at the CPU scales the crops are
-# smaller (`size` above).
+# The paper's Fig. 1 shows annotated faces of LFPW, Helen, AFW, XM2VTS, i-bug and 300-W; here are this
+# run's, one row per split. RGB crops around the (detector-like) face box with a 15% margin on each
+# side, resized to the network's input side; landmarks in crop pixels. The paper crops to 256 × 256; at
+# the CPU scales the crops are smaller (`size` above).
 
 # %%
 run.figure(experiments.samples_figure(crops, shown=6), "samples_per_split")

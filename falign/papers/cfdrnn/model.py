@@ -232,17 +232,21 @@ class CFDRNN(nn.Module):
 
     ``size`` is the input side (256 in the paper; a multiple of s), ``width`` the channel multiplier
     (1: the paper's), ``second_resizer=False`` the ablation without (Dr, Hr): the LML then reads
-    D0 (+) Hj only. Input: RGB images (B, 3, size, size) in [0, 1], shifted here to [-0.5, 0.5]
-    (Sec. 5.1).
+    D0 (+) Hj only. ``detach_lml=True`` is a diagnosis arm, not the paper's: the LML reads D0 and the Hj
+    detached, so its losses no longer reach the first resizer and the HML (the heat-maps then learn
+    from their own losses only). Input: RGB images (B, 3, size, size) in [0, 1], shifted here to
+    [-0.5, 0.5] (Sec. 5.1).
     """
 
     def __init__(self, size: int = 256, width: float = 1.0, n_points: int = N_POINTS, hml_branches: int = 3,
-                 second_resizer: bool = True, sigma: float = SIGMA, dropout: float = DROPOUT):
+                 second_resizer: bool = True, sigma: float = SIGMA, dropout: float = DROPOUT,
+                 detach_lml: bool = False):
         super().__init__()
         if size % S:
             raise ValueError(f"CFDRNN input size must be a multiple of s = {S}, got {size}")
         self.config = dict(size=size, width=width, n_points=n_points, hml_branches=hml_branches,
-                           second_resizer=second_resizer, sigma=sigma, dropout=dropout)
+                           second_resizer=second_resizer, sigma=sigma, dropout=dropout, detach_lml=detach_lml)
+        self.detach_lml = detach_lml
         self.size, self.s, self.sigma, self.n_points = size, S, sigma, n_points
         self.heatmap_size = size // S
         self.resizer = Resizer(width, n_points, dropout)
@@ -265,10 +269,11 @@ class CFDRNN(nn.Module):
         heatmaps = [h]
         for branch in self.hml:                       # Table 3: Hj+1 = HML_j(D0 (+) Hj)
             heatmaps.append(branch(torch.cat([d0, heatmaps[-1]], 1)))
-        shared = [d0] + (list(self.resizer_r(x)) if self.resizer_r is not None else [])
+        cut = (lambda t: t.detach()) if self.detach_lml else (lambda t: t)
+        shared = [cut(d0)] + (list(self.resizer_r(x)) if self.resizer_r is not None else [])
         deltas, e = [], None
         for branch, hj in zip(self.lml, heatmaps):    # Table 4: (D0 (+) Hj (+) Dr (+) Hr, Ej-1) -> dLj, Ej
-            delta, e = branch(torch.cat([shared[0], hj, *shared[1:]], 1), e)
+            delta, e = branch(torch.cat([shared[0], cut(hj), *shared[1:]], 1), e)
             deltas.append(delta)
         return Output(heatmaps, deltas, d0)
 
