@@ -348,3 +348,22 @@ def test_aligner_round_trip(tmp_path):
     points = loaded.predict(photo, box)
     assert points.shape == (1, 68, 2) and torch.isfinite(points).all()
     assert torch.equal(points, aligner.make(net, "cfdrnn", preprocess={"size": 32, "margin": 0.15}).predict(photo, box))
+
+
+def test_diagnosis_reads_the_public_set_of_every_seed():
+    """diagnose: the stage table of each seed's model on common + challenging pooled, mean over seeds;
+    worsening_landmarks ranks the points by how much their decode worsens from H1 to H4."""
+    from falign.papers.cfdrnn import diagnosis
+
+    cfg = dataclasses.replace(chapter.SCALES["smoke"], **chapter.tiny(chapter.SCALES["smoke"]))
+    tests = chapter.test_sets(chapter.datasets(cfg))
+    torch.manual_seed(0)
+    models = {("cfdrnn", s): (chapter.build(cfg).eval(), None) for s in (0, 1)}
+    public, norm = chapter.public_set(tests)
+    assert len(public) == len(tests["common"]) + len(tests["challenging"]) and norm.shape == (len(public),)
+    table = chapter.diagnose(models, tests).set_index("stage")
+    one = {s: diagnosis.stage_table(m, public.float_images(), public.landmarks, norm) for (_, s), (m, _) in models.items()}
+    assert table["H NME (%)"].to_numpy() == pytest.approx(np.mean([t["H NME (%)"] for t in one.values()], 0), rel=1e-5)
+    assert (table["arm"] == "cfdrnn").all() and (table["seeds"] == 2).all()
+    worst = chapter.worsening_landmarks(models[("cfdrnn", 0)][0], tests, shown=5)
+    assert len(worst) == 5 and worst["H4 - H1"].is_monotonic_decreasing

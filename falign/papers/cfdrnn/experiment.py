@@ -1094,9 +1094,12 @@ def stages_figure(res: pd.DataFrame, arm: str = "cfdrnn"):
     return fig
 
 
-def public_set(tests: dict[str, Crops]) -> Crops:
-    """The public set (common and challenging pooled), the claims' set, as one batch of crops."""
-    return concat([tests[s] for s in PUBLIC], name="public")
+def public_set(tests: dict[str, Crops]) -> tuple[Crops, torch.Tensor]:
+    """The public set (common and challenging pooled), the claims' set, as one batch of crops, with each
+    face's inter-ocular distance in crop pixels (the diagnosis's normaliser)."""
+    public = concat([tests[s] for s in PUBLIC], name="public")
+    norm = metrics.normaliser(public.landmarks.numpy(), "inter-ocular", SCHEME)
+    return public, torch.as_tensor(norm, dtype=torch.float32)
 
 
 def diagnose(models: dict, tests: dict[str, Crops], arms=("cfdrnn", DETACHED), device="cpu",
@@ -1104,9 +1107,8 @@ def diagnose(models: dict, tests: dict[str, Crops], arms=("cfdrnn", DETACHED), d
     """The heat-map stages diagnosed (:mod:`falign.papers.cfdrnn.diagnosis`) for every seed of ``arms`` on
     the public set, inter-ocular: per arm and stage, the share of dead maps and of argmax jumps to a
     neighbour's peak, and the mean and median NME of s·argmax(Hj) and of Lj, mean and sd over seeds."""
-    public = public_set(tests)
+    public, norm = public_set(tests)
     images, truth = public.float_images(), public.landmarks
-    norm = torch.as_tensor(metrics.normaliser(truth.numpy(), "inter-ocular", SCHEME), dtype=torch.float32)
     tables = []
     for arm in arms:
         per_seed = {s: diagnosis.stage_table(m, images, truth, norm, batch, device)
@@ -1121,10 +1123,8 @@ def worsening_landmarks(model: cfdrnn.CFDRNN, tests: dict[str, Crops], device="c
                         shown: int = 10) -> pd.DataFrame:
     """The landmarks whose decode s·argmax(Hj) worsens most from H1 to H4 (one model, the public set,
     inter-ocular NME %), with each stage's error: which points the heat-map stages lose."""
-    public = public_set(tests)
-    truth = public.landmarks
-    norm = torch.as_tensor(metrics.normaliser(truth.numpy(), "inter-ocular", SCHEME), dtype=torch.float32)
-    long = diagnosis.landmark_table(model, public.float_images(), truth, norm, batch, device)
+    public, norm = public_set(tests)
+    long = diagnosis.landmark_table(model, public.float_images(), public.landmarks, norm, batch, device)
     wide = long.pivot(index="landmark", columns="stage", values="H NME (%)")
     wide.columns = [f"s·argmax(H{j}) NME (%)" for j in wide.columns]
     wide["H4 - H1"] = wide.iloc[:, -1] - wide.iloc[:, 0]
