@@ -86,6 +86,18 @@ def half_grid(arms: Iterable[str], seed_list: Iterable[int], folder: Callable[[s
     return out
 
 
+def timing_record(history: train.History) -> dict[str, Any]:
+    """How one training's time was measured, for a chapter's timing table: its epochs, how many of them
+    this run trained (the rest were read from the cache, timed when they ran), the precision it ran in,
+    and its measured minutes and samples per second (wall time of the epochs only: no validation, no
+    cache reads). Times from different runs or machines are not comparable; the columns say which."""
+    seconds = history.seconds
+    samples = sum(e.get("samples_per_s", 0.0) * e.get("seconds", 0.0) for e in history.epochs)
+    return {"epochs": len(history.epochs), "epochs trained in this run": len(history.epochs) - history.reloaded,
+            "precision": history.precision.get("precision", "float32"), "minutes": seconds / 60,
+            "samples per s": samples / seconds if seconds else np.nan}
+
+
 def curves(models: dict, value: str = "validation", scale: float = 1.0) -> pd.DataFrame:
     """Every training's curves in a :func:`grid` of (model, History), one row per arm, seed and epoch: the
     training loss and the held-out value (times ``scale``, named ``value``) that

@@ -57,6 +57,14 @@ MEANING = {
     UNTESTABLE: "the regime's floor (the least difference this setup can show, computed in the run) "
                 "exceeds the paper's effect, so the run could not have shown it",
 }
+# What each class says of the paper's choice, in a Discussion's plain words.
+PLAIN = {
+    REPRODUCED: "held, as the paper says",
+    REVERSED: "lost: the alternative the paper argues against did better, beyond the spread between seeds",
+    ABSENT: "did not help by anything near the paper's size (an effect as large as the paper's is ruled out)",
+    UNDECIDED: "could not be told apart from no effect on this run",
+    UNTESTABLE: "could not be tested in this regime",
+}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -186,10 +186,14 @@ def start(paper: str, notebook: str, **params: Any) -> Run:
 
 
 def paper_vs_ours(paper: pd.DataFrame, ours: pd.DataFrame, on: str | list[str], values: str | list[str], *,
-                  tolerance: float | None = None) -> pd.DataFrame:
+                  tolerance: float | None = None, spread: bool = False) -> pd.DataFrame:
     """The book's one paper-versus-ours table: the paper's rows in the paper's order, each value as
     ``"<value> (paper)"`` beside ``"<value> (ours)"``; rows only we have come last, methods we did
     not run keep an empty "ours". Other columns of ``paper`` (not keys, not values) come after the keys.
+
+    With ``spread``, ``ours`` holds means over seeds (:func:`falign.kit.chapter.mean_sd`: ``"<value> sd"``
+    and ``seeds`` columns), and each ``"<value> (ours)"`` is followed by ``"<value> (ours sd)"``, then
+    ``seeds``: a multi-seed headline table shows its spread, not one seed's number.
 
     With one value and a ``tolerance``, ``difference`` (ours - paper) and ``within tolerance`` are
     added: a prompt for the chapter's discussion, not a pass/fail (synthetic data and smaller scales
@@ -197,13 +201,16 @@ def paper_vs_ours(paper: pd.DataFrame, ours: pd.DataFrame, on: str | list[str], 
     """
     keys, values = _as_list(on), _as_list(values)
     other = [c for c in paper.columns if c not in keys + values]
-    merged = paper.merge(ours.reindex(columns=keys + values), on=keys, how="outer", suffixes=(" (paper)", " (ours)"),
-                         sort=False)
+    sds = [f"{v} sd" for v in values] + ["seeds"] if spread else []
+    merged = paper.merge(ours.reindex(columns=keys + values + sds), on=keys, how="outer",
+                         suffixes=(" (paper)", " (ours)"), sort=False)
+    merged = merged.rename(columns={f"{v} sd": f"{v} (ours sd)" for v in values})
     rank = {k: i for i, k in enumerate(paper[keys].itertuples(index=False, name=None))}
     extra = {k: len(rank) + i for i, k in enumerate(ours[keys].itertuples(index=False, name=None))}
     order = [rank.get(k, extra.get(k)) for k in merged[keys].itertuples(index=False, name=None)]
     merged = merged.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
-    out = merged[keys + other + [f"{v} ({w})" for v in values for w in ("paper", "ours")]]
+    out = merged[keys + other + [f"{v} ({w})" for v in values for w in ("paper", "ours") + (("ours sd",) if spread else ())]
+                 + (["seeds"] if spread else [])]
     if tolerance is not None and len(values) == 1:
         diff = out[f"{values[0]} (ours)"] - out[f"{values[0]} (paper)"]
         out = out.assign(difference=diff, **{"within tolerance": diff.abs().le(tolerance).where(diff.notna())})

@@ -54,6 +54,14 @@ class History:
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     precision: dict[str, Any] = field(default_factory=dict)   # falign.kit.precision's record of the setting
+    # Epochs read back from a checkpoint rather than trained by this call (a cached or resumed run): their
+    # ``seconds`` were measured when they ran, maybe on another machine or beside other jobs.
+    reloaded: int = 0
+
+    @property
+    def seconds(self) -> float:
+        """Measured training time: the sum of every epoch's wall seconds, when it ran (no cache reads)."""
+        return float(sum(e.get("seconds", 0.0) for e in self.epochs))
 
     @property
     def losses(self) -> list[float]:
@@ -248,7 +256,7 @@ def fit(
 
     ckpt_path = Path(checkpoint_dir) / setting.tag / CHECKPOINT if checkpoint_dir else None
     if ckpt_path is not None and ckpt_path.exists():
-        start_epoch = _resume(ckpt_path, device, model, opt, sched, history)
+        start_epoch = history.reloaded = _resume(ckpt_path, device, model, opt, sched, history)
 
     if world > 1:
         sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=seed)
