@@ -15,6 +15,7 @@ from PIL import Image
 from falign.data import (DATASETS, DataError, DatasetSpec, FaceDataset, get_dataset, read_pts,
                          register, write_pts)
 from falign.data.formats.matlab import load_mat
+from falign.data.formats.sun5 import LISTS
 from falign.data.sample import OUTSIDE_MARGIN, make_sample, outside_image
 
 
@@ -254,6 +255,20 @@ def test_afw_anno_mat(tmp_path):
 
 
 # Sun et al. 5-point lists ----------------------------------------------------------------------------
+
+def make_lfpw5(root, sizes):
+    """``sizes[split]`` faces of each split in Sun et al.'s lists, each its own 40 x 30 image under
+    ``lfw_5590/`` (box 5 35 4 28 left right top bottom, five points jittered inside it)."""
+    rng = np.random.default_rng(7)
+    for split, n in sizes.items():
+        lines = []
+        for i in range(n):
+            name = f"lfw_5590\\{split}_{i:03d}.jpg"
+            write_image(root / name.replace("\\", "/"), seed=i)
+            points = np.array([[12, 12], [28, 12], [20, 18], [13, 24], [27, 24]]) + rng.uniform(-2, 2, (5, 2))
+            lines.append(f"{name} 5 35 4 28 " + " ".join(f"{v:.2f}" for v in points.ravel()))
+        (root / LISTS[split]).write_text("\n".join(lines) + "\n")
+
 
 def test_lfpw5_list(tmp_path):
     folder = tmp_path / "lfpw5"

@@ -267,9 +267,14 @@ def split_faces(crops: Crops, variations: int, held_out: int) -> tuple[Crops, Cr
 
 def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int = 0) -> dict[str, Crops]:
     """Training (with box-noise variations), validation (held-out training faces), test and
-    AFW-like test crops for one scale."""
-    pool = load(cfg, "train", data=data, root=root, seed=seed, n=cfg.n_train + cfg.n_val, variations=cfg.variations)
-    train, val = split_faces(pool, cfg.variations, cfg.n_val)
+    AFW-like test crops for one scale. A partial copy of a real dataset (its loader warns how many faces it
+    found of how many asked for) holds out the scale's share of the faces found, at least one, and trains
+    on the rest: holding out ``n_val`` faces failed on a copy of ``n_val`` faces or fewer."""
+    asked = cfg.n_train + cfg.n_val
+    pool = load(cfg, "train", data=data, root=root, seed=seed, n=asked, variations=cfg.variations)
+    found = len(pool) // cfg.variations
+    held = cfg.n_val if found >= asked else max(1, round(found * cfg.n_val / asked))
+    train, val = split_faces(pool, cfg.variations, held)
     out = {"train": train, "val": val, "test": load(cfg, "test", data=data, root=root, seed=seed, n=cfg.n_test)}
     if data == "synthetic":
         out["afw"] = load(cfg, "test", seed=seed, preset=AFW_PRESET, n=cfg.n_afw)
