@@ -624,3 +624,28 @@ def test_second_look_is_planned_for_every_scale_with_seeds():
     for name, cfg in experiments.SCALES.items():
         assert not set(cfg.seeds) & set(cfg.second_look)
         assert bool(cfg.second_look) == (len(cfg.seeds) > 1), name
+
+
+def test_headline_ranks_the_papers_model_and_states_the_stopping_rules_gain():
+    from falign.papers.rcsr import experiment as ex, published as paper
+
+    ours = {"gru-hog": 4.70, "convgru-fauc": 4.91, "convgru-lenet": 5.94, ex.MAIN: 6.04, "gru-srcnn": 6.62, "sdm": 7.04}
+    t4 = paper.table("table4")
+    table4 = pd.DataFrame({"method": t4["method"], "full (paper)": t4["full"], "full (ours)": t4["kind"].map(ours)})
+    table1 = pd.DataFrame([{"method": m, "subset": "full", ex.NME: v + 0.01 * s, "seed": s}
+                           for m, v in (("RCSR 5 recurrences", 5.0), ("RCSR 10 recurrences", 6.0),
+                                        ("RCSR adaptive", 5.5)) for s in range(3)])
+    claims = pd.DataFrame({"claim id": ["t1-stop-5", "t1-stop-10", "t4-srcnn-hog"],
+                           "claim": ["a", "b", "SRCNN features beat HOG"],
+                           "class": ["reversed", "undecided", "reversed"]})
+    lines = ex.headline(claims, table4, table1)
+    assert lines[0].startswith(f"The paper's own model, {ex.LABEL[ex.MAIN]}, ranks 4 of 6 in Table 4 on the full "
+                               "set (6.04%, mean over seeds; the paper ranks it 1, at 4.90%)")
+    assert (f"{ex.LABEL['gru-hog']} (4.70%), {ex.LABEL['convgru-fauc']} (4.91%), {ex.LABEL['convgru-lenet']} (5.94%) "
+            "beat it") in lines[0]
+    # the stopping rule: (5.01 - 5.51) / 5.01 = -10.0% over 5 recurrences; the paper's Table 1: (5.15 - 4.90) / 5.15
+    assert lines[1].startswith("The stopping rule gains -10.0% over 5 recurrences on the full set, where the paper's "
+                               "Table 1 gives +4.9% (claim 't1-stop-5': reversed)")
+    assert "+8.3% over 10 recurrences" in lines[2] and "'t1-stop-10': undecided" in lines[2]
+    assert lines[3] == ("The paper's choice lost beyond the seeds' spread in: 't1-stop-5' (a); "
+                        "'t4-srcnn-hog' (SRCNN features beat HOG).")

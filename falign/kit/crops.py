@@ -99,6 +99,14 @@ def concat(parts: list[Crops], name: str | None = None) -> Crops:
     return first.replace(**per_face, name=name or first.name)
 
 
+def held_out_count(n_train: int, n_val: int, found: int) -> int:
+    """How many of ``found`` training faces a scale of ``n_train`` + ``n_val`` holds out: ``n_val`` from a
+    whole copy, the scale's share (at least one) from a partial copy of a real dataset, whose loader has
+    warned how many faces it found of how many asked for."""
+    asked = n_train + n_val
+    return n_val if found >= asked else max(1, round(found * n_val / asked))
+
+
 def held_out(n: int, n_val: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, validation) positions of ``n`` training faces: ``n_val`` drawn at random with ``seed`` and
     held out for the validation curve. A set too small for ``n_val`` (a partial copy of a real dataset)

@@ -60,8 +60,9 @@ MEANING = {
 # What each class says of the paper's choice, in a Discussion's plain words.
 PLAIN = {
     REPRODUCED: "held, as the paper says",
-    REVERSED: "lost: the alternative the paper argues against did better, beyond the spread between seeds",
-    ABSENT: "did not help by anything near the paper's size (an effect as large as the paper's is ruled out)",
+    REVERSED: "lost: the opposite of the paper's claim happened, beyond the spread between seeds",
+    ABSENT: "was not there at anything near the paper's size (an effect as large as the paper's is ruled out; a "
+            "smaller one may exist)",
     UNDECIDED: "could not be told apart from no effect on this run",
     UNTESTABLE: "could not be tested in this regime",
 }

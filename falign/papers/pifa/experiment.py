@@ -36,7 +36,7 @@ from falign.kit.chapter import not_recipe
 from falign.kit.ledger import Arm, Claim, ClaimsLedger, Published
 from falign.measure import metrics
 from falign.data import transforms
-from falign.kit.crops import crop_faces, Crops, load_faces
+from falign.kit.crops import crop_faces, Crops, held_out_count, load_faces
 from falign.data.sample import FaceDataset
 from falign.measure.landmarks import get_scheme
 from falign.papers.pifa import model as pifa, published as paper
@@ -270,10 +270,8 @@ def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int =
     AFW-like test crops for one scale. A partial copy of a real dataset (its loader warns how many faces it
     found of how many asked for) holds out the scale's share of the faces found, at least one, and trains
     on the rest: holding out ``n_val`` faces failed on a copy of ``n_val`` faces or fewer."""
-    asked = cfg.n_train + cfg.n_val
-    pool = load(cfg, "train", data=data, root=root, seed=seed, n=asked, variations=cfg.variations)
-    found = len(pool) // cfg.variations
-    held = cfg.n_val if found >= asked else max(1, round(found * cfg.n_val / asked))
+    pool = load(cfg, "train", data=data, root=root, seed=seed, n=cfg.n_train + cfg.n_val, variations=cfg.variations)
+    held = held_out_count(cfg.n_train, cfg.n_val, len(pool) // cfg.variations)
     train, val = split_faces(pool, cfg.variations, held)
     out = {"train": train, "val": val, "test": load(cfg, "test", data=data, root=root, seed=seed, n=cfg.n_test)}
     if data == "synthetic":

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from falign import papers
 from falign.baselines import sdm
 from falign.data import transforms
-from falign.kit.crops import concat, crop_faces, Crops, load_faces
+from falign.kit.crops import concat, crop_faces, Crops, held_out_count, load_faces
 from falign.data.sample import FaceDataset
 from falign.base import atomic_files as atomic
 from falign.kit import batching, chapter, effects, protocol300w, report, timing, train as trainer
@@ -240,9 +240,7 @@ def _fit_and_held(cfg: Scale, n_found: int) -> tuple[range, range]:
     """The rows of the training split that are fitted and held out: ``n_train`` then ``n_val``, or, on a
     partial copy of a real dataset (its loader warns how many faces it found of how many asked for), the
     scale's share held out and the rest fitted, so that every notebook fits the same faces."""
-    n_val = cfg.n_val
-    if n_found < cfg.n_train + cfg.n_val:
-        n_val = max(1, round(n_found * cfg.n_val / (cfg.n_train + cfg.n_val)))
+    n_val = held_out_count(cfg.n_train, cfg.n_val, n_found)
     n_fit = min(cfg.n_train, n_found - n_val)
     return range(n_fit), range(n_fit, n_fit + n_val)
 
@@ -1391,6 +1389,36 @@ def discussion(claims: pd.DataFrame, cfg: Scale, models: dict, crops: dict[str, 
                            "this budget more trained recurrences did not make the recurrence more stable.")),
     }
     return [explain(c, why[c["claim id"]]) for _, c in claims[claims["class"] != effects.REPRODUCED].iterrows()]
+
+
+def headline(claims: pd.DataFrame, table4: pd.DataFrame, table1: pd.DataFrame) -> list[str]:
+    """The Discussion's first sentences, in plain words and computed from the run: where the paper's model
+    (ConvGRU + SRCNN) ranks among Table 4's rows on the full set against where the paper ranks it, which
+    rows beat it, the rank correlation with the paper's table, the stopping rule's gains over 5 and 10
+    recurrences against the paper's (:func:`gains`), and every claim on which the paper's choice lost."""
+    full = table4.set_index("method")[["full (ours)", "full (paper)"]].dropna()
+    ours, theirs = full["full (ours)"].rank(method="min"), full["full (paper)"].rank(method="min")
+    main = LABEL[MAIN]
+    ahead = full[full["full (ours)"] < full.loc[main, "full (ours)"]].sort_values("full (ours)")
+    rank, rows = rank_correlation(table4)
+    lines = [f"The paper's own model, {main}, ranks {int(ours[main])} of {len(full)} in Table 4 on the full set "
+             f"({full.loc[main, 'full (ours)']:.2f}%, mean over seeds; the paper ranks it {int(theirs[main])}, at "
+             f"{full.loc[main, 'full (paper)']:.2f}%)"
+             + (": " + ", ".join(f"{m} ({v:.2f}%)" for m, v in ahead["full (ours)"].items()) + " beat it" if len(ahead)
+                else "") + f". The rank correlation of our {rows} rows with the paper's is {rank:.2f}."]
+    g = gains(table4, table1)
+    by_id = claims.set_index("claim id")
+    for row, cid, over in (("stopping rule vs 5 recurrences, full", "t1-stop-5", 5),
+                           ("stopping rule vs 10 recurrences, full", "t1-stop-10", 10)):
+        cls = by_id.loc[cid, "class"] if cid in by_id.index else "not judged"
+        lines.append(f"The stopping rule gains {g.loc[row, 'ours (mean over seeds)']:+.1f}% over {over} recurrences "
+                     f"on the full set, where the paper's Table 1 gives {g.loc[row, 'paper (tables)']:+.1f}% "
+                     f"(claim '{cid}': {cls}).")
+    lost = by_id[by_id["class"] == effects.REVERSED]
+    if len(lost):
+        lines.append("The paper's choice lost beyond the seeds' spread in: "
+                     + "; ".join(f"'{cid}' ({c['claim']})" for cid, c in lost.iterrows()) + ".")
+    return lines
 
 
 def ratio_to_paper(table4: pd.DataFrame) -> pd.DataFrame:
