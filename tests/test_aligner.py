@@ -438,7 +438,7 @@ def test_a_shipped_aligner_with_non_finite_weights_is_listed_as_refused(saved, t
     assert list(loaded) == ["good"] and list(refused) == ["broken"]
     assert refused["broken"].startswith(f"{broken}: 1 non-finite") and "\n" not in refused["broken"]
     assert torch.isfinite(loaded["good"].predict(photo, [PHOTO_BOX])).all()
-    assert list(photo_page.shipped()) == ["good"]
+    assert list(photo_page.shipped()) == ["good", "dlib-ert-68 (peer)"]     # the real-trained peer beside it
     shown = capsys.readouterr().out.splitlines()
     assert len(shown) == 1 and shown[0].startswith("broken is not shown: aligner.pt: 1 non-finite"), shown
 

@@ -24,7 +24,8 @@
 # only), through the same interface: the comparison chapter's peer.
 #
 # **What to expect.** These weights were trained on SynthFace, the book's rendered faces, at the scale
-# named in each provenance line below (a CPU-sized run), not on real photographs. A real face differs from
+# named in each provenance line below (a CPU-sized run), not on real photographs; the last panel is
+# dlib's ERT, trained on real 300-W faces, on the same face and box, for comparison. A real face differs from
 # a SynthFace one in skin, hair, lighting and background, so expect landmarks that find the face's
 # layout roughly but miss detail. The page shows what the shipped weights do on a real photograph,
 # honestly; it is not a benchmark.
