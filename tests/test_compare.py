@@ -212,9 +212,16 @@ def test_a_new_aligner_appears_in_the_leaderboard(tmp_path, monkeypatch, toy_kin
     cfg = compare.SCALES["smoke"]
     tests = {s: compare.Faces.from_arrays(synthface_arrays("300w-like", s, 2, size=64, seed=0, cache=False), name=s)
              for s in compare.TEST_SUBSETS}
-    methods, _ = compare.methods(cfg, tmp_path / "work")
+    methods, fitted_on = compare.methods(cfg, tmp_path / "work")
     names = [m.name for m in methods]
     assert names[0] == "TOY" and {"dlib ERT", "SDM + HOG", "mean shape"} <= set(names)
+    # each on the box convention it was trained with: the peer on dlib's (fitted on training faces), the rest on ours
+    table = compare.method_table(methods).set_index("method")
+    assert table.loc["dlib ERT", "box convention"] == table.loc["dlib ERT (5-point model)", "box convention"] == \
+        "dlib HOG detector"
+    assert table.loc["TOY", "box convention"] == table.loc["SDM + HOG", "box convention"] == compare.SYNTHFACE_BOX.name
+    assert set(fitted_on) == {"sdm-train", "box-adapter-train"} and "training faces" in \
+        compare.convention_table(methods).set_index("box convention").loc["dlib HOG detector", "fitted on"]
     preds = compare.predict(methods, tests, cache=tmp_path / "work")
     accuracy, curves = compare.accuracy(methods, preds, tests)
     cost = compare.costs(methods, tests["common"].images[0], tests["common"].detector_boxes[0],
@@ -232,6 +239,14 @@ def test_a_new_aligner_appears_in_the_leaderboard(tmp_path, monkeypatch, toy_kin
     assert list(scores.board["method"]) == list(board["method"])
     assert (scores.main["points"] == compare.IBUG68.label).all() and "TOY → dlib5" in set(scores.shared["method"])
     assert len(scores.main) + len(scores.shared) == len(board)
+    # the paired differences to the peer: zero for the peer itself, and the raw-box and found-faces blocks
+    main = scores.main.set_index("method")
+    assert main.loc["dlib ERT", [compare.DIFFERENCE, "low (95%)", "high (95%)"]].tolist() == [0, 0, 0]
+    assert main.loc["TOY", compare.DIFFERENCE] == pytest.approx(
+        main.loc["TOY", "full NME (%, inter-ocular)"] - main.loc["dlib ERT", "full NME (%, inter-ocular)"])
+    assert list(scores.raw["method"]) == list(scores.found["method"])
+    assert "TOY → dlib5" not in set(scores.raw["method"])
+    assert set(scores.found_counts) == set(compare.TEST_SUBSETS)
     # the conventions page scores the 68-point rows under every preset
     scored = compare.convention_scores(methods, preds, tests)
     spread = compare.convention_spread(scored)
@@ -261,16 +276,120 @@ def test_factor_table_lists_every_factor_at_the_scale():
     assert table.loc["yaw", "values"] == "0, 90" and table.loc["occlusion", "kind"] == "bin edges of measured coverage"
 
 
-def test_calibration_reading_names_both_ratios_and_the_box_factor():
+def test_real_mix_weights_the_subsets_as_real_300w():
+    # 554 common : 135 challenging, whatever share of each was found
+    assert compare.real_mix({"common": 4.0, "challenging": 10.0}) == pytest.approx((554 * 4 + 135 * 10) / 689)
+    assert compare.MIX == "300-W mix (554:135)"
+
+
+def test_calibration_reading_gives_both_readings_of_the_anchor():
     import pandas as pd
 
-    table = pd.DataFrame([{"subset": "full", "NME (%), our boxes, found faces": 6.0,
-                           "NME (%), dlib's boxes, found faces": 4.0,
-                           "ratio SynthFace / 300-W (dlib's boxes, found faces)": 0.6,
-                           "ratio SynthFace / 300-W (our boxes, all faces)": 1.5}])
-    text, ratios = compare.calibration_reading(table)
-    assert ratios == {"ratio full (dlib's boxes, found faces)": 0.6, "ratio full (our boxes, all faces)": 1.5}
-    assert "multiply the peer's error by 1.50" in text and "optimistic" in text
+    rows = []
+    for norm, scale in (("inter-ocular", 1.0), ("inter-pupil", 0.8)):
+        for subset, faces, found, nme in (("common", 10, 9, 6.0), ("challenging", 5, 1, 12.0), ("full", 15, 10, 6.6),
+                                          (compare.MIX, np.nan, np.nan, compare.real_mix({"common": 6.0,
+                                                                                           "challenging": 12.0}))):
+            row = {"subset": subset, "normaliser": norm, "faces": faces, "found by dlib's HOG": found,
+                   "NME (%), our boxes, found faces": 1.5 * scale * nme, "NME (%), our boxes, all faces": 3 * nme,
+                   "NME (%), adapted boxes, all faces": 2 * nme}
+            row.update({f"ratio SynthFace / 300-W ({k})": scale * nme / 6.4 for k in compare.RATIOS})
+            row["NME (%), dlib's boxes, found faces"] = scale * nme
+            rows.append(row)
+    text, ratios = compare.calibration_reading(pd.DataFrame(rows))
+    mix = (554 * 6.0 + 135 * 12.0) / 689 / 6.4
+    assert ratios[f"ratio {compare.MIX} (dlib's boxes, found faces, inter-ocular)"] == pytest.approx(mix)
+    assert ratios[f"ratio {compare.MIX} (dlib's boxes, found faces, inter-pupil)"] == pytest.approx(0.8 * mix)
+    assert ratios["ratio full (dlib's boxes, found faces, inter-pupil)"] == pytest.approx(0.8 * 6.6 / 6.4)
+    assert "inter-ocular reading" in text and "inter-pupil reading" in text and "not stated" in text
+    assert "9 of 10 common and 1 of 5 challenging faces, so 90% of the found faces are common ones (real 300-W " \
+           "full: 80%)" in text
+    assert "another paper's protocol" in text
+    assert "multiply the peer's error by 1.50" in text and "from 19.80 to 13.20" in text
+
+
+def test_calibration_gives_both_normalisers_and_the_300w_mix(rendered):
+    faces = compare.Faces.from_arrays(rendered[0])
+    tests = {"common": faces.subset([0, 1]), "challenging": faces.subset([2])}
+    peer = compare.peer_methods(compare.BoxConvention("dlib-like", "hog_boxes", (0.0, -0.1, 0.9, 0.9)))[0]
+    table, found = compare.calibration(peer, tests)
+    t = table.set_index(["subset", "normaliser"])
+    assert set(t.index) == {(s, n) for s in (*compare.SUBSETS, compare.MIX) for n in compare.NORMS}
+    assert {s: len(f) for s, f in found.items()} == {"common": 2, "challenging": 1}
+    for norm in compare.NORMS:
+        for name, *_ in compare.SETTINGS:
+            column = f"NME (%), {name}"
+            by_hand = (554 * t.loc[("common", norm), column] + 135 * t.loc[("challenging", norm), column]) / 689
+            assert t.loc[(compare.MIX, norm), column] == pytest.approx(by_hand)
+        assert t.loc[(compare.MIX, norm), "ratio SynthFace / 300-W (dlib's boxes, found faces)"] == pytest.approx(
+            t.loc[(compare.MIX, norm), "NME (%), dlib's boxes, found faces"] / 6.40)
+    # the eye centres sit closer than the outer corners: the inter-pupil reading is the larger error
+    assert (t.xs("inter-pupil", level=1)["NME (%), dlib's boxes, found faces"]
+            > t.xs("inter-ocular", level=1)["NME (%), dlib's boxes, found faces"]).all()
+
+
+def test_ert_anchor_keeps_the_normaliser_of_its_source():
+    """RCSR's Table 1 names no normaliser for ERT's 6.40: neither the calibration nor the as-reported
+    block calls it inter-ocular."""
+    assert compare.published_ert("full") == 6.40 and compare.published_ert_normaliser() == "not stated"
+    reported = compare.reported_300w().set_index("method")
+    assert reported.loc["ERT (Kazemi & Sullivan 2014)", "normaliser"] == "not stated"
+    assert "inter-ocular" not in compare.calibration_setting(compare.SCALES["smoke"], {}).splitlines()[0]
+
+
+# --- box conventions and paired differences ------------------------------------------------------------
+
+def test_box_adapter_maps_a_box_as_fitted():
+    given = np.array([[10, 20, 50, 60], [0, 0, 100, 80], [5, 5, 25, 45]], np.float32)
+    size = given[:, 2:] - given[:, :2]
+    centre = (given[:, :2] + given[:, 2:]) / 2 + np.array([0.05, -0.1]) * size
+    detected = np.concatenate([centre - size * [0.45, 0.4], centre + size * [0.45, 0.4]], 1)
+    detected = np.concatenate([detected, np.full((1, 4), np.nan)])       # a missed face is skipped
+    adapter = detect.box_calibration(np.concatenate([given, [[0, 0, 9, 9]]]), detected)
+    assert np.allclose(adapter, [0.05, -0.1, 0.9, 0.8], atol=1e-5)
+    convention = compare.BoxConvention("test", "hog_boxes", tuple(adapter.tolist()))
+    assert np.allclose(convention.adapt(given), detected[:3], atol=1e-3)
+    assert compare.SYNTHFACE_BOX.adapt(given) is given                   # the identity changes nothing
+    assert detect.box_calibration(given, np.full_like(given, np.nan)).tolist() == [0, 0, 1, 1]
+
+
+def _corner_method(name, convention):
+    """A method whose 68 points all sit on its box's top-left corner: it shows the box it was given."""
+    return compare.Method(name, lambda photos, boxes: np.repeat(np.asarray(boxes, np.float64)[:, None, :2], 68, 1),
+                          compare.IBUG68, "baseline", "test", 0.0, 0.0, "corner", convention)
+
+
+def test_predict_starts_each_method_from_its_convention(tmp_path):
+    faces = compare.Faces.from_arrays(_faces(n=2, size=64), name="common")
+    shifted = compare.BoxConvention("shifted", "hog_boxes", (0.5, 0.0, 1.0, 1.0))
+    ours, theirs = _corner_method("ours", compare.SYNTHFACE_BOX), _corner_method("theirs", shifted)
+    tests = {"common": faces}
+    preds = compare.predict([ours, theirs], tests, cache=tmp_path)      # same model key, different conventions
+    width = faces.detector_boxes[:, 2] - faces.detector_boxes[:, 0]
+    assert np.allclose(preds["ours"]["common"][:, 0], faces.detector_boxes[:, :2])
+    assert np.allclose(preds["theirs"]["common"][:, 0, 0], faces.detector_boxes[:, 0] + 0.5 * width, atol=1e-3)
+    raw = compare.predict([theirs], tests, "raw", cache=tmp_path)     # the raw-box block: SynthFace's box for all
+    assert np.allclose(raw["theirs"]["common"][:, 0], faces.detector_boxes[:, :2])
+    again = compare.predict([theirs], tests, cache=tmp_path)          # the cache keeps the conventions apart
+    assert np.array_equal(again["theirs"]["common"], preds["theirs"]["common"])
+    # on found faces a method of dlib's convention starts from dlib's detections, the others from theirs
+    found = {"common": dataclasses.replace(faces, hog_boxes=faces.detector_boxes + 3.0)}
+    on_found = compare.predict([ours, theirs], found, "found")
+    assert np.allclose(on_found["theirs"]["common"][:, 0], faces.detector_boxes[:, :2] + 3.0)
+    assert np.allclose(on_found["ours"]["common"][:, 0], faces.detector_boxes[:, :2])
+    empty = {"common": faces.subset(np.array([], int))}                # a subset where dlib found nothing
+    assert compare.predict([theirs], empty, "found")["theirs"]["common"].shape == (0, 68, 2)
+
+
+def test_paired_difference_by_hand():
+    b = np.random.default_rng(0).uniform(0.02, 0.2, 40)
+    assert compare.paired_difference(b + 0.01, b, 200, seed=1) == pytest.approx((0.01, 0.01, 0.01))
+    a = b + np.random.default_rng(1).uniform(0.0, 0.02, 40)              # a is worse on every face
+    mean, lo, hi = compare.paired_difference(a, b, 500, seed=1)
+    assert 0 < lo < mean < hi and mean == pytest.approx((a - b).mean())
+    back = compare.paired_difference(b, a, 500, seed=1)                # the same faces drawn: the mirror image
+    assert back == pytest.approx((-mean, -hi, -lo))
+    assert all(np.isnan(compare.paired_difference([], [], 10)))
 
 
 def test_scale_marks_what_changes_no_training():

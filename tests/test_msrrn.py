@@ -183,9 +183,9 @@ def test_calibrated_boxes_reproduce_a_consistent_detector():
     size = given[:, 2:] - given[:, :2]
     centre = (given[:, :2] + given[:, 2:]) / 2 + np.array([0.02, -0.12]) * size
     det = np.concatenate([centre - 0.55 * size, centre + 0.55 * size], 1)
-    cal = experiments.box_calibration(given, det)
+    cal = detect.box_calibration(given, det)
     assert np.allclose(cal, [0.02, -0.12, 1.1, 1.1], atol=1e-5)
-    assert np.allclose(experiments.calibrated(given, cal), det, atol=1e-3)
+    assert np.allclose(detect.calibrated(given, cal), det, atol=1e-3)
     assert np.allclose(detect.iou(det, det), 1) and detect.iou(det[:1], det[:1] + 1000)[0] == 0
 
 
@@ -195,7 +195,7 @@ def test_a_missed_face_falls_back_to_the_calibrated_box(tmp_path, monkeypatch):
              "detector_boxes": np.array([[10, 10, 40, 40], [5, 8, 50, 60]], np.float32)}
     boxes, found = experiments.face_boxes(faces, np.array([0, 0.1, 1.2, 1.2], np.float32))
     assert not found.any()                                    # a blank image has no face
-    assert np.allclose(boxes, experiments.calibrated(faces["detector_boxes"], np.array([0, 0.1, 1.2, 1.2])))
+    assert np.allclose(boxes, detect.calibrated(faces["detector_boxes"], np.array([0, 0.1, 1.2, 1.2])))
 
 
 # --- the rebuilt Table 1 ----------------------------------------------------------------------------------

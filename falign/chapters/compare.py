@@ -11,8 +11,10 @@ Methods (:func:`methods`), never named in a list:
 * the peer, dlib's ERT (:mod:`falign.baselines.dlib_ert`), with its 68- and its 5-point model;
 * SDM + HOG and the mean shape, the classic baselines (RCSR's Table 4 row 1 and its initial shape).
 
-Methods that predict other point sets are compared on the points they share (:class:`Points`); every
-error is normalised by the 68-point ground truth of the same face, so all rows use one yardstick.
+Each method starts from the box convention it was trained with (:class:`BoxConvention`), reached from
+SynthFace's detector-like box through an adapter fitted on training faces only. Methods that predict
+other point sets are compared on the points they share (:class:`Points`); every error is normalised by
+the 68-point ground truth of the same face, so all rows use one yardstick.
 The notebooks of ``notebooks/compare`` call these functions; decisions are ``Decision [compare.<id>]``.
 """
 
@@ -48,7 +50,8 @@ TEST_SUBSETS = ("common", "challenging")   # "full" pools them, as 300-W does
 SUBSETS = (*TEST_SUBSETS, "full")
 NORMS = ("inter-ocular", "inter-pupil")
 THRESHOLD = 0.08
-ERT_ID = "table1/ert-9/{subset}"           # ERT's published 300-W row in falign/papers/rcsr/published.py (full only)
+ERT_ROW = "ERT [9]"                         # ERT's published 300-W row in falign/papers/rcsr/published.py (full only)
+ERT_ID = "table1/ert-9/{subset}"           # its numbers' ids
 
 # Decision [compare.cpu] (evaluation): the chapter runs on the CPU whatever DEVICE says: the peer (dlib-bin) has no
 # GPU path, the leaderboard's latency column is CPU latency by definition, and the shipped models are
@@ -66,16 +69,17 @@ class Scale(chapter.Scale):
     image: int = not_recipe()                # SynthFace render size (pixels); every method reads the same photos
     sdm: str                                 # the RCSR chapter scale whose recipe fits SDM + HOG (faces, crop, HOG patch)
     sweep_faces: int = not_recipe()          # faces per sweep point
-    bootstrap: int = not_recipe()            # bootstrap resamples per sweep point
+    bootstrap: int = not_recipe()            # bootstrap resamples per interval (sweep points, paired differences)
     repeats: int = not_recipe()              # timed calls per latency (median)
     batch: int = not_recipe()                # faces per call for the throughput column
     sweep_points: int | None = not_recipe(None)   # values per factor (evenly thinned, ends kept); None: every value
+    adapter_faces: int = not_recipe(400)     # SynthFace 300-W-like training faces dlib's box adapter is fitted on
 
 
 SCALES = {
     # CI: proves the code runs end to end; numbers mean nothing.
-    "smoke": Scale(n_test={"common": 8, "challenging": 4}, image=128, sdm="smoke", sweep_faces=3, bootstrap=50,
-                   repeats=2, batch=4, sweep_points=2),
+    "smoke": Scale(n_test={"common": 8, "challenging": 4}, image=128, sdm="smoke", adapter_faces=24,
+                   sweep_faces=3, bootstrap=50, repeats=2, batch=4, sweep_points=2),
     # CPU-sized (2 cores, minutes): the shipped weights are evaluated, nothing is trained but SDM's
     # closed-form fit. 300 + 150 test faces; 30 faces at 5 values per factor (about 40 distinct renders,
     # the neutral one shared): probes put every method together at about 0.15 s per face on 2 cores.
@@ -103,8 +107,9 @@ class Faces:
     landmarks68: np.ndarray     # (n, 68, 2)
     visible68: np.ndarray       # (n, 68) bool
     boxes: np.ndarray           # (n, 4) the tight box of the 68 points (the "box" normaliser)
-    detector_boxes: np.ndarray  # (n, 4) the detector-like box every method starts from
+    detector_boxes: np.ndarray  # (n, 4) SynthFace's detector-like box, every convention's starting point
     pose: np.ndarray            # (n, 3) yaw, pitch, roll (degrees)
+    hog_boxes: np.ndarray | None = None   # (n, 4) dlib's HOG detections, on faces it found (:func:`found_faces`)
 
     @classmethod
     def from_arrays(cls, arrays: dict, name: str | None = None) -> "Faces":
@@ -176,9 +181,61 @@ def points_of_scheme(scheme: str) -> Points | None:
     return Points(s.name, label=f"{s.n_points} ({s.name})") if s.root == SCHEME else None
 
 
+IDENTITY = tuple(detect.IDENTITY.tolist())   # the adapter of a method trained on SynthFace's own box
+
+
+@dataclass(frozen=True)
+class BoxConvention:
+    """The kind of face box a method was trained from: ``real`` names the :class:`Faces` field holding
+    such boxes where they exist, ``adapter`` (dx, dy, sw, sh, :func:`falign.data.detect.calibrated`) maps
+    SynthFace's detector-like box onto the convention, ``fitted_on`` says from which faces and ``data``
+    is their fingerprint (for the run's provenance)."""
+
+    name: str
+    real: str
+    adapter: tuple[float, float, float, float] = IDENTITY
+    fitted_on: str = "none needed: SynthFace's own box"
+    data: str = ""
+
+    def adapt(self, detector_boxes: np.ndarray) -> np.ndarray:
+        """SynthFace's detector-like boxes (n, 4) in this convention (unchanged for the identity)."""
+        if self.adapter == IDENTITY:
+            return detector_boxes
+        return detect.calibrated(detector_boxes, np.asarray(self.adapter, np.float32))
+
+
+SYNTHFACE_BOX = BoxConvention("SynthFace detector-like", "detector_boxes")
+# Decision [compare.conventions] (data): each method starts from the box convention it was trained with. dlib's
+# ERT (both models) and MSRRN (whose chapter crops around dlib's HOG boxes, its decision msrrn.detector) use
+# dlib's HOG convention; every other aligner and both baselines were trained on SynthFace's detector-like box and use
+# it as is. dlib's convention is reached from SynthFace's box through a 4-number adapter (median centre offset
+# and size ratio, :func:`falign.data.detect.box_calibration`) fitted on the SynthFace 300-W-like *training*
+# faces dlib's detector finds, never on test faces, so every test face has a box in every convention. The
+# leaderboard also shows every method on SynthFace's box (the raw-box block) and on the faces dlib finds,
+# with dlib's real detections for the dlib-convention methods (the found-faces block).
+# Paper: Every method on 'the same faces with the same boxes'; dlib's ERT was trained on dlib's HOG detector
+# boxes, and MSRRN's paper says 'we detected the face bounding box by the DLIB'.
+DLIB_BOX_KINDS = frozenset({peers.KIND, "msrrn"})
+
+
+def dlib_convention(cfg: Scale, *, seed: int = 0) -> BoxConvention:
+    """dlib's HOG-detector convention, its adapter fitted on ``cfg.adapter_faces`` SynthFace 300-W-like
+    training faces rendered like the test faces: SynthFace's detector-like box against dlib's detection
+    on every training face dlib finds (:func:`hog_boxes`)."""
+    train = Faces.from_arrays(load_faces("synthetic", "train", preset=PRESET, n=cfg.adapter_faces, size=cfg.image,
+                                         seed=seed))
+    found = hog_boxes(train)
+    hit = int((~np.isnan(found[:, 0])).sum())
+    return BoxConvention("dlib HOG detector", "hog_boxes",
+                         tuple(detect.box_calibration(train.detector_boxes, found).tolist()),
+                         f"the {hit} of {len(train)} SynthFace 300-W-like training faces dlib's HOG detector finds",
+                         train.fingerprint)
+
+
 @dataclass
 class Method:
-    """A row of the leaderboard: ``predict(photos, boxes) -> (B, N, 2)`` on ``points``, and what it costs."""
+    """A row of the leaderboard: ``predict(photos, boxes) -> (B, N, 2)`` on ``points``, from boxes of its
+    ``convention``, and what it costs."""
 
     name: str
     predict: Callable
@@ -188,6 +245,7 @@ class Method:
     parameters: float           # learned numbers (NaN: not exposed, e.g. dlib's trees)
     megabytes: float            # size of the weights
     key: str                    # names the exact model and code: cached predictions are keyed by it
+    convention: BoxConvention = SYNTHFACE_BOX   # the boxes it was trained from
 
 
 def pifa_ibug68(model: aligner.Aligner, images, boxes) -> torch.Tensor:
@@ -240,10 +298,11 @@ def _numpy_predict(fn: Callable) -> Callable:
     return lambda photos, boxes: np.asarray(fn(photos, boxes), np.float64)
 
 
-def shipped() -> list[Method]:
+def shipped(dlib_box: BoxConvention) -> list[Method]:
     """Every aligner with shipped weights, in :func:`falign.kit.aligner.available` order, scored on 68
-    points where it has them (or a projection onto them), else on its own points. An aligner whose
-    scheme is not derived from iBUG 68 cannot share points with the others and is left out, said aloud."""
+    points where it has them (or a projection onto them), else on its own points, each on its box
+    convention (``dlib_box`` for :data:`DLIB_BOX_KINDS`). An aligner whose scheme is not derived from
+    iBUG 68 cannot share points with the others and is left out, said aloud."""
     out = []
     loaded, refused = aligner.shipped(DEVICE)
     for name, why in refused.items():
@@ -251,33 +310,35 @@ def shipped() -> list[Method]:
     for name, model in loaded.items():
         params, mb = _weights(model.model)
         source = f"results/{name}/aligner.pt (scale {model.provenance.get('scale', '?')})"
+        convention = dlib_box if model.kind in DLIB_BOX_KINDS else SYNTHFACE_BOX
         if model.kind in PROJECTIONS:
             project = PROJECTIONS[model.kind]
             predict = _numpy_predict(lambda photos, boxes, m=model, f=project: f(m, photos, boxes))
             out.append(Method(name.upper(), predict, IBUG68, "book", source + ", 68-point projection", params, mb,
-                              _model_key(model, "projection", SCHEME)))
+                              _model_key(model, "projection", SCHEME), convention))
             continue
         points = points_of_scheme(model.scheme)
         if points is None:
             print(f"compare: {name} predicts {model.scheme!r}, which shares no points with iBUG 68; left out")
             continue
         out.append(Method(name.upper(), _numpy_predict(model.predict), points, "book", source, params, mb,
-                          _model_key(model)))
+                          _model_key(model), convention))
     return out
 
 
 PEER = "dlib ERT"
 
 
-def peer_methods() -> list[Method]:
-    """dlib's ERT with its 68- and its 5-point model (:mod:`falign.baselines.dlib_ert`)."""
+def peer_methods(dlib_box: BoxConvention) -> list[Method]:
+    """dlib's ERT with its 68- and its 5-point model (:mod:`falign.baselines.dlib_ert`), on dlib's box
+    convention ``dlib_box`` (:func:`dlib_convention`)."""
     out = []
     for n in (68, 5):
         peer = peers.dlib_ert(n)
         out.append(Method(PEER if n == 68 else f"{PEER} ({n}-point model)", _numpy_predict(peer.predict),
                           points_of_scheme(peer.scheme),
                           "peer", f"{peer.provenance['package']}, {peer.provenance['file']}", np.nan,
-                          peer.model.file_megabytes(), _model_key(peer)))
+                          peer.model.file_megabytes(), _model_key(peer), dlib_box))
     return out
 
 
@@ -326,10 +387,13 @@ def baseline_methods(cfg: Scale, work, *, seed: int = 0) -> tuple[list[Method], 
 
 
 def methods(cfg: Scale, work, *, seed: int = 0) -> tuple[list[Method], dict[str, str]]:
-    """Every method of the comparison: the shipped aligners, the peer, SDM + HOG and the mean shape;
-    and the fingerprints of the data the baselines were fit on (for the run's provenance)."""
+    """Every method of the comparison on its box convention: the shipped aligners, the peer, SDM + HOG
+    and the mean shape; and the fingerprints of the data the baselines and dlib's box adapter were fit
+    on (for the run's provenance)."""
     base, fingerprint = baseline_methods(cfg, work, seed=seed)
-    return [*shipped(), *peer_methods(), *base], {"sdm-train": fingerprint}
+    dlib_box = dlib_convention(cfg, seed=seed)
+    return [*shipped(dlib_box), *peer_methods(dlib_box), *base], {"sdm-train": fingerprint,
+                                                                    "box-adapter-train": dlib_box.data}
 
 
 def methods_for(run, cfg: Scale) -> list[Method]:
@@ -342,32 +406,59 @@ def methods_for(run, cfg: Scale) -> list[Method]:
 
 
 def method_table(methods_: list[Method]) -> pd.DataFrame:
-    """The methods of a page: name, family (book, peer, baseline), the points each is scored on."""
-    return pd.DataFrame([{"method": m.name, "family": m.family, "points scored": m.points.label} for m in methods_])
+    """The methods of a page: name, family (book, peer, baseline), the points each is scored on and the
+    box convention it starts from."""
+    return pd.DataFrame([{"method": m.name, "family": m.family, "points scored": m.points.label,
+                          "box convention": m.convention.name} for m in methods_])
+
+
+def convention_table(methods_: list[Method]) -> pd.DataFrame:
+    """Each box convention of ``methods_``: its adapter from SynthFace's box (centre offset in box widths
+    and heights, size ratios), the faces it was fitted on and the methods that use it."""
+    out = {}
+    for m in methods_:
+        c = m.convention
+        row = out.setdefault(c, {"box convention": c.name, **dict(zip(("dx", "dy", "sw", "sh"), c.adapter)),
+                                 "fitted on": c.fitted_on, "methods": []})
+        row["methods"].append(m.name)
+    return pd.DataFrame([{**r, "methods": ", ".join(r["methods"])} for r in out.values()])
 
 
 # --------------------------------------------------------------------------------------------------
 # Scoring
 # --------------------------------------------------------------------------------------------------
-def predict(methods_: list[Method], tests: dict[str, Faces], boxes: str = "detector_boxes", cache=None) -> dict:
-    """method -> subset -> (n, N, 2) predictions, every method from the same photos and boxes; with
-    ``cache`` (a folder, e.g. ``run.work``) each method's predictions are kept there, keyed by its
-    :attr:`Method.key` and the faces' fingerprints, so the chapter's notebooks predict once.
+BOXES = ("own", "raw", "found")
 
-    Decision [compare.boxes] (data): every method starts from the same box, SynthFace's detector-like box (the
-    68-point landmark box with its centre and size jittered), the box the chapters trained with; the
-    peer was trained on dlib's own detector boxes, so the calibration also runs it on those.
-    Paper: Every method on 'the same faces with the same boxes'; which boxes is not said, and dlib's ERT was
-    trained on dlib's own HOG detector boxes."""
+
+def boxes_for(m: Method, faces: Faces, boxes: str = "own") -> np.ndarray:
+    """The boxes ``m`` starts from on ``faces``: ``"own"``, SynthFace's detector-like box through its
+    convention's adapter (:class:`BoxConvention`); ``"raw"``, SynthFace's box whatever the convention;
+    ``"found"``, its convention's real boxes where ``faces`` carry them (dlib's detections on
+    :func:`found_faces`), else as ``"own"``."""
+    if boxes not in BOXES:
+        raise ValueError(f"boxes must be one of {BOXES}, got {boxes!r}")
+    if boxes == "raw":
+        return faces.detector_boxes
+    real = getattr(faces, m.convention.real)
+    return real if boxes == "found" and real is not None else m.convention.adapt(faces.detector_boxes)
+
+
+def predict(methods_: list[Method], tests: dict[str, Faces], boxes: str = "own", cache=None) -> dict:
+    """method -> subset -> (n, N, 2) predictions, every method from the same photos, each from its
+    :func:`boxes_for` boxes; with ``cache`` (a folder, e.g. ``run.work``) each method's predictions
+    are kept there, keyed by its :attr:`Method.key`, its box convention, the faces' fingerprints and
+    the boxes themselves, so the chapter's notebooks predict once. An empty subset predicts nothing."""
     out = {}
     for m in methods_:
-        key = _digest(m.key, boxes, [(s, f.fingerprint) for s, f in tests.items()])
+        given = {s: boxes_for(m, f, boxes) for s, f in tests.items()}
+        key = _digest(m.key, m.convention, [(s, f.fingerprint, _digest(given[s].tolist())) for s, f in tests.items()])
         path = None if cache is None else Path(cache) / "predictions" / f"{key}.npz"
         if path is not None and path.is_file():
             with np.load(path) as saved:
                 out[m.name] = {s: saved[s] for s in tests}
             continue
-        out[m.name] = {s: m.predict(f.images, getattr(f, boxes)) for s, f in tests.items()}
+        out[m.name] = {s: m.predict(f.images, given[s]) if len(f) else np.zeros((0, m.points.n_points, 2))
+                       for s, f in tests.items()}
         if path is not None:
             with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.savez(fh, **out[m.name])
@@ -452,6 +543,59 @@ def accuracy(methods_: list[Method], preds: dict, tests: dict[str, Faces]) -> tu
     return pd.DataFrame(table), curves
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int = 0,
+                      level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of the per-face differences ``a - b`` of two methods on the same faces, and its bootstrap
+    interval with the faces resampled once for both (:func:`bootstrap_interval` of the differences), so
+    how hard a face is cancels out of the interval; NaN on no faces.
+
+    Decision [compare.paired] (evaluation): every leaderboard row gives its difference to the peer as the mean
+    of per-face differences on the shared faces, with a percentile bootstrap 95% interval that resamples
+    faces once for both methods (``cfg.bootstrap`` resamples).
+    Paper: The papers rank methods by their mean errors alone, with no interval on a difference."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if not len(d):
+        return (np.nan,) * 3
+    return (float(d.mean()), *bootstrap_interval(d, n_boot, seed, level))
+
+
+DIFFERENCE = f"full NME − {PEER} (points, inter-ocular)"
+
+
+def peer_label(row: Row) -> str:
+    """The peer's row on ``row``'s points: dlib's ERT (68) itself, or reduced to those points."""
+    return PEER if row.points == IBUG68 else f"{PEER} → {row.points.short}"
+
+
+def with_differences(acc: pd.DataFrame, methods_: list[Method], curves: dict, n_boot: int,
+                     seed: int = 0) -> pd.DataFrame:
+    """``acc`` (:func:`accuracy`) with each row's difference to the peer on the same points and faces
+    (:func:`peer_label`): mean per-face full-set NME difference in points of %, and its paired
+    bootstrap 95% interval, after the full-set NME column; NaN where the peer has no such row."""
+    out = {}
+    for row in rows(methods_):
+        peer = curves.get(peer_label(row))
+        out[row.label] = ((np.nan,) * 3 if peer is None else
+                          [100 * v for v in paired_difference(curves[row.label]["full"], peer["full"], n_boot, seed)])
+    at = acc.columns.get_loc("full NME (%, inter-ocular)") + 1
+    acc = acc.copy()
+    for k, name in enumerate((DIFFERENCE, "low (95%)", "high (95%)")):
+        acc.insert(at + k, name, [out[label][k] for label in acc["method"]])
+    return acc
+
+
+def found_faces(tests: dict[str, Faces]) -> dict[str, Faces]:
+    """Each subset's faces dlib's HOG detector finds (:func:`hog_boxes`), carrying its detections
+    (:attr:`Faces.hog_boxes`) and a fingerprint of their own; a subset may be left with none."""
+    out = {}
+    for s, f in tests.items():
+        found = hog_boxes(f)
+        hit = np.flatnonzero(~np.isnan(found[:, 0]))
+        out[s] = dataclasses.replace(f.subset(hit), hog_boxes=found[hit],
+                                     fingerprint=_digest(f.fingerprint, "found by dlib's HOG", hit.tolist()))
+    return out
+
+
 def costs(methods_: list[Method], photo: np.ndarray, box, cfg: Scale) -> pd.DataFrame:
     """Parameters, weight size, CPU latency at batch 1 (ms per face) and throughput (faces/s at
     ``cfg.batch``) of every method, measured in this run on the same photo and box
@@ -479,27 +623,50 @@ def leaderboard(acc: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Scoreboard:
-    """The leaderboard page's results: ``board`` (every row, :func:`leaderboard`), split into ``main`` (the
-    68-point rows) and ``shared`` (the rows on other point sets); ``cost`` (:func:`costs`); and ``curves``
-    (row label -> subset -> per-face inter-ocular errors, for the CED curves)."""
+    """The leaderboard page's results: ``board`` (every row, :func:`leaderboard`, each method on its own
+    box convention), split into ``main`` (the 68-point rows) and ``shared`` (the rows on other point
+    sets); ``cost`` (:func:`costs`); ``curves`` (row label -> subset -> per-face inter-ocular errors, for
+    the CED curves); ``raw`` (every method once, on SynthFace's detector-like box) and ``found`` (every
+    method once, on the faces dlib's detector finds, the dlib-convention methods on its detections), with
+    ``found_counts`` (subset -> faces found)."""
 
     board: pd.DataFrame
     main: pd.DataFrame
     shared: pd.DataFrame
     cost: pd.DataFrame
     curves: dict
+    raw: pd.DataFrame
+    found: pd.DataFrame
+    found_counts: dict
 
 
-def scoreboard(methods_: list[Method], tests: dict[str, Faces], cfg: Scale, *, cache=None) -> Scoreboard:
-    """Every method predicted (:func:`predict`, cached in ``cache``), scored (:func:`accuracy`) and timed
-    (:func:`costs`, on the first common face from its detector box), then joined (:func:`leaderboard`)."""
-    preds = predict(methods_, tests, cache=cache)
-    acc, curves = accuracy(methods_, preds, tests)
+def scored(methods_: list[Method], tests: dict[str, Faces], boxes: str, n_boot: int, *, cache=None,
+           seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """:func:`accuracy` of every row with its difference to the peer (:func:`with_differences`), every
+    method predicted from its ``boxes`` (:func:`boxes_for`); also the per-face curves."""
+    acc, curves = accuracy(methods_, predict(methods_, tests, boxes, cache=cache), tests)
+    return with_differences(acc, methods_, curves, n_boot, seed), curves
+
+
+def scoreboard(methods_: list[Method], tests: dict[str, Faces], cfg: Scale, *, cache=None,
+               seed: int = 0) -> Scoreboard:
+    """Every method predicted (:func:`predict`, cached in ``cache``) from its own box convention, scored
+    with its paired difference to the peer (:func:`scored`) and timed (:func:`costs`, on the first common
+    face from its detector box), then joined (:func:`leaderboard`); and the raw-box and found-faces
+    blocks, each method once (no rows derived from a 68-point method)."""
+    acc, curves = scored(methods_, tests, "own", cfg.bootstrap, cache=cache, seed=seed)
     faces = tests[TEST_SUBSETS[0]]
     cost = costs(methods_, faces.images[0], faces.detector_boxes[0], cfg)
     board = leaderboard(acc, cost)
     on68 = board["points"] == IBUG68.label
-    return Scoreboard(board, board[on68].reset_index(drop=True), board[~on68].reset_index(drop=True), cost, curves)
+    found = found_faces(tests)
+    once = [r.label for r in rows(methods_) if not r.derived]
+    blocks = {}
+    for boxes, faces_ in (("raw", tests), ("found", found)):
+        block, _ = scored(methods_, faces_, boxes, cfg.bootstrap, cache=cache, seed=seed)
+        blocks[boxes] = block[block["method"].isin(once)].reset_index(drop=True)
+    return Scoreboard(board, board[on68].reset_index(drop=True), board[~on68].reset_index(drop=True), cost, curves,
+                      blocks["raw"], blocks["found"], {s: len(f) for s, f in found.items()})
 
 
 def ced_figure(curves: dict, names, step: float = 1e-4):
@@ -532,7 +699,7 @@ def reported_300w() -> pd.DataFrame:
     from falign.papers import sota
 
     ert = {"method": "ERT (Kazemi & Sullivan 2014)", "venue": "CVPR 2014",
-           **{s: published_ert(s) for s in SUBSETS}, "normaliser": "inter-ocular",
+           **{s: published_ert(s) for s in SUBSETS}, "normaliser": published_ert_normaliser(),
            "source": "as printed in RCSR Table 1 (full only)"}
     return pd.concat([sota.table_300w(), pd.DataFrame([ert])], ignore_index=True).assign(status="as reported")
 
@@ -586,11 +753,20 @@ def hog_boxes(faces: Faces, upsample: int = 1) -> np.ndarray:
 
 
 def published_ert(subset: str) -> float:
-    """ERT's published 300-W NME (%, inter-ocular) for a subset, NaN where the table prints "-"."""
+    """ERT's published 300-W NME (%) for a subset, NaN where the table prints "-"; its normaliser is
+    :func:`published_ert_normaliser`."""
     try:
         return papers.number("rcsr", ERT_ID.format(subset=subset))
     except papers.UnknownNumber:
         return np.nan
+
+
+def published_ert_normaliser() -> str:
+    """The normaliser the RCSR transcription gives ERT's row ("not stated": RCSR copies it from another
+    paper and names none; the rows beside it are inter-pupil), read where the number is kept."""
+    from falign.papers.rcsr import published as rcsr
+
+    return rcsr.table1().set_index("method").loc[ERT_ROW, "normaliser"]
 
 
 def peer_table(peers_: list[Method]) -> pd.DataFrame:
@@ -600,77 +776,131 @@ def peer_table(peers_: list[Method]) -> pd.DataFrame:
 
 
 def calibration_setting(cfg: Scale, tests: dict[str, Faces]) -> str:
-    """What the calibration compares: ERT's published real 300-W error, the SynthFace test faces, and
-    the licence of each of the peer's models."""
+    """What the calibration compares: ERT's published real 300-W error with its normaliser, the
+    SynthFace test faces, and the licence of each of the peer's models."""
     return "\n".join([
-        f"ERT on real 300-W full (RCSR Table 1): {papers.number('rcsr', ERT_ID.format(subset='full')):.2f} % NME "
-        "(inter-ocular)",
+        f"ERT on real 300-W full (RCSR Table 1): {published_ert('full'):.2f} % NME (normaliser "
+        f"{published_ert_normaliser()} there)",
         f"SynthFace test faces: {({s: len(f) for s, f in tests.items()})} rendered at {cfg.image} pixels",
         *(f"{n}-point model licence: {peers.LICENCE[n]}" for n in (68, 5))])
 
 
-RATIOS = ("dlib's boxes, found faces", "our boxes, all faces")   # the calibration's two ratios, as read
+# The calibration's settings: (name, which faces, which boxes (:func:`boxes_for`)); the first three are read.
+SETTINGS = (("dlib's boxes, found faces", "found", "found"), ("adapted boxes, all faces", "all", "own"),
+            ("our boxes, all faces", "all", "raw"), ("our boxes, found faces", "found", "raw"))
+RATIOS = tuple(name for name, *_ in SETTINGS[:3])
+ANCHOR = "ERT on real 300-W full (%, published)"
+MIX = "300-W mix ({})".format(":".join(str(protocol300w.SUBSET_SIZES[s]) for s in TEST_SUBSETS))
 
 
-def calibration_reading(table: pd.DataFrame, subset: str = "full") -> tuple[str, dict[str, float]]:
-    """What the :func:`calibration` table says on ``subset``: each ratio read (:func:`reading_guide`) and
-    how much of their difference the box convention alone makes on the same found faces; also the
-    ratios, named for the run's log."""
-    row = table.set_index("subset").loc[subset]
-    ratios = {f"ratio {subset} ({k})": float(row[f"ratio SynthFace / 300-W ({k})"]) for k in RATIOS}
-    lines = [f"{k}: {reading_guide(row[f'ratio SynthFace / 300-W ({k})'])}" for k in RATIOS]
-    box_factor = row["NME (%), our boxes, found faces"] / row["NME (%), dlib's boxes, found faces"]
-    lines.append(f"On the same found faces, our boxes multiply the peer's error by {box_factor:.2f}: that much of "
-                 "the difference between the two ratios is the box convention, not the faces.")
-    return "\n".join(lines), ratios
+def real_mix(by_subset: dict[str, float]) -> float:
+    """Per-subset means weighted as real 300-W's full set is (554 common : 135 challenging,
+    :data:`falign.kit.protocol300w.SUBSET_SIZES`), whatever mix of faces was found here.
+
+    Decision [compare.anchor-mix] (evaluation): the faces dlib's detector finds are mostly common ones, so the
+    calibration also gives each error as the 554:135 weighted mean of its common and challenging means
+    (the "300-W mix" rows), the mix of the full set the published number was measured on.
+    Paper: ERT's 6.40 is on real 300-W full (554 common, 135 challenging faces); which faces a detector finds
+    is not part of that protocol."""
+    weights = np.array([protocol300w.SUBSET_SIZES[s] for s in TEST_SUBSETS], np.float64)
+    return float(weights @ np.array([by_subset[s] for s in TEST_SUBSETS], np.float64) / weights.sum())
 
 
-def calibration(peer: Method, tests: dict[str, Faces]) -> tuple[pd.DataFrame, dict]:
-    """The peer (68 points) on each subset with our boxes and with dlib's HOG detector on the faces it
-    finds, beside ERT's published real 300-W number; also subset -> dlib boxes (NaN rows: not found)."""
-    found = {s: hog_boxes(f) for s, f in tests.items()}
-    ours = with_full({s: point_errors(peer.predict(f.images, f.detector_boxes), peer.points, f.landmarks68).mean(1)
-                      for s, f in tests.items()})
-    hog = {}
-    for s, f in tests.items():
-        hit = ~np.isnan(found[s][:, 0])
-        e = np.full(len(f), np.nan)
-        if hit.any():
-            sub = f.subset(hit)
-            e[hit] = point_errors(peer.predict(sub.images, found[s][hit]), peer.points, sub.landmarks68).mean(1)
-        hog[s] = e
-    hog = with_full(hog)
+def calibration(peer: Method, tests: dict[str, Faces]) -> tuple[pd.DataFrame, dict[str, Faces]]:
+    """The peer (68 points) on each subset under every setting of :data:`SETTINGS` (SynthFace's box,
+    the same through dlib's adapter, dlib's HOG detections on the faces it finds), under both
+    normalisers, beside ERT's published real 300-W number; one row per subset and normaliser, plus the
+    :data:`MIX` rows (:func:`real_mix`). Also the found faces (:func:`found_faces`).
+
+    Decision [compare.anchor-normaliser] (evaluation): the published 6.40 has no stated normaliser, so the peer's
+    SynthFace error is divided by it under both readings, inter-ocular and inter-pupil, and neither is
+    called the calibration.
+    Paper: RCSR's Table 1 prints ERT's 6.40 (copied from another paper) with no normaliser; the rows beside it
+    are inter-pupil."""
+    found = found_faces(tests)
+    faces = {"all": tests, "found": found}
+    preds = {name: predict([peer], faces[which], boxes)[peer.name] for name, which, boxes in SETTINGS}
+    published = published_ert("full")
+    count = {which: {s: len(f) for s, f in f_.items()} for which, f_ in faces.items()}
+    for c in count.values():
+        c["full"] = sum(c.values())
     out = []
-    for s in SUBSETS:
-        hit = ~np.isnan(hog[s])
-        row = {"subset": s, "faces": len(hog[s]), "found by dlib's HOG": int(hit.sum()),
-               "found (%)": 100 * hit.mean(),
-               "NME (%), our boxes, all faces": 100 * ours[s].mean(),
-               "NME (%), our boxes, found faces": 100 * ours[s][hit].mean() if hit.any() else np.nan,
-               "NME (%), dlib's boxes, found faces": 100 * hog[s][hit].mean() if hit.any() else np.nan,
-               "ERT on real 300-W (%, published)": published_ert(s)}
-        for k in ("our boxes, all faces", "dlib's boxes, found faces"):
-            row[f"ratio SynthFace / 300-W ({k})"] = row[f"NME (%), {k}"] / row["ERT on real 300-W (%, published)"]
-        out.append(row)
+    for norm in NORMS:
+        means = {}
+        for name, which, _ in SETTINGS:
+            errors = with_full({s: point_errors(preds[name][s], peer.points, f.landmarks68, norm).mean(1)
+                                for s, f in faces[which].items()})
+            means[name] = {s: 100 * e.mean() if len(e) else np.nan for s, e in errors.items()}
+            means[name][MIX] = real_mix(means[name])
+        for s in (*SUBSETS, MIX):
+            row = {"subset": s, "normaliser": norm, "faces": count["all"].get(s, np.nan),
+                   "found by dlib's HOG": count["found"].get(s, np.nan)}
+            row["found (%)"] = 100 * row["found by dlib's HOG"] / row["faces"]
+            row.update({f"NME (%), {name}": means[name][s] for name, *_ in SETTINGS})
+            row[ANCHOR] = published if s in ("full", MIX) else np.nan
+            row.update({f"ratio SynthFace / 300-W ({k})": row[f"NME (%), {k}"] / row[ANCHOR] for k in RATIOS})
+            out.append(row)
     return pd.DataFrame(out), found
 
 
-def calibration_figure(peer: Method, faces: Faces, dlib_boxes: np.ndarray, n: int = 4):
-    """The peer on ``n`` faces found by dlib's detector: from our box (left of each pair) and from
-    dlib's box (right), the box drawn, the peer's points in green."""
+def _share(counts: dict) -> str:
+    """The first test subset's share of the faces of both, in % (e.g. "80%")."""
+    total = sum(counts[s] for s in TEST_SUBSETS)
+    return f"{100 * counts[TEST_SUBSETS[0]] / total:.0f}%" if total else "none"
+
+
+def calibration_reading(table: pd.DataFrame) -> tuple[str, dict[str, float]]:
+    """What the :func:`calibration` table can and cannot say: the anchor's normaliser and protocol,
+    which faces dlib found, the ratio on found faces reweighted to 300-W's mix under both readings of
+    the anchor's normaliser (:func:`reading_guide`), and how much the box convention alone moves the
+    peer; also the ratios, named for the run's log."""
+    t = table.set_index(["subset", "normaliser"])
+    counts = t.xs(NORMS[0], level="normaliser")
+    found = {s: int(counts.loc[s, "found by dlib's HOG"]) for s in TEST_SUBSETS}
+    lines = [
+        f"The anchor, {published_ert('full'):.2f} %, is ERT's real 300-W full-set error as RCSR's Table 1 prints it, "
+        f"normaliser {published_ert_normaliser()} there (the rows beside it are inter-pupil), so both readings are "
+        "given. It is Kazemi and Sullivan's ERT under another paper's protocol (its training, boxes and "
+        "normaliser), not dlib's shipped model on dlib's boxes: a ratio says how this peer's SynthFace error "
+        "compares with that published error, not how much harder SynthFace is for one model.",
+        "dlib's detector finds " + " and ".join(f"{found[s]} of {int(counts.loc[s, 'faces'])} {s}"
+                                                  for s in TEST_SUBSETS)
+        + f" faces, so {_share(found)} of the found faces are {TEST_SUBSETS[0]} ones (real 300-W full: "
+          f"{_share(protocol300w.SUBSET_SIZES)}); the {MIX} rows weight the per-subset means as real 300-W's full set "
+          "is."]
+    ratios = {}
+    for norm in NORMS:
+        for s in ("full", MIX):
+            ratios.update({f"ratio {s} ({k}, {norm})": float(t.loc[(s, norm), f"ratio SynthFace / 300-W ({k})"])
+                           for k in RATIOS})
+        lines.append(f"{norm} reading, dlib's boxes on found faces, {MIX}: "
+                     + reading_guide(ratios[f"ratio {MIX} ({RATIOS[0]}, {norm})"])
+                     + f" (pooled found faces: {ratios[f'ratio full ({RATIOS[0]}, {norm})']:.2f})")
+    full = t.loc[("full", NORMS[0])]
+    lines.append(f"On the same found faces, our boxes multiply the peer's error by "
+                 f"{full['NME (%), our boxes, found faces'] / full[f'NME (%), {RATIOS[0]}']:.2f}; on all faces, "
+                 f"dlib's box adapter takes it from {full['NME (%), our boxes, all faces']:.2f} to "
+                 f"{full['NME (%), adapted boxes, all faces']:.2f} % (inter-ocular): that much is the box convention, "
+                 "not the faces.")
+    return "\n".join(lines), ratios
+
+
+def calibration_figure(peer: Method, found: Faces, n: int = 4):
+    """The peer on ``n`` faces found by dlib's detector (:func:`found_faces`): from our box (left of
+    each pair) and from dlib's box (right), the box drawn, the peer's points in green."""
     import matplotlib.pyplot as plt
 
     from falign.kit import plots
 
-    found = np.flatnonzero(~np.isnan(dlib_boxes[:, 0]))[:n]
-    fig, axes = plt.subplots(1, 2 * max(len(found), 1), figsize=(2.2 * 2 * max(len(found), 1), 2.6), squeeze=False)
-    for k, i in enumerate(found):
-        for j, (box, name) in enumerate(((faces.detector_boxes[i], "our box"), (dlib_boxes[i], "dlib's box"))):
+    k_faces = min(n, len(found))
+    fig, axes = plt.subplots(1, 2 * max(k_faces, 1), figsize=(2.2 * 2 * max(k_faces, 1), 2.6), squeeze=False)
+    for k in range(k_faces):
+        for j, (box, name) in enumerate(((found.detector_boxes[k], "our box"), (found.hog_boxes[k], "dlib's box"))):
             ax = axes[0, 2 * k + j]
-            plots.landmarks(ax, faces.images[i], peer.predict(faces.images[i], box[None])[0], size=4)
+            plots.landmarks(ax, found.images[k], peer.predict(found.images[k], box[None])[0], size=4)
             plots.box(ax, box, lw=1)
-            ax.set_title(f"face {i}, {name}", fontsize=8)
-    if not len(found):
+            ax.set_title(f"found face {k}, {name}", fontsize=8)
+    if not k_faces:
         axes[0, 0].axis("off")
         axes[0, 0].set_title("dlib's detector found none of these faces", fontsize=8)
     fig.tight_layout()
@@ -681,15 +911,16 @@ def reading_guide(ratio: float) -> str:
     """One sentence on what a SynthFace / real 300-W error ratio of a real-data method means for
     reading the book's SynthFace numbers (the bands are wide on purpose: one method, one data set)."""
     if not np.isfinite(ratio):
-        return "No ratio: the peer found no face, or ERT has no published number for this subset."
+        return "No ratio: dlib's detector found no face of a subset, or ERT has no published number for it."
     if ratio < 0.8:
-        return (f"ratio {ratio:.2f}: a real-data method does better on SynthFace than on real 300-W, so SynthFace "
-                "is easier than 300-W for it; read the book's SynthFace errors as optimistic.")
+        return (f"ratio {ratio:.2f}: the real-data peer errs less on SynthFace than ERT's published 300-W error, so "
+                "SynthFace looks easier than 300-W; read the book's SynthFace errors as optimistic.")
     if ratio <= 1.25:
-        return (f"ratio {ratio:.2f}: a real-data method errs about as much on SynthFace as on real 300-W; "
-                "SynthFace errors are on the scale of 300-W errors, though not the same faces.")
-    return (f"ratio {ratio:.2f}: a real-data method errs more on SynthFace than on real 300-W in these "
-            "conditions; read SynthFace errors as relative comparisons between methods, not as 300-W predictions.")
+        return (f"ratio {ratio:.2f}: the real-data peer errs about as much on SynthFace as ERT's published 300-W "
+                "error; SynthFace errors are on the scale of 300-W errors, though not the same faces.")
+    return (f"ratio {ratio:.2f}: the real-data peer errs more on SynthFace than ERT's published 300-W error in "
+            "these conditions; read SynthFace errors as relative comparisons between methods, not as 300-W "
+            "predictions.")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ photo upsampled once costs 7 GB and minutes. ``max_side`` bounds that: the detec
 longest side is at most ``max_side`` (``falign align`` uses :data:`DETECT_SIDE`, 2,048 px), upsampled
 after, and the boxes are mapped back to the full-resolution photo. With :data:`UPSAMPLE` at most 2 the
 scan stays under (2,048 * 4)^2 pixels, about 0.8 GB.
+
+Box conventions: :func:`box_calibration` measures how one kind of box (dlib's detections) sits relative
+to another (a dataset's boxes) and :func:`calibrated` maps boxes across, so a model trained on one
+convention can start from the other (MSRRN's missed faces, the comparison chapter's dlib-trained rows).
 """
 
 from __future__ import annotations
@@ -120,3 +124,30 @@ def detect_matching(images, reference, *, upsample: int = 1, min_iou: float = 0.
             if overlap.max() >= min_iou:
                 out[i] = found[overlap.argmax()]
     return out
+
+
+IDENTITY = np.array([0, 0, 1, 1], np.float32)   # no offset, the same size: a box adapter that changes nothing
+
+
+def box_calibration(given: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """How one box convention sits relative to another: the median centre offset of ``detected`` from
+    ``given`` (in ``given``'s widths and heights) and their median size ratio over the faces both have,
+    (4,) dx, dy, sw, sh; rows of NaN in ``detected`` (missed faces) are skipped, and with none left
+    the adapter is :data:`IDENTITY`. Medians, so a few odd detections do not move it."""
+    given, detected = np.asarray(given, np.float32), np.asarray(detected, np.float32)
+    both = ~np.isnan(detected).any(1)
+    if not both.any():
+        return IDENTITY.copy()
+    given, detected = given[both], detected[both]
+    gs, ds = given[:, 2:] - given[:, :2], detected[:, 2:] - detected[:, :2]
+    offset = ((detected[:, :2] + detected[:, 2:]) - (given[:, :2] + given[:, 2:])) / 2 / gs
+    return np.concatenate([np.median(offset, 0), np.median(ds / gs, 0)]).astype(np.float32)
+
+
+def calibrated(given: np.ndarray, calibration: np.ndarray) -> np.ndarray:
+    """``given`` boxes (n, 4) moved and scaled like the other convention's (:func:`box_calibration`)."""
+    given, calibration = np.asarray(given, np.float32), np.asarray(calibration, np.float32)
+    size = given[:, 2:] - given[:, :2]
+    centre = (given[:, :2] + given[:, 2:]) / 2 + calibration[:2] * size
+    half = size * calibration[2:] / 2
+    return np.concatenate([centre - half, centre + half], 1).astype(np.float32)

@@ -177,29 +177,13 @@ def detect_boxes(faces, upsample: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return boxes, found
 
 
-def box_calibration(given: np.ndarray, detected: np.ndarray) -> np.ndarray:
-    """How dlib's boxes sit relative to the dataset's: the median centre offset (in box widths and
-    heights) and size ratio over faces both have, (4,) dx, dy, sw, sh."""
-    gs, ds = given[:, 2:] - given[:, :2], detected[:, 2:] - detected[:, :2]
-    offset = ((detected[:, :2] + detected[:, 2:]) - (given[:, :2] + given[:, 2:])) / 2 / gs
-    return np.concatenate([np.median(offset, 0), np.median(ds / gs, 0)]).astype(np.float32)
-
-
-def calibrated(given: np.ndarray, calibration: np.ndarray) -> np.ndarray:
-    """The dataset's boxes moved and scaled like dlib's (:func:`box_calibration`)."""
-    size = given[:, 2:] - given[:, :2]
-    centre = (given[:, :2] + given[:, 2:]) / 2 + calibration[:2] * size
-    half = size * calibration[2:] / 2
-    return np.concatenate([centre - half, centre + half], 1).astype(np.float32)
-
-
 def face_boxes(faces, calibration: np.ndarray, upsample: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The box every face is cropped with, and whether dlib found it.
 
     Decision [msrrn.missed-faces] (data): where dlib finds no face (profile and occluded faces, small faces),
-    the dataset's own box is used instead, moved and scaled like dlib's boxes (:func:`calibrated`, the
-    calibration measured on the training faces dlib found), so a missed face is cropped as if dlib had
-    found it; the notebooks count them per split.
+    the dataset's own box is used instead, moved and scaled like dlib's boxes
+    (:func:`falign.data.detect.calibrated`, the calibration measured on the training faces dlib found), so a
+    missed face is cropped as if dlib had found it; the notebooks count them per split.
     Paper: Not addressed: dlib's frontal detector misses faces in 300-W (profiles, occlusions).
 
     Decision [msrrn.train-boxes] (data): the training faces are
@@ -207,7 +191,7 @@ def face_boxes(faces, calibration: np.ndarray, upsample: int = 1) -> tuple[np.nd
     faces are cropped).
     Paper: Only the faces 'to be evaluated' are said to be detected with dlib."""
     boxes, found = detect_boxes(faces, upsample)
-    boxes = np.where(found[:, None], boxes, calibrated(given_boxes(faces), calibration))
+    boxes = np.where(found[:, None], boxes, detect.calibrated(given_boxes(faces), calibration))
     return boxes, found
 
 
@@ -218,11 +202,9 @@ def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", see
 
 
 def calibration_of(train_faces, upsample: int = 1) -> np.ndarray:
-    """:func:`box_calibration` on the training faces dlib finds (identity when it finds none)."""
+    """:func:`falign.data.detect.box_calibration` on the training faces dlib finds (identity when it finds none)."""
     boxes, found = detect_boxes(train_faces, upsample)
-    if not found.any():
-        return np.array([0, 0, 1, 1], np.float32)
-    return box_calibration(given_boxes(train_faces)[found], boxes[found])
+    return detect.box_calibration(given_boxes(train_faces), np.where(found[:, None], boxes, np.nan))
 
 
 def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int = 0) -> dict[str, Crops]:
