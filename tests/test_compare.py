@@ -112,6 +112,85 @@ def test_bootstrap_interval_brackets_the_mean():
     lo, hi = compare.bootstrap_interval(values, 500, seed=1)
     assert lo < values.mean() < hi and hi - lo < 0.1
     assert compare.bootstrap_interval(values, 500, seed=1) == (lo, hi)
+    assert np.isnan(compare.bootstrap_interval(values[:1], 500)).all()     # one face: no interval, not a zero-width one
+
+
+def test_the_neutral_box_is_a_detector_box_not_the_truth():
+    common = compare.SYNTHFACE["300w-like"].splits["common"]     # the leaderboard's boxes
+    assert compare.NEUTRAL["detector_shift"] == common.detector_shift > 0
+    assert compare.NEUTRAL["detector_scale"] == common.detector_scale > 0
+    faces = _faces(n=2, size=64, **compare.overrides("yaw", 30, 64))
+    assert not np.allclose(faces["detector_boxes"], faces["boxes"])
+    exact = _faces(n=2, size=64, **compare.overrides("box shift", 0.0, 64))    # only its own half of the jitter
+    assert not np.allclose(exact["detector_boxes"], exact["boxes"])
+
+
+def test_small_coverage_bins_merge_into_their_neighbour():
+    # the first small run's bins held 1, 5, 12 and 12 faces
+    assert compare.merge_bins([1, 5, 12, 12, 0], 10) == [(0, 3), (3, 4)]
+    assert compare.merge_bins([12, 3], 10) == [(0, 2)]          # a short last bin joins the one before
+    assert compare.merge_bins([3, 4], 10) == []                 # too few faces in all: no point
+    with pytest.raises(ValueError, match="at least 2"):
+        compare.merge_bins([5, 5], 1)
+    share = np.array([0.01, 0.07, 0.1, 0.12, 0.2, 0.25, 0.4, 0.45, 0.9])
+    groups = compare.coverage_groups(share, compare.FACTORS["occlusion"].edges, 3)
+    assert [label for label, _ in groups] == ["0-15%", "15-100%"]      # counts 1, 3 | 2, 2 | 1
+    inside = np.array([m for _, m in groups])
+    assert (inside.sum(1) >= 3).all() and (inside.sum(0) == 1).all()    # every face in exactly one group
+
+
+def test_jaw_split_separates_the_17_jaw_points():
+    errors = np.zeros((2, 68))
+    errors[:, :17] = 1.0
+    errors[1, 17:] = 0.5
+    jaw, other = compare.jaw_split(errors)
+    assert jaw.tolist() == [1.0, 1.0] and other.tolist() == [0.0, 0.5]
+
+
+def _box_method(name, shape, points=compare.IBUG68):
+    """A method that places a fixed box-unit shape in the box (reads no pixel)."""
+    from falign.papers.rcsr.model import place_in_box
+
+    return compare.Method(name, lambda photos, boxes: place_in_box(shape, boxes).astype(np.float64), points,
+                          "baseline", "test", float(shape.size), 0.0, name)
+
+
+def test_sweep_pairs_every_row_with_the_mean_shape_on_its_points(monkeypatch):
+    import functools
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(compare, "synthface_arrays", functools.partial(synthface_arrays, cache=False))
+    grid = np.random.default_rng(0).uniform(0.1, 0.9, (68, 2))
+    methods = [_box_method("centre", np.full((68, 2), 0.5)),
+               _box_method(compare.REFERENCE, grid),
+               _box_method("five at the centre", np.full((5, 2), 0.5), compare.DLIB5)]
+    cfg = dataclasses.replace(compare.SCALES["smoke"], image=64, sweep_faces=12, bin_faces=5, bootstrap=200)
+    curves = compare.sweeps(methods, cfg, factors=("yaw", "occlusion"))
+    assert set(curves["point set"]) == {"ibug68", "dlib5"}
+    rows = set(curves["method"])
+    assert {"centre → dlib5", f"{compare.REFERENCE} → dlib5", "five at the centre"} <= rows
+    for _, part in curves.groupby(["factor", "value"]):
+        by = part.set_index("method")
+        # the paired difference is the difference of the means on the same faces and points ...
+        for row, ref in (("centre", compare.REFERENCE), ("five at the centre", f"{compare.REFERENCE} → dlib5")):
+            d = by.loc[row, compare.DIFFERENCE]
+            assert d == pytest.approx(by.loc[row, "NME (%, box)"] - by.loc[ref, "NME (%, box)"])
+            assert by.loc[row, "low"] <= d <= by.loc[row, "high"]
+        # ... and the reference itself has none
+        assert by.loc[[compare.REFERENCE, f"{compare.REFERENCE} → dlib5"], compare.DIFFERENCE].isna().all()
+    occlusion = curves[curves["factor"] == "occlusion"].drop_duplicates("value")
+    assert (occlusion["faces"] >= cfg.bin_faces).all() and occlusion["faces"].sum() == cfg.sweep_faces
+    yaw = curves[curves["factor"] == "yaw"]
+    on68 = yaw["point set"] == "ibug68"
+    assert yaw.loc[on68, "jaw NME (%, box)"].notna().all() and yaw.loc[~on68, "jaw NME (%, box)"].isna().all()
+    assert set(compare.jaw_table(curves)["method"]) == {"centre", compare.REFERENCE}
+    figures = compare.sweep_figures(curves)
+    assert list(figures) == ["sweeps_ibug68", "sweeps_dlib5"]
+    for fig in figures.values():
+        plt.close(fig)
 
 
 # --- metric presets against hand computations -------------------------------------------------------
@@ -150,6 +229,27 @@ def test_star_preset_by_hand():
     # AUC@0.05: only face 1 (0.03) counts, 1 - 0.03 / 0.05 = 0.4, over three faces
     assert out["AUC@0.05"] == pytest.approx(0.4 / 3, abs=3e-3)
     assert out["failure@0.05 (%)"] == pytest.approx(100 * 2 / 3)
+
+
+def test_star_and_dan_fail_past_their_grids_last_point():
+    """STAR's grid np.arange(0, 0.05 + 1e-4, 1e-4) ends at 0.0501 and its FR is 1 - CED there: an error
+    of 0.05005 passes. DAN's grid at 0.08 ends on 0.08."""
+    assert np.arange(0, 0.05 + 1e-4, 1e-4)[-1] > 0.05 and np.arange(0, 0.08 + 1e-4, 1e-4)[-1] == 0.08
+    errors = np.array([[0.03], [0.05], [0.05005], [0.2]])
+    assert conventions.score(errors, convention="STAR")["failure@0.05 (%)"] == pytest.approx(25.0)   # only 0.2
+    assert conventions.failure(errors[:, 0], 0.05, ">") == pytest.approx(0.5)                        # > 0.05: two
+    dan = conventions.score(np.array([[0.03], [0.08], [0.08005]]), convention="DAN")
+    assert dan["failure@0.08 (%)"] == pytest.approx(100 / 3)                                          # only 0.08005
+
+
+def test_simps_averages_both_ends_for_an_even_number_of_samples():
+    """scipy < 1.11's simps(even="avg"), which DAN and STAR ran: on x = 0..3, y = 0, 1, 1, 1:
+    Simpson on 0..2 (5/3) + trapezoid on 2..3 (1) = 8/3; trapezoid on 0..1 (1/2) + Simpson on 1..3 (2) = 5/2."""
+    from scipy.integrate import simpson
+
+    x, y = np.arange(4.0), np.array([0.0, 1.0, 1.0, 1.0])
+    assert conventions.simps(y, x) == pytest.approx((8 / 3 + 5 / 2) / 2)
+    assert conventions.simps(y[:3], x[:3]) == pytest.approx(simpson(y[:3], x=x[:3]))   # odd: plain Simpson
 
 
 def test_mmpose_preset_by_hand():
@@ -253,6 +353,42 @@ def test_a_new_aligner_appears_in_the_leaderboard(tmp_path, monkeypatch, toy_kin
     assert set(spread["method"]) == set(scores.main["method"])
     assert list(spread.columns) == ["method", *conventions.PRESETS, "largest difference"]
     assert (spread["largest difference"] >= 0).all()
+
+
+def test_torch_threads_are_restored_even_after_an_error():
+    from falign.kit.timing import torch_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), torch_threads(1):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+
+
+def test_costs_time_on_one_thread_with_and_without_detection():
+    photo = _faces(n=1, size=128)
+    seen = []
+
+    def predict(photos, boxes):
+        seen.append(torch.get_num_threads())
+        return np.zeros((len(boxes), 68, 2))
+
+    methods = [compare.Method("toy", predict, compare.IBUG68, "book", "test", 1.0, 0.0, "toy"),
+               compare.peer_methods()[0]]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cost = compare.costs(methods, photo["images"][0], photo["detector_boxes"][0],
+                             dataclasses.replace(compare.SCALES["smoke"], repeats=1, batch=2))
+        assert torch.get_num_threads() == 2            # the caller's count is back
+    finally:
+        torch.set_num_threads(before)
+    assert set(seen) == {compare.TIMING_THREADS}
+    assert (cost["threads"] == f"torch {compare.TIMING_THREADS}, dlib 1").all()
+    for how in compare.UPSAMPLING.values():
+        assert (cost[f"detect + align (ms, {how})"] > 0).all() and cost[f"detector (ms, {how})"].nunique() == 1
+    peer = cost.set_index("method").loc[compare.PEER]
+    assert peer["latency / the peer's"] == 1 and peer["detect + align / the peer's (upsampled once)"] == 1
 
 
 def test_pareto_front():

@@ -6,9 +6,10 @@ speed tables and the benchmarks all call :func:`seconds_per_call`; tests never a
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -16,6 +17,18 @@ import torch
 def _sync(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[int]:
+    """torch's intra-op thread count set to ``n`` inside the block and the previous count restored after
+    (also on an error), so that a table can say on how many threads it timed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
 
 
 def seconds_per_call(fn: Callable[[], object], device: torch.device | str = "cpu", repeats: int = 5,
