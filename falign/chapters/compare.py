@@ -655,6 +655,16 @@ def leaderboard(acc: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
     return merged[order + [c for c in merged.columns if c not in order and c != "source"]]
 
 
+def shown(board: pd.DataFrame) -> list[str]:
+    """The columns a leaderboard page shows (its CSV keeps every column): the inter-ocular accuracy with the
+    paired difference to the peer, each subset's NME, and full-set AUC and failure; the inter-pupil
+    columns and the costs stay in the CSV and in the costs table, so the rendered table fits the page."""
+    keep = ["method", "points", "full NME (%, inter-ocular)", DIFFERENCE, "low (95%)", "high (95%)",
+            *(f"{s} NME (%, inter-ocular)" for s in TEST_SUBSETS), f"full AUC@{THRESHOLD:g}",
+            f"full failure@{THRESHOLD:g} (%)"]
+    return [c for c in keep if c in board.columns]
+
+
 @dataclass
 class Scoreboard:
     """The leaderboard page's results: ``board`` (every row, :func:`leaderboard`, each method on its own
@@ -704,17 +714,18 @@ def scoreboard(methods_: list[Method], tests: dict[str, Faces], cfg: Scale, *, c
 
 
 def ced_figure(curves: dict, names, step: float = 1e-4):
-    """One panel per subset (:data:`SUBSETS`): the CED of each row of ``names`` up to :data:`THRESHOLD`
-    (:func:`falign.kit.plots.ced`), the legend giving each AUC."""
+    """One panel per subset (:data:`SUBSETS`), one above the other: the CED of each row of ``names`` up to
+    :data:`THRESHOLD` (:func:`falign.kit.plots.ced`), the legend beside each panel giving each AUC."""
     import matplotlib.pyplot as plt
 
     from falign.kit import plots
 
     names = set(names)
-    fig, axes = plt.subplots(1, len(SUBSETS), figsize=(5 * len(SUBSETS), 4.3))
+    fig, axes = plt.subplots(len(SUBSETS), 1, figsize=(10, 3.6 * len(SUBSETS)))
     for ax, subset in zip(axes, SUBSETS):
         plots.ced(ax, {m: e[subset] for m, e in curves.items() if m in names}, "inter-ocular", THRESHOLD, step=step,
                   title=f"SynthFace 300-W-like {subset}")
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))   # beside the curves, not on them
     fig.tight_layout()
     return fig
 

@@ -126,12 +126,14 @@ class Run:
     def log(self, **values: Any) -> None:
         self.values.update({k: _jsonable(v) for k, v in values.items()})
 
-    def table(self, df: pd.DataFrame, name: str, caption: str = "", precision: int = 2):
-        """Write ``<name>.csv`` and return a styled HTML table carrying the caption and provenance."""
+    def table(self, df: pd.DataFrame, name: str, caption: str = "", precision: int = 2, show=None):
+        """Write ``<name>.csv`` and return a styled HTML table carrying the caption and provenance; with
+        ``show`` (column names), the page shows only those, so a wide table fits, and the CSV keeps all."""
         with atomic.atomic_path(self.out / f"{name}.csv") as tmp:
             df.to_csv(tmp, index=False, float_format="%.6g")
         full_caption = f"{caption} — {self.label()}" if caption else self.label()
-        return df.style.set_caption(full_caption).format(precision=precision, na_rep="—").hide(axis="index")
+        shown = df if show is None else df[list(show)]
+        return shown.style.set_caption(full_caption).format(precision=precision, na_rep="—").hide(axis="index")
 
     def figure(self, fig, name: str) -> None:
         """Write ``<name>.png``; the notebook's inline backend shows the figure itself."""

@@ -24,7 +24,8 @@
 # **Error.** At 90 degrees of yaw the two outer eye corners nearly meet in the image, and the inter-ocular
 # NME would grow from its normaliser alone. The sweeps therefore divide by the size of the face's
 # ground-truth landmark box, sqrt(w·h), a normaliser that turns with the head much less. Every method
-# predicts from the box the sweep gives; each is scored on its own points, and methods on different
+# predicts from the box the sweep gives, through its own box convention (the leaderboard page); each is
+# scored on its own points, and methods on different
 # points are drawn in different figures (an error over five eye and nose points is not on the scale of
 # one over 68 points); the 68-point methods reduced to the smaller point sets ("→") join those figures.
 #
@@ -104,10 +105,10 @@ run.table(compare.jaw_table(curves), "sweeps_jaw", "Yaw sweep, 68-point rows: me
 # single benchmark number hides. A band of a difference that contains 0 means the faces rendered here
 # cannot tell that row from the box alone at that point. Three caveats: each method was trained on its
 # own chapter's SynthFace distribution (PIFA on all yaws, CCNN on near-frontal faces), so a steep curve
-# past a method's training range shows what it never saw, not a flaw of the paper's idea; the peer was
-# trained on real photos with its own boxes, so its curves mix the factor with the box convention (see
-# the calibration page); and at large yaw the peer's jaw follows 300-W's definition, not SynthFace's
-# (the table above).
+# past a method's training range shows what it never saw, not a flaw of the paper's idea; the peer (and
+# MSRRN) start from SynthFace's box moved by the four-number adapter of their box convention (the
+# leaderboard page), which fits their detector's boxes on average, not face by face; and at large yaw
+# the peer's jaw follows 300-W's definition, not SynthFace's (the table above).
 
 # %%
 run.finish();
