@@ -176,11 +176,11 @@ def test_sweep_pairs_every_row_with_the_mean_shape_on_its_points(monkeypatch):
         by = part.set_index("method")
         # the paired difference is the difference of the means on the same faces and points ...
         for row, ref in (("centre", compare.REFERENCE), ("five at the centre", f"{compare.REFERENCE} → dlib5")):
-            d = by.loc[row, compare.DIFFERENCE]
+            d = by.loc[row, compare.SWEEP_DIFFERENCE]
             assert d == pytest.approx(by.loc[row, "NME (%, box)"] - by.loc[ref, "NME (%, box)"])
             assert by.loc[row, "low"] <= d <= by.loc[row, "high"]
         # ... and the reference itself has none
-        assert by.loc[[compare.REFERENCE, f"{compare.REFERENCE} → dlib5"], compare.DIFFERENCE].isna().all()
+        assert by.loc[[compare.REFERENCE, f"{compare.REFERENCE} → dlib5"], compare.SWEEP_DIFFERENCE].isna().all()
     occlusion = curves[curves["factor"] == "occlusion"].drop_duplicates("value")
     assert (occlusion["faces"] >= cfg.bin_faces).all() and occlusion["faces"].sum() == cfg.sweep_faces
     yaw = curves[curves["factor"] == "yaw"]
@@ -532,3 +532,21 @@ def test_scale_marks_what_changes_no_training():
     from falign.kit import chapter
 
     assert set(chapter.recipe(compare.SCALES["small"])) == {"sdm", "precision"}
+
+
+def test_a_wild_but_finite_prediction_is_scored_and_a_non_finite_one_stops():
+    """An aligner's guard refuses landmarks far outside the box; the comparison scores them as placed (a
+    failure in the metric, said aloud), but non-finite landmarks still stop it."""
+    from falign.kit import inputs
+
+    wild = np.array([[[500.0, 500.0]], [[10.0, 10.0]]])
+
+    def guarded(points):
+        def fn(photos, boxes):
+            raise inputs.PredictionError("face 0: landmarks more than 1 box size(s) outside the box", points,
+                                         None, np.array([False, True]))
+        return compare._numpy_predict(fn)
+
+    np.testing.assert_array_equal(guarded(wild)(None, None), wild)
+    with pytest.raises(inputs.PredictionError):
+        guarded(np.array([[[np.nan, 1.0]], [[10.0, 10.0]]]))(None, None)

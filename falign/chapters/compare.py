@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from falign.kit import aligner, chapter, protocol300w, train as trainer
+from falign.kit import aligner, chapter, inputs, protocol300w, train as trainer
 from falign.base import atomic_files as atomic
 from falign.kit.chapter import not_recipe
 from falign.data import detect, transforms
@@ -299,7 +299,24 @@ def _model_key(model: aligner.Aligner, *extra) -> str:
 
 
 def _numpy_predict(fn: Callable) -> Callable:
-    return lambda photos, boxes: np.asarray(fn(photos, boxes), np.float64)
+    """``fn`` as the comparison scores it: float64 landmarks, and a finite prediction far outside its box
+    scored as it is, said aloud.
+
+    Decision [compare.wild-points] (evaluation): an aligner's guard refuses landmarks more than a box size
+    outside the box (:class:`falign.kit.inputs.PredictionError`); the comparison scores such finite points as
+    the model placed them, so a wild face counts as the failure it is instead of stopping the page, and
+    prints how many faces it was; non-finite landmarks still stop it (nothing silently wrong).
+    Paper: Not addressed: the papers score every prediction."""
+    def predict(photos, boxes):
+        try:
+            return np.asarray(fn(photos, boxes), np.float64)
+        except inputs.PredictionError as err:
+            points = np.asarray(err.points, np.float64)
+            if err.ok is None or not np.isfinite(points).all():
+                raise
+            print(f"compare: scored as predicted, {int((~err.ok).sum())} face(s) far outside their box: {err}")
+            return points
+    return predict
 
 
 def shipped(dlib_box: BoxConvention) -> list[Method]:
@@ -1133,7 +1150,7 @@ def coverage_groups(share: np.ndarray, edges: tuple[float, ...], minimum: int) -
     return [(f"{100 * edges[a]:g}-{100 * edges[b]:g}%", (bins >= a) & (bins < b)) for a, b in groups]
 
 
-DIFFERENCE = f"minus the {REFERENCE} (%, box)"   # the paired difference's column; its interval: low, high
+SWEEP_DIFFERENCE = f"minus the {REFERENCE} (%, box)"   # the paired difference's column; its interval: low, high
 
 
 def _points(factor: Factor, value: float, group: str, rows_: list[Row], errors: dict, cfg: Scale, seed: int) -> list:
@@ -1148,7 +1165,7 @@ def _points(factor: Factor, value: float, group: str, rows_: list[Row], errors: 
         lo, hi = bootstrap_interval(diff, cfg.bootstrap, seed) if np.isfinite(diff).all() else (np.nan, np.nan)
         record = {"factor": factor.name, "value": value, "group": group, "method": r.label, "points": r.points.label,
                   "point set": r.points.short, "faces": len(e), "NME (%, box)": 100 * e.mean(),
-                  DIFFERENCE: 100 * diff.mean(), "low": 100 * lo, "high": 100 * hi}
+                  SWEEP_DIFFERENCE: 100 * diff.mean(), "low": 100 * lo, "high": 100 * hi}
         if factor.jaw:
             jaw, other = jaw_split(errors[r.label]) if r.points == IBUG68 else (np.full(len(e), np.nan),) * 2
             record |= {"jaw NME (%, box)": 100 * jaw.mean(), "other 51 NME (%, box)": 100 * other.mean()}
@@ -1237,13 +1254,13 @@ def sweep_figure(curves: pd.DataFrame, point_set: str, ncols: int = 5):
         part = curves[curves["factor"] == name]
         for method, c in part.groupby("method", sort=False):
             line, = top.plot(c["value"], c["NME (%, box)"], marker="o", ms=3, label=method)
-            if c[DIFFERENCE].notna().any():
-                bottom.plot(c["value"], c[DIFFERENCE], marker="o", ms=3, color=line.get_color())
+            if c[SWEEP_DIFFERENCE].notna().any():
+                bottom.plot(c["value"], c[SWEEP_DIFFERENCE], marker="o", ms=3, color=line.get_color())
                 bottom.fill_between(c["value"], c["low"], c["high"], color=line.get_color(), alpha=0.15)
         bottom.axhline(0, color="0.3", lw=0.8)
         _faces_per_point(top, part, name)
         top.set(ylabel="NME (%, sqrt(w·h) of the 68-point box)")
-        bottom.set(xlabel=FACTORS[name].label, ylabel=f"{DIFFERENCE}, 95% paired")
+        bottom.set(xlabel=FACTORS[name].label, ylabel=f"{SWEEP_DIFFERENCE}, 95% paired")
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
     for i in range(len(factors), blocks * ncols):
