@@ -374,7 +374,7 @@ def test_costs_time_on_one_thread_with_and_without_detection():
         return np.zeros((len(boxes), 68, 2))
 
     methods = [compare.Method("toy", predict, compare.IBUG68, "book", "test", 1.0, 0.0, "toy"),
-               compare.peer_methods()[0]]
+               compare.peer_methods(compare.SYNTHFACE_BOX)[0]]
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

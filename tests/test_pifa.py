@@ -450,7 +450,7 @@ def test_rejudge_the_committed_results(tmp_path):
     frame = rejudge(folder).to_frame()
     judged = {"t3-blocks", "vis", "t6-ifv-fv", "t6-ifv-iv", "t7-mask1-mask2", "t7-mask1-none", "t8-6x2-4x3",
               "t8-6x2-3x4"}
-    optional = {"noise-late", "sdm"} if (folder / "noise_per_seed.csv").exists() else set()
+    optional = {"noise-raises", "noise-late", "sdm"} if (folder / "noise_per_seed.csv").exists() else set()
     assert judged <= set(frame["claim id"]) and set(frame["claim id"]) - judged <= optional | {
         c for c in frame["claim id"] if c.startswith("noise-late-")}
     assert frame["claim id"].is_unique
