@@ -550,3 +550,14 @@ def test_a_wild_but_finite_prediction_is_scored_and_a_non_finite_one_stops():
     np.testing.assert_array_equal(guarded(wild)(None, None), wild)
     with pytest.raises(inputs.PredictionError):
         guarded(np.array([[[np.nan, 1.0]], [[10.0, 10.0]]]))(None, None)
+
+
+def test_pairwise_differences_name_the_better_row_only_where_the_faces_decide():
+    curves = {"a": {"full": np.array([0.10, 0.12, 0.11, 0.13])},     # always 0.05 below b
+              "b": {"full": np.array([0.15, 0.17, 0.16, 0.18])},
+              "c": {"full": np.array([0.20, 0.10, 0.20, 0.10])}}     # differs from b both ways
+    table = compare.pairwise(curves, ["a", "b", "c"], n_boot=200).set_index(["first", "second"])
+    assert table.loc[("a", "b"), "full NME difference (points)"] == pytest.approx(-5.0)
+    assert table.loc[("a", "b"), ["low (95%)", "high (95%)"]].tolist() == pytest.approx([-5.0, -5.0])
+    assert table.loc[("a", "b"), "better"] == "a"
+    assert table.loc[("b", "c"), "better"] == "neither (interval spans 0)" and len(table) == 3

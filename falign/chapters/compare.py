@@ -605,6 +605,21 @@ def with_differences(acc: pd.DataFrame, methods_: list[Method], curves: dict, n_
     return acc
 
 
+def pairwise(curves: dict, names, n_boot: int, seed: int = 0, subset: str = "full") -> pd.DataFrame:
+    """Every pair of the rows ``names`` (in order, each against every later one) on ``subset``: the mean
+    per-face NME difference (first minus second, points of %, inter-ocular) on the shared faces and its
+    paired bootstrap 95% interval (:func:`paired_difference`), and which is better where the interval
+    excludes 0: a ranking of the leaderboard's rows that says which of its gaps the faces decide."""
+    names = list(names)
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            d, lo, hi = (100 * v for v in paired_difference(curves[a][subset], curves[b][subset], n_boot, seed))
+            out.append({"first": a, "second": b, f"{subset} NME difference (points)": d, "low (95%)": lo,
+                        "high (95%)": hi, "better": a if hi < 0 else b if lo > 0 else "neither (interval spans 0)"})
+    return pd.DataFrame(out)
+
+
 def found_faces(tests: dict[str, Faces]) -> dict[str, Faces]:
     """Each subset's faces dlib's HOG detector finds (:func:`hog_boxes`), carrying its detections
     (:attr:`Faces.hog_boxes`) and a fingerprint of their own; a subset may be left with none."""
@@ -679,7 +694,22 @@ def shown(board: pd.DataFrame) -> list[str]:
     keep = ["method", "points", "full NME (%, inter-ocular)", DIFFERENCE, "low (95%)", "high (95%)",
             *(f"{s} NME (%, inter-ocular)" for s in TEST_SUBSETS), f"full AUC@{THRESHOLD:g}",
             f"full failure@{THRESHOLD:g} (%)"]
-    return [c for c in keep if c in board.columns]
+    return [c for c in keep if c in board.columns and not (c == "points" and board[c].nunique() == 1)]
+
+
+def shown_costs(cost: pd.DataFrame) -> list[str]:
+    """The columns the costs table shows: each method's own times and ratios; the detector's time, the same
+    for every method, and the threads are said once beside it (:func:`cost_sentence`), the CSV keeps all."""
+    return [c for c in cost.columns if c not in ("source", "parameters", "weights (MB)", "threads")
+            and not c.startswith("detector (ms")]
+
+
+def cost_sentence(cost: pd.DataFrame) -> str:
+    """The costs shared by every row: the threads each method was timed on and dlib's HOG detector alone."""
+    first = cost.iloc[0]
+    detector = ", ".join(f"{first[c]:.2f} ms {c.split(', ', 1)[1].rstrip(')')}" for c in cost.columns
+                         if c.startswith("detector (ms"))
+    return f"Threads: {first['threads']}. dlib's HOG detector alone, on the same photo: {detector}."
 
 
 @dataclass

@@ -84,6 +84,17 @@ run.table(scores.main, "leaderboard",
           precision=2, show=compare.shown(scores.main))
 
 # %% [markdown]
+# Every pair of 68-point rows, compared face by face on the full set: the mean of the per-face differences
+# (first minus second) with its paired bootstrap 95% interval, and which row is better where the
+# interval excludes 0. A gap between two means that this table calls "neither" is one the faces here do
+# not decide.
+
+# %%
+run.table(compare.pairwise(scores.curves, scores.main["method"], cfg.bootstrap, seed=SEED), "leaderboard_pairs",
+          "Every pair of 68-point rows on the full set: mean per-face NME difference (first minus second, points of "
+          "%, inter-ocular) with its paired bootstrap 95% interval", precision=2)
+
+# %% [markdown]
 # Where each row comes from (shipped weights and the scale of the run that trained them, the peer's
 # model file, the baselines' fit):
 
@@ -97,8 +108,9 @@ run.table(scores.cost[["method", "source", "parameters", "weights (MB)"]], "sour
 # from photo to landmarks. Compare the ratios: absolute times belong to this machine.
 
 # %%
-run.table(scores.cost.drop(columns=["source", "parameters", "weights (MB)"]), "costs",
-          "CPU cost per method: latency at batch 1, throughput, the detector alone and detect + align", precision=2)
+print(compare.cost_sentence(scores.cost))
+run.table(scores.cost, "costs", "CPU cost per method: latency at batch 1, throughput, and detect + align (costs.csv adds "
+          "the detector alone and the threads)", precision=2, show=compare.shown_costs(scores.cost))
 
 # %% [markdown]
 # ## Methods with other point sets, on the points they share

@@ -74,10 +74,11 @@ compare.factor_table(cfg)
 
 # %%
 curves = compare.sweeps(methods, cfg, seed=run.seed)
+# every point of every curve goes to sweeps.csv; the page draws them (below) rather than list them (the ';')
 run.table(curves, "sweeps", "Robustness sweeps: per factor value (or coverage group) and row, faces, mean NME (%, "
           "normalised by sqrt(w·h) of the 68-point box), the paired difference to the mean shape on the same faces "
           "and points, and its 95% bootstrap interval (low, high); yaw: the jaw and the other 51 points apart",
-          precision=2)
+          precision=2);
 
 # %% [markdown]
 # One figure per point set: for each factor, the rows' mean NME (upper panel) and their paired
