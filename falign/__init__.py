@@ -8,7 +8,8 @@ __version__ = "0.1.0"
 
 
 def load(path_or_name, device="cpu"):
-    """A ready aligner: ``falign.load(name).predict(photo, boxes)`` -> (B, N, 2) landmarks.
+    """A ready aligner: ``falign.load(name).predict(photo, boxes)`` -> (B, N, 2) landmarks, or
+    ``falign.load(name).detect_and_align(photo)`` -> one dict per face dlib's detector finds.
 
     A thin wrapper so ``import falign`` stays cheap (torch loads only here); see :mod:`falign.kit.aligner`.
     """

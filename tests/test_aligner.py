@@ -391,6 +391,28 @@ def test_non_finite_or_far_landmarks_are_an_error_not_a_result(centre, photo):
         assert model.predict(photo, [PHOTO_BOX]).shape == (1, 5, 2)       # face 0 alone is fine
 
 
+def test_detect_and_align_finds_and_aligns_in_one_call(centre):
+    """The astronaut beside her mirror image: two faces at the default min_score (the mission patches, 0.15
+    and 0.05, are dropped), four at dlib's 0; largest keeps one; given boxes skip the detector; a face whose
+    landmarks cannot be a face says why, without landmarks; no face: []."""
+    import skimage.data
+
+    pair = np.concatenate([skimage.data.astronaut(), skimage.data.astronaut()[:, ::-1]], 1)
+    tiny = centre()
+    faces = tiny.detect_and_align(pair)
+    assert [round(f["score"], 1) for f in faces] == [1.3, 1.1] and all(f["problem"] is None for f in faces)
+    assert faces[0]["box"].shape == (4,) and faces[0]["landmarks"].shape == (5, 2) and faces[0]["visible"] is None
+    box = faces[0]["box"]
+    assert np.allclose(faces[0]["landmarks"], [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])   # Centre's points
+    assert len(tiny.detect_and_align(pair, min_score=0)) == 4
+    assert len(tiny.detect_and_align(pair, min_score=0, largest=True)) == 1
+    given = tiny.detect_and_align(pair, [[170, 70, 270, 170], [0, 0, 300, 300]], largest=True)
+    assert len(given) == 1 and given[0]["score"] is None and given[0]["box"].tolist() == [0, 0, 300, 300]
+    bad = centre(bad=math.nan).detect_and_align(pair, [[170, 70, 270, 170], [10, 12, 60, 70]])
+    assert bad[0]["problem"] is None and bad[1]["landmarks"] is None and "non-finite" in bad[1]["problem"]
+    assert tiny.detect_and_align(np.full((100, 100, 3), 128, np.uint8)) == []
+
+
 # --------------------------------------------------------------------------------------------------
 # Checkpoints verified on load
 # --------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import errno
 import json
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import skimage.data
 import torch
 from PIL import Image
 
-from falign.kit import aligner, inputs
+from falign.kit import aligner, facecrop, inputs
 from falign.base import paths
 from falign.tools import cli
 from falign.data import detect
@@ -82,7 +83,7 @@ def test_bad_files_fail_alone(models, astronaut, tmp_path, capsys):
     for bad, line in zip((text, empty, missing, blank, corrupt), lines):
         assert line.startswith(str(bad)), line
     assert "no face found" in lines[3]
-    names = {p.name for p in out.iterdir()}
+    names = {p.name for p in out.iterdir()} - {cli.RESULTS}
     assert {f"astronaut_face0.{s}" for s in ("pts", "json", "png")} <= names
     assert all(n.startswith("astronaut_face") for n in names)
 
@@ -180,7 +181,7 @@ def test_a_stem_with_dots_keeps_its_name(models, astronaut, tmp_path, capsys):
     code, err = run(capsys, "align", photo, "--model", models["rcsr"], "--box", FACE_BOX, "--out", tmp_path / "out")
     assert code == 0, err
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == [f"my.photo.v2_face0.{s}" for s in ("json", "png", "pts")]
+    assert names == [cli.RESULTS, *(f"my.photo.v2_face0.{s}" for s in ("json", "png", "pts"))]
 
 
 def test_refused_landmarks_are_not_written_and_the_json_is_strict(models, astronaut, tmp_path, capsys, monkeypatch):
@@ -201,7 +202,8 @@ def test_refused_landmarks_are_not_written_and_the_json_is_strict(models, astron
     assert lines[0].startswith(f"{astronaut}: face 1 (")
     assert lines[0].endswith("non-finite (NaN or infinite) landmarks; not written")
     assert lines[1].endswith(f"1 face(s) from 1 of 1 photo(s) -> {tmp_path}/; 1 with errors")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"astronaut_face0.{s}" for s in ("json", "png", "pts")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"astronaut_face0.{s}" for s in ("json", "png", "pts")] + [
+        cli.RESULTS]
     strict = json.loads((tmp_path / "astronaut_face0.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert np.isfinite(strict["landmarks"]).all()
 
@@ -219,7 +221,8 @@ def test_an_aligner_that_refuses_some_faces_keeps_the_others(models, astronaut, 
     code, err = run(capsys, "align", astronaut, "--model", models["rcsr"], "--box", FACE_BOX, "--box", "0,0,100,100",
                     "--out", tmp_path, "--quiet")
     assert code == 1 and err.startswith(f"{astronaut}: face 0 (") and len(err.splitlines()) == 1, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"astronaut_face1.{s}" for s in ("json", "png", "pts")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"astronaut_face1.{s}" for s in ("json", "png", "pts")] + [
+        cli.RESULTS]
 
 
 def test_faces_the_aligner_refuses_are_not_written_even_with_finite_points(models, astronaut, tmp_path, capsys,
@@ -248,8 +251,8 @@ def test_faces_the_aligner_refuses_are_not_written_even_with_finite_points(model
         f"{photos[0]}: face 1: refused by the aligner (checked: face 1 is no face); not written",
         f"{photos[1]}: checked: no face here"], err
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == sorted(f"{stem}_face{k}.{s}" for stem, k in (("a", 0), ("c", 0), ("c", 1))
-                             for s in ("json", "png", "pts"))
+    assert written == sorted([cli.RESULTS, *(f"{stem}_face{k}.{s}" for stem, k in (("a", 0), ("c", 0), ("c", 1))
+                                            for s in ("json", "png", "pts"))])
 
 
 def test_a_full_disk_stops_the_run_keeping_every_face_whole(models, astronaut, tmp_path, capsys, monkeypatch):
@@ -273,7 +276,9 @@ def test_a_full_disk_stops_the_run_keeping_every_face_whole(models, astronaut, t
     assert code == 1 and err == (f"falign align: {out}/second_face0.png: cannot write it (No space left on device); "
                                  f"stopped, 1 face(s) written to {out}/\n")
     assert sorted(p.name for p in out.iterdir()) == [*(f"astronaut_face0.{s}" for s in ("json", "png", "pts")),
-                                                     "second_face0.pts"]
+                                                     cli.RESULTS, "second_face0.pts"]
+    assert [json.loads(line)["image"] for line in (out / cli.RESULTS).read_text().splitlines()] == [
+        str(astronaut.resolve())]                  # the faces written before the disk filled
     assert (out / "second_face0.pts").read_text() == "earlier\n"
     json.loads((out / "astronaut_face0.json").read_text())
 
@@ -293,7 +298,9 @@ def test_ctrl_c_stops_with_one_line(models, astronaut, tmp_path, capsys, monkeyp
     out = tmp_path / "out"
     code, err = run(capsys, "align", astronaut, second, "--model", models["rcsr"], "--box", FACE_BOX, "--out", out)
     assert code == 130 and err.strip().splitlines()[-1] == f"falign align: interrupted; 1 face(s) written to {out}/"
-    assert sorted(p.name for p in out.iterdir()) == [f"astronaut_face0.{s}" for s in ("json", "png", "pts")]
+    assert sorted(p.name for p in out.iterdir()) == [f"astronaut_face0.{s}" for s in ("json", "png", "pts")] + [
+        cli.RESULTS]
+    assert len((out / cli.RESULTS).read_text().splitlines()) == 1
 
 
 def test_ctrl_c_waits_while_a_photos_outputs_are_renamed(tmp_path):
@@ -333,3 +340,137 @@ def test_the_overlay_of_a_large_photo_is_shrunk():
     assert canvas.size == (2048, 50)
     drawn = np.argwhere(np.asarray(canvas)[..., 1] == 230)        # the visible point, green, at half the coordinates
     assert np.allclose(drawn.mean(0), [24.75, 524.75], atol=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Folders, faces.jsonl, --min-score's default, --largest-face and --warp5
+# --------------------------------------------------------------------------------------------------
+def test_a_folder_gives_its_image_files_and_a_bad_one_fails_alone(models, astronaut, tmp_path, capsys):
+    """Image files of any case, sorted; other files skipped; sub-folders only with --recursive, never --out."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (photos / "b.png").write_bytes(astronaut.read_bytes())
+    Image.open(astronaut).save(photos / "A.JPG", format="JPEG")
+    (photos / "c.tiff").write_bytes(astronaut.read_bytes()[:3000])          # cut short: cannot be decoded
+    (photos / "notes.txt").write_text("not a photo\n")
+    (photos / "sub" / "d.webp").write_bytes(astronaut.read_bytes())        # a PNG named .webp: Pillow reads it
+    out = photos / "aligned"
+    code, err = run(capsys, "align", photos, "--model", models["rcsr"], "--box", FACE_BOX, "--out", out)
+    lines = [line.rsplit("\r", 1)[-1].strip() for line in err.splitlines()]    # the text after the progress bar's
+    assert code == 1 and "3/3 [" in err, err                                   # last redraw on each line
+    assert [line for line in lines if "c.tiff" in line] == [f"{photos / 'c.tiff'}: cannot decode image (image file "
+                                                            "is truncated)"], err
+    assert lines[-1] == f"falign align: 2 face(s) from 2 of 3 photo(s) -> {out}/; 1 with errors", err
+    assert [json.loads(line)["image"] for line in (out / cli.RESULTS).read_text().splitlines()] == [
+        str((photos / name).resolve()) for name in ("A.JPG", "b.png")]
+    code, err = run(capsys, "align", photos, "--recursive", "--model", models["rcsr"], "--box", FACE_BOX,
+                    "--out", out, "--quiet")                  # the overlays in photos/aligned are no photos
+    assert code == 1 and len(err.splitlines()) == 1 and err.startswith(f"{photos / 'c.tiff'}: "), err
+    assert [Path(json.loads(line)["image"]).name for line in (out / cli.RESULTS).read_text().splitlines()] == [
+        "A.JPG", "b.png", "d.webp"]
+    (tmp_path / "empty").mkdir()
+    code, err = run(capsys, "align", photos, tmp_path / "empty", "--out", out)
+    assert code == 2 and err == (f"falign align: error: argument PHOTO: {tmp_path / 'empty'}: a folder without image "
+                                 f"files ({', '.join(cli.IMAGE_SUFFIXES)}; --recursive for its sub-folders)\n")
+
+
+def strict_json(text: str):
+    """JSON as a strict reader reads it: a bare NaN or Infinity fails the test."""
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in {text[:80]}"))
+
+
+def test_faces_jsonl_and_json_stay_valid_json(astronaut, tmp_path, capsys, monkeypatch):
+    """A model without visibility whose provenance holds NaN and infinity, and a second face with NaN landmarks:
+    faces.jsonl has one line per written face, both files parse strictly, the non-finite numbers are null."""
+    path = make("rcsr").save(tmp_path / "odd.pt")
+    odd = aligner.load(path)
+    odd.provenance = {"seed": 0, "val_loss": float("nan"), "curve": [1.0, float("inf")]}
+    monkeypatch.setattr(aligner, "load", lambda *a, **k: odd)
+    align = aligner.Aligner.align
+
+    def nan_for_face_1(self, images, boxes, **kw):
+        points, visible = align(self, images, boxes, **kw)
+        points[1, 3] = float("nan")
+        return points, visible
+
+    monkeypatch.setattr(aligner.Aligner, "align", nan_for_face_1)
+    code, err = run(capsys, "align", astronaut, "--model", path, "--box", FACE_BOX, "--box", "0,0,100,100",
+                    "--out", tmp_path / "out", "--quiet")
+    assert code == 1 and "face 1 (" in err, err
+    record = strict_json((tmp_path / "out" / "astronaut_face0.json").read_text())
+    assert record["provenance"] == {"seed": 0, "val_loss": None, "curve": [1.0, None]} and record["visible"] is None
+    lines = (tmp_path / "out" / cli.RESULTS).read_text().splitlines()
+    assert len(lines) == 1
+    line = strict_json(lines[0])
+    assert set(line) == {"image", "face", "box", "box_source", "model", "scheme", "landmarks", "visible"}
+    assert line["face"] == 0 and line["visible"] is None and line["landmarks"] == record["landmarks"]
+    assert cli.json_safe({"landmarks": [[1.5, float("nan")], [np.float32("inf"), 2.0]], "n": 3}) == {
+        "landmarks": [[1.5, None], [None, 2.0]], "n": 3}
+    with pytest.raises(ValueError):                # a regression that lets NaN through fails loudly
+        cli.write_results(tmp_path, [{"landmarks": [[float("nan"), 0.0]]}])
+
+
+def test_the_default_min_score_drops_the_mission_patch(models, astronaut, tmp_path, capsys):
+    """dlib's own threshold (0) finds the astronaut's face (1.16) and her mission patch (0.12)."""
+    code, err = run(capsys, "align", astronaut, "--model", models["rcsr"], "--out", tmp_path / "default", "--quiet")
+    assert code == 0, err
+    lines = (tmp_path / "default" / cli.RESULTS).read_text().splitlines()
+    assert [round(json.loads(line)["detector_score"], 1) for line in lines] == [1.2]
+    code, err = run(capsys, "align", astronaut, "--model", models["rcsr"], "--out", tmp_path / "zero", "--quiet",
+                    "--min-score", "0")
+    assert code == 0, err
+    lines = (tmp_path / "zero" / cli.RESULTS).read_text().splitlines()
+    assert [round(json.loads(line)["detector_score"], 1) for line in lines] == [1.2, 0.1]
+
+
+def test_largest_face_keeps_one_face_per_photo(models, astronaut, tmp_path, capsys):
+    code, err = run(capsys, "align", astronaut, "--model", models["rcsr"], "--box", FACE_BOX, "--box", "0,0,300,300",
+                    "--box", "10,10,50,50", "--largest-face", "--out", tmp_path, "--quiet")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.glob("astronaut_face*.json")) == ["astronaut_face0.json"]
+    assert json.loads((tmp_path / "astronaut_face0.json").read_text())["box"] == [0, 0, 300, 300]
+
+
+def test_warp5_writes_the_arcface_crop(astronaut, tmp_path, capsys):
+    """dlib's ERT puts real landmarks on the astronaut: her five points land as near the template as a
+    similarity can put them (the linear least-squares solution), within 6 px (she smiles wider than it)."""
+    code, err = run(capsys, "align", astronaut, "--model", "dlib-ert-68", "--warp5", 112, "--out", tmp_path, "--quiet")
+    assert code == 0, err
+    with Image.open(tmp_path / "astronaut_face0_warp.png") as png:
+        assert png.size == (112, 112) and png.mode == "RGB"
+    record = json.loads((tmp_path / "astronaut_face0.json").read_text())
+    affine = np.array(record["warp5"]["affine"])
+    five, rows = facecrop.five_points(np.array(record["landmarks"]), "ibug68")
+    placed = five @ affine[:, :2].T + affine[:, 2]
+    assert record["warp5"]["size"] == 112 and np.abs(placed - facecrop.ARCFACE_112[rows]).max() < 6
+    (x, y), one, zero = five.T, np.ones(5), np.zeros(5)          # u = a x - b y + tx, v = b x + a y + ty
+    design = np.concatenate([np.stack([x, -y, one, zero], 1), np.stack([y, x, zero, one], 1)])
+    a, b, tx, ty = np.linalg.lstsq(design, facecrop.ARCFACE_112.T.reshape(-1), rcond=None)[0]
+    assert np.allclose(affine, [[a, -b, tx], [b, a, ty]], atol=1e-5)
+    code, err = run(capsys, "align", astronaut, "--model", "dlib-ert-5", "--warp5", 64, "--out", tmp_path, "--quiet")
+    assert code == 0, err
+    with Image.open(tmp_path / "astronaut_face0_warp.png") as png:    # replaced: the earlier run's whole output
+        assert png.size == (64, 64)
+    assert sorted(p.name for p in tmp_path.glob("astronaut_face0*")) == [
+        f"astronaut_face0{e}" for e in (".json", ".png", ".pts", "_warp.png")]
+    code, err = run(capsys, "align", astronaut, "--warp5", 8)
+    assert code == 2 and err.startswith("falign align: error: argument --warp5: the crop's side in px, 16 to"), err
+
+
+def test_the_similarity_estimate_recovers_a_known_similarity():
+    """Points moved by known similarities (a batch: rotations, scales, shifts) give those similarities back;
+    points moved by a mirror give a rotation, never a mirror."""
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (4, 5, 2))
+    angle, scale, shift = rng.uniform(-np.pi, np.pi, 4), rng.uniform(0.2, 3, 4), rng.uniform(-50, 50, (4, 2))
+    c, s = np.cos(angle), np.sin(angle)
+    linear = scale[:, None, None] * np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+    dst = src @ np.swapaxes(linear, -1, -2) + shift[:, None]
+    found = facecrop.similarity(src, dst)
+    assert found.shape == (4, 2, 3)
+    assert np.allclose(found[..., :2], linear, atol=1e-9) and np.allclose(found[..., 2], shift, atol=1e-9)
+    mirrored = facecrop.similarity(src[0], src[0] * [-1, 1])
+    assert np.linalg.det(mirrored[:, :2]) > 0
+    assert np.isnan(facecrop.similarity(np.ones((5, 2)), src[0])).all()
+    with pytest.raises(ValueError, match="'cofw29' has no eye centres"):
+        facecrop.check_scheme("cofw29", 29)

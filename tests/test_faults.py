@@ -790,7 +790,7 @@ def _previous_run(tmp: Path) -> dict[str, bytes]:
     for name, text in {"results/tiny/01_x.csv": "faces,data\n2,before\n", "results/tiny/run.json": "{}\n",
                        "results/rcsr/table1.csv": "a\n1\n", "book/tiny/01_x.ipynb": "{}\n",
                        "book/scorecard.md": "# Scorecard\n", "book/_toc.yml": "root: intro\n",
-                       **{f"aligned/astronaut_face0.{s}": f"earlier {s}\n" for s in cli.WRITERS}}.items():
+                       **{f"aligned/astronaut_face0{e}": f"earlier {e}\n" for e in cli.WRITERS}}.items():
         (tmp / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp / name).write_text(text)
     return _contents(tmp)

@@ -6,6 +6,7 @@ command treat them alike::
     aligner = falign.load(name)                       # results/<name>/aligner.pt, or a path
     points = aligner.predict(photo, boxes)            # (B, N, 2), 0-based pixels of ``photo``
     points, visible = aligner.align(photo, boxes)     # visible: (B, N) bool, or None
+    faces = aligner.detect_and_align(photo)           # dlib's detector first: one dict per face
 
 Preprocessing (crop margin, crop size, grey or RGB, border handling) belongs to the aligner, not to
 the caller: it is stored in the checkpoint beside the weights and applied exactly as in training
@@ -46,7 +47,7 @@ from torch import nn
 
 from falign.base import atomic_files as atomic, paths
 from falign.kit import inputs
-from falign.data import transforms
+from falign.data import detect, transforms
 
 FORMAT, FORMAT_VERSION = "falign-aligner", 2     # 2: a content hash is required
 FILENAME = "aligner.pt"                       # results/<name>/aligner.pt: a chapter's shipped weights
@@ -144,6 +145,48 @@ class Aligner:
             ok[list(problems)] = False
             raise inputs.PredictionError(f"{self.source or f'{self.kind} aligner'}: {listed}", points, visible, ok)
         return points, visible
+
+    def detect_and_align(self, photo, boxes=None, *, min_score: float = detect.DEFAULT_MIN_SCORE, upsample: int = 1,
+                         largest: bool = False, bgr: bool = False, value_range: float | None = None) -> list[dict]:
+        """Every face of one photo with its landmarks in one call, like face-alignment's ``get_landmarks``: the
+        faces dlib's HOG detector finds (:func:`falign.data.detect.detect_faces` with ``min_score`` and
+        ``upsample``, most confident first, on a copy shrunk to :data:`~falign.data.detect.DETECT_SIDE` px),
+        or the given ``boxes``; ``largest`` keeps only the largest. ``falign align`` runs this.
+
+        One dict per face: ``box`` (4,) float32 and ``score`` (the detector's; None for given boxes), then
+        ``landmarks`` (N, 2) float32 and ``visible`` (N,) bool or None in the photo's pixels, and ``problem``:
+        None, or why the landmarks cannot be a face (non-finite, far outside the box, refused by the aligner),
+        when ``landmarks`` and ``visible`` are None. No face found: []. An aligner that refuses the photo
+        without saying which faces raises its :class:`~falign.kit.inputs.PredictionError`.
+        """
+        image = inputs.as_rgb8(photo, bgr=bgr, value_range=value_range)
+        if boxes is None:
+            boxes, scores = detect.detect_faces(image, upsample=upsample, min_score=min_score,
+                                                max_side=detect.DETECT_SIDE, return_scores=True)
+        else:
+            boxes, scores = inputs.check_boxes(boxes, image_size=image.shape[1::-1]), None
+        if largest and len(boxes) > 1:
+            keep = [int(np.argmax(np.prod(boxes[:, 2:] - boxes[:, :2], 1)))]
+            boxes, scores = boxes[keep], None if scores is None else scores[keep]
+        if len(boxes) == 0:
+            return []
+        refused, why = [], ""
+        try:
+            points, visible = self.align(image, boxes)
+        except inputs.PredictionError as err:    # the aligner refused some faces: keep the others
+            if err.points is None or err.ok is None:
+                raise
+            points, visible, why = err.points, err.visible, inputs.first_line(err)
+            refused = np.flatnonzero(~np.asarray(err.ok, bool))
+        problems = inputs.landmark_problems(points, boxes)    # also for aligners that do not check
+        for k in refused:                                     # the aligner's own verdict counts too
+            problems.setdefault(int(k), f"face {k}: refused by the aligner ({why})")
+        points = np.asarray(points, np.float32)
+        visible = None if visible is None else np.asarray(visible, bool)
+        return [{"box": boxes[k], "score": None if scores is None else float(scores[k]),
+                 "landmarks": None if k in problems else points[k],
+                 "visible": None if k in problems or visible is None else visible[k],
+                 "problem": problems.get(k)} for k in range(len(boxes))]
 
     def prepare(self, images, boxes, *, bgr: bool = False,
                 value_range: float | None = None) -> tuple[list[np.ndarray], torch.Tensor]:

@@ -1,11 +1,20 @@
 """The ``falign`` command line. ``falign align PHOTO...`` puts landmarks on the faces of photos.
 
-For every face it writes three files into ``--out`` (default ``aligned/``), named
+A PHOTO may be a folder: its image files (:data:`IMAGE_SUFFIXES`, any case; with ``--recursive`` those of
+its sub-folders too, never those in ``--out``), sorted. Faces come from dlib's detector
+(:meth:`falign.kit.aligner.Aligner.detect_and_align`, the API's one call, keeping scores of at least
+``--min-score``, default :data:`falign.data.detect.DEFAULT_MIN_SCORE`; ``--largest-face`` keeps the largest)
+or from ``--box``. For every face it writes three files into ``--out`` (default ``aligned/``), named
 ``<photo stem>_face<k>``: a 300-W ``.pts`` file (1-based, as the iBUG tools read it), a ``.json`` file
-(0-based landmarks, visibility, box, model, scheme, the weights' provenance) and a ``.png`` overlay.
+(0-based landmarks, visibility, box, model, scheme, the weights' provenance) and a ``.png`` overlay; with
+``--warp5 SIZE`` a fourth, ``_warp.png``: the face warped to ArcFace's 5-point template
+(:mod:`falign.kit.facecrop`), the crop face recognisers take. Each run also writes :data:`RESULTS`
+(``faces.jsonl``): one JSON line per face it wrote, replaced as a whole by the next run that writes a face.
+JSON has no NaN: a non-finite number is written null.
 
 Everything that can be checked before a photo is read is checked first: the arguments (model, device,
-``--upsample``, ``--min-score``, every ``--box``, ``--out`` a writable folder) and the model's weights
+``--upsample``, ``--min-score``, every ``--box``, ``--out`` a writable folder, a folder with image files, a
+model whose scheme has the points ``--warp5`` needs) and the model's weights
 (:func:`falign.load` refuses corrupt or non-finite ones). A problem there is one line and exit status 2.
 Then each photo that cannot be aligned gets one line naming it (and the face, for landmarks that cannot
 be a face: non-finite, or far outside the box, never written) and the others still run: exit status 1.
@@ -37,7 +46,7 @@ import signal
 import sys
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,18 +61,28 @@ example (a test photo from scikit-image; dlib's detector finds the face):
   # -> aligned/astronaut_face0.pts  (300-W points, 1-based)
   #    aligned/astronaut_face0.json (0-based points, visibility, box, model, provenance)
   #    aligned/astronaut_face0.png  (overlay: visible points green, hidden red)
+  #    aligned/faces.jsonl          (this run's faces, one JSON line each)
 
 more:
+  falign align photos/ --largest-face --warp5 112  # every image in photos/, its largest face, and
+                                                   # <stem>_face0_warp.png: the 112 px ArcFace crop
+  falign align photos/ --recursive --min-score 0   # sub-folders too; dlib's own threshold (more false faces)
   falign align a.jpg b.png --box 170,70,270,170    # this face box in every photo, no detector
   falign align a.jpg --box -20,60,200,280          # a box may start left of the photo (half inside)
   falign align photos/*.jpg --model path/to/aligner.pt
 
-outputs: a run replaces each photo's earlier <stem>_face*.{pts,json,png} in --out as a whole (once all
-its new files are written); a photo that fails keeps its earlier outputs.
+outputs: a run replaces each photo's earlier <stem>_face*.{pts,json,png} and <stem>_face*_warp.png in --out
+as a whole (once all its new files are written); a photo that fails keeps its earlier outputs; faces.jsonl
+lists the faces of the last run that wrote any.
 exit status: 0 all photos aligned; 1 a photo failed or a disk error; 2 a bad argument or model; 130 Ctrl-C.
 """
 
 DEFAULT_MODEL = registry.default_aligner() or ""   # a paper package registers the default
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")   # what a folder's photos end with
+RESULTS = "faces.jsonl"                 # a run's faces, one JSON line each, in --out
+JSONL_KEYS = ("image", "face", "box", "box_source", "detector_score", "model", "scheme", "landmarks", "visible",
+              "warp5")                  # what a faces.jsonl line keeps of a face's record (no provenance)
+WARP_SIZES = range(16, 2049)            # --warp5: the crop's side in px
 MAX_PIXELS = 200_000_000                # larger photos are refused (decompression-bomb guard, memory)
 OVERLAY_SIDE = 2048                     # the overlay .png's longest side at most
 VISIBLE, HIDDEN, BOX = (0, 230, 0), (255, 60, 60), (255, 215, 0)
@@ -128,6 +147,13 @@ def _four_numbers(text: str) -> list[float]:
     return values
 
 
+def _warp_size(size: int) -> int:
+    if size not in WARP_SIZES:
+        raise ValueError(f"the crop's side in px, {WARP_SIZES.start} to {WARP_SIZES.stop - 1} (ArcFace takes 112), "
+                         f"got {size}")
+    return size
+
+
 def _model_name(text: str) -> str:
     if not text.strip():
         raise ValueError(f"empty; give a model name (default {DEFAULT_MODEL}) or a checkpoint path")
@@ -176,7 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
         "align", help="put landmarks on the faces of photos", epilog=EPILOG,
         description="Landmarks for every face of every photo: .pts, .json and an overlay .png per face.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    align.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (anything Pillow reads)")
+    align.add_argument("photos", nargs="+", metavar="PHOTO",
+                       help="image files (anything Pillow reads), or folders: their image files (extensions "
+                            f"{', '.join(s[1:] for s in IMAGE_SUFFIXES)}, any case), sorted")
+    align.add_argument("--recursive", action="store_true", help="a folder's sub-folders too (never --out)")
     align.add_argument("--model", type=_arg(_model_name),
                        help=f"a model name with shipped weights (results/<name>/aligner.pt; default "
                             f"{DEFAULT_MODEL}, else the first available), a packaged model (dlib's ERT: "
@@ -190,9 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"detector: upsample the photo this many times to find small faces, "
                             f"{detect.UPSAMPLE.start} to {detect.UPSAMPLE.stop - 1} (default 1; photos are first "
                             f"shrunk to {detect.DETECT_SIDE} px on their longest side)")
-    align.add_argument("--min-score", type=_arg(_number, detect.check_min_score), default=0.0,
-                       help=f"detector: keep detections with at least this SVM score, {detect.MIN_SCORE:g} or "
-                            "more (default 0, dlib's own threshold; 0.5 drops weak ones, negative adds false alarms)")
+    align.add_argument("--min-score", type=_arg(_number, detect.check_min_score), default=detect.DEFAULT_MIN_SCORE,
+                       help=f"detector: keep detections with at least this SVM score, {detect.MIN_SCORE:g} or more "
+                            f"(default {detect.DEFAULT_MIN_SCORE:g}: frontal faces score about 1, false faces up to "
+                            "0.15; 0 is dlib's own threshold, negative adds false alarms)")
+    align.add_argument("--largest-face", action="store_true", help="keep only the largest face of each photo")
+    align.add_argument("--warp5", type=_arg(_integer, _warp_size), metavar="SIZE",
+                       help="also write <stem>_face<k>_warp.png: the face warped (rotation, scale, shift) so its eye "
+                            "centres, nose tip and mouth corners sit on ArcFace's template, SIZE px a side "
+                            "(112 for ArcFace)")
     align.add_argument("--device", type=_arg(_device), default="cpu",
                        help="torch device for the model: cpu, cuda or cuda:N (default cpu)")
     align.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -218,20 +253,23 @@ def main(argv: list[str] | None = None) -> int:
 class Tally:
     """What a run has done so far: the summary's numbers, and an interrupted run's."""
 
-    faces: int = 0                 # faces whose three files were written
+    faces: int = 0                 # faces whose files were written
     photos: int = 0                # photos with outputs written
     failed: int = 0                # photos with an error line
+    records: list = field(default_factory=list)    # the written faces' records, for faces.jsonl
 
 
 @dataclass
 class Face:
-    """One face ready to write: its index in the photo, box, landmarks, visibility and JSON record."""
+    """One face ready to write: its index in the photo, box, landmarks, visibility, JSON record and the
+    ``--warp5`` crop (None without it)."""
 
     index: int
     box: np.ndarray
     points: np.ndarray
     visible: np.ndarray | None
     record: dict
+    warp: np.ndarray | None = None
 
 
 def align_command(args: argparse.Namespace) -> int:
@@ -250,7 +288,7 @@ def align_command(args: argparse.Namespace) -> int:
 def _align(args: argparse.Namespace, tally: Tally) -> int:
     from tqdm import tqdm
 
-    from falign.kit import aligner as aligners, inputs
+    from falign.kit import aligner as aligners, facecrop, inputs
 
     def usage_error(message) -> int:
         print(f"falign align: error: {message}", file=sys.stderr)
@@ -260,36 +298,51 @@ def _align(args: argparse.Namespace, tally: Tally) -> int:
         boxes = inputs.check_boxes(args.box) if args.box else None
     except inputs.InputError as err:
         return usage_error(f"argument --box: {err}")
+    try:
+        photos = find_photos(args.photos, recursive=args.recursive, out=args.out)
+    except ValueError as err:
+        return usage_error(f"argument PHOTO: {err}")
     name = args.model or _default_model(aligners.available())
     try:
         model = aligners.load(name, device=args.device)
     except (aligners.UnknownModelError, aligners.CheckpointError) as err:
         return usage_error(f"argument --model: {err}")
+    if args.warp5:
+        try:
+            facecrop.check_scheme(model.scheme, model.n_points)
+        except ValueError as err:
+            return usage_error(f"argument --warp5: model {name}: {err}")
     out, stems, earlier = args.out, {}, _outputs_by_stem(args.out)
 
     def say(line: str) -> None:
         tqdm.write(line, file=sys.stderr)
 
-    with tqdm(args.photos, unit="photo", file=sys.stderr, disable=args.quiet or len(args.photos) < 2) as bar:
-        for photo in map(Path, bar):
-            try:
-                if photo.stem in stems:
-                    raise PhotoError(f"{photo}: its outputs would overwrite those of {stems[photo.stem]} "
-                                     "(same file name); align it in a separate run or --out")
-                stems[photo.stem] = photo
-                image, faces, problem = align_photo(photo, model, name, boxes, say, upsample=args.upsample,
-                                                    min_score=args.min_score)
-            except (PhotoError, inputs.InputError) as err:
-                faces, problem = [], str(err)
-            except Exception as err:  # a bug or an odd file must not stop the other photos
-                faces, problem = [], f"{photo}: failed ({type(err).__name__}: {inputs.first_line(err)})"
-            if problem:
-                tally.failed += 1
-                say(problem)
-            if faces:
-                write_faces(out, photo.stem, image, faces, earlier.get(photo.stem, set()), tally)
+    try:
+        with tqdm(photos, unit="photo", file=sys.stderr, disable=args.quiet or len(photos) < 2) as bar:
+            for photo in bar:
+                try:
+                    if photo.stem in stems:
+                        raise PhotoError(f"{photo}: its outputs would overwrite those of {stems[photo.stem]} "
+                                         "(same file name); align it in a separate run or --out")
+                    stems[photo.stem] = photo
+                    image, faces, problem = align_photo(photo, model, name, boxes, say, upsample=args.upsample,
+                                                        min_score=args.min_score, largest=args.largest_face,
+                                                        warp5=args.warp5)
+                except (PhotoError, inputs.InputError) as err:
+                    faces, problem = [], str(err)
+                except Exception as err:  # a bug or an odd file must not stop the other photos
+                    faces, problem = [], f"{photo}: failed ({type(err).__name__}: {inputs.first_line(err)})"
+                if problem:
+                    tally.failed += 1
+                    say(problem)
+                if faces:
+                    write_faces(out, photo.stem, image, faces, earlier.get(photo.stem, set()), tally)
+    finally:                      # also when stopped, once a face is written: faces.jsonl lists this run's faces
+        if tally.records:
+            with _ctrl_c_held():
+                write_results(out, tally.records)
     if not args.quiet:
-        print(f"falign align: {tally.faces} face(s) from {tally.photos} of {len(args.photos)} photo(s) -> {out}/"
+        print(f"falign align: {tally.faces} face(s) from {tally.photos} of {len(photos)} photo(s) -> {out}/"
               + (f"; {tally.failed} with errors" if tally.failed else ""), file=sys.stderr)
     return 1 if tally.failed else 0
 
@@ -298,61 +351,82 @@ def _default_model(names: list[str]) -> str:
     return DEFAULT_MODEL if DEFAULT_MODEL in names or not names else names[0]
 
 
-def align_photo(photo: Path, model, model_name: str, boxes, say, *, upsample: int = 1, min_score: float = 0.0):
-    """One photo read, its faces found (the given boxes, else the detector's) and aligned.
+def find_photos(paths: list[str], *, recursive: bool, out: Path) -> list[Path]:
+    """The photos to align: each file as given (one that is not there fails when read, naming it) and each
+    folder's image files (:data:`IMAGE_SUFFIXES`, any case; sub-folders' with ``recursive``), sorted, those
+    in ``out`` left out (earlier overlays are no photos). A folder without any: a one-line ValueError."""
+    photos, skip = [], out.resolve()
+    for path in map(Path, paths):
+        if not path.is_dir():
+            photos.append(path)
+            continue
+        found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
+                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                       and skip not in p.resolve().parents)
+        if not found:
+            raise ValueError(f"{path}: a folder without image files ({', '.join(IMAGE_SUFFIXES)}"
+                             + (")" if recursive else "; --recursive for its sub-folders)"))
+        photos += found
+    return photos
+
+
+def align_photo(photo: Path, model, model_name: str, boxes, say, *, upsample: int = 1,
+                min_score: float = detect.DEFAULT_MIN_SCORE, largest: bool = False, warp5: int | None = None):
+    """One photo read, its faces found (the given boxes, else the detector's) and aligned by
+    :meth:`~falign.kit.aligner.Aligner.detect_and_align`, and with ``warp5`` warped to the 5-point template.
 
     Returns the image, the faces whose landmarks can be written, and one line about those that cannot
     (non-finite, or far outside their box: a model that diverged; or refused by the aligner's own check),
     or None. ``say`` prints a line.
     """
-    from falign.kit import inputs
+    from falign.kit import facecrop, inputs
 
     image = _read(photo, say)
     h, w = image.shape[:2]
-    scores = None
-    if boxes is not None:
-        try:
-            boxes = inputs.check_boxes(boxes, image_size=(w, h))
-        except inputs.InputError as err:
-            raise PhotoError(f"{photo}: {err}") from None
-        source = "given"
-    else:
-        boxes, scores = detect.detect_faces(image, upsample=upsample, min_score=min_score,
-                                             max_side=detect.DETECT_SIDE, return_scores=True)
-        if len(boxes) == 0:
-            raise PhotoError(f"{photo}: no face found by {detect.DETECTOR}; give one with --box x1,y1,x2,y2")
-        source = detect.DETECTOR
-    refused, why = [], ""
     try:
-        points, visible = model.align(image, boxes)
-    except inputs.PredictionError as err:    # the aligner refused some faces: keep the others
-        if err.points is None or err.ok is None:     # it did not say which: the whole photo fails
-            raise PhotoError(f"{photo}: {inputs.first_line(err)}") from None
-        points, visible, why = err.points, err.visible, inputs.first_line(err)
-        refused = np.flatnonzero(~np.asarray(err.ok, bool))
-    problems = inputs.landmark_problems(points, boxes)    # also for aligners that do not check
-    for k in refused:                                     # the aligner's own verdict counts too
-        problems.setdefault(int(k), f"face {k}: refused by the aligner ({why})")
-    points = np.asarray(points, np.float32)
-    visible = None if visible is None else np.asarray(visible, bool)
+        found = model.detect_and_align(image, boxes, min_score=min_score, upsample=upsample, largest=largest)
+    except inputs.InputError as err:             # a given box outside the photo
+        raise PhotoError(f"{photo}: {err}") from None
+    except inputs.PredictionError as err:        # the aligner refused the photo without saying which faces
+        raise PhotoError(f"{photo}: {inputs.first_line(err)}") from None
+    if not found:
+        raise PhotoError(f"{photo}: no face found by {detect.DETECTOR} with score >= {min_score:g}; give one with "
+                         "--box x1,y1,x2,y2" + (", or lower --min-score" if min_score > detect.MIN_SCORE else ""))
     faces = []
-    for k in (k for k in range(len(boxes)) if k not in problems):
-        record = {
+    for k, face in enumerate(found):
+        if face["problem"]:
+            continue
+        warp, affine = facecrop.warp5(image, face["landmarks"], model.scheme, warp5) if warp5 else (None, None)
+        record = json_safe({
             "image": str(photo.resolve()), "image_size": [w, h], "face": k,
             "coordinates": "0-based pixels, x right, y down, pixel centres at integers",
-            "box": [round(float(v), 3) for v in boxes[k]], "box_source": source,
-            **({"detector_score": round(float(scores[k]), 4)} if scores is not None else {}),
+            "box": [round(float(v), 3) for v in face["box"]],
+            "box_source": "given" if boxes is not None else detect.DETECTOR,
+            **({"detector_score": round(face["score"], 4)} if face["score"] is not None else {}),
             "model": model_name, "kind": model.kind, "scheme": model.scheme,
             "checkpoint": str(Path(model.source).resolve()) if model.source else None,
-            "landmarks": [[round(x, 3), round(y, 3)] for x, y in points[k].tolist()],
-            "visible": None if visible is None else visible[k].tolist(),
+            "landmarks": [[round(x, 3), round(y, 3)] for x, y in face["landmarks"].tolist()],
+            "visible": None if face["visible"] is None else face["visible"].tolist(),
+            **({"warp5": {"size": warp5, "template": "ArcFace (insightface arcface_dst), scaled by size / 112",
+                          "affine": np.round(affine, 6).tolist()}} if warp5 else {}),
             "provenance": model.provenance,
-        }
-        faces.append(Face(k, boxes[k], points[k], None if visible is None else visible[k], record))
-    problem = None
-    if problems:
-        problem = f"{photo}: " + "; ".join(problems[k] for k in sorted(problems)) + "; not written"
+        })
+        faces.append(Face(k, face["box"], face["landmarks"], face["visible"], record, warp))
+    problems = [face["problem"] for face in found if face["problem"]]
+    problem = f"{photo}: " + "; ".join(problems) + "; not written" if problems else None
     return image, faces, problem
+
+
+def json_safe(value):
+    """``value`` (dicts, lists, numbers, text) with every non-finite float as None: JSON has no NaN or
+    Infinity (Python's json writes them bare; strict readers, JavaScript's among them, refuse the file)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -365,7 +439,7 @@ def _write_pts(path: Path, image: np.ndarray, face: Face) -> None:
 
 
 def _write_json(path: Path, image: np.ndarray, face: Face) -> None:
-    """One key per line; NaN is refused (``allow_nan=False``), as JSON has no NaN."""
+    """One key per line; NaN is refused (``allow_nan=False``: the record is :func:`json_safe` already)."""
     lines = ",\n".join(f" {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in face.record.items())
     path.write_text("{\n" + lines + "\n}\n", encoding="utf-8")
 
@@ -374,10 +448,17 @@ def _write_png(path: Path, image: np.ndarray, face: Face) -> None:
     overlay(image, face.box, face.points, face.visible).save(path, format="PNG")
 
 
-WRITERS = {"pts": _write_pts, "json": _write_json, "png": _write_png}
+def _write_warp(path: Path, image: np.ndarray, face: Face) -> None:
+    from PIL import Image
+
+    Image.fromarray(face.warp).save(path, format="PNG")
 
 
-_OUTPUT = re.compile(rf"(?P<stem>.+)_face\d+\.(?:{'|'.join(WRITERS)})")
+# A face's files: <stem>_face<k> and these endings, each with its writer (the warp only with --warp5).
+WRITERS = {".pts": _write_pts, ".json": _write_json, ".png": _write_png, "_warp.png": _write_warp}
+
+
+_OUTPUT = re.compile(rf"(?P<stem>.+)_face\d+(?:{'|'.join(map(re.escape, WRITERS))})")
 
 
 def _outputs_by_stem(out: Path) -> dict[str, set[Path]]:
@@ -404,8 +485,10 @@ def write_faces(out: Path, stem: str, image: np.ndarray, faces: list[Face], earl
     with contextlib.ExitStack() as staged:
         new = set()
         for face in faces:
-            for suffix, write in WRITERS.items():
-                path = out / f"{stem}_face{face.index}.{suffix}"
+            for ending, write in WRITERS.items():
+                if write is _write_warp and face.warp is None:
+                    continue
+                path = out / f"{stem}_face{face.index}{ending}"
                 try:
                     tmp = staged.enter_context(atomic.atomic_path(path))
                     write(tmp, image, face)
@@ -421,6 +504,18 @@ def write_faces(out: Path, stem: str, image: np.ndarray, faces: list[Face], earl
                 raise OutputError(f"{out}: cannot replace the outputs of {stem} ({err.strerror or err})") from None
             tally.faces += len(faces)
             tally.photos += 1
+            tally.records += [face.record for face in faces]
+
+
+def write_results(out: Path, records: list[dict]) -> None:
+    """:data:`RESULTS` in ``out``: one JSON line per record (its :data:`JSONL_KEYS`), replaced atomically."""
+    from falign.base import atomic_files as atomic
+
+    lines = (json.dumps({k: r[k] for k in JSONL_KEYS if k in r}, allow_nan=False) + "\n" for r in records)
+    try:
+        atomic.write_text(out / RESULTS, "".join(lines))
+    except OSError as err:
+        raise OutputError(f"{out / RESULTS}: cannot write it ({err.strerror or err})") from None
 
 
 @contextlib.contextmanager
