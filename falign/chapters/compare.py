@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from falign.kit import aligner, chapter, inputs, protocol300w, train as trainer
-from falign.base import atomic_files as atomic
+from falign.base import atomic_files as atomic, paths
 from falign.kit.chapter import not_recipe
 from falign.data import detect, transforms
 from falign.measure import conventions, metrics
@@ -314,7 +314,8 @@ def _numpy_predict(fn: Callable) -> Callable:
             points = np.asarray(err.points, np.float64)
             if err.ok is None or not np.isfinite(points).all():
                 raise
-            print(f"compare: scored as predicted, {int((~err.ok).sum())} face(s) far outside their box: {err}")
+            said = str(err).replace(f"{paths.ROOT}/", "")      # the repository's paths, not this machine's
+            print(f"compare: scored as predicted, {int((~err.ok).sum())} face(s) far outside their box: {said}")
             return points
     return predict
 
