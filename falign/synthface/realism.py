@@ -274,14 +274,16 @@ def grey(rgb: torch.Tensor, r: dict) -> torch.Tensor:
 
 def jpeg(images: torch.Tensor, r: dict) -> torch.Tensor:
     """JPEG-compress the chosen uint8 images at their quality ``r["jpeg"]`` (0: not compressed),
-    with Pillow's encoder (deterministic), one image at a time."""
+    with Pillow's encoder (deterministic), one image at a time; grey images as one channel, so
+    they stay grey."""
     chosen = (r["jpeg"] > 0).nonzero().squeeze(1).tolist()
     if not chosen:
         return images
     out = images.cpu().numpy().copy()
     for i in chosen:
         buffer = io.BytesIO()
-        Image.fromarray(out[i]).save(buffer, format="JPEG", quality=int(r["jpeg"][i]))
+        Image.fromarray(out[i, ..., 0] if r["grey"][i] else out[i]).save(buffer, format="JPEG",
+                                                                      quality=int(r["jpeg"][i]))
         with Image.open(buffer) as im:
             out[i] = np.asarray(im.convert("RGB"))
     return torch.from_numpy(out).to(images.device)
