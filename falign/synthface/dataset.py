@@ -2,7 +2,10 @@
 
 The real benchmarks cannot be downloaded by code, so every chapter runs by default on faces rendered
 from :func:`falign.synthface.morphable.builtin_model`: random identity, expression, pose, skin tone, hair,
-lighting, background clutter, occluders, blur and noise, with exact ground truth. Presets mirror the
+lighting, background clutter, occluders, blur and noise, with exact ground truth. The "photo-like"
+preset also turns on :mod:`falign.synthface.realism`'s effects (each a :class:`SynthFaceConfig` knob,
+off elsewhere): real-photo backgrounds, skin texture, strong beards, glasses and hands, coloured and
+second lights, grey, low-resolution and JPEG images. Presets mirror the
 papers' protocols (a near-frontal "common" and a hard "challenging" 300-W-like set, a large-pose
 AFLW-PIFA-like set, ...); ``synthface(preset, split, n)`` returns a :class:`FaceDataset`,
 ``synthface_arrays`` the same faces as stacked arrays for fast training, and
@@ -29,7 +32,7 @@ Ground truth, per face
 Determinism and caching
 -----------------------
 Faces are drawn in blocks of :data:`BLOCK`; each block's generators are seeded from (seed, preset,
-split, block index), so different splits never share faces and a split's faces do not depend on the
+split, block index; the realism effects get a stream of their own), so different splits never share faces and a split's faces do not depend on the
 render batch size. Face parameters are drawn on the CPU (identical on every device); per-pixel
 randomness (backgrounds, occluders, noise) uses a generator on the rendering device, so GPU images
 differ from CPU images and the device kind is part of the fingerprint. Arrays are cached in
@@ -55,7 +58,7 @@ import torch
 from tqdm import tqdm
 
 from falign.base import memory as allocator, atomic_files as atomic, paths
-from falign.synthface import morphable, render
+from falign.synthface import morphable, realism, render
 from falign.data.registry import DatasetSpec, register
 from falign.data.sample import FaceDataset, Sample
 from falign.measure.landmarks import convert, convert_visibility
@@ -100,6 +103,16 @@ class SynthFaceConfig:
     blur_prob: float = 0.5  # share of faces that are blurred (the others are sharp)
     detector_shift: float = 0.05  # std of the detector box centre shift, fraction of the box size
     detector_scale: float = 0.07  # std of the log of the detector box width and height factors
+    # Realism (falign.synthface.realism), all off by default: probabilities per face, amplitudes.
+    photo_backgrounds: float = 0.0  # share of backgrounds cropped from real photos (no faces in them)
+    albedo_detail: float = 0.0  # max amplitude of the skin texture (uneven tone, pores, freckles)
+    beard: float = 0.0  # share of faces with a strong beard or stubble
+    light_colour: float = 0.0  # std of the light's warm-cool colour cast
+    extra_light: float = 0.0  # share of faces lit by a second directional light
+    grey: float = 0.0  # share of black-and-white images
+    jpeg: float = 0.0  # share of JPEG-compressed images
+    jpeg_quality: tuple[int, int] = (20, 90)
+    low_res: float = 0.0  # share of images shrunk to 25-60 % and enlarged back
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,19 @@ _INDOOR = dataclasses.replace(_WIDE, ambient=(0.45, 0.7), diffuse=(0.25, 0.5), l
 _OUTDOOR = dataclasses.replace(_WIDE, ambient=(0.1, 0.3), diffuse=(0.7, 1.0), light_angle=85.0,
                                noise=(0.0, 0.02), blur=(0.3, 0.6), blur_prob=0.2)
 _LARGE_POSE = SynthFaceConfig(pitch=(-35.0, 35.0), pitch_std=12.0, roll=(-40.0, 40.0), roll_std=12.0)
+# Photo-like: _WIDE's faces with what real photos vary in and the plain generator holds fixed. Most
+# in-the-wild backgrounds are real scenes (0.7; the rest keep the procedural clutter, which also
+# varies); skin texture on every face, up to 30 % (tone is uneven at all scales); beards on about a
+# third of men; glasses and hands are common in 300-W/AFLW (occlusion 0.35, four kinds); light casts
+# of about 10 % (tungsten against daylight); a second light (window, lamp, flash) on 40 %; archive
+# photos in grey (15 %); half of web photos re-encoded as JPEG; small faces enlarged (20 %); more
+# noise and blur on half of them.
+_PHOTO = dataclasses.replace(
+    _WIDE, photo_backgrounds=0.7, albedo_detail=0.3, beard=0.15, occlusion=0.35,
+    occluders=("bar", "blob", "glasses", "hand"), light_colour=0.1, extra_light=0.4, grey=0.15, jpeg=0.5,
+    low_res=0.2, blur_prob=0.5, noise=(0.0, 0.05))
+_PHOTO_TEST = dataclasses.replace(_PHOTO, **{k: getattr(_FRONTAL, k) for k in (
+    "yaw", "yaw_std", "pitch", "pitch_std", "roll", "roll_std")})
 
 PRESETS: dict[str, Preset] = {
     "300w-like": Preset(
@@ -166,6 +192,11 @@ PRESETS: dict[str, Preset] = {
         "five",
         {"train": dataclasses.replace(_FRONTAL, expression=(0.2, 1.0), occlusion=0.1), "test": _FRONTAL},
         {"train": 10000, "test": 3466}, description="Sun et al.'s LFPW/LFW lists: near-frontal, 5 points."),
+    "photo-like": Preset(
+        "ibug68", {"train": _PHOTO, "test": _PHOTO_TEST}, {"train": 3148, "test": 600},
+        description="300-W-like faces made to look photographed: real-photo backgrounds, skin texture, "
+        "beards, glasses and hands, coloured and second lights, grey, low-resolution and JPEG images; "
+        "train has 300-W train's poses, test near-frontal ones."),
 }
 # Real dataset name -> its SynthFace stand-in (the functions accept either name).
 LIKE = {"300w": "300w-like", "aflw-pifa": "aflw-pifa-like", "afw": "afw-like", "lfpw5": "lfpw5-like"}
@@ -444,7 +475,7 @@ def _albedo(scene: _Scene, f: dict) -> torch.Tensor:
         ones * torch.tensor([0.30, 0.09, 0.09], device=dev) * (0.4 + 0.6 * d[:, 2:3]),  # open mouth
         skin * 0.35,  # nostrils
         skin * torch.tensor([0.10, -0.07, -0.05], device=dev) * d[:, 3:4],  # cheek blush
-        skin * -0.45 * ((d[:, 4:5] - 0.6) / 0.4).clamp(min=0),  # beard shadow on some faces
+        _beard(f, skin * -0.45 * ((d[:, 4:5] - 0.6) / 0.4).clamp(min=0)),  # beard shadow on some faces
         skin * -0.2 * d[:, 5:6],  # eye shadow
     ], 1)
     V = scene.templates.shape[0]
@@ -454,6 +485,12 @@ def _albedo(scene: _Scene, f: dict) -> torch.Tensor:
                       f["hairline"][:, None].expand(-1, len(scene.extra))], 1)
     hair_w = torch.sigmoid((scene.hair_level - line) / 4)[..., None]
     return torch.lerp(base, hair[:, None], hair_w).mul_(scene.shade[:, None]).clamp_(0, 1)
+
+
+def _beard(f: dict, shadow: torch.Tensor) -> torch.Tensor:
+    """The beard template's colour: the shadow, and with the realism knob ``beard`` on, a strong beard
+    (toward the hair colour by ``f["beard"]``)."""
+    return shadow + (f["hair"] - f["skin"]) * f["beard"] if "beard" in f else shadow
 
 
 def _proportions(points: torch.Tensor) -> torch.Tensor:
@@ -521,8 +558,10 @@ def _draw(scene: _Scene, f: dict, size: int, background: torch.Tensor) -> dict[s
     extra[:, -n_neck:] = extra[:, -n_neck:] @ (R.transpose(1, 2) @ R_neck).transpose(1, 2)
     normals = torch.cat([_face_normals(S, scene), extra], 1)
     light = (f["light"][:, None] @ R)[:, 0]
+    lights = (((f["light2"][:, None] @ R)[:, 0], f["diffuse2"]),) if "light2" in f else ()
     rgb, mask = render.render_mesh(verts, scene.triangles, _albedo(scene, f), normals, light,
-                                   f["ambient"], f["diffuse"], size, size, background, raster=raster)
+                                   f["ambient"], f["diffuse"], size, size, background, raster=raster,
+                                   lights=lights)
     # A landmark is self-occluded when the surface drawn around it is nearer than it everywhere in
     # its 3x3 pixels (by more than a slack): near a silhouette the surface is so steep that the
     # depth interpolated one pixel away differs by centimetres, while a landmark hidden behind the
@@ -536,22 +575,51 @@ def _draw(scene: _Scene, f: dict, size: int, background: torch.Tensor) -> dict[s
             "visible68": visible, "boxes": torch.cat([lo + shift, hi + shift], 1)}
 
 
+def _occlude(out: dict, f: dict, cfg: SynthFaceConfig, g: torch.Generator, real: bool):
+    """Occluders: the plain kinds from the pixel generator ``g`` (as ever), with ``real`` also skin
+    texture first and the realism kinds (glasses, hands) from the face's realism draws."""
+    rgb = realism.skin_texture(out["rgb"], out["mask"], f) if real else out["rgb"]
+    plain = tuple(k for k in cfg.occluders if k not in realism.OCCLUDERS)
+    share = cfg.occlusion * len(plain) / len(cfg.occluders) if real else cfg.occlusion
+    if plain or not real:
+        rgb, occluded = render.draw_occluders(rgb, g, share, plain, out["boxes"])
+    else:
+        occluded = torch.zeros_like(out["mask"])
+    if real:
+        rgb, more = realism.draw_occluders(rgb, f, out["landmarks68"], out["boxes"], f["skin"])
+        occluded = occluded | more
+    return rgb, occluded
+
+
 def _finish(out: dict, f: dict, cfg: SynthFaceConfig, size: int, g: torch.Generator) -> dict:
     """One block's pixel randomness, in a fixed order: occluders (which also hide landmarks),
-    blur, noise; then 8-bit images and the jittered detector boxes."""
-    rgb, occluded = render.draw_occluders(out["rgb"], g, cfg.occlusion, cfg.occluders, out["boxes"])
+    blur, noise; then 8-bit images and the jittered detector boxes. With realism on (``f`` holds
+    its draws): skin texture before the occluders, low resolution after the blur, grey after the
+    noise, JPEG on the 8-bit image."""
+    real = "texture" in f
+    rgb, occluded = _occlude(out, f, cfg, g, real)
     xy = out["landmarks68"].round().long()
     x, y = xy[..., 0].clamp(0, size - 1), xy[..., 1].clamp(0, size - 1)
     under = occluded.flatten(1).gather(1, y * size + x)
     rgb = render.gaussian_blur(rgb, f["blur"] * (size / 128))
+    rgb = realism.low_res(rgb, f) if real else rgb
     rgb = render.add_noise(rgb, f["noise"], g)
+    rgb = realism.grey(rgb, f) if real else rgb
     box = out["boxes"]
     wh = box[:, 2:] - box[:, :2]
     centre = (box[:, :2] + box[:, 2:]) / 2 + f["detector"][:, :2] * wh.prod(1, keepdim=True).sqrt()
     half = wh * f["detector"][:, 2:].exp() / 2
-    return {**out, "images": rgb.mul_(255).add_(0.5).to(torch.uint8),  # rounds: rgb is in [0, 1]
+    images = rgb.mul_(255).add_(0.5).to(torch.uint8)  # rounds: rgb is in [0, 1]
+    return {**out, "images": realism.jpeg(images, f) if real else images,
             "visible68": out["visible68"] & ~under,
             "detector_boxes": torch.cat([centre - half, centre + half], 1)}
+
+
+def _with_realism(faces: dict, cfg: SynthFaceConfig, seed: int) -> dict:
+    """A block's faces with the realism draws added (a generator of their own, so the plain draws
+    stay as they were) and the light's colour cast applied."""
+    r = realism.draw(cfg, len(faces["p"]), torch.Generator().manual_seed(seed))
+    return {**faces, **r, "ambient": faces["ambient"] * r["tint"], "diffuse": faces["diffuse"] * r["tint"]}
 
 
 def _batch_blocks(size: int, device: torch.device) -> int:
@@ -593,11 +661,16 @@ def _generate(preset: str, split: str, cfg: SynthFaceConfig, n: int, size: int, 
         for start in range(0, n, per_call):
             blocks = [(b, min(b + BLOCK, n)) for b in range(start, min(start + per_call, n), BLOCK)]
             drawn = [draw_faces(cfg, b1 - b0, _seed(seed, preset, split, b0 // BLOCK)) for b0, b1 in blocks]
+            if realism.enabled(cfg):
+                drawn = [_with_realism(d, cfg, _seed(seed, preset, split, b0 // BLOCK, "realism"))
+                         for d, (b0, _) in zip(drawn, blocks)]
             f = {k: torch.cat([d[k] for d in drawn]).to(device) for k in drawn[0]}
             gens = [torch.Generator(device).manual_seed(_seed(seed, preset, split, b0 // BLOCK, "pixels"))
                     for b0, _ in blocks]
             background = torch.cat([render.random_backgrounds(b1 - b0, size, size, g)
                                     for (b0, b1), g in zip(blocks, gens)])
+            if realism.enabled(cfg):
+                background = realism.photo_backgrounds(background, f)
             out = _draw_chunks(scene, f, size, background)
             for (b0, b1), g in zip(blocks, gens):
                 rows = slice(b0 - start, b1 - start)
@@ -613,7 +686,8 @@ def _generate(preset: str, split: str, cfg: SynthFaceConfig, n: int, size: int, 
 
 # --- fingerprints and the on-disk cache ------------------------------------------------------------
 
-_GENERATOR_MODULES = ("falign.synthface.dataset", "falign.synthface.render", "falign.synthface.morphable", "falign.synthface.mesh")
+_GENERATOR_MODULES = ("falign.synthface.dataset", "falign.synthface.render", "falign.synthface.morphable",
+                      "falign.synthface.mesh", "falign.synthface.realism")
 
 
 @functools.lru_cache(maxsize=1)

@@ -291,19 +291,24 @@ def _per_image(value, B: int, device: torch.device) -> torch.Tensor:
 
 
 def shade(
-    normals: torch.Tensor, albedo: torch.Tensor, light_dir: torch.Tensor, ambient, diffuse
+    normals: torch.Tensor, albedo: torch.Tensor, light_dir: torch.Tensor, ambient, diffuse, lights=()
 ) -> torch.Tensor:
     """Lambertian + ambient colour per vertex: albedo * (ambient + diffuse * max(0, n . l)).
 
     normals (B, V, 3) unit; albedo (B, V, 3) or (V, 3) in [0, 1]; light_dir (B, 3) points from the
     surface toward the light, in the normals' frame (normalised here); ambient, diffuse: scalar,
-    (B,) or (B, 3) (coloured light). Returns (B, V, 3), not clamped.
+    (B,) or (B, 3) (coloured light); ``lights``: more (direction, diffuse) pairs, summed in.
+    Returns (B, V, 3), not clamped.
     """
     B = normals.shape[0]
     light = F.normalize(light_dir.to(normals.dtype).reshape(B, 1, 3), dim=-1)
     lambert = (normals * light).sum(-1, keepdim=True).clamp_(min=0)
     amb, dif = _per_image(ambient, B, normals.device), _per_image(diffuse, B, normals.device)
-    return albedo * (amb + dif * lambert)
+    total = amb + dif * lambert
+    for direction, strength in lights:
+        more = (normals * F.normalize(direction.to(normals.dtype).reshape(B, 1, 3), dim=-1)).sum(-1, keepdim=True)
+        total = total + _per_image(strength, B, normals.device) * more.clamp_(min=0)
+    return albedo * total
 
 
 def render_mesh(
@@ -319,6 +324,7 @@ def render_mesh(
     background: torch.Tensor | None = None,
     cull_backfaces: bool = False,
     raster: Raster | None = None,
+    lights=(),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render shaded meshes: rgb (B, H, W, 3) float in [0, 1] and coverage mask (B, H, W) bool.
 
@@ -328,7 +334,7 @@ def render_mesh(
     """
     if raster is None:
         raster = rasterize(verts, triangles, H, W, cull_backfaces)
-    colours = shade(normals, albedo.expand_as(normals), light_dir, ambient, diffuse)
+    colours = shade(normals, albedo.expand_as(normals), light_dir, ambient, diffuse, lights)
     rgb = interpolate(colours, triangles, raster.tri_index, raster.bary)
     mask = raster.tri_index >= 0
     if background is not None:

@@ -3,7 +3,8 @@
 Measured on the CPU (all of its threads, one process) and, when torch sees one, on the GPU:
 
 * SynthFace generation, everything included (3DMM sampling, rendering, backgrounds, occluders,
-  noise, blur, landmarks and visibility), at 128 and 256 pixels;
+  noise, blur, landmarks and visibility), at 128 and 256 pixels, and the photo-like preset (realism
+  effects on) at 128 with its rate relative to the plain one;
 * each chapter's inference (its ``bench`` module: e.g. a visualization layer, and every model at batch 1
   and a large batch (throughput);
 * every aligner with shipped weights (``falign.kit.aligner.available()``), end to end from a photo and
@@ -35,16 +36,26 @@ from falign.kit.timing import aligner_speed, seconds_per_call
 
 
 def bench_synthface(device: torch.device, quick: bool) -> list[dict]:
+    """300-W-like faces at 128 and 256 pixels; photo-like faces (the realism effects on) at 128 in the
+    same run, and their rate as a share of 300-W-like's: what the realism costs."""
     from falign.synthface.dataset import synthface_arrays
+
+    def rate(preset: str, size: int, n: int) -> float:
+        seconds = seconds_per_call(lambda: synthface_arrays(preset, "train", n, size=size, seed=1, cache=False,
+                                                            device=str(device)), device, repeats=1 if quick else 3)
+        return n / seconds
 
     rows = []
     sizes = {128: 256 if device.type == "cpu" else 8192, 256: 128 if device.type == "cpu" else 4096}
     for size, n in sizes.items():
         n = max(16, n // 8) if quick else n
-        seconds = seconds_per_call(lambda: synthface_arrays("300w-like", "train", n, size=size, seed=1, cache=False,
-                                                 device=str(device)), device, repeats=1 if quick else 3)
-        rows.append(dict(benchmark="synthface generation", size=size, batch=n,
-                         value=n / seconds, unit="images/s"))
+        rows.append(dict(benchmark="synthface generation", size=size, batch=n, value=rate("300w-like", size, n),
+                         unit="images/s"))
+    n = rows[0]["batch"]
+    photo = rate("photo-like", 128, n)
+    rows += [dict(benchmark="synthface generation (photo-like)", size=128, batch=n, value=photo, unit="images/s"),
+             dict(benchmark="synthface generation photo-like / 300w-like", size=128, batch=n,
+                  value=photo / rows[0]["value"], unit="ratio")]
     return rows
 
 
