@@ -474,3 +474,20 @@ def test_the_similarity_estimate_recovers_a_known_similarity():
     assert np.isnan(facecrop.similarity(np.ones((5, 2)), src[0])).all()
     with pytest.raises(ValueError, match="'cofw29' has no eye centres"):
         facecrop.check_scheme("cofw29", 29)
+
+
+def test_the_detector_is_recorded_and_named(models, astronaut, tmp_path, capsys):
+    """``--detector mmod``: faces.jsonl and the face's JSON name dlib's CNN as the box's source; a photo
+    without a face gets one line naming the detector and the threshold it used (its default, 0)."""
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((96, 96, 3), 128, np.uint8)).save(blank)
+    code, err = run(capsys, "align", astronaut, blank, "--model", models["rcsr"], "--detector", "mmod",
+                    "--upsample", "0", "--out", tmp_path / "out", "--quiet")
+    assert code == 1 and err == (f"{blank}: no face found by dlib CNN face detector (MMOD) with score >= 0; give "
+                                 "one with --box x1,y1,x2,y2\n"), err
+    lines = [strict_json(line) for line in (tmp_path / "out" / cli.RESULTS).read_text().splitlines()]
+    assert [line["box_source"] for line in lines] == ["dlib CNN face detector (MMOD)"]
+    assert 0.9 < lines[0]["detector_score"] < 1.2
+    assert detect.iou(np.array(lines[0]["box"]), np.add(FACE, [-0.5, -0.5, 0.5, 0.5])) > 0.5
+    record = json.loads((tmp_path / "out" / "astronaut_face0.json").read_text())
+    assert record["box_source"] == "dlib CNN face detector (MMOD)" and record["landmarks"] == lines[0]["landmarks"]

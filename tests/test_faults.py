@@ -428,6 +428,22 @@ def align(*args: str, names: str = "{photo}", photo: Callable[[Path], Path] = _p
     return build
 
 
+def _no_photos(tmp: Path) -> Path:
+    """A folder holding no image file, only notes."""
+    folder = tmp / "photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "notes.txt").write_text("not a photo\n")
+    return folder
+
+
+def _blank(tmp: Path) -> Path:
+    """A grey photo: no face in it."""
+    path = tmp / "photos" / "blank.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((96, 96, 3), 128, np.uint8)).save(path)
+    return path
+
+
 def nan_weight(tmp: Path) -> Path:
     """The tiny aligner with one NaN weight, its content hash recomputed (as an export of it would be)."""
     path = tiny_aligner("rcsr").save(tmp / "tiny.pt")
@@ -669,6 +685,9 @@ CASES = [
     Case("`falign align --device cuda` without CUDA",
          align("--device", "cuda", names="--device", patch=lambda tmp, mp: _without_cuda(mp)), 2,
          r"argument --device: device 'cuda': CUDA is not available", "refused before any photo is read"),
+    Case("`falign align --detector cnn`", align("--detector", "cnn", names="--detector"), 2,
+         r"argument --detector: detector must be one of hog, mmod \(hog: dlib frontal_face_detector \(HOG\); mmod: "
+         r"dlib CNN face detector \(MMOD\)\), got 'cnn'$", "refused, listing the detectors"),
     Case("`falign align --upsample -1`", align("--upsample", "-1", names="--upsample"), 2,
          r"argument --upsample: upsample must be an integer from 0 to 2 .*, got -1$", "refused, giving the range"),
     Case("`falign align --upsample 10`", align("--upsample", "10", names="--upsample"), 2,
@@ -680,6 +699,16 @@ CASES = [
          r"min_score must be a finite number >= -1 \(dlib's SVM margin: 0 keeps what dlib keeps, negative adds "
          r"weaker detections, mostly false alarms\), got -5\.0$",
          "refused, saying what negative means (not 556 faces)"),
+    Case("`falign align --detector mmod --min-score -0.5`",
+         align("--detector", "mmod", "--min-score", "-0.5", names="--min-score"), 2,
+         r"argument --min-score: min_score must be a finite number >= 0 \(the CNN's confidence: dlib returns no "
+         r"detection below 0\), got -0\.5$", "refused: below the detector's floor (its scores are not HOG's)"),
+    Case("`falign align --warp5 8`", align("--warp5", "8", names="--warp5"), 2,
+         r"argument --warp5: the crop's side in px, 16 to 2048 \(ArcFace takes 112\), got 8$",
+         "refused, giving the range"),
+    Case("`falign align` a folder with no photos", align(photo=_no_photos), 2,
+         r"argument PHOTO: \S+/photos: a folder without image files \(\.jpg, .*; --recursive for its sub-folders\)$",
+         "refused before any photo is read, naming the folder"),
     Case("`falign align --box nan,60,200,280`", align("--box", "nan,60,200,280", names="--box"), 2,
          r"argument --box: boxes: box 0 \(x1, y1, x2, y2 = nan, 60, 200, 280\) is not finite$", "refused: not finite"),
     Case("`falign align --box` 0.0001 px wide", align("--box", "10,10,10.0001,20", names="--box"), 2,
@@ -696,6 +725,10 @@ CASES = [
          "error naming the photo; its earlier outputs kept"),
     Case("`falign align` a file that is not an image", align(photo=lambda t: garbage(_photo(t))), 1,
          r"not an image Pillow can read$", "error naming the photo"),
+    Case("`falign align --largest-face` a photo without a face", align("--largest-face", photo=_blank), 1,
+         r"blank\.png: no face found by dlib frontal_face_detector \(HOG\) with score >= 0\.25; give one with --box "
+         r"x1,y1,x2,y2, or lower --min-score, or try --detector mmod \(turned and tilted faces; slower\)$",
+         "error naming the photo and the detector, with what to try; its earlier outputs kept"),
     Case("`falign align` a multi-frame GIF", align("--box", FACE, photo=lambda t: _photo(t, "astronaut.gif", 3)), 0,
          r"astronaut\.gif: 3 frames; frame 0 was read$", "frame 0 aligned, with one warning"),
     Case("`falign align` a photo over `MAX_PIXELS` (200 megapixels)",

@@ -31,16 +31,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from falign.data import detect
 from falign.kit import aligner
 
-PACKAGE = "face-recognition-models"
+PACKAGE = detect.MODELS_PACKAGE
 KIND = "dlib-ert"
 FILES = {68: "shape_predictor_68_face_landmarks.dat", 5: "shape_predictor_5_face_landmarks.dat"}
 SCHEMES = {68: "ibug68", 5: "dlib5"}
@@ -56,18 +56,10 @@ LICENCE = {
 
 
 def model_path(points: int = 68) -> Path:
-    """The installed model file for ``points`` (68 or 5), found without importing the package (its
-    ``__init__`` needs ``pkg_resources``, which recent setuptools no longer ships)."""
+    """The installed model file for ``points`` (68 or 5): :func:`falign.data.detect.model_file`."""
     if points not in FILES:
         raise ValueError(f"dlib's ERT comes with {sorted(FILES)} points, not {points}")
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"dlib's ERT models need the package {PACKAGE} (pinned in pyproject.toml; "
-                           f"pip install {PACKAGE}==0.3.0)")
-    path = Path(spec.submodule_search_locations[0]) / "models" / FILES[points]
-    if not path.is_file():
-        raise RuntimeError(f"{path}: missing from the installed {PACKAGE}; reinstall it")
-    return path
+    return detect.model_file(FILES[points], "dlib's ERT")
 
 
 @functools.lru_cache(maxsize=2)

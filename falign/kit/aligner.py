@@ -146,12 +146,15 @@ class Aligner:
             raise inputs.PredictionError(f"{self.source or f'{self.kind} aligner'}: {listed}", points, visible, ok)
         return points, visible
 
-    def detect_and_align(self, photo, boxes=None, *, min_score: float = detect.DEFAULT_MIN_SCORE, upsample: int = 1,
-                         largest: bool = False, bgr: bool = False, value_range: float | None = None) -> list[dict]:
+    def detect_and_align(self, photo, boxes=None, *, detector: str = "hog", min_score: float | None = None,
+                         upsample: int = 1, largest: bool = False, bgr: bool = False,
+                         value_range: float | None = None) -> list[dict]:
         """Every face of one photo with its landmarks in one call, like face-alignment's ``get_landmarks``: the
-        faces dlib's HOG detector finds (:func:`falign.data.detect.detect_faces` with ``min_score`` and
-        ``upsample``, most confident first, on a copy shrunk to :data:`~falign.data.detect.DETECT_SIDE` px),
-        or the given ``boxes``; ``largest`` keeps only the largest. ``falign align`` runs this.
+        faces dlib's ``detector`` finds (:func:`falign.data.detect.detect_faces`: ``"hog"``, or ``"mmod"``, its
+        CNN, which finds turned and tilted faces but takes seconds per photo on a CPU; with ``min_score``,
+        default the detector's :data:`~falign.data.detect.DEFAULT_MIN_SCORE_BY_DETECTOR`, and ``upsample``, most
+        confident first, on a copy shrunk to :data:`~falign.data.detect.DETECT_SIDE` px), or the given
+        ``boxes``; ``largest`` keeps only the largest. ``falign align`` runs this.
 
         One dict per face: ``box`` (4,) float32 and ``score`` (the detector's; None for given boxes), then
         ``landmarks`` (N, 2) float32 and ``visible`` (N,) bool or None in the photo's pixels, and ``problem``:
@@ -161,7 +164,8 @@ class Aligner:
         """
         image = inputs.as_rgb8(photo, bgr=bgr, value_range=value_range)
         if boxes is None:
-            boxes, scores = detect.detect_faces(image, upsample=upsample, min_score=min_score,
+            boxes, scores = detect.detect_faces(image, detector=detector, upsample=upsample,
+                                                min_score=detect.resolve_min_score(min_score, detector),
                                                 max_side=detect.DETECT_SIDE, return_scores=True)
         else:
             boxes, scores = inputs.check_boxes(boxes, image_size=image.shape[1::-1]), None

@@ -2,9 +2,10 @@
 
 A PHOTO may be a folder: its image files (:data:`IMAGE_SUFFIXES`, any case; with ``--recursive`` those of
 its sub-folders too, never those in ``--out``), sorted. Faces come from dlib's detector
-(:meth:`falign.kit.aligner.Aligner.detect_and_align`, the API's one call, keeping scores of at least
-``--min-score``, default :data:`falign.data.detect.DEFAULT_MIN_SCORE`; ``--largest-face`` keeps the largest)
-or from ``--box``. For every face it writes three files into ``--out`` (default ``aligned/``), named
+(:meth:`falign.kit.aligner.Aligner.detect_and_align`, the API's one call): ``--detector hog`` (the default)
+or ``mmod`` (its CNN: turned and tilted faces too, seconds per photo on a CPU), keeping scores of at least
+``--min-score``, default the detector's :data:`falign.data.detect.DEFAULT_MIN_SCORE_BY_DETECTOR`;
+``--largest-face`` keeps the largest; or from ``--box``. For every face it writes three files into ``--out`` (default ``aligned/``), named
 ``<photo stem>_face<k>``: a 300-W ``.pts`` file (1-based, as the iBUG tools read it), a ``.json`` file
 (0-based landmarks, visibility, box, model, scheme, the weights' provenance) and a ``.png`` overlay; with
 ``--warp5 SIZE`` a fourth, ``_warp.png``: the face warped to ArcFace's 5-point template
@@ -13,7 +14,7 @@ or from ``--box``. For every face it writes three files into ``--out`` (default 
 JSON has no NaN: a non-finite number is written null.
 
 Everything that can be checked before a photo is read is checked first: the arguments (model, device,
-``--upsample``, ``--min-score``, every ``--box``, ``--out`` a writable folder, a folder with image files, a
+``--detector``, ``--upsample``, ``--min-score`` against the detector's floor, every ``--box``, ``--out`` a writable folder, a folder with image files, a
 model whose scheme has the points ``--warp5`` needs) and the model's weights
 (:func:`falign.load` refuses corrupt or non-finite ones). A problem there is one line and exit status 2.
 Then each photo that cannot be aligned gets one line naming it (and the face, for landmarks that cannot
@@ -67,6 +68,7 @@ more:
   falign align photos/ --largest-face --warp5 112  # every image in photos/, its largest face, and
                                                    # <stem>_face0_warp.png: the 112 px ArcFace crop
   falign align photos/ --recursive --min-score 0   # sub-folders too; dlib's own threshold (more false faces)
+  falign align tilted.jpg --detector mmod          # dlib's CNN: turned and tilted faces; seconds per photo
   falign align a.jpg b.png --box 170,70,270,170    # this face box in every photo, no detector
   falign align a.jpg --box -20,60,200,280          # a box may start left of the photo (half inside)
   falign align photos/*.jpg --model path/to/aligner.pt
@@ -215,14 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
                             "the photo (repeat for several faces); default: detect faces")
     align.add_argument("--out", type=_arg(_output_folder), default="aligned",
                        help="output folder (default: aligned/); a photo's earlier outputs there are replaced")
+    align.add_argument("--detector", type=_arg(detect.check_detector), default="hog", metavar="{hog,mmod}",
+                       help="face detector: hog, dlib's HOG detector (default; near-frontal faces, fast), or mmod, "
+                            "dlib's CNN, which finds turned and tilted faces HOG misses but takes seconds per photo "
+                            "on a CPU")
     align.add_argument("--upsample", type=_arg(_integer, detect.check_upsample), default=1,
                        help=f"detector: upsample the photo this many times to find small faces, "
                             f"{detect.UPSAMPLE.start} to {detect.UPSAMPLE.stop - 1} (default 1; photos are first "
                             f"shrunk to {detect.DETECT_SIDE} px on their longest side)")
-    align.add_argument("--min-score", type=_arg(_number, detect.check_min_score), default=detect.DEFAULT_MIN_SCORE,
-                       help=f"detector: keep detections with at least this SVM score, {detect.MIN_SCORE:g} or more "
-                            f"(default {detect.DEFAULT_MIN_SCORE:g}: frontal faces score about 1, false faces up to "
-                            "0.15; 0 is dlib's own threshold, negative adds false alarms)")
+    hog, mmod = detect.DEFAULT_MIN_SCORE_BY_DETECTOR["hog"], detect.DEFAULT_MIN_SCORE_BY_DETECTOR["mmod"]
+    align.add_argument("--min-score", type=_arg(_number),
+                       help=f"detector: keep detections scoring at least this. hog: its SVM score, "
+                            f"{detect.MIN_SCORE_BY_DETECTOR['hog']:g} or more (default {hog:g}: frontal faces score "
+                            "about 1, false faces up to 0.15; 0 is dlib's own threshold, negative adds false alarms); "
+                            f"mmod: its confidence, {detect.MIN_SCORE_BY_DETECTOR['mmod']:g} or more (default "
+                            f"{mmod:g}, all dlib returns: faces score 0.5 to 1.2)")
     align.add_argument("--largest-face", action="store_true", help="keep only the largest face of each photo")
     align.add_argument("--warp5", type=_arg(_integer, _warp_size), metavar="SIZE",
                        help="also write <stem>_face<k>_warp.png: the face warped (rotation, scale, shift) so its eye "
@@ -286,13 +295,17 @@ def align_command(args: argparse.Namespace) -> int:
 
 
 def _align(args: argparse.Namespace, tally: Tally) -> int:
-    from tqdm import tqdm
-
-    from falign.kit import aligner as aligners, facecrop, inputs
-
     def usage_error(message) -> int:
         print(f"falign align: error: {message}", file=sys.stderr)
         return 2
+
+    try:          # before the heavy imports: the floor and the default depend on --detector
+        min_score = detect.resolve_min_score(args.min_score, args.detector)
+    except ValueError as err:
+        return usage_error(f"argument --min-score: {err}")
+    from tqdm import tqdm
+
+    from falign.kit import aligner as aligners, facecrop, inputs
 
     try:
         boxes = inputs.check_boxes(args.box) if args.box else None
@@ -325,9 +338,9 @@ def _align(args: argparse.Namespace, tally: Tally) -> int:
                         raise PhotoError(f"{photo}: its outputs would overwrite those of {stems[photo.stem]} "
                                          "(same file name); align it in a separate run or --out")
                     stems[photo.stem] = photo
-                    image, faces, problem = align_photo(photo, model, name, boxes, say, upsample=args.upsample,
-                                                        min_score=args.min_score, largest=args.largest_face,
-                                                        warp5=args.warp5)
+                    image, faces, problem = align_photo(photo, model, name, boxes, say, detector=args.detector,
+                                                        upsample=args.upsample, min_score=min_score,
+                                                        largest=args.largest_face, warp5=args.warp5)
                 except (PhotoError, inputs.InputError) as err:
                     faces, problem = [], str(err)
                 except Exception as err:  # a bug or an odd file must not stop the other photos
@@ -370,9 +383,10 @@ def find_photos(paths: list[str], *, recursive: bool, out: Path) -> list[Path]:
     return photos
 
 
-def align_photo(photo: Path, model, model_name: str, boxes, say, *, upsample: int = 1,
-                min_score: float = detect.DEFAULT_MIN_SCORE, largest: bool = False, warp5: int | None = None):
-    """One photo read, its faces found (the given boxes, else the detector's) and aligned by
+def align_photo(photo: Path, model, model_name: str, boxes, say, *, detector: str = "hog", upsample: int = 1,
+                min_score: float | None = None, largest: bool = False, warp5: int | None = None):
+    """One photo read, its faces found (the given boxes, else ``detector``'s, ``min_score`` None for its
+    default) and aligned by
     :meth:`~falign.kit.aligner.Aligner.detect_and_align`, and with ``warp5`` warped to the 5-point template.
 
     Returns the image, the faces whose landmarks can be written, and one line about those that cannot
@@ -381,17 +395,19 @@ def align_photo(photo: Path, model, model_name: str, boxes, say, *, upsample: in
     """
     from falign.kit import facecrop, inputs
 
+    min_score = detect.resolve_min_score(min_score, detector)
     image = _read(photo, say)
     h, w = image.shape[:2]
     try:
-        found = model.detect_and_align(image, boxes, min_score=min_score, upsample=upsample, largest=largest)
+        found = model.detect_and_align(image, boxes, detector=detector, min_score=min_score, upsample=upsample,
+                                       largest=largest)
     except inputs.InputError as err:             # a given box outside the photo
         raise PhotoError(f"{photo}: {err}") from None
     except inputs.PredictionError as err:        # the aligner refused the photo without saying which faces
         raise PhotoError(f"{photo}: {inputs.first_line(err)}") from None
     if not found:
-        raise PhotoError(f"{photo}: no face found by {detect.DETECTOR} with score >= {min_score:g}; give one with "
-                         "--box x1,y1,x2,y2" + (", or lower --min-score" if min_score > detect.MIN_SCORE else ""))
+        raise PhotoError(f"{photo}: no face found by {detect.DETECTORS[detector]} with score >= {min_score:g}; "
+                         + _what_else(detector, min_score))
     faces = []
     for k, face in enumerate(found):
         if face["problem"]:
@@ -401,7 +417,7 @@ def align_photo(photo: Path, model, model_name: str, boxes, say, *, upsample: in
             "image": str(photo.resolve()), "image_size": [w, h], "face": k,
             "coordinates": "0-based pixels, x right, y down, pixel centres at integers",
             "box": [round(float(v), 3) for v in face["box"]],
-            "box_source": "given" if boxes is not None else detect.DETECTOR,
+            "box_source": "given" if boxes is not None else detect.DETECTORS[detector],
             **({"detector_score": round(face["score"], 4)} if face["score"] is not None else {}),
             "model": model_name, "kind": model.kind, "scheme": model.scheme,
             "checkpoint": str(Path(model.source).resolve()) if model.source else None,
@@ -415,6 +431,16 @@ def align_photo(photo: Path, model, model_name: str, boxes, say, *, upsample: in
     problems = [face["problem"] for face in found if face["problem"]]
     problem = f"{photo}: " + "; ".join(problems) + "; not written" if problems else None
     return image, faces, problem
+
+
+def _what_else(detector: str, min_score: float) -> str:
+    """What a photo without a face found can try: a box, a lower score, the other detector."""
+    tries = ["give one with --box x1,y1,x2,y2"]
+    if min_score > detect.MIN_SCORE_BY_DETECTOR[detector]:
+        tries.append("lower --min-score")
+    if detector == "hog":
+        tries.append("try --detector mmod (turned and tilted faces; slower)")
+    return ", or ".join(tries)
 
 
 def json_safe(value):
