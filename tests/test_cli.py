@@ -402,7 +402,8 @@ def test_faces_jsonl_and_json_stay_valid_json(astronaut, tmp_path, capsys, monke
     lines = (tmp_path / "out" / cli.RESULTS).read_text().splitlines()
     assert len(lines) == 1
     line = strict_json(lines[0])
-    assert set(line) == {"image", "face", "box", "box_source", "model", "scheme", "landmarks", "visible"}
+    assert set(line) == {"image", "face", "box", "box_source", "model", "trained_boxes", "scheme", "landmarks",
+                         "visible"}
     assert line["face"] == 0 and line["visible"] is None and line["landmarks"] == record["landmarks"]
     assert cli.json_safe({"landmarks": [[1.5, float("nan")], [np.float32("inf"), 2.0]], "n": 3}) == {
         "landmarks": [[1.5, None], [None, 2.0]], "n": 3}

@@ -100,6 +100,7 @@ class DlibERT(aligner.Aligner):
     rectangle of the first and last pixel inside it. No visibility is estimated."""
 
     modules = ("falign.baselines.dlib_ert",)
+    trained_boxes = aligner.DLIB_HOG_BOXES   # dlib trained its predictors from its own detector's boxes
 
     def __init__(self, model: ShapePredictor, *, model_args: dict, preprocess: dict | None = None,
                  scheme: str | None = None, provenance: dict | None = None, source: str | None = None):

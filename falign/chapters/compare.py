@@ -210,8 +210,9 @@ class BoxConvention:
 
 SYNTHFACE_BOX = BoxConvention("SynthFace detector-like", "detector_boxes")
 # Decision [compare.conventions] (data): each method starts from the box convention it was trained with. dlib's
-# ERT (both models) and MSRRN (whose chapter crops around dlib's HOG boxes, its decision msrrn.detector) use
-# dlib's HOG convention; every other aligner and both baselines were trained on SynthFace's detector-like box and use
+# ERT (both models), MSRRN (whose chapter crops around dlib's HOG boxes, its decision msrrn.detector) and any
+# aligner whose checkpoint records dlib's convention (the photo aligner, photo.box-convention) use dlib's HOG
+# convention; every other aligner and both baselines were trained on SynthFace's detector-like box and use
 # it as is. dlib's convention is reached from SynthFace's box through a 4-number adapter (median centre offset
 # and size ratio, :func:`falign.data.detect.box_calibration`) fitted on the SynthFace 300-W-like *training*
 # faces dlib's detector finds, never on test faces, so every test face has a box in every convention. The
@@ -219,7 +220,6 @@ SYNTHFACE_BOX = BoxConvention("SynthFace detector-like", "detector_boxes")
 # with dlib's real detections for the dlib-convention methods (the found-faces block).
 # Paper: Every method on 'the same faces with the same boxes'; dlib's ERT was trained on dlib's HOG detector
 # boxes, and MSRRN's paper says 'we detected the face bounding box by the DLIB'.
-DLIB_BOX_KINDS = frozenset({peers.KIND, "msrrn"})
 
 
 def dlib_convention(cfg: Scale, *, seed: int = 0) -> BoxConvention:
@@ -323,7 +323,7 @@ def _numpy_predict(fn: Callable) -> Callable:
 def shipped(dlib_box: BoxConvention) -> list[Method]:
     """Every aligner with shipped weights, in :func:`falign.kit.aligner.available` order, scored on 68
     points where it has them (or a projection onto them), else on its own points, each on its box
-    convention (``dlib_box`` for :data:`DLIB_BOX_KINDS`). An aligner whose scheme is not derived from
+    convention (``dlib_box`` for those trained on dlib's boxes, :attr:`falign.kit.aligner.Aligner.box_convention`). An aligner whose scheme is not derived from
     iBUG 68 cannot share points with the others and is left out, said aloud."""
     out = []
     loaded, refused = aligner.shipped(DEVICE)
@@ -332,7 +332,7 @@ def shipped(dlib_box: BoxConvention) -> list[Method]:
     for name, model in loaded.items():
         params, mb = _weights(model.model)
         source = f"results/{name}/aligner.pt (scale {model.provenance.get('scale', '?')})"
-        convention = dlib_box if model.kind in DLIB_BOX_KINDS else SYNTHFACE_BOX
+        convention = dlib_box if model.box_convention == aligner.DLIB_HOG_BOXES else SYNTHFACE_BOX
         if model.kind in PROJECTIONS:
             project = PROJECTIONS[model.kind]
             predict = _numpy_predict(lambda photos, boxes, m=model, f=project: f(m, photos, boxes))

@@ -52,6 +52,29 @@ def preset_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+REALISM = "photo-like"       # the realism preset, trained on by the photo aligner (falign.chapters.photo)
+
+
+def realism_table() -> pd.DataFrame:
+    """The realism knobs of :data:`REALISM`'s training split beside the plain 300-W-like training split's:
+    the fields in which the two differ."""
+    real, plain = PRESETS[REALISM].splits["train"], PRESETS["300w-like"].splits["train"]
+    return pd.DataFrame([{"knob": f.name, "300w-like train": str(getattr(plain, f.name)),
+                          f"{REALISM} train": str(getattr(real, f.name))}
+                         for f in dataclasses.fields(real) if getattr(real, f.name) != getattr(plain, f.name)])
+
+
+def realism_figure(faces: dict, n: int = 12):
+    """The first ``n`` faces of a split's arrays with their landmarks (hidden ones in the second colour)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, -(-n // 2), figsize=(1.9 * -(-n // 2), 4.0))
+    for ax, i in zip(axes.flat, range(n)):
+        plots.landmarks(ax, faces["images"][i], faces["landmarks68"][i], faces["visible68"][i], size=2, legend=False)
+    fig.tight_layout()
+    return fig
+
+
 def splits(run, cfg: Scale, size: int = SIZE) -> dict[tuple[str, str], dict]:
     """(preset, split) -> the arrays of ``cfg.faces`` faces of every split of every preset
     (:func:`falign.synthface.dataset.synthface_arrays`) at the run's seed and device; each split's

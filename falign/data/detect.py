@@ -246,3 +246,10 @@ def calibrated(given: np.ndarray, calibration: np.ndarray) -> np.ndarray:
     centre = (given[:, :2] + given[:, 2:]) / 2 + calibration[:2] * size
     half = size * calibration[2:] / 2
     return np.concatenate([centre - half, centre + half], 1).astype(np.float32)
+
+
+def inverse_calibration(calibration) -> np.ndarray:
+    """The adapter that undoes ``calibration``: :func:`calibrated` with it maps the other convention's
+    boxes back (a detection into the convention a model was trained on)."""
+    dx, dy, sw, sh = np.asarray(calibration, np.float32)
+    return np.array([-dx / sw, -dy / sh, 1 / sw, 1 / sh], np.float32)

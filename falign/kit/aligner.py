@@ -55,6 +55,10 @@ FILENAME = "aligner.pt"                       # results/<name>/aligner.pt: a cha
 # function, keyword arguments) that builds the aligner, imported only when the name is asked for.
 PACKAGED = {"dlib-ert-68": ("falign.baselines.dlib_ert", "dlib_ert", {"points": 68}),
             "dlib-ert-5": ("falign.baselines.dlib_ert", "dlib_ert", {"points": 5})}
+# The face boxes a model can be trained from: the box ``falign align`` hands it should be of the same kind.
+SYNTHFACE_BOXES, DLIB_HOG_BOXES = "synthface-detector", "dlib-hog"
+BOX_CONVENTIONS = {SYNTHFACE_BOXES: "SynthFace's detector-like box (the 68 landmarks' box, jittered)",
+                   DLIB_HOG_BOXES: "dlib's HOG detector boxes"}
 _LUMA = torch.tensor([0.299, 0.587, 0.114])   # ITU-R BT.601, as falign.kit.crops makes grey crops
 
 
@@ -90,6 +94,7 @@ class Aligner:
 
     kind: str = ""
     modules: tuple[str, ...] = ()           # the model's source modules, hashed as its code version
+    trained_boxes: str = SYNTHFACE_BOXES    # the face boxes this kind trains from (:data:`BOX_CONVENTIONS`)
     batch_size: int = 64                    # faces per forward pass: bounds memory on big batches
 
     def __init__(self, model: nn.Module, *, model_args: dict, preprocess: dict, scheme: str,
@@ -248,6 +253,12 @@ class Aligner:
         from falign.measure.landmarks import get_scheme
 
         return get_scheme(self.scheme).n_points
+
+    @property
+    def box_convention(self) -> str:
+        """The boxes the model was trained from (a :data:`BOX_CONVENTIONS` key): what its checkpoint records
+        (``provenance["box_convention"]["name"]``), else its kind's :attr:`trained_boxes`."""
+        return (self.provenance.get("box_convention") or {}).get("name", self.trained_boxes)
 
     def __repr__(self) -> str:
         where = f", from {self.source}" if self.source else ""

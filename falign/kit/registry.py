@@ -130,7 +130,20 @@ def experiment(name: str) -> ModuleType:
     return module
 
 
+REAL_PHOTOS = ("compare", "real_photos.csv")   # the table whose "default model" row names the default
+
+
 def default_aligner() -> str | None:
-    """The chapter whose aligner ``falign align`` uses when none is named (registered with
-    ``default_aligner=True``), None if none is."""
+    """The aligner ``falign align`` uses when none is named: the one the comparison chapter's real-photo
+    table marks ``default model`` (the most accurate shipped aligner on real photos,
+    :mod:`falign.chapters.real_photos`); before that table exists, the chapter registered with
+    ``default_aligner=True``; None if neither."""
+    import csv
+
+    table = paths.RESULTS_DIR.joinpath(*REAL_PHOTOS)
+    if table.is_file():
+        with open(table, newline="") as fh:
+            chosen = [r["method"].lower() for r in csv.DictReader(fh) if r.get("default model") == "True"]
+        if chosen:
+            return chosen[0]
     return next((c.name for c in chapters() if c.default_aligner), None)

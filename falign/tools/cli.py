@@ -82,7 +82,7 @@ exit status: 0 all photos aligned; 1 a photo failed or a disk error; 2 a bad arg
 DEFAULT_MODEL = registry.default_aligner() or ""   # a paper package registers the default
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")   # what a folder's photos end with
 RESULTS = "faces.jsonl"                 # a run's faces, one JSON line each, in --out
-JSONL_KEYS = ("image", "face", "box", "box_source", "detector_score", "model", "scheme", "landmarks", "visible",
+JSONL_KEYS = ("image", "face", "box", "box_source", "detector_score", "model", "trained_boxes", "scheme", "landmarks", "visible",
               "warp5")                  # what a faces.jsonl line keeps of a face's record (no provenance)
 WARP_SIZES = range(16, 2049)            # --warp5: the crop's side in px
 MAX_PIXELS = 200_000_000                # larger photos are refused (decompression-bomb guard, memory)
@@ -326,6 +326,8 @@ def _align(args: argparse.Namespace, tally: Tally) -> int:
         except ValueError as err:
             return usage_error(f"argument --warp5: model {name}: {err}")
     out, stems, earlier = args.out, {}, _outputs_by_stem(args.out)
+    if not args.quiet and boxes is None:
+        print(box_note(model, name, args.detector), file=sys.stderr)
 
     def say(line: str) -> None:
         tqdm.write(line, file=sys.stderr)
@@ -358,6 +360,19 @@ def _align(args: argparse.Namespace, tally: Tally) -> int:
         print(f"falign align: {tally.faces} face(s) from {tally.photos} of {len(photos)} photo(s) -> {out}/"
               + (f"; {tally.failed} with errors" if tally.failed else ""), file=sys.stderr)
     return 1 if tally.failed else 0
+
+
+def box_note(model, name: str, detector: str) -> str:
+    """One line saying which face boxes ``model`` was trained from and that it is given ``detector``'s, so a
+    mismatch that costs accuracy is said, not hidden."""
+    from falign.kit import aligner as aligners
+
+    trained = model.box_convention
+    line = (f"falign align: model {name}, trained from {aligners.BOX_CONVENTIONS.get(trained, trained)}; "
+            f"given {detect.DETECTORS[detector]} boxes")
+    if detector == "hog" and trained == aligners.DLIB_HOG_BOXES:
+        return line + " (its own convention)"
+    return line + " as they are (another convention: expect a larger error)"
 
 
 def _default_model(names: list[str]) -> str:
@@ -419,7 +434,7 @@ def align_photo(photo: Path, model, model_name: str, boxes, say, *, detector: st
             "box": [round(float(v), 3) for v in face["box"]],
             "box_source": "given" if boxes is not None else detect.DETECTORS[detector],
             **({"detector_score": round(face["score"], 4)} if face["score"] is not None else {}),
-            "model": model_name, "kind": model.kind, "scheme": model.scheme,
+            "model": model_name, "trained_boxes": model.box_convention, "kind": model.kind, "scheme": model.scheme,
             "checkpoint": str(Path(model.source).resolve()) if model.source else None,
             "landmarks": [[round(x, 3), round(y, 3)] for x, y in face["landmarks"].tolist()],
             "visible": None if face["visible"] is None else face["visible"].tolist(),

@@ -16,6 +16,7 @@ class MSRRNAligner(Aligner):
     scale and returns its last stage S^T in [0, 1] crop units, mapped to crop pixels; no visibility."""
 
     modules = ("falign.papers.msrrn.model",)
+    trained_boxes = "dlib-hog"              # the chapter crops around dlib's HOG boxes (msrrn.detector)
 
     @classmethod
     def build(cls, model_args: dict) -> nn.Module:
