@@ -32,8 +32,9 @@ def shipped(device="cpu") -> dict[str, aligner.Aligner]:
 
 def provenance(models: dict[str, aligner.Aligner]) -> pd.DataFrame:
     """Per aligner, the run that trained its weights (scale, data, seed, commit), or for the peer the
-    package its model ships in."""
-    return pd.DataFrame([{"aligner": name, **{k: model.provenance.get(k) for k in PROVENANCE}}
+    package its model ships in, and the face boxes it was trained from."""
+    return pd.DataFrame([{"aligner": name, **{k: model.provenance.get(k) for k in PROVENANCE},
+                          "trained from": aligner.BOX_CONVENTIONS[model.box_convention]}
                          for name, model in models.items()])
 
 

@@ -27,8 +27,12 @@
 # named in each provenance line below (a CPU-sized run), not on real photographs; the last panel is
 # dlib's ERT, trained on real 300-W faces, on the same face and box, for comparison. A real face differs from
 # a SynthFace one in skin, hair, lighting and background, so expect landmarks that find the face's
-# layout roughly but miss detail. The page shows what the shipped weights do on a real photograph,
-# honestly; it is not a benchmark.
+# layout roughly but miss detail. The photo aligner (`photo`, {doc}`../photo/01_train`) is the one model
+# trained for photographs: on SynthFace's realism preset and on dlib's HOG boxes, the boxes every panel
+# below starts from; the column "trained from" says which boxes each model learned on, and a model given
+# another kind of box pays for it. Measured errors on real annotated photos, for every model, are on
+# {doc}`../compare/05_real_photos`; `falign align` uses the model that table ranks first. This page shows
+# what the shipped weights do on one real photograph, honestly; it is not a benchmark.
 
 # %% tags=["parameters"]
 SCALE = "smoke"      # unused: the page runs the shipped weights, it trains nothing

@@ -82,10 +82,20 @@ print(real_photos.reading(table))
 
 # %% [markdown]
 # What the numbers look like: each method's points on the four faces (book aligners and the peer), from the
-# annotation box in its convention.
+# annotation box in its convention; the annotated truth in white.
 
 # %%
 run.figure(real_photos.overlay_figure(methods, faces, peer.convention, table), "real_overlays")
+
+# %% [markdown]
+# Where on the face the error sits, per region (mean over the four faces, from the annotation box). The
+# jaw is where SynthFace's and 300-W's annotation conventions part: SynthFace's jaw points are fixed points
+# of the 3D head, while 300-W's annotators draw the jaw along the visible silhouette.
+
+# %%
+run.table(real_photos.region_errors(methods, faces, peer.convention), "real_regions",
+          "Real-photo error by face region (NME %, inter-ocular, mean over the four faces), 68-point methods",
+          precision=2)
 
 # %% [markdown]
 # ## Photos without annotations: agreement with dlib's ERT

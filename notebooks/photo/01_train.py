@@ -73,7 +73,7 @@ model, history = photo.train(cfg, crops, run.work, seed=run.seed, device=run.dev
 fig, ax = plt.subplots(figsize=(6, 3.5))
 plots.loss_curve(ax, history, validation=[e["validation"] for e in history.epochs], ylabel="loss / NME (%)")
 run.figure(fig, "loss_curve")
-print(f"{len(history.epochs)} epochs, precision {history.precision}; converged by the book's rule: "
+print(f"{len(history.epochs)} epochs in {history.precision['precision']}; converged by the book's rule: "
       f"{history.converged()}")
 
 # %% [markdown]
