@@ -52,7 +52,10 @@ def test_the_table_flags_the_book_aligner_with_the_lowest_real_error():
     assert row["real NME (%, detector box, 1 of 2 found)"] == 5.0    # the faces the detector found
     assert list(table.loc[table["default model"], "method"]) == ["PHOTO"]   # the peer is never the default
     assert real_photos.default_from(table) == "photo"
-    assert "PHOTO: 8.0 % real against 5.0 % SynthFace (1.6x: beyond 1.5x)" in real_photos.reading(table)
+    reading = real_photos.reading(table)
+    assert "PHOTO: 8.0 % real against 5.0 % SynthFace (1.6x: beyond 1.5x)" in reading
+    assert "It leads RCSR by 3.00 points (per-face difference -3.00 [-4.00, -2.00]" in reading   # -2 and -4 per face
+    assert "the faces decide it" in reading
 
 
 def test_the_registry_takes_the_default_from_the_real_photo_table(tmp_path, monkeypatch):
