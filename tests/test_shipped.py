@@ -26,7 +26,7 @@ torch.set_num_threads(1)
 # NME, MSRRN's inter-pupil NME (its claims ledger), PIFA's sqrt(w*h) box NME over visible points.
 SCORING = {"ccnn": ("test", "box-width", False), "cfdrnn": ("common", "inter-ocular", False),
            "msrrn": ("common", "inter-pupil", False), "pifa": ("test", "box", True),
-           "rcsr": ("common", "inter-ocular", False)}
+           "rcsr": ("common", "inter-ocular", False), "photo": ("test", "inter-ocular", False)}
 FACES = 24
 
 

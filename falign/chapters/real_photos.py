@@ -29,7 +29,7 @@ HOG = "hog"                   # the detector of the detector block: `falign alig
 BLOCKS = {"annotation": "the annotation's tight 68-point box, moved into each method's convention",
           "detector": f"{detect.DETECTORS[HOG]}'s own detection (score >= {detect.DEFAULT_MIN_SCORE_BY_DETECTOR[HOG]:g}, "
                       "as `falign align` keeps), moved into each method's convention; faces it misses are not scored"}
-# Decision [real-photos.mmod-upsample] (evaluation): the detectors' table runs dlib's CNN (MMOD) detector without
+# Decision [compare.mmod-upsample] (evaluation): the detectors' table runs dlib's CNN (MMOD) detector without
 # upsampling (HOG with one, `falign align`'s default): MMOD at upsample 1 took 10-17 s per photo on this CPU and the
 # four faces are 85 px or larger, which MMOD finds unsampled.
 # Paper: none; the issue asks for a second detector "where it measures better".
@@ -149,7 +149,7 @@ def synthface_errors(methods_: list[compare.Method], common: compare.Faces, cach
                                 .mean(1).mean()) for m in methods_}
 
 
-# Decision [real-photos.default] (evaluation): ``falign align``'s default model is the shipped book aligner on 68
+# Decision [compare.real-photos-default] (evaluation): ``falign align``'s default model is the shipped book aligner on 68
 # points with the lowest mean real-photo NME from the annotation box (all four faces; the detector block scores
 # only the faces dlib's HOG finds), declared before the table was first computed. Ties and the small sample are
 # said in the book: four faces decide it, not a benchmark.

@@ -55,7 +55,12 @@ run.figure(real_photos.faces_figure(faces), "real_faces")
 
 # %%
 detected, found_table = real_photos.detections(faces)
+
+# %%
+# NBVAL_CHECK_OUTPUT
 print(real_photos.detector_reading(found_table))
+
+# %%
 run.table(found_table, "real_detections", "dlib's detectors on the real faces: the score of the detection that "
           "overlaps the face (HOG upsampled once, MMOD not), whether it is kept at the detector's default score, and "
           "whether another box scored higher", precision=2)

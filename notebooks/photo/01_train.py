@@ -46,6 +46,12 @@ convention = photo.hog_convention(run.scale, seed=run.seed)
 crops = photo.datasets(cfg, convention, seed=run.seed)
 for c in crops.values():
     run.dataset(c.name, c.fingerprint)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{len(crops['train'])} training crops, {len(crops[photo.TEST])} test faces; boxes: {convention.name}")
+
+# %%
 run.table(photo.data_table(cfg, crops, convention), "data", caption="The training data and its boxes")
 
 # %% [markdown]
