@@ -32,6 +32,8 @@ DEVICE = "cpu"       # the chapter runs on the CPU (dlib has no GPU path)
 SEED = 0
 
 # %%
+import textwrap
+
 from falign.chapters import compare, real_photos
 from falign.kit.chapter import setup
 
@@ -58,7 +60,7 @@ detected, found_table = real_photos.detections(faces)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(real_photos.detector_reading(found_table))
+print(textwrap.fill(real_photos.detector_reading(found_table), 100))
 
 # %%
 run.table(found_table, "real_detections", "dlib's detectors on the real faces: the score of the detection that "
@@ -80,10 +82,12 @@ synth = real_photos.synthface_errors(methods, tests["common"], cache=run.work)
 errors = real_photos.errors(methods, faces, detected, peer.convention)
 table = real_photos.table(methods, faces, errors, synth)
 run.table(table, "real_photos", "Every method on four real annotated photos beside its SynthFace error (NME %, "
-          "inter-ocular, 68-point truth, each method on its points and box convention)", precision=2)
+          "inter-ocular, 68-point truth, each method on its points and box convention; real_photos.csv adds each "
+          "method's family and points)", precision=2, show=[c for c in table.columns if c not in ("family", "points")])
 
 # %%
-print(real_photos.reading(table))
+for line in real_photos.reading(table).splitlines():
+    print(textwrap.fill(line, 100, subsequent_indent="  "))
 
 # %% [markdown]
 # What the numbers look like: each method's points on the four faces (book aligners and the peer), from the
