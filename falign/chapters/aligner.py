@@ -44,8 +44,6 @@ def photo_figure(models: dict[str, aligner.Aligner], photo: np.ndarray, box, mar
     import matplotlib.pyplot as plt
 
     box = np.asarray(box, np.float32).reshape(4)
-    x1, y1, x2, y2 = box
-    w, h = x2 - x1, y2 - y1
     ncols = min(max(len(models), 1), 3)
     nrows = -(-max(len(models), 1) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 4.3 * nrows), squeeze=False)
@@ -54,7 +52,7 @@ def photo_figure(models: dict[str, aligner.Aligner], photo: np.ndarray, box, mar
     for ax, (name, model) in zip(axes.flat, models.items()):
         points, visible = model.align(photo, box[None])
         plots.landmarks(ax, photo, points[0], None if visible is None else visible[0])
-        ax.set(xlim=(x1 - margin * w, x2 + margin * w), ylim=(y2 + margin * h, y1 - margin * h))
+        plots.zoom_to_box(ax, box, margin)
         ax.set_title(f"{name}: {model.n_points} points ({model.scheme})", fontsize=9)
     if not models:
         axes[0, 0].set_title("no shipped aligner loads", fontsize=9)

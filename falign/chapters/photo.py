@@ -15,7 +15,6 @@ The notebook ``notebooks/photo/01_train`` calls these functions.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import sys
 
 import numpy as np
@@ -23,7 +22,7 @@ import pandas as pd
 import torch
 
 from falign.kit import aligner, chapter, protocol300w, train as trainer
-from falign.kit.crops import Crops, concat, crop_faces, held_out_count, load_faces
+from falign.kit.crops import Crops, crop_faces, held_out_count, load_faces
 from falign.papers.rcsr import experiment as rcsr
 
 PRESET = "photo-like"
@@ -79,19 +78,6 @@ def hog_convention(scale: str, *, seed: int = 0):
     return compare.dlib_convention(compare.SCALES[scale], seed=seed)
 
 
-def _replicated(cfg: rcsr.Scale, faces: dict, given: torch.Tensor, rows: range, seed: int, part: str,
-                stream: int) -> Crops:
-    """Grey crops of the faces ``rows`` around ``cfg.replicates`` jittered copies of their boxes, each
-    with its mirror; fingerprinted by the source faces, the part and the recipe's crop fields."""
-    parts = []
-    for boxes in rcsr.replicate_boxes(cfg, given, seed, stream):
-        crops = crop_faces(faces, cfg.size, cfg.margin, boxes=boxes, grey=True, padding_mode="border").subset(rows)
-        parts += [crops, rcsr.mirror(crops)]
-    out = concat(parts)
-    key = f"{out.fingerprint}|photo|{part}|{rows.start}:{rows.stop}|{cfg.box_noise}|{cfg.size}|{cfg.margin}"
-    return out.replace(name=f"{out.name}:{part}", fingerprint=hashlib.sha1(key.encode()).hexdigest()[:20])
-
-
 def datasets(cfg: rcsr.Scale, convention, *, seed: int = 0) -> dict[str, Crops]:
     """Training crops (the fitted faces), the held-out training faces (``validation``: the training's
     curve) and the photo-like test faces, all cropped around boxes in ``convention`` (dlib's HOG, from
@@ -101,8 +87,8 @@ def datasets(cfg: rcsr.Scale, convention, *, seed: int = 0) -> dict[str, Crops]:
     n_val = held_out_count(cfg.n_train, cfg.n_val, len(given))
     fit, held = range(len(given) - n_val), range(len(given) - n_val, len(given))
     test = load_faces("synthetic", TEST, preset=PRESET, n=cfg.n_test[TEST], size=cfg.image, seed=seed)
-    return {"train": _replicated(cfg, faces, given, fit, seed, "fit", 0),
-            "validation": _replicated(cfg, faces, given, held, seed, "validation", 2),
+    return {"train": rcsr.augmented(cfg, faces, given, fit, seed, 0, "fit"),
+            "validation": rcsr.augmented(cfg, faces, given, held, seed, 2, "validation"),
             TEST: crop_faces(test, cfg.size, cfg.margin, boxes=convention.adapt(test["detector_boxes"]),
                              grey=True, padding_mode="border")}
 

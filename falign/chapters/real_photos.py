@@ -65,16 +65,10 @@ def faces_figure(faces_: list):
     fig, axes = plt.subplots(1, len(faces_), figsize=(3.2 * len(faces_), 3.6), squeeze=False)
     for ax, face in zip(axes[0], faces_):
         plots.landmarks(ax, face.image, face.landmarks, size=4)
-        _zoom(ax, face.box)
+        plots.zoom_to_box(ax, face.box, 0.35)
         ax.set_title(f"{face_name(face)}: {face.extra['description']}", fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def _zoom(ax, box, margin: float = 0.35) -> None:
-    x1, y1, x2, y2 = np.asarray(box, float)
-    w, h = x2 - x1, y2 - y1
-    ax.set(xlim=(x1 - margin * w, x2 + margin * w), ylim=(y2 + margin * h, y1 - margin * h))
 
 
 def detections(faces_: list) -> tuple[np.ndarray, pd.DataFrame]:
@@ -275,7 +269,7 @@ def overlay_figure(methods_: list[compare.Method], faces_: list, hog: compare.Bo
             ax.imshow(face.image)
             ax.scatter(*np.asarray(face.landmarks).T, s=9, c="white", edgecolors="black", linewidths=0.4)
             plots.landmarks(ax, None, m.predict([face.image], given[i:i + 1])[0], size=7)
-            _zoom(ax, face.box, 0.2)
+            plots.zoom_to_box(ax, face.box, 0.2)
             ax.set_title(f"{m.name}, {face_name(face)}", fontsize=7)
     fig.tight_layout()
     return fig

@@ -185,6 +185,13 @@ SCHEME_COLOURS = {"context": "0.55", "kept": "tab:green", "averaged": "tab:orang
 IBUG68_REGIONS = ((0, "jaw"), (17, "brows"), (27, "nose"), (36, "eyes"), (48, "mouth"))
 
 
+def zoom_to_box(ax, box, margin: float) -> None:
+    """Show ``box`` (x1, y1, x2, y2, pixels) with ``margin`` box sizes around it, y axis down."""
+    x1, y1, x2, y2 = np.asarray(box, float).reshape(4)
+    w, h = x2 - x1, y2 - y1
+    ax.set(xlim=(x1 - margin * w, x2 + margin * w), ylim=(y2 + margin * h, y1 - margin * h))
+
+
 def face(ax, image, *, title: str | None = None, xlim=None, ylim=None):
     """Show a face image without axes, optionally zoomed (``xlim``, ``ylim`` in pixels; y runs down,
     so ``ylim`` is (bottom, top))."""

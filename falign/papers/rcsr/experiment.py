@@ -224,9 +224,10 @@ def _faces(cfg: Scale, split: str, data: str, root: str, seed: int, n: int | Non
     return faces, given
 
 
-def _augmented(cfg: Scale, faces, given: torch.Tensor, rows: range, seed: int, round: int, part: str) -> Crops:
+def augmented(cfg: Scale, faces, given: torch.Tensor, rows: range, seed: int, round: int, part: str) -> Crops:
     """The faces ``rows`` in every replicate of ``round``, each with its mirrored copy (Sec. 4.1), with a
-    fingerprint of their own (the source data's, the part and the round)."""
+    fingerprint of their own (the source data's, the part and the round). The photo aligner's chapter
+    (:mod:`falign.chapters.photo`) crops its realism faces with it too."""
     parts = []
     for boxes in replicate_boxes(cfg, given, seed, round):
         crops = crop_faces(faces, cfg.size, cfg.margin, boxes=boxes, grey=True, padding_mode="border").subset(rows)
@@ -253,7 +254,7 @@ def load(cfg: Scale, split: str, *, data: str = "synthetic", root: str = "", see
     :meth:`Crops.crop_boxes`."""
     faces, given = _faces(cfg, split, data, root, seed)
     if train:
-        return _augmented(cfg, faces, given, _fit_and_held(cfg, len(given))[0], seed, 0, "fit")
+        return augmented(cfg, faces, given, _fit_and_held(cfg, len(given))[0], seed, 0, "fit")
     return crop_faces(faces, cfg.size, cfg.margin, boxes=given, grey=True, padding_mode="border")
 
 
@@ -267,10 +268,10 @@ def datasets(cfg: Scale, *, data: str = "synthetic", root: str = "", seed: int =
     # Paper: No validation set: all 3,148 training images are used for training (Sec. 4.1).
     faces, given = _faces(cfg, "train", data, root, seed)
     fit, held = _fit_and_held(cfg, len(given))
-    out = {"train": _augmented(cfg, faces, given, fit, seed, 0, "fit"),
-           "validation": _augmented(cfg, faces, given, held, seed, 2, "validation")}
+    out = {"train": augmented(cfg, faces, given, fit, seed, 0, "fit"),
+           "validation": augmented(cfg, faces, given, held, seed, 2, "validation")}
     if cfg.finetune_epochs:
-        out["finetune"] = _augmented(cfg, faces, given, fit, seed, 1, "finetune")
+        out["finetune"] = augmented(cfg, faces, given, fit, seed, 1, "finetune")
     out.update({s: load(cfg, s, data=data, root=root, seed=seed) for s in TEST_SUBSETS})
     return out
 
