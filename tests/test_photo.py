@@ -57,3 +57,15 @@ def test_the_comparison_gives_a_dlib_trained_checkpoint_dlibs_boxes(tmp_path, cr
     monkeypatch.setattr(aligner.paths, "RESULTS_DIR", tmp_path)
     methods = {m.name: m for m in compare.shipped(CONVENTION)}
     assert methods["PHOTO"].convention == CONVENTION and methods["RCSR"].convention == compare.SYNTHFACE_BOX
+
+
+def test_retrainings_ship_beside_the_aligner_by_seed_with_the_convention(tmp_path, crops):
+    cfg = photo.SCALES["smoke"]
+    assert photo.replicate_seeds("small", 3) == (4, 5) and photo.replicate_seeds("smoke") == (1,)
+    model = rcsr.untrained(cfg, crops["train"], photo.ARM)
+    for seed in (10, 2, 1):
+        photo.save(tmp_path / photo.REPLICATES / f"seed{seed}.pt", model, cfg, None, CONVENTION, seed)
+    paths = photo.replicate_paths(tmp_path)
+    assert [p.name for p in paths] == ["seed1.pt", "seed2.pt", "seed10.pt"]           # by seed, not by text
+    loaded = aligner.load(paths[-1])
+    assert loaded.provenance["training_seed"] == 10 and loaded.box_convention == aligner.DLIB_HOG_BOXES

@@ -13,7 +13,7 @@ from falign.synthface import realism
 from falign.synthface.dataset import PRESETS, SynthFaceConfig, synthface_arrays
 
 SMALL = dict(size=64, cache=False)
-KNOBS = {"photo_backgrounds": 0.0, "albedo_detail": 0.0, "beard": 0.0, "light_colour": 0.0, "extra_light": 0.0,
+KNOBS = {"photo_backgrounds": 0.0, "albedo_detail": 0.0, "beard": 0.0, "brows": 0.0, "light_colour": 0.0, "extra_light": 0.0,
          "grey": 0.0, "jpeg": 0.0, "low_res": 0.0}
 JAW = slice(0, 17)
 EYES = slice(36, 48)
@@ -61,6 +61,21 @@ def test_jpeg_changes_pixels_not_landmarks():
     b = synthface_arrays("photo-like", "train", 4, jpeg=1.0, **SMALL)
     assert not np.array_equal(a["images"], b["images"])
     assert np.array_equal(a["landmarks68"], b["landmarks68"]) and np.array_equal(a["visible68"], b["visible68"])
+
+
+def test_thick_brows_darken_the_skin_above_and_below_the_brow_only():
+    """The knob recolours skin about the brow curve; landmarks, and the pixels far from the brows, stay."""
+    plain = synthface_arrays("photo-like", "test", 8, brows=0.0, **SMALL)
+    thick = synthface_arrays("photo-like", "test", 8, brows=1.0, **SMALL)
+    assert np.array_equal(plain["landmarks68"], thick["landmarks68"])
+    changed = np.abs(plain["images"].astype(int) - thick["images"].astype(int)).max(-1) > 0     # (n, H, W)
+    ys, xs = np.nonzero(changed.any(0))
+    brows = plain["landmarks68"][:, 17:27]
+    assert len(ys) and np.isin(np.arange(8), np.nonzero(changed.any((1, 2)))[0]).all()
+    mouth = plain["landmarks68"][:, 48:68].round().astype(int).clip(0, 63)
+    assert not changed[np.arange(8)[:, None], mouth[..., 1], mouth[..., 0]].any()
+    near = np.abs(ys[:, None] - brows[..., 1].ravel()[None]).min(1)
+    assert np.median(near) < 4
 
 
 def test_glasses_hide_eyes_not_jaw():

@@ -80,6 +80,15 @@ def test_auto_keeps_bf16_only_where_the_probe_measures_it_clearly_faster(monkeyp
     assert "probe" in setting.why
 
 
+@pytest.mark.parametrize("cl_speedup, chosen", [(1.004, "bf16"), (1.2, "bf16-cl")])
+def test_channels_last_needs_the_same_margin_over_contiguous(monkeypatch, cl_speedup, chosen):
+    """The photo aligner's two runs of one recipe picked different layouts on timings 0.4 % apart."""
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    speed = {"fp32": 100.0, "fp32-cl": 100.0, "bf16": 200.0, "bf16-cl": 200.0 * cl_speedup}
+    setting, _ = precision.choose("auto", torch.nn.Conv2d(3, 4, 3), torch.device("cpu"), lambda c: speed[c.tag])
+    assert setting.tag == chosen
+
+
 def test_an_auto_decision_is_kept_per_machine_and_keys_the_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "native_bf16", lambda: True)
     monkeypatch.setattr(precision, "probe", lambda *a, **k: lambda c: {"fp32": 10.0, "bf16": 20.0}[c.tag])

@@ -4,7 +4,7 @@ The real benchmarks cannot be downloaded by code, so every chapter runs by defau
 from :func:`falign.synthface.morphable.builtin_model`: random identity, expression, pose, skin tone, hair,
 lighting, background clutter, occluders, blur and noise, with exact ground truth. The "photo-like"
 preset also turns on :mod:`falign.synthface.realism`'s effects (each a :class:`SynthFaceConfig` knob,
-off elsewhere): real-photo backgrounds, skin texture, strong beards, glasses and hands, coloured and
+off elsewhere): real-photo backgrounds, skin texture, strong beards, thick brows, glasses and hands, coloured and
 second lights, grey, low-resolution and JPEG images. Presets mirror the
 papers' protocols (a near-frontal "common" and a hard "challenging" 300-W-like set, a large-pose
 AFLW-PIFA-like set, ...); ``synthface(preset, split, n)`` returns a :class:`FaceDataset`,
@@ -58,7 +58,7 @@ import torch
 from tqdm import tqdm
 
 from falign.base import memory as allocator, atomic_files as atomic, paths
-from falign.synthface import morphable, realism, render
+from falign.synthface import mesh as facemesh, morphable, realism, render
 from falign.data.registry import DatasetSpec, register
 from falign.data.sample import FaceDataset, Sample
 from falign.measure.landmarks import convert, convert_visibility
@@ -107,6 +107,7 @@ class SynthFaceConfig:
     photo_backgrounds: float = 0.0  # share of backgrounds cropped from real photos (no faces in them)
     albedo_detail: float = 0.0  # max amplitude of the skin texture (uneven tone, pores, freckles)
     beard: float = 0.0  # share of faces with a strong beard or stubble
+    brows: float = 0.0  # share of faces with thicker, darker brows (up to twice the plain brow's height)
     light_colour: float = 0.0  # std of the light's warm-cool colour cast
     extra_light: float = 0.0  # share of faces lit by a second directional light
     grey: float = 0.0  # share of black-and-white images
@@ -159,12 +160,13 @@ _LARGE_POSE = SynthFaceConfig(pitch=(-35.0, 35.0), pitch_std=12.0, roll=(-40.0, 
 # Photo-like: _WIDE's faces with what real photos vary in and the plain generator holds fixed. Most
 # in-the-wild backgrounds are real scenes (0.7; the rest keep the procedural clutter, which also
 # varies); skin texture on every face, up to 30 % (tone is uneven at all scales); beards on about a
-# third of men; glasses and hands are common in 300-W/AFLW (occlusion 0.35, four kinds); light casts
+# third of men; brows thicker than the plain generator's thin ones (6 mm at their inner end; real brows are
+# often twice that) on half the faces; glasses and hands are common in 300-W/AFLW (occlusion 0.35, four kinds); light casts
 # of about 10 % (tungsten against daylight); a second light (window, lamp, flash) on 40 %; archive
 # photos in grey (15 %); half of web photos re-encoded as JPEG; small faces enlarged (20 %); more
 # noise and blur on half of them.
 _PHOTO = dataclasses.replace(
-    _WIDE, photo_backgrounds=0.7, albedo_detail=0.3, beard=0.15, occlusion=0.35,
+    _WIDE, photo_backgrounds=0.7, albedo_detail=0.3, beard=0.15, brows=0.5, occlusion=0.35,
     occluders=("bar", "blob", "glasses", "hand"), light_colour=0.1, extra_light=0.4, grey=0.15, jpeg=0.5,
     low_res=0.2, blur_prob=0.5, noise=(0.0, 0.05))
 _PHOTO_TEST = dataclasses.replace(_PHOTO, **{k: getattr(_FRONTAL, k) for k in (
@@ -195,7 +197,7 @@ PRESETS: dict[str, Preset] = {
     "photo-like": Preset(
         "ibug68", {"train": _PHOTO, "test": _PHOTO_TEST}, {"train": 3148, "test": 600},
         description="300-W-like faces made to look photographed: real-photo backgrounds, skin texture, "
-        "beards, glasses and hands, coloured and second lights, grey, low-resolution and JPEG images; "
+        "beards, thick brows, glasses and hands, coloured and second lights, grey, low-resolution and JPEG images; "
         "train has 300-W train's poses, test near-frontal ones."),
 }
 # Real dataset name -> its SynthFace stand-in (the functions accept either name).
@@ -364,6 +366,7 @@ class _Scene:
     hair_level: torch.Tensor  # (V_all,) hair where this exceeds a face's hairline (face: its own line)
     shade: torch.Tensor  # (V_all,) albedo factor: the shadowed underside of the head, the ears
     templates: torch.Tensor  # (V_face, K) per-vertex weights of the albedo colours
+    brow_band: torch.Tensor  # (V_face,) skin under the realism knob ``brows``' thicker brows (mesh.brow_band)
     landmarks: torch.Tensor  # (68,) vertex indices
     anchor: torch.Tensor  # (4,) vertices measuring a face: jaw ends (width), chin, nose tip
 
@@ -443,8 +446,10 @@ def _scene(device: str) -> _Scene:
                        torch.full((n_ears,), 0.9), torch.full((n_neck,), 0.72)])
     lm = model.landmark_vertices["ibug68"]
     normals = torch.cat([n for _, _, n in parts])
+    templates = _templates(model)
+    band = torch.from_numpy(facemesh.brow_band(*model.mean.double().T.numpy())).float() * templates[:, 0]
     scene = _Scene(model, triangles, extra, n_neck, _grid_shape(model), normals, hair_level, shade,
-                   _templates(model), lm, lm[[0, 16, 8, 30]])
+                   templates, band, lm, lm[[0, 16, 8, 30]])
     if scene.grid is not None:  # the fast normals must agree with the triangle sums
         fast = _face_normals(model.mean[None], scene)[0]
         if (fast * morphable.vertex_normals(model.mean, model.triangles)).sum(-1).mean() < 0.98:
@@ -480,6 +485,8 @@ def _albedo(scene: _Scene, f: dict) -> torch.Tensor:
     ], 1)
     V = scene.templates.shape[0]
     face = torch.einsum("vk,bkc->bvc", scene.templates, colours)
+    if "brows" in f:  # the realism knob: skin around the brow turns brow-coloured on some faces
+        face = face + scene.brow_band[None, :, None] * ((colours[:, 1] - skin) * f["brows"])[:, None]
     base = torch.cat([face, skin[:, None].expand(-1, len(scene.extra), -1)], 1)
     line = torch.cat([f["fringe"][:, None].expand(-1, V),
                       f["hairline"][:, None].expand(-1, len(scene.extra))], 1)

@@ -268,6 +268,18 @@ def _labels(X, y, theta):
     return lab
 
 
+def brow_band(x, y, z) -> np.ndarray:
+    """(V,) weights in [0, 1] of brows grown thicker than the labelled ones (the realism knob ``brows``):
+    a band about the brow's design curve twice the labelled brow's height (so tallest at the inner end,
+    as real brows are), its edges soft over a millimetre, fading out beyond the brow's ends; front only.
+    The brow landmarks (17-26) stay on the curve, the band's middle."""
+    ax = np.abs(x)
+    half = 2 * np.interp(ax, [12, 55], [3.0, 1.4])
+    across = 1 / (1 + np.exp((np.abs(y - _x_curve(_BROW)(ax)) - half) / 0.5))
+    along = np.clip((ax - 8) / 4, 0, 1) * np.clip((60 - ax) / 5, 0, 1)
+    return across * along * (z > _FRONT_Z(y) - _DEPTH(y))  # the front half: |theta| < 90 degrees
+
+
 def build_mesh() -> dict:
     """Mean shape (V, 3), triangles (F, 3), iBUG-68 vertex indices, labels, design coordinates."""
     T, Y = _grid()

@@ -1,6 +1,6 @@
 """SynthFace's realism effects: what real photos vary in that the plain generator holds fixed.
 
-Photographed backgrounds, skin texture, strong beards, glasses and hands, coloured and second
+Photographed backgrounds, skin texture, strong beards, thick brows, glasses and hands, coloured and second
 lights, grey, low-resolution and JPEG-compressed images. Every knob of
 :class:`falign.synthface.dataset.SynthFaceConfig` that turns one on defaults to off, and
 :func:`draw` (the only source of their randomness, a generator of its own per block) is called only
@@ -44,7 +44,7 @@ _RIGHT_EYE, _LEFT_EYE = slice(36, 42), slice(42, 48)  # iBUG-68 eye contours
 
 def enabled(cfg) -> bool:
     """Whether any realism knob is on (else :func:`draw` is never called)."""
-    return bool(cfg.photo_backgrounds or cfg.albedo_detail or cfg.beard or cfg.light_colour
+    return bool(cfg.photo_backgrounds or cfg.albedo_detail or cfg.beard or cfg.brows or cfg.light_colour
                 or cfg.extra_light or cfg.grey or cfg.jpeg or cfg.low_res
                 or set(cfg.occluders) & set(OCCLUDERS))
 
@@ -85,6 +85,7 @@ def draw(cfg, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         "low_res": torch.where(_chance(g, n, cfg.low_res), 0.25 + 0.35 * u[:, 9], 1.0),
         "jpeg": torch.where(_chance(g, n, cfg.jpeg), cfg.jpeg_quality[0] + (cfg.jpeg_quality[1] - cfg.jpeg_quality[0])
                             * u[:, 10], 0.0).round(),
+        "brows": _chance(g, n, cfg.brows)[:, None] * (0.5 + 0.5 * u[:, 11:12]),   # drawn last: the others stay
     }
 
 

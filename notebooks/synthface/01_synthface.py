@@ -72,7 +72,7 @@ run.figure(chapter.faces_by_yaw_figure(stats["aflw-pifa-like", "test"]), "grid_b
 # The chapters' presets mirror the papers' benchmarks and keep the faces' surroundings simple. The
 # `photo-like` preset adds what real photographs vary in: real photographs as backgrounds (crops of the
 # photos that ship inside scikit-image and matplotlib, none with a face), skin texture, strong beards,
-# glasses and hands placed from the landmarks (they hide the points they cover), coloured light and a second
+# brows up to twice as thick as the plain ones, glasses and hands placed from the landmarks (they hide the points they cover), coloured light and a second
 # light, grey-scale, JPEG artefacts and low resolution. The book's photo aligner trains on it
 # ({doc}`../photo/01_train`); no chapter does, so the chapters' faces are exactly what they were. The
 # table lists the knobs in which its training split differs from the 300-W-like one.
