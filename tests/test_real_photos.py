@@ -65,3 +65,26 @@ def test_the_registry_takes_the_default_from_the_real_photo_table(tmp_path, monk
     pd.DataFrame({"method": ["RCSR", "PHOTO"], "default model": [False, True]}).to_csv(
         tmp_path / "compare" / "real_photos.csv", index=False)
     assert registry.default_aligner() == "photo" != registered
+
+
+def test_the_retraining_rows_share_the_table_and_count_the_trainings_that_meet_the_bar(monkeypatch):
+    methods = [_method("PHOTO", HOG), _method(compare.PEER, HOG, "peer")]
+    errs = {"annotation": {"PHOTO": np.array([4.0, 12.0]), compare.PEER: np.array([3.0, 11.0])},
+            "detector": {"PHOTO": np.array([5.0, np.nan]), compare.PEER: np.array([3.5, np.nan])}}
+    table = real_photos.table(methods, _faces(), errs, {"PHOTO": 5.0, compare.PEER: 9.0})
+    other = _method("PHOTO (seed 1)", HOG, "retraining")
+    monkeypatch.setattr(real_photos, "errors", lambda m, *a: {"annotation": {other.name: np.array([2.0, 6.0])},
+                                                             "detector": {other.name: np.array([2.5, np.nan])}})
+    monkeypatch.setattr(real_photos, "synthface_errors", lambda m, *a, **k: {other.name: 4.0})
+    spread = real_photos.retraining_table(table, [other], _faces(), None, HOG, None)
+    assert list(spread["method"]) == ["PHOTO", "PHOTO (seed 1)"] and "default model" not in spread
+    assert list(spread["real NME (%, annotation box)"]) == [8.0, 4.0]
+    reading = real_photos.retraining_reading(spread, peer_frontal=3.0)
+    assert "real-photo NME 4.0-8.0 %" in reading and "ratio to SynthFace 1.00-1.60" in reading
+    assert "1 of 2 meet the bar" in reading                           # seed 1: ratio 1.0, frontal 2.0 <= 3.0
+    assert "not measured" in real_photos.retraining_reading(spread.iloc[:1], 3.0)
+
+
+def test_no_replicates_shipped_means_no_retraining_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(real_photos.paths, "RESULTS_DIR", tmp_path)
+    assert real_photos.retrainings(HOG) == []

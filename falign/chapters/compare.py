@@ -332,20 +332,34 @@ def shipped(dlib_box: BoxConvention) -> list[Method]:
     for name, model in loaded.items():
         params, mb = _weights(model.model)
         source = f"results/{name}/aligner.pt (scale {model.provenance.get('scale', '?')})"
-        convention = dlib_box if model.box_convention == aligner.DLIB_HOG_BOXES else SYNTHFACE_BOX
         if model.kind in PROJECTIONS:
             project = PROJECTIONS[model.kind]
             predict = _numpy_predict(lambda photos, boxes, m=model, f=project: f(m, photos, boxes))
             out.append(Method(name.upper(), predict, IBUG68, "book", source + ", 68-point projection", params, mb,
-                              _model_key(model, "projection", SCHEME), convention))
+                              _model_key(model, "projection", SCHEME), trained_convention(model, dlib_box)))
             continue
-        points = points_of_scheme(model.scheme)
-        if points is None:
+        method = book_method(name.upper(), model, source, dlib_box)
+        if method is None:
             print(f"compare: {name} predicts {model.scheme!r}, which shares no points with iBUG 68; left out")
             continue
-        out.append(Method(name.upper(), _numpy_predict(model.predict), points, "book", source, params, mb,
-                          _model_key(model), convention))
+        out.append(method)
     return out
+
+
+def book_method(label: str, model: aligner.Aligner, source: str, dlib_box: BoxConvention,
+                family: str = "book") -> Method | None:
+    """A trained aligner as a row, on its own points and box convention (``dlib_box`` where its checkpoint
+    says it trained on dlib's boxes); None when its points are not derived from iBUG 68."""
+    points = points_of_scheme(model.scheme)
+    if points is None:
+        return None
+    return Method(label, _numpy_predict(model.predict), points, family, source, *_weights(model.model),
+                  _model_key(model), trained_convention(model, dlib_box))
+
+
+def trained_convention(model: aligner.Aligner, dlib_box: BoxConvention) -> BoxConvention:
+    """The boxes ``model`` trained from: ``dlib_box`` where its checkpoint or kind says dlib's, else SynthFace's."""
+    return dlib_box if model.box_convention == aligner.DLIB_HOG_BOXES else SYNTHFACE_BOX
 
 
 PEER = "dlib ERT"

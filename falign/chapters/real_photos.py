@@ -21,6 +21,7 @@ import pandas as pd
 
 from falign.chapters import compare
 from falign.data import detect, packaged
+from falign.base import paths
 from falign.kit import plots
 
 FRONTAL = ("takeo",)          # the frontal face the issue compares the peer on: decided before any result
@@ -251,6 +252,50 @@ def _runner_up(table_: pd.DataFrame, book: pd.DataFrame, n_boot: int = 2000) -> 
     decided = "the faces decide it" if hi < 0 else "the four faces do not decide between them"
     return (f" It leads {second['method']} by {-mean:.2f} points (per-face difference {mean:+.2f} [{lo:+.2f}, "
             f"{hi:+.2f}], paired bootstrap over the {len(faces_)} faces): {decided}.")
+
+
+RETRAINED = "photo"     # the chapter whose other trainings of one recipe ship beside its aligner (photo.retrainings)
+
+
+def retrainings(hog: compare.BoxConvention) -> list[compare.Method]:
+    """The photo chapter's other trainings of its shipped recipe (``results/photo/replicates``, Decision
+    photo.retrainings) as rows "PHOTO (seed k)" on its box convention; none where that run wrote none."""
+    from falign.chapters import photo
+    from falign.kit import aligner
+
+    out = []
+    for path in photo.replicate_paths(paths.RESULTS_DIR / RETRAINED):
+        model = aligner.load(path)
+        seed = model.provenance.get("training_seed", path.stem[4:])
+        out.append(compare.book_method(f"{RETRAINED.upper()} (seed {seed})", model,
+                                       f"results/{RETRAINED}/{photo.REPLICATES}/{path.name}", hog, "retraining"))
+    return out
+
+
+def retraining_table(table_: pd.DataFrame, replicates: list[compare.Method], faces_: list, detected: np.ndarray,
+                     hog: compare.BoxConvention, common: compare.Faces, cache=None) -> pd.DataFrame:
+    """The shipped aligner's row of ``table_`` and one row per other training of its recipe, in the same
+    columns: how far training alone moves each number."""
+    shipped = table_[table_["method"] == RETRAINED.upper()]
+    if not replicates or shipped.empty:
+        return shipped.drop(columns="default model")
+    others = table(replicates, faces_, errors(replicates, faces_, detected, hog),
+                   synthface_errors(replicates, common, cache=cache))
+    return pd.concat([shipped.drop(columns="default model"), others.drop(columns="default model")], ignore_index=True)
+
+
+def retraining_reading(table_: pd.DataFrame, peer_frontal: float) -> str:
+    """The spread over the trainings of one recipe, and how many of them meet the issue's bar."""
+    if len(table_) < 2:
+        return "No other training of the photo aligner's recipe is shipped: its spread is not measured."
+    real, ratio, frontal = (table_[c] for c in ("real NME (%, annotation box)", "real / SynthFace",
+                                                "real NME (%, frontal)"))
+    met = int(((ratio <= RATIO_GOAL) & (frontal <= peer_frontal)).sum())
+    return (f"{len(table_)} trainings of the photo aligner's recipe, differing only in their seed: real-photo NME "
+            f"{real.min():.1f}-{real.max():.1f} % (standard deviation {real.std(ddof=1):.2f}), ratio to SynthFace "
+            f"{ratio.min():.2f}-{ratio.max():.2f}, frontal face {frontal.min():.1f}-{frontal.max():.1f} % (the "
+            f"peer: {peer_frontal:.1f} %). {met} of {len(table_)} meet the bar. A difference between two aligners "
+            f"smaller than this spread is not one the four faces can show.")
 
 
 def overlay_figure(methods_: list[compare.Method], faces_: list, hog: compare.BoxConvention, table_: pd.DataFrame):

@@ -90,6 +90,23 @@ for line in real_photos.reading(table).splitlines():
     print(textwrap.fill(line, 100, subsequent_indent="  "))
 
 # %% [markdown]
+# ## How much retraining alone moves these numbers
+#
+# The photo chapter trains its recipe three times on the same crops, from three seeds (its decision
+# `photo.retrainings`): the shipped weights and two more, which ship in `results/photo/replicates`. The
+# same table for all three shows how far training alone moves a real-photo error, the yardstick for any
+# difference between two aligners above.
+
+# %%
+retrained = real_photos.retraining_table(table, real_photos.retrainings(peer.convention), faces, detected,
+                                         peer.convention, tests["common"], cache=run.work)
+run.table(retrained, "real_retrainings", "The photo aligner's recipe trained from three seeds, on the real faces "
+          "(NME %, as in the table above)", precision=2, show=[c for c in retrained.columns
+                                                             if c not in ("family", "points", "box convention")])
+print(textwrap.fill(real_photos.retraining_reading(retrained, table.loc[table["method"] == compare.PEER,
+                                                                         "real NME (%, frontal)"].iloc[0]), 100))
+
+# %% [markdown]
 # What the numbers look like: each method's points on the four faces (book aligners and the peer), from the
 # annotation box in its convention; the annotated truth in white.
 
