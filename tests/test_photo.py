@@ -1,11 +1,14 @@
 """The photo aligner's chapter: crops in dlib's box convention, and the convention its checkpoint records,
 which `falign align` reports and the comparison chapter honours."""
 
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 
 from falign.chapters import compare, photo
-from falign.kit import aligner
+from falign.kit import aligner, precision, train as trainer
 from falign.papers.rcsr import experiment as rcsr
 from falign.tools import cli
 
@@ -69,3 +72,17 @@ def test_retrainings_ship_beside_the_aligner_by_seed_with_the_convention(tmp_pat
     assert [p.name for p in paths] == ["seed1.pt", "seed2.pt", "seed10.pt"]           # by seed, not by text
     loaded = aligner.load(paths[-1])
     assert loaded.provenance["training_seed"] == 10 and loaded.box_convention == aligner.DLIB_HOG_BOXES
+
+
+@pytest.mark.parametrize("scale", ("gpu", "full"))
+def test_the_gpu_and_full_recipes_train_on_the_cpu(scale, tmp_path, monkeypatch):
+    """Never run on a GPU yet: their data recipe, network, loss and optimiser run here for two steps, on
+    RCSR's tiny face counts, in float32 without the probe (as tests/test_scales.py does for the papers)."""
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    full = photo.SCALES[scale]
+    cfg = dataclasses.replace(full, **rcsr.tiny(full), epochs=1, finetune_epochs=min(1, full.finetune_epochs))
+    crops = photo.datasets(cfg, CONVENTION)
+    assert crops["train"].images.shape[-1] == full.size
+    with trainer.step_cap(2):
+        _, history = photo.train(cfg, crops, tmp_path)
+    assert len(history.epochs) == 1 and math.isfinite(history.epochs[0]["loss"])

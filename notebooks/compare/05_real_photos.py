@@ -34,7 +34,7 @@ SEED = 0
 # %%
 import textwrap
 
-from falign.chapters import compare, real_photos
+from falign.chapters import compare, label_offsets, real_photos
 from falign.kit.chapter import setup
 
 run, cfg, tests = setup("compare", "05_real_photos", SCALE=SCALE, DATA=DATA, DATA_ROOT=DATA_ROOT, DEVICE=DEVICE,
@@ -122,6 +122,25 @@ run.figure(real_photos.overlay_figure(methods, faces, peer.convention, table), "
 run.table(real_photos.region_errors(methods, faces, peer.convention), "real_regions",
           "Real-photo error by face region (NME %, inter-ocular, mean over the four faces), 68-point methods",
           precision=2)
+
+# %% [markdown]
+# ## Definitions, not only appearance: how dlib's ERT reads SynthFace's landmarks
+#
+# SynthFace puts each iBUG point on a fixed vertex of its 3D head; 300-W's annotators placed them by eye. Where
+# the two definitions (or the faces' proportions) part, a model trained on one is off on the other by the same
+# amount on every face. dlib's ERT, trained on real 300-W, shows that offset on SynthFace's training faces: the
+# median of its residuals in each face's frame (the outer-eye-corner line horizontal and of unit length), less
+# each face's mean residual, which is the box's business. Fitted on one half of the faces and removed from the
+# other, it says how much of dlib's error there repeats from face to face. This reads dlib's errors on rendered
+# faces, which mix the definitions with dlib's own mistakes; no real face is used.
+
+# %%
+residuals, n_offset_faces = label_offsets.peer_residuals(peer, cfg, seed=run.seed)
+offsets = label_offsets.offset_table(residuals, seed=run.seed)
+run.table(offsets, "label_offsets", "dlib ERT's median offset per region on SynthFace training faces (% of the "
+          "inter-ocular distance, each face's mean offset removed; y down), and its shape error on one half before "
+          "and after removing the other half's offsets", precision=2)
+print(textwrap.fill(label_offsets.reading(offsets, n_offset_faces), 100))
 
 # %% [markdown]
 # ## Photos without annotations: agreement with dlib's ERT
