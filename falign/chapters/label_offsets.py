@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 
 from falign.chapters import compare
+from falign.chapters.real_photos import REGIONS
 from falign.kit.crops import load_faces
 
 MAX_YAW = 30.0          # faces turned at most this far: 300-W's common set's range, where the jaw is seen
-REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48),
-           "mouth": range(48, 68)}
 _OUTER_EYES = (36, 45)  # iBUG 68's outer eye corners: the frame's axis and unit (inter-ocular)
 
 
