@@ -96,6 +96,12 @@ for line in real_photos.reading(table).splitlines():
 # `photo.retrainings`): the shipped weights and two more, which ship in `results/photo/replicates`. The
 # same table for all three shows how far training alone moves a real-photo error, the yardstick for any
 # difference between two aligners above.
+#
+# Earlier recipes of the same aligner, run by this code at earlier commits: 5,000 photo-like faces without
+# the thick brows scored 14.09 % (commit 4ea5275) and 12.42 % (25ad78c) on these four faces, at 4.35 % on
+# SynthFace's common faces; the recipe here, 10,000 faces with thick brows on half, gains on SynthFace and
+# loses on the real faces in all three of its trainings. More of SynthFace made a better SynthFace model and a
+# worse photograph model: the gap is not closed by more of the same data.
 
 # %%
 retrained = real_photos.retraining_table(table, real_photos.retrainings(peer.convention), faces, detected,
