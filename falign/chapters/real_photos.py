@@ -258,7 +258,7 @@ RETRAINED = "photo"     # the chapter whose other trainings of one recipe ship b
 
 
 def retrainings(hog: compare.BoxConvention) -> list[compare.Method]:
-    """The photo chapter's other trainings of its shipped recipe (``results/photo/replicates``, Decision
+    """The photo chapter's other trainings of its shipped recipe (``results/photo/replicates``, decided by
     photo.retrainings) as rows "PHOTO (seed k)" on its box convention; none where that run wrote none."""
     from falign.chapters import photo
     from falign.kit import aligner
