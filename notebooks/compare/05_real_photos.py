@@ -109,6 +109,8 @@ retrained = real_photos.retraining_table(table, real_photos.retrainings(peer.con
 run.table(retrained, "real_retrainings", "The photo aligner's recipe trained from three seeds, on the real faces "
           "(NME %, as in the table above)", precision=2, show=[c for c in retrained.columns
                                                              if c not in ("family", "points", "box convention")])
+
+# %%
 print(textwrap.fill(real_photos.retraining_reading(retrained, table.loc[table["method"] == compare.PEER,
                                                                          "real NME (%, frontal)"].iloc[0]), 100))
 
@@ -146,6 +148,8 @@ offsets = label_offsets.offset_table(residuals, seed=run.seed)
 run.table(offsets, "label_offsets", "dlib ERT's median offset per region on SynthFace training faces (% of the "
           "inter-ocular distance, each face's mean offset removed; y down), and its shape error on one half before "
           "and after removing the other half's offsets", precision=2)
+
+# %%
 print(textwrap.fill(label_offsets.reading(offsets, n_offset_faces), 100))
 
 # %% [markdown]

@@ -115,6 +115,8 @@ for seed in photo.replicate_seeds(run.scale, run.seed):
     photo.save(run.out / photo.REPLICATES / f"seed{seed}.pt", other, cfg, run, convention, seed)
 retraining = pd.DataFrame(rows)
 run.table(retraining, "retraining", caption="Trainings of the one recipe (NME %, photo-like test faces)")
+
+# %%
 print(photo.retraining_reading(retraining))
 
 # %%

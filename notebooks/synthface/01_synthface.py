@@ -80,6 +80,8 @@ run.figure(chapter.faces_by_yaw_figure(stats["aflw-pifa-like", "test"]), "grid_b
 # %%
 run.table(chapter.realism_table(), "realism", caption="The photo-like training split's knobs that differ from the "
           "300-W-like training split's")
+
+# %%
 run.figure(chapter.realism_figure(stats[chapter.REALISM, "train"]), "realism_faces")
 
 # %% [markdown]
