@@ -68,6 +68,7 @@ def test_retrainings_ship_beside_the_aligner_by_seed_with_the_convention(tmp_pat
     model = rcsr.untrained(cfg, crops["train"], photo.ARM)
     for seed in (10, 2, 1):
         photo.save(tmp_path / photo.REPLICATES / f"seed{seed}.pt", model, cfg, None, CONVENTION, seed)
+    (tmp_path / photo.REPLICATES / "seed1-old.pt").write_bytes(b"not the run's")
     paths = photo.replicate_paths(tmp_path)
     assert [p.name for p in paths] == ["seed1.pt", "seed2.pt", "seed10.pt"]           # by seed, not by text
     loaded = aligner.load(paths[-1])

@@ -20,21 +20,20 @@ import pandas as pd
 
 from falign.chapters import compare
 from falign.chapters.real_photos import REGIONS
+from falign.kit import facecrop
 from falign.kit.crops import load_faces
+from falign.measure.landmarks import get_scheme
 
 MAX_YAW = 30.0          # faces turned at most this far: 300-W's common set's range, where the jaw is seen
-_OUTER_EYES = (36, 45)  # iBUG 68's outer eye corners: the frame's axis and unit (inter-ocular)
 
 
 def in_face_frame(points: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """(n, 68, 2) vectors ``points - truth`` turned so each face's outer-eye-corner line is horizontal and
-    divided by its length: offsets comparable across faces of any roll and size (y down: negative is up)."""
-    axis = truth[:, _OUTER_EYES[1]] - truth[:, _OUTER_EYES[0]]
-    length = np.linalg.norm(axis, axis=-1)
-    c, s = axis[:, 0] / length, axis[:, 1] / length
-    d = np.asarray(points, np.float64) - truth
-    return np.stack([c[:, None] * d[..., 0] + s[:, None] * d[..., 1],
-                     -s[:, None] * d[..., 0] + c[:, None] * d[..., 1]], -1) / length[:, None, None]
+    """(n, 68, 2) vectors ``points - truth`` in each face's frame: the similarity that takes its outer eye
+    corners to (0, 0) and (1, 0) (:func:`falign.kit.facecrop.similarity`), so offsets compare across faces
+    of any roll and size, in units of the inter-ocular distance (y down: negative is up)."""
+    corners = truth[:, list(get_scheme(compare.SCHEME).outer_eye_corners)]
+    linear = facecrop.similarity(corners, np.array([[0.0, 0.0], [1.0, 0.0]]))[..., :2]
+    return np.einsum("nij,nkj->nki", linear, np.asarray(points, np.float64) - truth)
 
 
 def split_halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -112,10 +112,12 @@ def replicate_seeds(scale: str, seed: int = 0) -> tuple[int, ...]:
 
 
 def replicate_paths(results) -> list:
-    """The replicate trainings' weights a photo chapter run wrote under ``results`` (its folder), by seed."""
+    """The replicate trainings' weights a photo chapter run wrote under ``results`` (its folder), by seed;
+    other files there (``seed1-old.pt``) are not the run's and are passed over."""
     from pathlib import Path
 
-    return sorted(Path(results, REPLICATES).glob("seed*.pt"), key=lambda p: int(p.stem[4:]))
+    found = [p for p in Path(results, REPLICATES).glob("seed*.pt") if p.stem[4:].isdigit()]
+    return sorted(found, key=lambda p: int(p.stem[4:]))
 
 
 def save(path, model: torch.nn.Module, cfg: rcsr.Scale, run, convention, seed: int) -> None:
