@@ -88,3 +88,11 @@ def test_the_retraining_rows_share_the_table_and_count_the_trainings_that_meet_t
 def test_no_replicates_shipped_means_no_retraining_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(real_photos.paths, "RESULTS_DIR", tmp_path)
     assert real_photos.retrainings(HOG) == []
+
+
+def test_a_broken_replicate_is_left_out_in_a_line_naming_it(tmp_path, monkeypatch, capsys):
+    (tmp_path / "photo" / "replicates").mkdir(parents=True)
+    (tmp_path / "photo" / "replicates" / "seed1.pt").write_bytes(b"not a checkpoint")
+    monkeypatch.setattr(real_photos.paths, "RESULTS_DIR", tmp_path)
+    assert real_photos.retrainings(HOG) == []
+    assert "seed1.pt left out" in capsys.readouterr().out
